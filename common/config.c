@@ -1,0 +1,635 @@
+#include "config.h"
+
+#include "hash.h"
+#include "shard.h"
+#include "yaml_tree.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum { KEY_INT, KEY_DOUBLE, KEY_STRING, KEY_ENUM, KEY_INT_LIST } key_type;
+
+typedef struct key_spec {
+    const char *path; /* "section.name" or a top-level "name" */
+    key_type type;
+    size_t offset;
+    double min, max;    /* inclusive range for numbers and list items */
+    int min_exclusive;  /* (min, max] */
+    const char *const *names; /* KEY_ENUM: NULL-terminated */
+    size_t cap;         /* KEY_STRING: buffer size */
+    const char *doc;
+} key_spec;
+
+static const char *const activation_names[] = {"relu", "tanh", NULL};
+static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
+static const char *const schedule_names[] = {"cosine", "constant", NULL};
+static const char *const backend_names[] = {"cpu", "gpu", "auto", NULL};
+static const char *const verbosity_names[] = {"quiet", "normal", "verbose", NULL};
+
+#define OFF(field) offsetof(rm_config, field)
+#define STR(field) KEY_STRING, OFF(field), 0, 0, 0, NULL, sizeof(((rm_config *)0)->field)
+#define INT(field, lo, hi) KEY_INT, OFF(field), lo, hi, 0, NULL, 0
+#define DBL(field, lo, hi) KEY_DOUBLE, OFF(field), lo, hi, 0, NULL, 0
+#define DBL_POS(field, hi) KEY_DOUBLE, OFF(field), 0, hi, 1, NULL, 0
+#define ENUM(field, names) KEY_ENUM, OFF(field), 0, 0, 0, names, 0
+
+static const key_spec keys[] = {
+    {"model.hidden", KEY_INT_LIST, OFF(hidden), 1, 65536, 0, NULL, 0, "hidden layer widths, e.g. [512, 256]"},
+    {"model.activation", ENUM(activation, activation_names), "relu | tanh"},
+    {"data.dir", STR(data_dir), "dataset directory (holds one shard set per split)"},
+    {"data.train_split", STR(train_split), "split to train on"},
+    {"data.eval_split", STR(eval_split), "split to evaluate on; empty: none"},
+    {"data.shuffle_window_shards", INT(shuffle_window_shards, 0, 1e9), "shards shuffled together; 0: all"},
+    {"data.prefetch_batches", INT(prefetch_batches, 1, 256), "batches the loader prepares ahead"},
+    {"train.global_batch", INT(global_batch, 1, 1 << 24), "samples per step over all workers"},
+    {"train.epochs", DBL(epochs, 0, 1e6), "passes over the training split (or use steps)"},
+    {"train.steps", INT(steps, 0, 1e12), "optimizer steps (or use epochs)"},
+    {"train.optimizer", ENUM(optimizer, optimizer_names), "sgd (with momentum) | adamw"},
+    {"train.lr", DBL_POS(lr, 100), "peak learning rate"},
+    {"train.momentum", DBL(momentum, 0, 0.999999), "SGD momentum"},
+    {"train.beta1", DBL(beta1, 0, 0.999999), "AdamW beta1"},
+    {"train.beta2", DBL(beta2, 0, 0.999999999), "AdamW beta2"},
+    {"train.eps", DBL_POS(eps, 1), "AdamW epsilon"},
+    {"train.weight_decay", DBL(weight_decay, 0, 10), "L2 (sgd) or decoupled (adamw) weight decay"},
+    {"train.warmup_steps", INT(warmup_steps, 0, 1e12), "linear warmup steps"},
+    {"train.schedule", ENUM(schedule, schedule_names), "cosine | constant after warmup"},
+    {"train.min_lr_ratio", DBL(min_lr_ratio, 0, 1), "final lr as a fraction of lr (cosine)"},
+    {"train.seed", INT(seed, 0, 9007199254740992.0), "seed for weights and sample order"},
+    {"train.eval_every", INT(eval_every, 0, 1e12), "evaluate every N steps; 0: at the end only"},
+    {"train.bucket_mb", DBL_POS(bucket_mb, 4096), "gradient all-reduce bucket size in MiB"},
+    {"launch.workers", INT(workers, 1, 65536), "worker ranks"},
+    {"launch.backend", ENUM(backend, backend_names), "cpu | gpu | auto"},
+    {"launch.threads_per_worker", INT(threads_per_worker, 1, 1024), "BLAS threads per worker"},
+    {"launch.mpirun", STR(mpirun), "the mpirun command to launch with"},
+    {"observe.progress_every_steps", INT(progress_every_steps, 1, 1e9), "plain progress line interval"},
+    {"observe.verbosity", ENUM(verbosity, verbosity_names), "quiet | normal | verbose"},
+    {"run_dir", STR(run_dir), "run directory; empty: runs/<config>-<time>"},
+};
+#define N_KEYS (sizeof keys / sizeof keys[0])
+_Static_assert(sizeof keys / sizeof keys[0] <= RM_CONFIG_MAX_KEYS, "raise RM_CONFIG_MAX_KEYS");
+
+void rm_config_defaults(rm_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->hidden[0] = 512;
+    cfg->hidden[1] = 256;
+    cfg->n_hidden = 2;
+    cfg->activation = RM_ACT_RELU;
+    snprintf(cfg->data_dir, sizeof cfg->data_dir, "data/fashion-mnist");
+    snprintf(cfg->train_split, sizeof cfg->train_split, "train");
+    snprintf(cfg->eval_split, sizeof cfg->eval_split, "test");
+    cfg->prefetch_batches = 4;
+    cfg->global_batch = 128;
+    cfg->epochs = 1;
+    cfg->optimizer = RM_OPT_ADAMW;
+    cfg->lr = 1e-3;
+    cfg->momentum = 0.9;
+    cfg->beta1 = 0.9;
+    cfg->beta2 = 0.999;
+    cfg->eps = 1e-8;
+    cfg->schedule = RM_SCHED_COSINE;
+    cfg->seed = 1;
+    cfg->bucket_mb = 1;
+    cfg->workers = 2;
+    cfg->backend = RM_BACKEND_CPU;
+    cfg->threads_per_worker = 1;
+    snprintf(cfg->mpirun, sizeof cfg->mpirun, "mpirun");
+    cfg->progress_every_steps = 100;
+    cfg->verbosity = RM_VERBOSITY_NORMAL;
+}
+
+static const key_spec *find_key(const char *path, size_t *index)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].path, path) == 0) {
+            if (index)
+                *index = i;
+            return &keys[i];
+        }
+    return NULL;
+}
+
+/* Where the value of key i came from, e.g. "job.yaml:12:3" or "--set train.lr". */
+static void where(const rm_config *cfg, size_t i, char *buf, size_t len)
+{
+    const rm_config_mark *m = &cfg->marks[i];
+    if (m->from_set)
+        snprintf(buf, len, "--set %s", keys[i].path);
+    else if (m->line > 0)
+        snprintf(buf, len, "%s:%d:%d", cfg->source_path, m->line, m->col);
+    else
+        snprintf(buf, len, "%s: %s (default)", cfg->source_path, keys[i].path);
+}
+
+static int fail_at(const rm_config *cfg, const char *path, rm_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_at(const rm_config *cfg, const char *path, rm_error *err, const char *fmt, ...)
+{
+    size_t i = 0;
+    find_key(path, &i);
+    char loc[RM_PATH_CAP + 64], what[768];
+    where(cfg, i, loc, sizeof loc);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return rm_fail(err, "%s: %s", loc, what);
+}
+
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 63 || lb > 63)
+        return 64;
+    size_t row[64];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j] + 1 < best)
+                best = row[j] + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* Best known name under `section` ("" = top level) close to `name`. */
+static const char *suggest(const char *section, const char *name)
+{
+    static char best_name[RM_NAME_CAP];
+    size_t best = 3, slen = strlen(section);
+    const char *found = NULL;
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const char *p = keys[i].path, *dot = strchr(p, '.');
+        char cand[RM_NAME_CAP];
+        if (slen == 0) /* candidates: section names and top-level keys */
+            snprintf(cand, sizeof cand, "%.*s", dot ? (int)(dot - p) : (int)strlen(p), p);
+        else if (dot && (size_t)(dot - p) == slen && strncmp(p, section, slen) == 0)
+            snprintf(cand, sizeof cand, "%s", dot + 1);
+        else
+            continue;
+        size_t d = edit_distance(name, cand);
+        if (d < best) {
+            best = d;
+            snprintf(best_name, sizeof best_name, "%s", cand);
+            found = best_name;
+        }
+    }
+    return found;
+}
+
+static const char *kind_name(const rm_yaml_node *n)
+{
+    return n->kind == RM_YAML_MAPPING ? "a mapping" : n->kind == RM_YAML_SEQUENCE ? "a list" : "a scalar";
+}
+
+static int parse_long(const char *s, long *out)
+{
+    if (!*s)
+        return RM_ERR;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 0);
+    if (errno || *end)
+        return RM_ERR;
+    *out = (long)v;
+    return RM_OK;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    if (!*s)
+        return RM_ERR;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || *end || !isfinite(v))
+        return RM_ERR;
+    *out = v;
+    return RM_OK;
+}
+
+static int check_range(const key_spec *k, double v, const char *loc, rm_error *err)
+{
+    int low = k->min_exclusive ? v <= k->min : v < k->min;
+    if (low || v > k->max)
+        return rm_fail(err, "%s: %s = %g is out of range: must be %s %g and <= %g", loc, k->path, v,
+                       k->min_exclusive ? ">" : ">=", k->min, k->max);
+    return RM_OK;
+}
+
+/* Stores the YAML node `n` into the field of key k; loc names it. */
+static int assign(rm_config *cfg, const key_spec *k, const rm_yaml_node *n, const char *loc, rm_error *err)
+{
+    char *field = (char *)cfg + k->offset;
+    if (k->type == KEY_INT_LIST) {
+        if (n->kind != RM_YAML_SEQUENCE)
+            return rm_fail(err, "%s: %s expects a list of integers like [512, 256], got %s", loc, k->path,
+                           kind_name(n));
+        if (n->count > RM_MAX_HIDDEN)
+            return rm_fail(err, "%s: %s has %zu entries; at most %d", loc, k->path, n->count, RM_MAX_HIDDEN);
+        long vals[RM_MAX_HIDDEN];
+        for (size_t i = 0; i < n->count; i++) {
+            const rm_yaml_node *it = n->items[i];
+            char iloc[RM_PATH_CAP + 64];
+            if (it->line > 0 && strchr(loc, ':'))
+                snprintf(iloc, sizeof iloc, "%s:%d:%d", cfg->source_path, it->line, it->col);
+            else
+                snprintf(iloc, sizeof iloc, "%s", loc);
+            if (it->kind != RM_YAML_SCALAR || it->quoted || parse_long(it->value, &vals[i]) != RM_OK)
+                return rm_fail(err, "%s: %s[%zu] must be an integer, got %s%s%s", iloc, k->path, i,
+                               it->kind == RM_YAML_SCALAR ? "'" : kind_name(it),
+                               it->kind == RM_YAML_SCALAR ? it->value : "", it->kind == RM_YAML_SCALAR ? "'" : "");
+            if (check_range(k, (double)vals[i], iloc, err) != RM_OK)
+                return RM_ERR;
+        }
+        memcpy(cfg->hidden, vals, n->count * sizeof vals[0]);
+        cfg->n_hidden = (int)n->count;
+        return RM_OK;
+    }
+    if (n->kind != RM_YAML_SCALAR)
+        return rm_fail(err, "%s: %s expects a single value, got %s", loc, k->path, kind_name(n));
+    const char *s = n->value;
+    switch (k->type) {
+    case KEY_INT: {
+        long v;
+        if (n->quoted || parse_long(s, &v) != RM_OK)
+            return rm_fail(err, "%s: %s must be an integer, got '%s'", loc, k->path, s);
+        if (check_range(k, (double)v, loc, err) != RM_OK)
+            return RM_ERR;
+        *(long *)field = v;
+        return RM_OK;
+    }
+    case KEY_DOUBLE: {
+        double v;
+        if (n->quoted || parse_double(s, &v) != RM_OK)
+            return rm_fail(err, "%s: %s must be a number, got '%s'", loc, k->path, s);
+        if (check_range(k, v, loc, err) != RM_OK)
+            return RM_ERR;
+        *(double *)field = v;
+        return RM_OK;
+    }
+    case KEY_STRING:
+        if (strlen(s) >= k->cap)
+            return rm_fail(err, "%s: %s is longer than %zu characters", loc, k->path, k->cap - 1);
+        if (!n->quoted && (strcmp(s, "~") == 0 || strcasecmp(s, "null") == 0))
+            s = "";
+        memcpy(field, s, strlen(s) + 1);
+        return RM_OK;
+    case KEY_ENUM:
+        for (int i = 0; k->names[i]; i++)
+            if (strcmp(s, k->names[i]) == 0) {
+                *(int *)field = i;
+                return RM_OK;
+            }
+        {
+            char choices[256] = "";
+            for (int i = 0; k->names[i]; i++) {
+                strncat(choices, i ? ", " : "", sizeof choices - strlen(choices) - 1);
+                strncat(choices, k->names[i], sizeof choices - strlen(choices) - 1);
+            }
+            return rm_fail(err, "%s: %s must be one of %s, got '%s'", loc, k->path, choices, s);
+        }
+    default:
+        return rm_fail(err, "%s: internal error: bad key type", loc);
+    }
+}
+
+static int apply_tree(rm_config *cfg, const rm_yaml_node *root, rm_error *err)
+{
+    const char *file = cfg->source_path;
+    if (!root)
+        return RM_OK; /* an empty file means all defaults */
+    if (root->kind != RM_YAML_MAPPING)
+        return rm_fail(err, "%s:%d:%d: a job config is a mapping of sections (model:, data:, train:, ...), got %s",
+                       file, root->line, root->col, kind_name(root));
+    for (size_t s = 0; s < root->count; s++) {
+        const rm_yaml_node *skey = root->keys[s], *sval = root->items[s];
+        size_t idx;
+        const key_spec *top = find_key(skey->value, &idx);
+        if (top) { /* a top-level scalar key such as run_dir */
+            char loc[RM_PATH_CAP + 32];
+            snprintf(loc, sizeof loc, "%s:%d:%d", file, sval->line, sval->col);
+            if (assign(cfg, top, sval, loc, err) != RM_OK)
+                return RM_ERR;
+            cfg->marks[idx] = (rm_config_mark){sval->line, sval->col, 0};
+            continue;
+        }
+        int known_section = 0;
+        size_t slen = strlen(skey->value);
+        for (size_t i = 0; i < N_KEYS; i++)
+            if (strncmp(keys[i].path, skey->value, slen) == 0 && keys[i].path[slen] == '.')
+                known_section = 1;
+        if (!known_section) {
+            const char *hint = suggest("", skey->value);
+            return rm_fail(err, "%s:%d:%d: unknown section '%s'%s%s%s", file, skey->line, skey->col, skey->value,
+                           hint ? " (did you mean '" : "", hint ? hint : "", hint ? "'?)" : "");
+        }
+        if (sval->kind == RM_YAML_SCALAR && (sval->value[0] == '\0' || strcmp(sval->value, "~") == 0 ||
+                                             strcasecmp(sval->value, "null") == 0))
+            continue; /* "train:" with nothing under it */
+        if (sval->kind != RM_YAML_MAPPING)
+            return rm_fail(err, "%s:%d:%d: section '%s' must be a mapping of keys, got %s", file, sval->line,
+                           sval->col, skey->value, kind_name(sval));
+        for (size_t j = 0; j < sval->count; j++) {
+            const rm_yaml_node *k = sval->keys[j], *v = sval->items[j];
+            char path[2 * RM_NAME_CAP + 2];
+            snprintf(path, sizeof path, "%s.%s", skey->value, k->value);
+            const key_spec *spec = find_key(path, &idx);
+            if (!spec) {
+                const char *hint = suggest(skey->value, k->value);
+                return rm_fail(err, "%s:%d:%d: unknown key '%s' in section '%s'%s%s%s", file, k->line, k->col,
+                               k->value, skey->value, hint ? " (did you mean '" : "", hint ? hint : "",
+                               hint ? "'?)" : "");
+            }
+            char loc[RM_PATH_CAP + 32];
+            snprintf(loc, sizeof loc, "%s:%d:%d", file, v->line, v->col);
+            if (assign(cfg, spec, v, loc, err) != RM_OK)
+                return RM_ERR;
+            cfg->marks[idx] = (rm_config_mark){v->line, v->col, 0};
+        }
+    }
+    return RM_OK;
+}
+
+int rm_config_set(rm_config *cfg, const char *assignment, rm_error *err)
+{
+    const char *eq = strchr(assignment, '=');
+    if (!eq || eq == assignment)
+        return rm_fail(err, "--set %s: expected section.key=value", assignment);
+    char path[2 * RM_NAME_CAP + 2];
+    snprintf(path, sizeof path, "%.*s", (int)(eq - assignment), assignment);
+    size_t idx;
+    const key_spec *spec = find_key(path, &idx);
+    if (!spec) {
+        char section[RM_NAME_CAP] = "";
+        const char *dot = strchr(path, '.');
+        if (dot)
+            snprintf(section, sizeof section, "%.*s", (int)(dot - path), path);
+        const char *hint = suggest(section, dot ? dot + 1 : path);
+        return rm_fail(err, "--set %s: unknown key '%s'%s%s%s%s", assignment, path, hint ? " (did you mean '" : "",
+                       hint && dot ? section : "", hint && dot ? "." : "", hint ? hint : "");
+    }
+    char origin[2 * RM_NAME_CAP + 8];
+    snprintf(origin, sizeof origin, "--set %s", path);
+    rm_yaml_doc doc;
+    int rc = rm_yaml_parse(eq + 1, strlen(eq + 1), origin, &doc, err);
+    if (rc == RM_OK) {
+        static const rm_yaml_node empty = {.kind = RM_YAML_SCALAR, .value = ""};
+        rc = assign(cfg, spec, doc.root ? doc.root : &empty, origin, err);
+    }
+    rm_yaml_free(&doc);
+    if (rc == RM_OK)
+        cfg->marks[idx] = (rm_config_mark){0, 0, 1};
+    return rc;
+}
+
+/* Makes a relative path absolute against the working directory, so every
+ * rank reads the same files whatever directory it starts in. */
+static int absolutize(rm_config *cfg, char *path, size_t cap, const char *key, rm_error *err)
+{
+    if (!path[0] || path[0] == '/')
+        return RM_OK;
+    char cwd[RM_PATH_CAP], joined[2 * RM_PATH_CAP];
+    if (!getcwd(cwd, sizeof cwd))
+        return rm_fail_errno(err, errno, "cannot read the working directory");
+    snprintf(joined, sizeof joined, "%s/%s", cwd, path);
+    if (strlen(joined) >= cap)
+        return fail_at(cfg, key, err, "path '%s' is too long", joined);
+    memcpy(path, joined, strlen(joined) + 1);
+    return RM_OK;
+}
+
+static int check_split(const rm_config *cfg, const char *key, const char *split, rm_shard_index *idx, rm_error *err)
+{
+    char dir[2 * RM_PATH_CAP];
+    snprintf(dir, sizeof dir, "%s/%s", cfg->data_dir, split);
+    rm_error why;
+    if (rm_shard_index_read(dir, idx, &why) != RM_OK)
+        return fail_at(cfg, key, err, "split '%s' of dataset %s is not usable: %s", split, cfg->data_dir, why.msg);
+    return RM_OK;
+}
+
+int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
+{
+    if (cfg->epochs > 0 && cfg->steps > 0) {
+        size_t ie = 0, is = 0;
+        find_key("train.epochs", &ie);
+        find_key("train.steps", &is);
+        const char *later = cfg->marks[is].line >= cfg->marks[ie].line ? "train.steps" : "train.epochs";
+        return fail_at(cfg, later, err, "set either train.epochs or train.steps, not both (epochs=%g, steps=%ld)",
+                       cfg->epochs, cfg->steps);
+    }
+    if (cfg->epochs <= 0 && cfg->steps <= 0)
+        return fail_at(cfg, "train.epochs", err, "the job has no length: set train.epochs or train.steps > 0");
+    if (cfg->global_batch % cfg->workers != 0)
+        return fail_at(cfg, "train.global_batch", err,
+                       "global batch %ld does not divide evenly over %ld workers (launch.workers); "
+                       "use a multiple of %ld",
+                       cfg->global_batch, cfg->workers, cfg->workers);
+    if (cfg->n_hidden < 1)
+        return fail_at(cfg, "model.hidden", err, "model.hidden needs at least one layer width");
+    if (!cfg->data_dir[0])
+        return fail_at(cfg, "data.dir", err, "data.dir is empty");
+    if (!cfg->train_split[0])
+        return fail_at(cfg, "data.train_split", err, "data.train_split is empty");
+    if (absolutize(cfg, cfg->data_dir, sizeof cfg->data_dir, "data.dir", err) != RM_OK ||
+        absolutize(cfg, cfg->run_dir, sizeof cfg->run_dir, "run_dir", err) != RM_OK)
+        return RM_ERR;
+    if (strchr(cfg->train_split, '/') || strchr(cfg->eval_split, '/'))
+        return fail_at(cfg, "data.train_split", err, "split names are directory names inside data.dir, without '/'");
+
+    struct stat st;
+    if (stat(cfg->data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return fail_at(cfg, "data.dir", err,
+                       "dataset directory %s does not exist (make one with `ringmaster data import-idx`)",
+                       cfg->data_dir);
+
+    rm_shard_index train = {0}, eval = {0};
+    int rc = RM_ERR;
+    if (check_split(cfg, "data.train_split", cfg->train_split, &train, err) != RM_OK)
+        goto out;
+    if (cfg->eval_split[0]) {
+        if (check_split(cfg, "data.eval_split", cfg->eval_split, &eval, err) != RM_OK)
+            goto out;
+        if (eval.input_dim != train.input_dim || eval.classes != train.classes) {
+            fail_at(cfg, "data.eval_split", err, "split '%s' has %ld inputs and %ld classes but '%s' has %ld and %ld",
+                    cfg->eval_split, eval.input_dim, eval.classes, cfg->train_split, train.input_dim, train.classes);
+            goto out;
+        }
+    }
+    if (cfg->global_batch > train.samples) {
+        fail_at(cfg, "train.global_batch", err, "global batch %ld is larger than the %ld training samples",
+                cfg->global_batch, train.samples);
+        goto out;
+    }
+    long total = rm_config_total_steps(cfg, train.samples);
+    if (cfg->warmup_steps >= total && cfg->warmup_steps > 0) {
+        fail_at(cfg, "train.warmup_steps", err, "warmup of %ld steps does not fit in a run of %ld steps",
+                cfg->warmup_steps, total);
+        goto out;
+    }
+    if (facts) {
+        facts->train_samples = train.samples;
+        facts->eval_samples = cfg->eval_split[0] ? eval.samples : 0;
+        facts->input_dim = train.input_dim;
+        facts->classes = train.classes;
+    }
+    rc = RM_OK;
+out:
+    rm_shard_index_free(&train);
+    rm_shard_index_free(&eval);
+    return rc;
+}
+
+int rm_config_load(const char *path, char *const *sets, int n_sets, rm_config *cfg, rm_dataset_facts *facts,
+                   rm_error *err)
+{
+    rm_config_defaults(cfg);
+    if (strlen(path) >= sizeof cfg->source_path)
+        return rm_fail(err, "config path is too long");
+    snprintf(cfg->source_path, sizeof cfg->source_path, "%s", path);
+    rm_yaml_doc doc;
+    int rc = rm_yaml_parse_file(path, &doc, err);
+    if (rc == RM_OK)
+        rc = apply_tree(cfg, doc.root, err);
+    rm_yaml_free(&doc);
+    for (int i = 0; rc == RM_OK && i < n_sets; i++)
+        rc = rm_config_set(cfg, sets[i], err);
+    if (rc == RM_OK)
+        rc = rm_config_validate(cfg, facts, err);
+    return rc;
+}
+
+static void write_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\')
+            fprintf(out, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20)
+            fprintf(out, "\\x%02x", (unsigned char)*s);
+        else
+            fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+/* Shortest form that reads back to the same double (0.9, not 0.90000000000000002). */
+static void write_double(FILE *out, double v)
+{
+    char buf[32];
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    fputs(buf, out);
+}
+
+void rm_config_write(const rm_config *cfg, FILE *out)
+{
+    char section[RM_NAME_CAP] = "";
+    for (size_t i = 0; i < N_KEYS; i++) {
+        const key_spec *k = &keys[i];
+        const char *dot = strchr(k->path, '.');
+        const char *name = k->path;
+        if (dot) {
+            if (strncmp(section, k->path, (size_t)(dot - k->path)) != 0 || section[dot - k->path] != '\0') {
+                snprintf(section, sizeof section, "%.*s", (int)(dot - k->path), k->path);
+                fprintf(out, "%s:\n", section);
+            }
+            name = dot + 1;
+            fputs("  ", out);
+        } else {
+            section[0] = '\0';
+        }
+        fprintf(out, "%s: ", name);
+        const char *field = (const char *)cfg + k->offset;
+        switch (k->type) {
+        case KEY_INT:
+            fprintf(out, "%ld", *(const long *)field);
+            break;
+        case KEY_DOUBLE:
+            write_double(out, *(const double *)field);
+            break;
+        case KEY_STRING:
+            write_string(out, field);
+            break;
+        case KEY_ENUM:
+            fputs(k->names[*(const int *)field], out);
+            break;
+        case KEY_INT_LIST:
+            fputc('[', out);
+            for (int j = 0; j < cfg->n_hidden; j++)
+                fprintf(out, "%s%ld", j ? ", " : "", cfg->hidden[j]);
+            fputc(']', out);
+            break;
+        }
+        fputc('\n', out);
+    }
+}
+
+uint64_t rm_config_hash(const rm_config *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem)
+        return 0;
+    rm_config_write(cfg, mem);
+    fclose(mem);
+    uint64_t h = rm_hash64(text, len);
+    free(text);
+    return h;
+}
+
+long rm_config_total_steps(const rm_config *cfg, long train_samples)
+{
+    if (cfg->steps > 0)
+        return cfg->steps;
+    /* Enough steps to show every sample `epochs` times; the last batch may
+     * reach into the next epoch's order (the sample stream is continuous). */
+    double samples = cfg->epochs * (double)train_samples;
+    long total = (long)ceil(samples / (double)cfg->global_batch);
+    return total > 0 ? total : 1;
+}
+
+double rm_config_lr_at(const rm_config *cfg, long step, long total_steps)
+{
+    if (cfg->warmup_steps > 0 && step < cfg->warmup_steps)
+        return cfg->lr * (double)(step + 1) / (double)cfg->warmup_steps;
+    if (cfg->schedule == RM_SCHED_CONSTANT)
+        return cfg->lr;
+    long span = total_steps - cfg->warmup_steps;
+    double progress = span > 1 ? (double)(step - cfg->warmup_steps) / (double)(span - 1) : 1.0;
+    if (progress > 1)
+        progress = 1;
+    double min_lr = cfg->lr * cfg->min_lr_ratio;
+    return min_lr + 0.5 * (cfg->lr - min_lr) * (1.0 + cos(M_PI * progress));
+}
+
+const char *rm_backend_name(int backend)
+{
+    return backend_names[backend];
+}
+
+const char *rm_optimizer_name(int optimizer)
+{
+    return optimizer_names[optimizer];
+}

@@ -1,0 +1,113 @@
+/* The job config: one YAML file (libyaml) parsed into one validated struct.
+ * Every key is described once in a table in config.c, which drives parsing,
+ * `--set` overrides, error messages, the canonical dump and the hash. */
+#ifndef RINGMASTER_CONFIG_H
+#define RINGMASTER_CONFIG_H
+
+#include "error.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define RM_MAX_HIDDEN 16
+#define RM_PATH_CAP 1024
+#define RM_NAME_CAP 64
+
+enum rm_activation { RM_ACT_RELU = 0, RM_ACT_TANH = 1 };
+enum rm_optimizer_kind { RM_OPT_SGD = 0, RM_OPT_ADAMW = 1 };
+enum rm_schedule { RM_SCHED_COSINE = 0, RM_SCHED_CONSTANT = 1 };
+enum rm_backend_kind { RM_BACKEND_CPU = 0, RM_BACKEND_GPU = 1, RM_BACKEND_AUTO = 2 };
+enum rm_verbosity { RM_VERBOSITY_QUIET = 0, RM_VERBOSITY_NORMAL = 1, RM_VERBOSITY_VERBOSE = 2 };
+
+/* Where a key's value came from, for messages: line 0 means the default. */
+typedef struct rm_config_mark {
+    int line, col;
+    int from_set; /* given with --set */
+} rm_config_mark;
+
+#define RM_CONFIG_MAX_KEYS 48
+
+typedef struct rm_config {
+    char source_path[RM_PATH_CAP];
+
+    /* model: the MLP between the dataset's input size and its class count */
+    long hidden[RM_MAX_HIDDEN];
+    int n_hidden;
+    int activation;
+
+    /* data */
+    char data_dir[RM_PATH_CAP];
+    char train_split[RM_NAME_CAP];
+    char eval_split[RM_NAME_CAP]; /* "" = no evaluation */
+    long shuffle_window_shards;   /* 0 = shuffle across all shards */
+    long prefetch_batches;
+
+    /* train */
+    long global_batch;
+    double epochs; /* exactly one of epochs and steps is > 0 */
+    long steps;
+    int optimizer;
+    double lr, momentum, beta1, beta2, eps, weight_decay;
+    long warmup_steps;
+    int schedule;
+    double min_lr_ratio;
+    long seed;
+    long eval_every; /* 0 = at the end only */
+    double bucket_mb;
+
+    /* launch */
+    long workers;
+    int backend;
+    long threads_per_worker;
+    char mpirun[RM_PATH_CAP];
+
+    /* observe */
+    long progress_every_steps;
+    int verbosity;
+
+    char run_dir[RM_PATH_CAP]; /* "" = runs/<config name>-<time> */
+
+    rm_config_mark marks[RM_CONFIG_MAX_KEYS];
+} rm_config;
+
+/* Facts the config is checked against, read from the dataset index. */
+typedef struct rm_dataset_facts {
+    long train_samples;
+    long eval_samples;
+    long input_dim;
+    long classes;
+} rm_dataset_facts;
+
+void rm_config_defaults(rm_config *cfg);
+
+/* Loads `path`, applies each "key=value" of sets in order, resolves
+ * relative paths against the working directory and validates everything,
+ * including the dataset. On error err says "file:line:col: what". facts may
+ * be NULL. */
+int rm_config_load(const char *path, char *const *sets, int n_sets, rm_config *cfg, rm_dataset_facts *facts,
+                   rm_error *err);
+
+/* Applies one "section.key=value" override (value in YAML syntax). */
+int rm_config_set(rm_config *cfg, const char *assignment, rm_error *err);
+
+/* Cross-field and dataset checks; fills facts when not NULL. */
+int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err);
+
+/* Writes the resolved config as YAML that rm_config_load reads back to an
+ * identical struct. */
+void rm_config_write(const rm_config *cfg, FILE *out);
+
+/* Hash of the canonical dump: two ranks agree on it iff they run the same job. */
+uint64_t rm_config_hash(const rm_config *cfg);
+
+/* Number of optimizer steps the job runs. */
+long rm_config_total_steps(const rm_config *cfg, long train_samples);
+
+/* Learning rate at `step` (0-based): linear warmup then cosine or constant. */
+double rm_config_lr_at(const rm_config *cfg, long step, long total_steps);
+
+const char *rm_backend_name(int backend);
+const char *rm_optimizer_name(int optimizer);
+
+#endif

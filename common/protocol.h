@@ -1,0 +1,96 @@
+/* The control protocol between the coordinator (MPI rank 0) and the
+ * workers (ranks 1..N, worker index = rank - 1). Small tagged
+ * point-to-point messages on MPI_COMM_WORLD; gradients never pass here.
+ * All ranks run the same build, so structs travel as bytes.
+ *
+ *   worker -> coordinator  HELLO        once: identity, config hash, initial weights digest
+ *   coordinator -> worker  START        go (or the reason not to)
+ *   coordinator -> worker  ASSIGN       the worker's sample slice of one step, sent
+ *                                       `assign_ahead` steps early, with flags saying what
+ *                                       follows the step (evaluate, last step)
+ *   worker -> coordinator  REPORT       after each step: loss, accuracy, phase times
+ *   worker -> coordinator  EVAL_RESULT  after an evaluation flagged on a step
+ *   coordinator -> worker  STOP         after the last step's reports and evaluation
+ *   worker -> coordinator  DONE         final weights digest
+ *   worker -> coordinator  FATAL        the reason this worker is about to end the job */
+#ifndef RINGMASTER_PROTOCOL_H
+#define RINGMASTER_PROTOCOL_H
+
+#include <stdint.h>
+
+enum rm_tag {
+    RM_TAG_HELLO = 101,
+    RM_TAG_START,
+    RM_TAG_ASSIGN,
+    RM_TAG_REPORT,
+    RM_TAG_EVAL_RESULT,
+    RM_TAG_STOP,
+    RM_TAG_DONE,
+    RM_TAG_FATAL,
+};
+
+#define RM_PROTOCOL_VERSION 1
+#define RM_HOST_CAP 64
+#define RM_REASON_CAP 512
+
+typedef struct rm_msg_hello {
+    int32_t protocol_version;
+    int32_t worker;
+    int32_t pid;
+    int32_t backend;
+    uint64_t config_hash;
+    uint64_t init_digest;
+    int64_t param_count;
+    char host[RM_HOST_CAP];
+} rm_msg_hello;
+
+typedef struct rm_msg_start {
+    int32_t ok;
+    int32_t assign_ahead;
+    int64_t total_steps;
+    int64_t first_step;
+    char reason[RM_REASON_CAP];
+} rm_msg_start;
+
+enum rm_assign_flags {
+    RM_ASSIGN_EVAL_AFTER = 1 << 0, /* evaluate after this step */
+    RM_ASSIGN_LAST = 1 << 1,       /* the job's last step */
+};
+
+/* Followed on the wire by `count` uint32 sample indices. */
+typedef struct rm_msg_assign {
+    int64_t step;
+    int64_t epoch;
+    int64_t position; /* stream position of the slice's first sample */
+    int32_t count;
+    int32_t flags;
+} rm_msg_assign;
+
+typedef struct rm_msg_report {
+    int64_t step;
+    double loss_sum; /* summed over the worker's samples */
+    int64_t correct;
+    int64_t count;
+    double lr;
+    double data_wait_s, compute_s, allreduce_wait_s, optimizer_s, step_s;
+} rm_msg_report;
+
+typedef struct rm_msg_eval_result {
+    int64_t step;
+    double loss_sum;
+    int64_t correct;
+    int64_t count;
+    double eval_s;
+} rm_msg_eval_result;
+
+typedef struct rm_msg_done {
+    uint64_t weights_digest;
+    int64_t steps;
+} rm_msg_done;
+
+typedef struct rm_msg_fatal {
+    int64_t step;
+    char reason[RM_REASON_CAP];
+} rm_msg_fatal;
+
+#endif

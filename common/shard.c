@@ -1,0 +1,321 @@
+#include "shard.h"
+
+#include "fsutil.h"
+#include "hash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define INDEX_MAX_BYTES (64u << 20)
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+int rm_shard_write(const char *path, const uint8_t *records, long n_records, long record_bytes, uint64_t *checksum,
+                   rm_error *err)
+{
+    uint8_t header[RM_SHARD_HEADER_BYTES] = {0};
+    size_t payload = (size_t)n_records * (size_t)record_bytes;
+    memcpy(header, RM_SHARD_MAGIC, 8);
+    put_u32(header + 8, 1); /* format version */
+    put_u32(header + 12, RM_SHARD_PROTECTION_PLAIN);
+    put_u64(header + 16, (uint64_t)n_records);
+    put_u64(header + 24, (uint64_t)record_bytes);
+    put_u64(header + 32, (uint64_t)payload);
+    *checksum = rm_hash64(records, payload);
+    const void *parts[2] = {header, records};
+    size_t lens[2] = {sizeof header, payload};
+    return rm_write_parts_atomic(path, parts, lens, 2, err);
+}
+
+static char *read_small_file(const char *path, size_t max, size_t *len, rm_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rm_fail_errno(err, errno, "%s: cannot open", path);
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    if (!buf) {
+        fclose(f);
+        rm_fail(err, "%s: out of memory", path);
+        return NULL;
+    }
+    *len = fread(buf, 1, max + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || *len > max) {
+        free(buf);
+        rm_fail(err, "%s: %s", path, bad ? "read error" : "index file is implausibly large");
+        return NULL;
+    }
+    buf[*len] = '\0';
+    return buf;
+}
+
+int rm_shard_index_read(const char *dir, rm_shard_index *idx, rm_error *err)
+{
+    memset(idx, 0, sizeof *idx);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, RM_SHARD_INDEX_NAME);
+    size_t len;
+    char *text = read_small_file(path, INDEX_MAX_BYTES, &len, err);
+    if (!text)
+        return RM_ERR;
+    idx->index_hash = rm_hash64(text, len);
+    if (memchr(text, '\0', len)) {
+        free(text);
+        return rm_fail(err, "%s: not a ringmaster shard index (binary data)", path);
+    }
+
+    int rc = RM_ERR, line_no = 0, shards_cap = 0, have_header = 0;
+    long sum = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        line_no++;
+        if (line[0] == '#' || line[0] == '\0')
+            continue;
+        char word[32], name[RM_SHARD_NAME_CAP + 1], hex[32];
+        long a;
+        if (!have_header) {
+            int version;
+            if (sscanf(line, "ringmaster-shard-index %d", &version) != 1 || version != 1) {
+                rm_fail(err, "%s:%d: not a ringmaster shard index (expected 'ringmaster-shard-index 1')", path,
+                        line_no);
+                goto out;
+            }
+            have_header = 1;
+            continue;
+        }
+        if (sscanf(line, "shard %64s %ld %31s", name, &a, hex) == 3) {
+            if (strchr(name, '/') || strcmp(name, "..") == 0 || strlen(name) >= RM_SHARD_NAME_CAP) {
+                rm_fail(err, "%s:%d: bad shard file name '%s'", path, line_no, name);
+                goto out;
+            }
+            if (a <= 0 || a > (1L << 40)) {
+                rm_fail(err, "%s:%d: shard %s has a bad sample count %ld", path, line_no, name, a);
+                goto out;
+            }
+            uint64_t sum_hash;
+            if (rm_hash_parse(hex, &sum_hash) != RM_OK) {
+                rm_fail(err, "%s:%d: shard %s: bad checksum '%s'", path, line_no, name, hex);
+                goto out;
+            }
+            if (idx->n_shards >= RM_SHARD_MAX_SHARDS) {
+                rm_fail(err, "%s:%d: more than %d shards", path, line_no, RM_SHARD_MAX_SHARDS);
+                goto out;
+            }
+            if (idx->n_shards == shards_cap) {
+                shards_cap = shards_cap ? 2 * shards_cap : 16;
+                rm_shard_info *grown = realloc(idx->shards, (size_t)shards_cap * sizeof *grown);
+                if (!grown) {
+                    rm_fail(err, "%s: out of memory", path);
+                    goto out;
+                }
+                idx->shards = grown;
+            }
+            rm_shard_info *s = &idx->shards[idx->n_shards++];
+            snprintf(s->file, sizeof s->file, "%s", name);
+            s->samples = a;
+            s->checksum = sum_hash;
+            sum += a;
+        } else if (sscanf(line, "%31s %ld", word, &a) == 2) {
+            long *field = strcmp(word, "samples") == 0        ? &idx->samples
+                          : strcmp(word, "input_dim") == 0    ? &idx->input_dim
+                          : strcmp(word, "classes") == 0      ? &idx->classes
+                          : strcmp(word, "record_bytes") == 0 ? &idx->record_bytes
+                                                              : NULL;
+            if (!field) {
+                rm_fail(err, "%s:%d: unknown field '%s'", path, line_no, word);
+                goto out;
+            }
+            *field = a;
+        } else {
+            rm_fail(err, "%s:%d: cannot read line '%.60s'", path, line_no, line);
+            goto out;
+        }
+    }
+    if (!have_header) {
+        rm_fail(err, "%s: empty index", path);
+        goto out;
+    }
+    if (idx->input_dim <= 0 || idx->input_dim > (1L << 24) || idx->classes < 2 || idx->classes > 256 ||
+        idx->record_bytes != 1 + idx->input_dim) {
+        rm_fail(err, "%s: inconsistent layout (input_dim %ld, classes %ld, record_bytes %ld)", path, idx->input_dim,
+                idx->classes, idx->record_bytes);
+        goto out;
+    }
+    if (idx->n_shards == 0 || sum != idx->samples) {
+        rm_fail(err, "%s: shards hold %ld samples but the index says %ld", path, sum, idx->samples);
+        goto out;
+    }
+    rc = RM_OK;
+out:
+    free(text);
+    if (rc != RM_OK)
+        rm_shard_index_free(idx);
+    return rc;
+}
+
+void rm_shard_index_free(rm_shard_index *idx)
+{
+    free(idx->shards);
+    idx->shards = NULL;
+    idx->n_shards = 0;
+}
+
+int rm_shard_index_write(const char *dir, const rm_shard_index *idx, rm_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem)
+        return rm_fail(err, "out of memory");
+    fprintf(mem, "ringmaster-shard-index 1\n");
+    fprintf(mem, "samples %ld\ninput_dim %ld\nclasses %ld\nrecord_bytes %ld\n", idx->samples, idx->input_dim,
+            idx->classes, idx->record_bytes);
+    for (int i = 0; i < idx->n_shards; i++) {
+        char hex[17];
+        rm_hash_hex(idx->shards[i].checksum, hex);
+        fprintf(mem, "shard %s %ld %s\n", idx->shards[i].file, idx->shards[i].samples, hex);
+    }
+    fclose(mem);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, RM_SHARD_INDEX_NAME);
+    int rc = rm_write_file_atomic(path, text, len, err);
+    free(text);
+    return rc;
+}
+
+/* Maps one shard and checks header and checksum against the index entry. */
+static int map_shard(const char *dir, const rm_shard_index *idx, int s, rm_dataset *ds, rm_error *err)
+{
+    const rm_shard_info *info = &idx->shards[s];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, info->file);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rm_fail_errno(err, errno, "%s: cannot open shard", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return rm_fail_errno(err, e, "%s: cannot stat shard", path);
+    }
+    size_t want = RM_SHARD_HEADER_BYTES + (size_t)info->samples * (size_t)idx->record_bytes;
+    if ((size_t)st.st_size != want) {
+        close(fd);
+        return rm_fail(err, "%s: shard is %lld bytes, expected %zu (truncated or wrong file)", path,
+                       (long long)st.st_size, want);
+    }
+    void *map = mmap(NULL, want, PROT_READ, MAP_PRIVATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (map == MAP_FAILED)
+        return rm_fail_errno(err, e, "%s: cannot map shard", path);
+    ds->maps[s] = map;
+    ds->map_bytes[s] = want;
+    const uint8_t *h = map;
+    if (memcmp(h, RM_SHARD_MAGIC, 8) != 0 || get_u32(h + 8) != 1)
+        return rm_fail(err, "%s: not a ringmaster shard (bad magic or version)", path);
+    if (get_u32(h + 12) != RM_SHARD_PROTECTION_PLAIN)
+        return rm_fail(err, "%s: payload protection %u is not supported by this build", path, get_u32(h + 12));
+    if (get_u64(h + 16) != (uint64_t)info->samples || get_u64(h + 24) != (uint64_t)idx->record_bytes)
+        return rm_fail(err, "%s: header disagrees with the index (records/record size)", path);
+    ds->payloads[s] = h + RM_SHARD_HEADER_BYTES;
+    uint64_t sum = rm_hash64(ds->payloads[s], want - RM_SHARD_HEADER_BYTES);
+    if (sum != info->checksum) {
+        char got[17], exp[17];
+        rm_hash_hex(sum, got);
+        rm_hash_hex(info->checksum, exp);
+        return rm_fail(err, "%s: checksum mismatch (file %s, index %s): the shard is damaged", path, got, exp);
+    }
+    return RM_OK;
+}
+
+int rm_dataset_open(const char *dir, rm_dataset *ds, rm_error *err)
+{
+    memset(ds, 0, sizeof *ds);
+    if (rm_shard_index_read(dir, &ds->index, err) != RM_OK)
+        return RM_ERR;
+    int n = ds->index.n_shards;
+    ds->payloads = calloc((size_t)n, sizeof *ds->payloads);
+    ds->map_bytes = calloc((size_t)n, sizeof *ds->map_bytes);
+    ds->maps = calloc((size_t)n, sizeof *ds->maps);
+    ds->first_sample = calloc((size_t)n + 1, sizeof *ds->first_sample);
+    if (!ds->payloads || !ds->map_bytes || !ds->maps || !ds->first_sample) {
+        rm_dataset_close(ds);
+        return rm_fail(err, "%s: out of memory", dir);
+    }
+    for (int s = 0; s < n; s++) {
+        ds->first_sample[s + 1] = ds->first_sample[s] + ds->index.shards[s].samples;
+        if (map_shard(dir, &ds->index, s, ds, err) != RM_OK) {
+            rm_dataset_close(ds);
+            return RM_ERR;
+        }
+    }
+    return RM_OK;
+}
+
+void rm_dataset_close(rm_dataset *ds)
+{
+    for (int s = 0; ds->maps && s < ds->index.n_shards; s++)
+        if (ds->maps[s])
+            munmap(ds->maps[s], ds->map_bytes[s]);
+    free(ds->payloads);
+    free(ds->map_bytes);
+    free(ds->maps);
+    free(ds->first_sample);
+    rm_shard_index_free(&ds->index);
+    memset(ds, 0, sizeof *ds);
+}
+
+int rm_dataset_shard_of(const rm_dataset *ds, long i)
+{
+    int lo = 0, hi = ds->index.n_shards - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (ds->first_sample[mid] <= i)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+const uint8_t *rm_dataset_record(const rm_dataset *ds, long i)
+{
+    int s = rm_dataset_shard_of(ds, i);
+    return ds->payloads[s] + (size_t)(i - ds->first_sample[s]) * (size_t)ds->index.record_bytes;
+}

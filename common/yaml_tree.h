@@ -1,0 +1,48 @@
+/* A small, bounded YAML document tree built with libyaml's event parser.
+ * Every node keeps its line and column so callers can point at the exact
+ * spot in the user's file. Aliases are refused (no billion-laughs), and
+ * depth, node count and input size are capped. */
+#ifndef RINGMASTER_YAML_TREE_H
+#define RINGMASTER_YAML_TREE_H
+
+#include "error.h"
+
+#include <stddef.h>
+
+#define RM_YAML_MAX_BYTES (1u << 20)
+#define RM_YAML_MAX_NODES 4096
+#define RM_YAML_MAX_DEPTH 16
+
+typedef enum { RM_YAML_SCALAR, RM_YAML_SEQUENCE, RM_YAML_MAPPING } rm_yaml_kind;
+
+typedef struct rm_yaml_node {
+    rm_yaml_kind kind;
+    int line, col;           /* 1-based */
+    char *value;             /* scalar text (NUL-terminated) */
+    int quoted;              /* scalar was written in quotes */
+    /* Sequence: items. Mapping: keys[i] (scalar nodes) map to items[i]. */
+    struct rm_yaml_node **items;
+    struct rm_yaml_node **keys;
+    size_t count;
+} rm_yaml_node;
+
+typedef struct rm_yaml_doc {
+    rm_yaml_node *root;      /* NULL for an empty document */
+    rm_yaml_node *pool;      /* all nodes, owned here */
+    size_t pool_used;
+} rm_yaml_doc;
+
+/* Parses a whole buffer. `origin` names it in messages ("job.yaml",
+ * "--set train.lr"). On error err holds "origin:line:col: what". The caller
+ * frees doc with rm_yaml_free, also after an error. */
+int rm_yaml_parse(const char *text, size_t len, const char *origin, rm_yaml_doc *doc, rm_error *err);
+
+/* Reads a file (refusing huge or binary ones) and parses it. */
+int rm_yaml_parse_file(const char *path, rm_yaml_doc *doc, rm_error *err);
+
+void rm_yaml_free(rm_yaml_doc *doc);
+
+/* Mapping lookup by key; NULL when absent. */
+rm_yaml_node *rm_yaml_get(const rm_yaml_node *map, const char *key);
+
+#endif

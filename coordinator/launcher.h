@@ -1,0 +1,29 @@
+/* `ringmaster run`: builds the MPMD mpirun line for one coordinator and N
+ * workers, runs it, and turns mpirun's verdict into a clear message. */
+#ifndef RINGMASTER_LAUNCHER_H
+#define RINGMASTER_LAUNCHER_H
+
+#include "config.h"
+
+typedef struct rm_launch_plan {
+    char **argv; /* NULL-terminated, owned */
+    int argc;
+    int oversubscribed;
+    int in_slurm;
+    long slots;
+} rm_launch_plan;
+
+/* bin_dir: where ringmaster-coordinator and ringmaster-worker live.
+ * config_path: the resolved config every rank reads. */
+int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char *bin_dir, const char *config_path,
+                         rm_error *err);
+void rm_launch_plan_free(rm_launch_plan *plan);
+
+/* The plan as one shell-quoted line. Caller frees. */
+char *rm_launch_plan_format(const rm_launch_plan *plan);
+
+/* Runs the plan, passing output through; returns the exit status to use
+ * and prints which rank failed and how when the job did not succeed. */
+int rm_launch_run(const rm_launch_plan *plan, const char *run_dir);
+
+#endif

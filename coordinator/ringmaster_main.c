@@ -1,0 +1,282 @@
+/* ringmaster: the command-line tool. Validates job configs, prepares
+ * datasets, and launches and watches jobs (`ringmaster run`). */
+#include "config.h"
+#include "fsutil.h"
+#include "idx_import.h"
+#include "launcher.h"
+#include "log.h"
+#include "run_dir.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_SETS 64
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage:\n"
+            "  ringmaster run CONFIG [--workers N] [--run-dir DIR] [--set section.key=value ...] [--dry-run]\n"
+            "      train: validate the config, create the run directory, launch\n"
+            "      mpirun -np 1 ringmaster-coordinator : -np N ringmaster-worker\n"
+            "  ringmaster validate CONFIG [--workers N] [--set section.key=value ...]\n"
+            "      check a config (and its dataset) without running it\n"
+            "  ringmaster data import-idx --images FILE --labels FILE --out DIR [--shard-samples N]\n"
+            "      convert MNIST-style IDX files (gzipped or not) into a shard set\n"
+            "  ringmaster version\n");
+}
+
+typedef struct job_args {
+    const char *config;
+    char *sets[MAX_SETS + 2];
+    int n_sets;
+    int dry_run;
+    char workers_set[64];
+    char run_dir_set[RM_PATH_CAP + 16];
+} job_args;
+
+/* Parses CONFIG and the options shared by run and validate. --workers and
+ * --run-dir become --set overrides so they pass the same checks. */
+static int parse_job_args(int argc, char **argv, job_args *a, rm_error *err)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--set") == 0 || strcmp(arg, "--workers") == 0 || strcmp(arg, "--run-dir") == 0) {
+            if (!val)
+                return rm_fail(err, "%s needs a value", arg);
+            if (a->n_sets >= MAX_SETS)
+                return rm_fail(err, "too many --set options");
+            i++;
+            if (strcmp(arg, "--set") == 0) {
+                a->sets[a->n_sets++] = (char *)val;
+            } else if (strcmp(arg, "--workers") == 0) {
+                snprintf(a->workers_set, sizeof a->workers_set, "launch.workers=%s", val);
+                a->sets[a->n_sets++] = a->workers_set;
+            } else {
+                if (strlen(val) >= RM_PATH_CAP)
+                    return rm_fail(err, "--run-dir path is too long");
+                /* quoted so that any path is taken as a string */
+                char *q = a->run_dir_set;
+                q += sprintf(q, "run_dir='");
+                for (const char *p = val; *p; p++) {
+                    if (*p == '\'')
+                        *q++ = '\'';
+                    *q++ = *p;
+                }
+                sprintf(q, "'");
+                a->sets[a->n_sets++] = a->run_dir_set;
+            }
+        } else if (strcmp(arg, "--dry-run") == 0) {
+            a->dry_run = 1;
+        } else if (arg[0] == '-') {
+            return rm_fail(err, "unknown option %s", arg);
+        } else if (!a->config) {
+            a->config = arg;
+        } else {
+            return rm_fail(err, "unexpected argument %s", arg);
+        }
+    }
+    if (!a->config)
+        return rm_fail(err, "no CONFIG given");
+    return RM_OK;
+}
+
+static int cmd_validate(int argc, char **argv)
+{
+    job_args a;
+    rm_error err;
+    rm_config cfg;
+    rm_dataset_facts facts;
+    if (parse_job_args(argc, argv, &a, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        usage(stderr);
+        return 2;
+    }
+    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    printf("%s: ok (%ld training samples, %ld steps, %ld workers)\n", a.config, facts.train_samples,
+           rm_config_total_steps(&cfg, facts.train_samples), cfg.workers);
+    return 0;
+}
+
+/* Directory holding this executable, to find the coordinator and worker. */
+static int self_dir(char *out, size_t cap)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return RM_ERR;
+    exe[n] = '\0';
+    snprintf(out, cap, "%s", dirname(exe));
+    return RM_OK;
+}
+
+static int run_dir_has_run(const char *dir)
+{
+    char path[RM_PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    job_args a;
+    rm_error err;
+    rm_config cfg;
+    rm_dataset_facts facts;
+    if (parse_job_args(argc, argv, &a, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        usage(stderr);
+        return 2;
+    }
+    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 1;
+    }
+    if (!cfg.run_dir[0])
+        rm_run_dir_default(a.config, cfg.run_dir, sizeof cfg.run_dir);
+    if (run_dir_has_run(cfg.run_dir)) {
+        rm_error_log("run directory %s already holds a run; pass another --run-dir (or remove it)", cfg.run_dir);
+        return 1;
+    }
+    char bin_dir[PATH_MAX];
+    if (self_dir(bin_dir, sizeof bin_dir) != RM_OK) {
+        rm_error_log("cannot find the ringmaster executable's directory");
+        return 1;
+    }
+
+    /* Every rank reads the resolved config from the run directory, so all
+     * of them run exactly what was validated here. */
+    char config_path[RM_PATH_CAP + 32];
+    snprintf(config_path, sizeof config_path, "%s/config.yaml", cfg.run_dir);
+    rm_launch_plan plan;
+    if (rm_launch_plan_build(&plan, &cfg, bin_dir, config_path, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        return 1;
+    }
+    char *line = rm_launch_plan_format(&plan);
+    if (plan.in_slurm)
+        printf("ringmaster: inside Slurm job %s: mpirun takes nodes and slots from the allocation (%ld slots)\n",
+               getenv("SLURM_JOB_ID"), plan.slots);
+    if (plan.oversubscribed)
+        printf("ringmaster: %ld ranks (1 coordinator + %ld workers) on %ld slots: oversubscribing, unbound; "
+               "the coordinator mostly sleeps\n",
+               cfg.workers + 1, cfg.workers, plan.slots);
+    printf("ringmaster: %s\n", line ? line : "(out of memory)");
+    fflush(stdout);
+    int rc = 0;
+    if (!a.dry_run) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&text, &len);
+        if (!mem || rm_mkdirs(cfg.run_dir, 0755, &err) != RM_OK) {
+            rm_error_log("%s", mem ? err.msg : "out of memory");
+            rc = 1;
+        } else {
+            rm_config_write(&cfg, mem);
+            fclose(mem);
+            mem = NULL;
+            char cmd_path[RM_PATH_CAP + 32];
+            snprintf(cmd_path, sizeof cmd_path, "%s/command.txt", cfg.run_dir);
+            if (rm_write_file_atomic(config_path, text, len, &err) != RM_OK ||
+                (line && rm_write_file_atomic(cmd_path, line, strlen(line), &err) != RM_OK)) {
+                rm_error_log("%s", err.msg);
+                rc = 1;
+            }
+        }
+        if (mem)
+            fclose(mem);
+        free(text);
+        if (rc == 0) {
+            setenv("RINGMASTER_TTY", isatty(STDERR_FILENO) ? "1" : "0", 1);
+            rc = rm_launch_run(&plan, cfg.run_dir);
+        }
+    }
+    free(line);
+    rm_launch_plan_free(&plan);
+    return rc;
+}
+
+static int cmd_import_idx(int argc, char **argv)
+{
+    const char *images = NULL, *labels = NULL, *out = NULL;
+    long shard_samples = 10000;
+    for (int i = 0; i < argc; i++) {
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!val) {
+            rm_error_log("%s needs a value", argv[i]);
+            return 2;
+        }
+        if (strcmp(argv[i], "--images") == 0)
+            images = val;
+        else if (strcmp(argv[i], "--labels") == 0)
+            labels = val;
+        else if (strcmp(argv[i], "--out") == 0)
+            out = val;
+        else if (strcmp(argv[i], "--shard-samples") == 0) {
+            char *end;
+            shard_samples = strtol(val, &end, 10);
+            if (*end || shard_samples <= 0) {
+                rm_error_log("--shard-samples must be a positive integer, got '%s'", val);
+                return 2;
+            }
+        } else {
+            rm_error_log("unknown option %s", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+        i++;
+    }
+    if (!images || !labels || !out) {
+        rm_error_log("data import-idx needs --images, --labels and --out");
+        usage(stderr);
+        return 2;
+    }
+    rm_idx_import_result res;
+    rm_error err;
+    if (rm_idx_import(images, labels, out, shard_samples, &res, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        return 1;
+    }
+    printf("%s: %ld samples, %ld inputs, %ld classes, %d shards\n", out, res.samples, res.input_dim, res.classes,
+           res.shards);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    rm_log_set_identity("ringmaster");
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 2, argv + 2);
+    if (strcmp(cmd, "validate") == 0)
+        return cmd_validate(argc - 2, argv + 2);
+    if (strcmp(cmd, "data") == 0 && argc >= 3 && strcmp(argv[2], "import-idx") == 0)
+        return cmd_import_idx(argc - 3, argv + 3);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("ringmaster %s\n", RINGMASTER_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    rm_error_log("unknown command '%s'", cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,77 @@
+#include "allreduce.h"
+
+#include "mpi_check.h"
+#include "timer.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int rm_allreduce_init(rm_allreduce *ar, MPI_Comm comm, float *grads, long n, long bucket_floats, rm_error *err)
+{
+    memset(ar, 0, sizeof *ar);
+    ar->comm = comm;
+    RM_MPI_CHECK(MPI_Comm_size(comm, &ar->comm_size), err);
+    ar->grads = grads;
+    ar->n = n;
+    if (bucket_floats < 1)
+        bucket_floats = 1;
+    /* MPI counts are int. */
+    if (bucket_floats > (1L << 30))
+        bucket_floats = 1L << 30;
+    ar->n_buckets = (int)((n + bucket_floats - 1) / bucket_floats);
+    ar->bucket_start = malloc((size_t)ar->n_buckets * sizeof *ar->bucket_start);
+    ar->bucket_end = malloc((size_t)ar->n_buckets * sizeof *ar->bucket_end);
+    ar->requests = malloc((size_t)ar->n_buckets * sizeof *ar->requests);
+    if (!ar->bucket_start || !ar->bucket_end || !ar->requests) {
+        rm_allreduce_free(ar);
+        return rm_fail(err, "out of memory for %d all-reduce buckets", ar->n_buckets);
+    }
+    for (int k = 0; k < ar->n_buckets; k++) {
+        ar->bucket_end[k] = n - (long)k * bucket_floats;
+        ar->bucket_start[k] = ar->bucket_end[k] - bucket_floats > 0 ? ar->bucket_end[k] - bucket_floats : 0;
+        ar->requests[k] = MPI_REQUEST_NULL;
+    }
+    return RM_OK;
+}
+
+void rm_allreduce_free(rm_allreduce *ar)
+{
+    free(ar->bucket_start);
+    free(ar->bucket_end);
+    free(ar->requests);
+    memset(ar, 0, sizeof *ar);
+}
+
+int rm_allreduce_ready_from(rm_allreduce *ar, long offset, rm_error *err)
+{
+    if (ar->comm_size == 1) /* the sum over one rank is the buffer itself */
+        return RM_OK;
+    while (ar->next_bucket < ar->n_buckets && ar->bucket_start[ar->next_bucket] >= offset) {
+        int k = ar->next_bucket++;
+        RM_MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, ar->grads + ar->bucket_start[k],
+                                    (int)(ar->bucket_end[k] - ar->bucket_start[k]), MPI_FLOAT, MPI_SUM, ar->comm,
+                                    &ar->requests[k]),
+                     err);
+    }
+    /* Open MPI progresses non-blocking collectives only inside MPI calls:
+     * poke the started ones so they advance while backward goes on. */
+    if (ar->next_bucket > 0) {
+        int done;
+        RM_MPI_CHECK(MPI_Testall(ar->next_bucket, ar->requests, &done, MPI_STATUSES_IGNORE), err);
+    }
+    return RM_OK;
+}
+
+int rm_allreduce_finish(rm_allreduce *ar, rm_error *err)
+{
+    ar->wait_s = 0;
+    if (ar->comm_size == 1)
+        return RM_OK;
+    if (rm_allreduce_ready_from(ar, 0, err) != RM_OK)
+        return RM_ERR;
+    double t0 = rm_now_s();
+    RM_MPI_CHECK(MPI_Waitall(ar->n_buckets, ar->requests, MPI_STATUSES_IGNORE), err);
+    ar->wait_s = rm_now_s() - t0;
+    ar->next_bucket = 0;
+    return RM_OK;
+}

@@ -1,0 +1,39 @@
+/* Bucketed gradient all-reduce over MPI for the CPU backend.
+ *
+ * The flat gradient buffer is cut into buckets from its end, because
+ * backward produces gradients from the last layer to the first. When the
+ * compute says "everything from offset X to the end is final", every bucket
+ * inside that range starts as MPI_Iallreduce (sum) at once, so communication
+ * runs while the earlier layers are still being differentiated. Every rank
+ * starts the buckets in the same order, as MPI requires. */
+#ifndef RINGMASTER_ALLREDUCE_H
+#define RINGMASTER_ALLREDUCE_H
+
+#include "error.h"
+
+#include <mpi.h>
+
+typedef struct rm_allreduce {
+    MPI_Comm comm;
+    int comm_size;
+    float *grads; /* not owned */
+    long n;
+    int n_buckets;
+    long *bucket_start; /* bucket k: [bucket_start[k], bucket_end[k]), k = 0 is the buffer's tail */
+    long *bucket_end;
+    MPI_Request *requests;
+    int next_bucket;   /* first bucket not yet started this step */
+    double wait_s;     /* time blocked in rm_allreduce_finish this step */
+} rm_allreduce;
+
+int rm_allreduce_init(rm_allreduce *ar, MPI_Comm comm, float *grads, long n, long bucket_floats, rm_error *err);
+void rm_allreduce_free(rm_allreduce *ar);
+
+/* Starts every bucket lying wholly in [offset, n) that has not started. */
+int rm_allreduce_ready_from(rm_allreduce *ar, long offset, rm_error *err);
+
+/* Starts what is left and waits for all buckets: grads then hold the sum
+ * over ranks. Records the blocked time in ar->wait_s. */
+int rm_allreduce_finish(rm_allreduce *ar, rm_error *err);
+
+#endif

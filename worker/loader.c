@@ -1,0 +1,175 @@
+#include "loader.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Fills one batch from the mapped shards; runs on the loader thread. */
+static int fill_batch(rm_loader *ld, rm_batch *b, rm_error *err)
+{
+    const rm_shard_index *idx = &ld->ds->index;
+    const float scale = 1.0f / 255.0f;
+    for (long i = 0; i < b->assign.count; i++) {
+        uint32_t s = b->samples[i];
+        if ((long)s >= idx->samples)
+            return rm_fail(err, "step %ld: sample %u is outside the dataset (%ld samples)", (long)b->assign.step, s,
+                           idx->samples);
+        const uint8_t *rec = rm_dataset_record(ld->ds, s);
+        if (rec[0] >= idx->classes)
+            return rm_fail(err, "sample %u has label %u but the dataset has %ld classes", s, rec[0], idx->classes);
+        b->labels[i] = rec[0];
+        float *row = b->x + i * ld->input_dim;
+        for (long j = 0; j < ld->input_dim; j++)
+            row[j] = (float)rec[1 + j] * scale;
+    }
+    return RM_OK;
+}
+
+static void *loader_main(void *arg)
+{
+    rm_loader *ld = arg;
+    pthread_mutex_lock(&ld->mu);
+    for (;;) {
+        while (!ld->stopping && (ld->assigns_taken == ld->assigns_pushed ||
+                                 ld->slots_filled - ld->slots_released >= ld->n_slots))
+            pthread_cond_wait(&ld->changed, &ld->mu);
+        if (ld->stopping)
+            break;
+        int a = (int)(ld->assigns_taken % ld->n_assign);
+        rm_batch *b = &ld->slots[ld->slots_filled % ld->n_slots];
+        b->assign = ld->assigns[a];
+        memcpy(b->samples, ld->assign_samples + (size_t)a * (size_t)ld->batch_cap,
+               (size_t)b->assign.count * sizeof *b->samples);
+        ld->assigns_taken++;
+        pthread_cond_broadcast(&ld->changed);
+        pthread_mutex_unlock(&ld->mu);
+
+        rm_error err;
+        int rc = fill_batch(ld, b, &err);
+
+        pthread_mutex_lock(&ld->mu);
+        if (rc != RM_OK) {
+            ld->failed = 1;
+            ld->error = err;
+            pthread_cond_broadcast(&ld->changed);
+            break;
+        }
+        ld->slots_filled++;
+        pthread_cond_broadcast(&ld->changed);
+    }
+    pthread_mutex_unlock(&ld->mu);
+    return NULL;
+}
+
+int rm_loader_start(rm_loader *ld, const rm_dataset *ds, long batch_cap, int prefetch, int max_pending, rm_error *err)
+{
+    memset(ld, 0, sizeof *ld);
+    ld->ds = ds;
+    ld->input_dim = ds->index.input_dim;
+    ld->batch_cap = batch_cap;
+    ld->n_slots = prefetch;
+    ld->n_assign = max_pending;
+    ld->slots = calloc((size_t)prefetch, sizeof *ld->slots);
+    ld->assigns = calloc((size_t)max_pending, sizeof *ld->assigns);
+    ld->assign_samples = malloc((size_t)max_pending * (size_t)batch_cap * sizeof(uint32_t));
+    if (!ld->slots || !ld->assigns || !ld->assign_samples)
+        goto oom;
+    for (int i = 0; i < prefetch; i++) {
+        rm_batch *b = &ld->slots[i];
+        b->x = malloc((size_t)batch_cap * (size_t)ld->input_dim * sizeof(float));
+        b->labels = malloc((size_t)batch_cap);
+        b->samples = malloc((size_t)batch_cap * sizeof(uint32_t));
+        if (!b->x || !b->labels || !b->samples)
+            goto oom;
+    }
+    pthread_mutex_init(&ld->mu, NULL);
+    pthread_cond_init(&ld->changed, NULL);
+    if (pthread_create(&ld->thread, NULL, loader_main, ld) != 0) {
+        rm_loader_stop(ld);
+        return rm_fail(err, "cannot start the loader thread");
+    }
+    ld->thread_started = 1;
+    return RM_OK;
+oom:
+    rm_loader_stop(ld);
+    return rm_fail(err, "out of memory for %d prefetch batches of %ld samples", prefetch, batch_cap);
+}
+
+void rm_loader_stop(rm_loader *ld)
+{
+    if (ld->thread_started) {
+        pthread_mutex_lock(&ld->mu);
+        ld->stopping = 1;
+        pthread_cond_broadcast(&ld->changed);
+        pthread_mutex_unlock(&ld->mu);
+        pthread_join(ld->thread, NULL);
+        pthread_mutex_destroy(&ld->mu);
+        pthread_cond_destroy(&ld->changed);
+    }
+    for (int i = 0; ld->slots && i < ld->n_slots; i++) {
+        free(ld->slots[i].x);
+        free(ld->slots[i].labels);
+        free(ld->slots[i].samples);
+    }
+    free(ld->slots);
+    free(ld->assigns);
+    free(ld->assign_samples);
+    memset(ld, 0, sizeof *ld);
+}
+
+int rm_loader_free_assign_slots(rm_loader *ld)
+{
+    pthread_mutex_lock(&ld->mu);
+    int n = ld->n_assign - (int)(ld->assigns_pushed - ld->assigns_taken);
+    pthread_mutex_unlock(&ld->mu);
+    return n;
+}
+
+long rm_loader_outstanding(rm_loader *ld)
+{
+    pthread_mutex_lock(&ld->mu);
+    long n = ld->assigns_pushed - ld->slots_released;
+    pthread_mutex_unlock(&ld->mu);
+    return n;
+}
+
+int rm_loader_push(rm_loader *ld, const rm_msg_assign *a, const uint32_t *samples, rm_error *err)
+{
+    if (a->count < 0 || a->count > ld->batch_cap)
+        return rm_fail(err, "assignment for step %ld has %d samples; at most %ld expected", (long)a->step, a->count,
+                       ld->batch_cap);
+    pthread_mutex_lock(&ld->mu);
+    if (ld->assigns_pushed - ld->assigns_taken >= ld->n_assign) {
+        pthread_mutex_unlock(&ld->mu);
+        return rm_fail(err, "loader queue is full (coordinator sent too far ahead)");
+    }
+    int i = (int)(ld->assigns_pushed % ld->n_assign);
+    ld->assigns[i] = *a;
+    memcpy(ld->assign_samples + (size_t)i * (size_t)ld->batch_cap, samples, (size_t)a->count * sizeof *samples);
+    ld->assigns_pushed++;
+    pthread_cond_broadcast(&ld->changed);
+    pthread_mutex_unlock(&ld->mu);
+    return RM_OK;
+}
+
+int rm_loader_next(rm_loader *ld, rm_batch **batch, rm_error *err)
+{
+    pthread_mutex_lock(&ld->mu);
+    while (!ld->failed && ld->slots_filled == ld->slots_released)
+        pthread_cond_wait(&ld->changed, &ld->mu);
+    if (ld->failed && ld->slots_filled == ld->slots_released) {
+        *err = ld->error;
+        pthread_mutex_unlock(&ld->mu);
+        return RM_ERR;
+    }
+    *batch = &ld->slots[ld->slots_released % ld->n_slots];
+    pthread_mutex_unlock(&ld->mu);
+    return RM_OK;
+}
+
+void rm_loader_release(rm_loader *ld)
+{
+    pthread_mutex_lock(&ld->mu);
+    ld->slots_released++;
+    pthread_cond_broadcast(&ld->changed);
+    pthread_mutex_unlock(&ld->mu);
+}

@@ -1,0 +1,60 @@
+/* The loader thread: turns sample assignments into ready batches (floats
+ * in [0,1] and labels) ahead of compute, so that a step waits on storage
+ * only when storage is slower than compute.
+ *
+ * The main thread pushes assignments in step order and takes batches in
+ * the same order; the loader fills up to `prefetch` batches ahead. */
+#ifndef RINGMASTER_LOADER_H
+#define RINGMASTER_LOADER_H
+
+#include "error.h"
+#include "protocol.h"
+#include "shard.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+typedef struct rm_batch {
+    rm_msg_assign assign;
+    float *x;         /* n x input_dim */
+    uint8_t *labels;  /* n */
+    uint32_t *samples;
+} rm_batch;
+
+typedef struct rm_loader {
+    const rm_dataset *ds;
+    long input_dim, batch_cap;
+    int n_slots, n_assign;
+    rm_batch *slots;       /* ring of n_slots batches */
+    rm_msg_assign *assigns; /* ring of n_assign pending assignments */
+    uint32_t *assign_samples;
+    long assigns_pushed, assigns_taken, slots_filled, slots_released;
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    int stopping;
+    int failed;
+    rm_error error;
+} rm_loader;
+
+/* ds must outlive the loader. prefetch >= 1 batches of up to batch_cap
+ * samples; up to max_pending assignments may wait to be loaded. */
+int rm_loader_start(rm_loader *ld, const rm_dataset *ds, long batch_cap, int prefetch, int max_pending, rm_error *err);
+void rm_loader_stop(rm_loader *ld);
+
+/* Number of assignments the loader can accept without blocking. */
+int rm_loader_free_assign_slots(rm_loader *ld);
+
+/* Queues one assignment (copied). Fails if the queue is full. */
+int rm_loader_push(rm_loader *ld, const rm_msg_assign *a, const uint32_t *samples, rm_error *err);
+
+/* Number of assignments pushed but not yet returned by rm_loader_next. */
+long rm_loader_outstanding(rm_loader *ld);
+
+/* Blocks until the next batch is ready; it stays valid until
+ * rm_loader_release. Fails if the loader hit an error. */
+int rm_loader_next(rm_loader *ld, rm_batch **batch, rm_error *err);
+void rm_loader_release(rm_loader *ld);
+
+#endif

@@ -1,0 +1,67 @@
+#include "optimizer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, long n_params, rm_error *err)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->kind = cfg->optimizer;
+    opt->n = n_params;
+    opt->momentum = cfg->momentum;
+    opt->beta1 = cfg->beta1;
+    opt->beta2 = cfg->beta2;
+    opt->eps = cfg->eps;
+    opt->weight_decay = cfg->weight_decay;
+    opt->m = calloc((size_t)n_params, sizeof *opt->m);
+    if (opt->kind == RM_OPT_ADAMW)
+        opt->v = calloc((size_t)n_params, sizeof *opt->v);
+    if (!opt->m || (opt->kind == RM_OPT_ADAMW && !opt->v)) {
+        rm_optimizer_free(opt);
+        return rm_fail(err, "out of memory for optimizer state (%ld parameters)", n_params);
+    }
+    return RM_OK;
+}
+
+void rm_optimizer_free(rm_optimizer *opt)
+{
+    free(opt->m);
+    free(opt->v);
+    memset(opt, 0, sizeof *opt);
+}
+
+static void sgd_step(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr)
+{
+    const float mu = (float)opt->momentum, wd = (float)opt->weight_decay;
+    float *restrict vel = opt->m;
+    for (long i = 0; i < opt->n; i++) {
+        float grad = g[i] + wd * w[i];
+        vel[i] = mu * vel[i] + grad;
+        w[i] -= lr * vel[i];
+    }
+}
+
+static void adamw_step(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr)
+{
+    const float b1 = (float)opt->beta1, b2 = (float)opt->beta2, eps = (float)opt->eps;
+    const float wd = (float)opt->weight_decay;
+    const float c1 = (float)(1.0 / (1.0 - pow(opt->beta1, (double)opt->t)));
+    const float c2 = (float)(1.0 / sqrt(1.0 - pow(opt->beta2, (double)opt->t)));
+    float *restrict m = opt->m, *restrict v = opt->v;
+    for (long i = 0; i < opt->n; i++) {
+        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        float update = (m[i] * c1) / (sqrtf(v[i]) * c2 + eps);
+        w[i] -= lr * (update + wd * w[i]);
+    }
+}
+
+void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr)
+{
+    opt->t++;
+    if (opt->kind == RM_OPT_SGD)
+        sgd_step(opt, params, grads, (float)lr);
+    else
+        adamw_step(opt, params, grads, (float)lr);
+}

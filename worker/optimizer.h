@@ -1,0 +1,23 @@
+/* Optimizers over the flat parameter buffer (CPU). State buffers are as
+ * long as the parameters and owned by the optimizer. */
+#ifndef RINGMASTER_OPTIMIZER_H
+#define RINGMASTER_OPTIMIZER_H
+
+#include "config.h"
+
+typedef struct rm_optimizer {
+    int kind;
+    long n;
+    double momentum, beta1, beta2, eps, weight_decay;
+    float *m; /* SGD velocity or AdamW first moment */
+    float *v; /* AdamW second moment */
+    long t;   /* steps taken */
+} rm_optimizer;
+
+int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, long n_params, rm_error *err);
+void rm_optimizer_free(rm_optimizer *opt);
+
+/* One update of params from grads (already averaged over the global batch). */
+void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr);
+
+#endif

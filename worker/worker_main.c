@@ -1,0 +1,309 @@
+/* ringmaster-worker: one data-parallel training rank. MPI rank r >= 1 is
+ * worker r-1; rank 0 is the coordinator. */
+#include "backend.h"
+#include "config.h"
+#include "hash.h"
+#include "loader.h"
+#include "log.h"
+#include "model_shape.h"
+#include "mpi_check.h"
+#include "protocol.h"
+#include "shard.h"
+#include "timer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EVAL_CHUNK 1024L
+
+typedef struct worker {
+    int worker, workers;
+    MPI_Comm comm; /* the workers only */
+    rm_config cfg;
+    rm_dataset_facts facts;
+    rm_dataset train, eval;
+    rm_model_shape shape;
+    rm_backend *backend;
+    rm_loader loader;
+    long local_batch;
+    uint32_t *assign_buf; /* receive buffer: header + samples */
+    size_t assign_buf_bytes;
+    float *eval_x;
+    uint8_t *eval_labels;
+    long step; /* step in progress, for messages */
+} worker;
+
+/* Ends the whole job: tell the coordinator why (so it can record it and
+ * stop every rank), and abort ourselves if it has not done so shortly. */
+static void worker_fatal(worker *w, const char *reason)
+{
+    rm_error_log("step %ld: %s", w->step, reason);
+    rm_msg_fatal msg = {.step = w->step};
+    snprintf(msg.reason, sizeof msg.reason, "%s", reason);
+    MPI_Request req;
+    if (MPI_Isend(&msg, sizeof msg, MPI_BYTE, 0, RM_TAG_FATAL, MPI_COMM_WORLD, &req) == MPI_SUCCESS) {
+        double deadline = rm_now_s() + 3.0;
+        int done = 0;
+        while (!done && rm_now_s() < deadline) {
+            MPI_Test(&req, &done, MPI_STATUS_IGNORE);
+            usleep(1000);
+        }
+    }
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+static int weights_digest(worker *w, uint64_t *digest, rm_error *err)
+{
+    float *host = malloc((size_t)w->shape.n_params * sizeof(float));
+    if (!host)
+        return rm_fail(err, "out of memory");
+    int rc = w->backend->read_params(w->backend, host, err);
+    if (rc == RM_OK)
+        *digest = rm_hash64(host, (size_t)w->shape.n_params * sizeof(float));
+    free(host);
+    return rc;
+}
+
+/* Receives one assignment (blocking when `block`) and hands it to the
+ * loader. Sets *got when one arrived. */
+static int receive_assignment(worker *w, int block, int *got, rm_error *err)
+{
+    int flag = 1;
+    MPI_Status st;
+    *got = 0;
+    if (!block)
+        RM_MPI_CHECK(MPI_Iprobe(0, RM_TAG_ASSIGN, MPI_COMM_WORLD, &flag, &st), err);
+    else
+        RM_MPI_CHECK(MPI_Probe(0, RM_TAG_ASSIGN, MPI_COMM_WORLD, &st), err);
+    if (!flag)
+        return RM_OK;
+    int bytes;
+    RM_MPI_CHECK(MPI_Get_count(&st, MPI_BYTE, &bytes), err);
+    if (bytes < (int)sizeof(rm_msg_assign) || (size_t)bytes > w->assign_buf_bytes)
+        return rm_fail(err, "malformed assignment from the coordinator (%d bytes)", bytes);
+    RM_MPI_CHECK(MPI_Recv(w->assign_buf, bytes, MPI_BYTE, 0, RM_TAG_ASSIGN, MPI_COMM_WORLD, MPI_STATUS_IGNORE), err);
+    rm_msg_assign a;
+    memcpy(&a, w->assign_buf, sizeof a);
+    if (a.count < 0 || (size_t)bytes != sizeof a + (size_t)a.count * sizeof(uint32_t))
+        return rm_fail(err, "malformed assignment for step %ld", (long)a.step);
+    *got = 1;
+    return rm_loader_push(&w->loader, &a, (const uint32_t *)((const char *)w->assign_buf + sizeof a), err);
+}
+
+/* Evaluates this worker's contiguous part of the eval split. */
+static int evaluate(worker *w, long step, rm_error *err)
+{
+    double t0 = rm_now_s();
+    rm_msg_eval_result res = {.step = step};
+    long m = w->eval.index.samples, d = w->eval.index.input_dim;
+    long begin = m * w->worker / w->workers, end = m * (w->worker + 1) / w->workers;
+    for (long at = begin; at < end; at += EVAL_CHUNK) {
+        long n = end - at < EVAL_CHUNK ? end - at : EVAL_CHUNK;
+        for (long i = 0; i < n; i++) {
+            const uint8_t *rec = rm_dataset_record(&w->eval, at + i);
+            w->eval_labels[i] = rec[0] < w->eval.index.classes ? rec[0] : 0;
+            for (long j = 0; j < d; j++)
+                w->eval_x[i * d + j] = (float)rec[1 + j] * (1.0f / 255.0f);
+        }
+        double loss;
+        long correct;
+        if (w->backend->evaluate(w->backend, w->eval_x, w->eval_labels, n, &loss, &correct, err) != RM_OK)
+            return RM_ERR;
+        res.loss_sum += loss;
+        res.correct += correct;
+        res.count += n;
+    }
+    res.eval_s = rm_now_s() - t0;
+    RM_MPI_CHECK(MPI_Send(&res, sizeof res, MPI_BYTE, 0, RM_TAG_EVAL_RESULT, MPI_COMM_WORLD), err);
+    return RM_OK;
+}
+
+static int setup(worker *w, const char *config_path, char *const *sets, int n_sets, rm_error *err)
+{
+    if (rm_config_load(config_path, sets, n_sets, &w->cfg, &w->facts, err) != RM_OK)
+        return RM_ERR;
+    if (w->cfg.workers != w->workers)
+        return rm_fail(err, "the job was launched with %d worker ranks but launch.workers is %ld", w->workers,
+                       w->cfg.workers);
+    if (w->cfg.backend == RM_BACKEND_GPU)
+        return rm_fail(err, "launch.backend is gpu but this build of ringmaster has no GPU backend "
+                            "(rebuild with the CUDA toolkit and -DRINGMASTER_CUDA=ON, or use backend: cpu)");
+    if (w->cfg.backend == RM_BACKEND_AUTO && w->worker == 0)
+        rm_info("launch.backend auto: no GPU backend in this build, using the CPU backend");
+
+    char dir[2 * RM_PATH_CAP];
+    snprintf(dir, sizeof dir, "%s/%s", w->cfg.data_dir, w->cfg.train_split);
+    if (rm_dataset_open(dir, &w->train, err) != RM_OK)
+        return RM_ERR;
+    if (w->cfg.eval_split[0]) {
+        snprintf(dir, sizeof dir, "%s/%s", w->cfg.data_dir, w->cfg.eval_split);
+        if (rm_dataset_open(dir, &w->eval, err) != RM_OK)
+            return RM_ERR;
+    }
+    rm_model_shape_init(&w->shape, &w->cfg, w->facts.input_dim, w->facts.classes);
+    w->local_batch = w->cfg.global_batch / w->workers;
+    long max_batch = w->local_batch > EVAL_CHUNK ? w->local_batch : EVAL_CHUNK;
+    w->backend = rm_backend_cpu_create(&w->shape, &w->cfg, max_batch, w->comm, err);
+    if (!w->backend)
+        return RM_ERR;
+    w->assign_buf_bytes = sizeof(rm_msg_assign) + (size_t)w->local_batch * sizeof(uint32_t);
+    w->assign_buf = malloc(w->assign_buf_bytes);
+    w->eval_x = malloc((size_t)EVAL_CHUNK * (size_t)w->facts.input_dim * sizeof(float));
+    w->eval_labels = malloc(EVAL_CHUNK);
+    if (!w->assign_buf || !w->eval_x || !w->eval_labels)
+        return rm_fail(err, "out of memory");
+    return RM_OK;
+}
+
+static int handshake(worker *w, rm_msg_start *start, rm_error *err)
+{
+    rm_msg_hello hello = {
+        .protocol_version = RM_PROTOCOL_VERSION,
+        .worker = w->worker,
+        .pid = (int32_t)getpid(),
+        .backend = RM_BACKEND_CPU,
+        .config_hash = rm_config_hash(&w->cfg),
+        .param_count = w->shape.n_params,
+    };
+    snprintf(hello.host, sizeof hello.host, "%s", rm_log_host());
+    if (weights_digest(w, &hello.init_digest, err) != RM_OK)
+        return RM_ERR;
+    RM_MPI_CHECK(MPI_Send(&hello, sizeof hello, MPI_BYTE, 0, RM_TAG_HELLO, MPI_COMM_WORLD), err);
+    RM_MPI_CHECK(MPI_Recv(start, sizeof *start, MPI_BYTE, 0, RM_TAG_START, MPI_COMM_WORLD, MPI_STATUS_IGNORE), err);
+    return RM_OK;
+}
+
+static int train(worker *w, const rm_msg_start *start, rm_error *err)
+{
+    if (rm_loader_start(&w->loader, &w->train, w->local_batch, (int)w->cfg.prefetch_batches, start->assign_ahead,
+                        err) != RM_OK)
+        return RM_ERR;
+    float grad_scale = 1.0f / (float)w->cfg.global_batch;
+    for (w->step = start->first_step; w->step < start->total_steps; w->step++) {
+        /* Hand every assignment that has arrived to the loader; block only
+         * if the loader has nothing left to prepare. */
+        int got = 1;
+        while (got && rm_loader_free_assign_slots(&w->loader) > 0)
+            if (receive_assignment(w, 0, &got, err) != RM_OK)
+                return RM_ERR;
+        if (rm_loader_outstanding(&w->loader) == 0 && receive_assignment(w, 1, &got, err) != RM_OK)
+            return RM_ERR;
+
+        double t0 = rm_now_s();
+        rm_batch *b;
+        if (rm_loader_next(&w->loader, &b, err) != RM_OK)
+            return RM_ERR;
+        double data_wait_s = rm_now_s() - t0;
+        if (b->assign.step != w->step)
+            return rm_fail(err, "expected the assignment of step %ld, got step %ld", w->step, (long)b->assign.step);
+
+        double lr = rm_config_lr_at(&w->cfg, w->step, start->total_steps);
+        rm_step_stats stats = {0};
+        if (w->backend->train_step(w->backend, b->x, b->labels, b->assign.count, grad_scale, lr, &stats, err) != RM_OK)
+            return RM_ERR;
+        rm_msg_report rep = {
+            .step = w->step,
+            .loss_sum = stats.loss_sum,
+            .correct = stats.correct,
+            .count = b->assign.count,
+            .lr = lr,
+            .data_wait_s = data_wait_s,
+            .compute_s = stats.compute_s,
+            .allreduce_wait_s = stats.allreduce_wait_s,
+            .optimizer_s = stats.optimizer_s,
+            .step_s = rm_now_s() - t0,
+        };
+        int flags = b->assign.flags;
+        rm_loader_release(&w->loader);
+        RM_MPI_CHECK(MPI_Send(&rep, sizeof rep, MPI_BYTE, 0, RM_TAG_REPORT, MPI_COMM_WORLD), err);
+        if ((flags & RM_ASSIGN_EVAL_AFTER) && w->cfg.eval_split[0] && evaluate(w, w->step, err) != RM_OK)
+            return RM_ERR;
+        if (flags & RM_ASSIGN_LAST)
+            break;
+    }
+    return RM_OK;
+}
+
+static int finish(worker *w, rm_error *err)
+{
+    char stop;
+    RM_MPI_CHECK(MPI_Recv(&stop, 1, MPI_BYTE, 0, RM_TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE), err);
+    rm_msg_done done = {.steps = w->step + 1};
+    if (weights_digest(w, &done.weights_digest, err) != RM_OK)
+        return RM_ERR;
+    RM_MPI_CHECK(MPI_Send(&done, sizeof done, MPI_BYTE, 0, RM_TAG_DONE, MPI_COMM_WORLD), err);
+    return RM_OK;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: ringmaster-worker CONFIG [--set section.key=value ...]\n"
+                    "Started by mpirun as ranks 1..N next to one ringmaster-coordinator (rank 0).\n");
+}
+
+int main(int argc, char **argv)
+{
+    int provided, rank, size;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    worker w;
+    memset(&w, 0, sizeof w);
+    w.worker = rank - 1;
+    w.workers = size - 1;
+    w.step = -1;
+    /* Collective over all ranks (the coordinator passes MPI_UNDEFINED):
+     * done first so no rank can fail before it and leave others waiting. */
+    MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? MPI_UNDEFINED : 1, rank, &w.comm);
+    char role[32];
+    snprintf(role, sizeof role, "worker %d", w.worker);
+    rm_log_set_identity(role);
+
+    const char *config_path = NULL;
+    char *sets[64];
+    int n_sets = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && n_sets < 64)
+            sets[n_sets++] = argv[++i];
+        else if (!config_path && argv[i][0] != '-')
+            config_path = argv[i];
+        else {
+            usage();
+            worker_fatal(&w, "bad command line");
+        }
+    }
+    if (rank == 0)
+        worker_fatal(&w, "ringmaster-worker was started as MPI rank 0; rank 0 must be ringmaster-coordinator");
+    if (!config_path) {
+        usage();
+        worker_fatal(&w, "no config given");
+    }
+
+    rm_error err;
+    rm_msg_start start;
+    if (setup(&w, config_path, sets, n_sets, &err) != RM_OK || handshake(&w, &start, &err) != RM_OK)
+        worker_fatal(&w, err.msg);
+    int rc = 0;
+    if (!start.ok) {
+        /* The coordinator refused the job and tells every rank why; it
+         * prints the reason once, so workers leave quietly. */
+        rc = 1;
+    } else if (train(&w, &start, &err) != RM_OK || finish(&w, &err) != RM_OK) {
+        worker_fatal(&w, err.msg);
+    }
+    rm_loader_stop(&w.loader);
+    if (w.backend)
+        w.backend->destroy(w.backend);
+    rm_dataset_close(&w.train);
+    rm_dataset_close(&w.eval);
+    free(w.assign_buf);
+    free(w.eval_x);
+    free(w.eval_labels);
+    MPI_Comm_free(&w.comm);
+    MPI_Finalize();
+    return rc;
+}
