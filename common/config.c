@@ -184,6 +184,9 @@ static const char *suggest(const char *section, const char *name)
         else
             continue;
         size_t d = edit_distance(name, cand);
+        /* "lr_rate" for "lr", "hid" for "hidden": one name inside the other */
+        if (strlen(cand) >= 2 && strlen(name) >= 2 && (strstr(name, cand) || strstr(cand, name)) && d > 1)
+            d = 2;
         if (d < best) {
             best = d;
             snprintf(best_name, sizeof best_name, "%s", cand);
@@ -377,13 +380,17 @@ int rm_config_set(rm_config *cfg, const char *assignment, rm_error *err)
     size_t idx;
     const key_spec *spec = find_key(path, &idx);
     if (!spec) {
-        char section[RM_NAME_CAP] = "";
-        const char *dot = strchr(path, '.');
-        if (dot)
-            snprintf(section, sizeof section, "%.*s", (int)(dot - path), path);
-        const char *hint = suggest(section, dot ? dot + 1 : path);
-        return rm_fail(err, "--set %s: unknown key '%s'%s%s%s%s", assignment, path, hint ? " (did you mean '" : "",
-                       hint && dot ? section : "", hint && dot ? "." : "", hint ? hint : "");
+        const char *best = NULL;
+        size_t best_d = 4;
+        for (size_t i = 0; i < N_KEYS; i++) {
+            size_t d = edit_distance(path, keys[i].path);
+            if (d < best_d) {
+                best_d = d;
+                best = keys[i].path;
+            }
+        }
+        return rm_fail(err, "--set %s: unknown key '%s'%s%s%s", assignment, path, best ? " (did you mean '" : "",
+                       best ? best : "", best ? "'?)" : "");
     }
     char origin[2 * RM_NAME_CAP + 8];
     snprintf(origin, sizeof origin, "--set %s", path);
@@ -428,12 +435,20 @@ static int check_split(const rm_config *cfg, const char *key, const char *split,
 int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
 {
     if (cfg->epochs > 0 && cfg->steps > 0) {
+        /* A length given later wins over one given earlier: --set over the
+         * file over the default. Both in the same place is a mistake. */
         size_t ie = 0, is = 0;
         find_key("train.epochs", &ie);
         find_key("train.steps", &is);
-        const char *later = cfg->marks[is].line >= cfg->marks[ie].line ? "train.steps" : "train.epochs";
-        return fail_at(cfg, later, err, "set either train.epochs or train.steps, not both (epochs=%g, steps=%ld)",
-                       cfg->epochs, cfg->steps);
+        int e_src = cfg->marks[ie].from_set ? 2 : cfg->marks[ie].line > 0;
+        int s_src = cfg->marks[is].from_set ? 2 : cfg->marks[is].line > 0;
+        if (e_src == s_src)
+            return fail_at(cfg, "train.steps", err, "set either train.epochs or train.steps, not both (epochs=%g, steps=%ld)",
+                           cfg->epochs, cfg->steps);
+        if (e_src < s_src)
+            cfg->epochs = 0;
+        else
+            cfg->steps = 0;
     }
     if (cfg->epochs <= 0 && cfg->steps <= 0)
         return fail_at(cfg, "train.epochs", err, "the job has no length: set train.epochs or train.steps > 0");

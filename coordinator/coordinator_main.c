@@ -567,6 +567,23 @@ static int setup(coordinator *c, const char *config_path, char *const *sets, int
     return rm_run_dir_open(&c->rd, &c->cfg, err);
 }
 
+/* ranks.txt: "rank worker host pid" per line, so tools (and the launcher,
+ * when mpirun reports a death) can name the process behind a rank. */
+static void write_ranks(coordinator *c)
+{
+    char path[RM_PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/ranks.txt", c->rd.path);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        rm_warn("cannot write %s", path);
+        return;
+    }
+    fprintf(f, "0 coordinator %s %d\n", rm_log_host(), (int)getpid());
+    for (int w = 0; w < c->workers; w++)
+        fprintf(f, "%d %d %s %d\n", w + 1, w, c->info[w].host, c->info[w].pid);
+    fclose(f);
+}
+
 static void print_start(coordinator *c)
 {
     if (c->cfg.verbosity == RM_VERBOSITY_QUIET)
@@ -648,6 +665,7 @@ int main(int argc, char **argv)
                           .first_step = c.first_step};
     for (int w = 0; w < c.workers; w++)
         MPI_Send(&start, sizeof start, MPI_BYTE, w + 1, RM_TAG_START, MPI_COMM_WORLD);
+    write_ranks(&c);
     rm_run_dir_event(&c.rd, "start", "");
     rm_progress_init(&c.progress, c.total_steps, c.cfg.progress_every_steps, c.cfg.verbosity);
     c.started_s = rm_now_s();

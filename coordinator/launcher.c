@@ -119,7 +119,24 @@ static void forward_signal(int sig)
 /* mpirun names the rank that died in a line such as
  * "mpirun noticed that process rank 2 with PID 123 on node n1 exited on
  * signal 9 (Killed)." Rank 0 is the coordinator, rank r the worker r-1. */
-static void explain_line(const char *line, char *verdict, size_t cap)
+static int pid_of_rank(const char *run_dir, int rank)
+{
+    char path[4096], line[512];
+    snprintf(path, sizeof path, "%s/ranks.txt", run_dir);
+    FILE *f = fopen(path, "r");
+    int pid = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        int r, p;
+        char role[32], host[256];
+        if (sscanf(line, "%d %31s %255s %d", &r, role, host, &p) == 4 && r == rank)
+            pid = p;
+    }
+    if (f)
+        fclose(f);
+    return pid;
+}
+
+static void explain_line(const char *line, const char *run_dir, char *verdict, size_t cap)
 {
     const char *p = strstr(line, "noticed that process rank");
     if (!p)
@@ -128,6 +145,8 @@ static void explain_line(const char *line, char *verdict, size_t cap)
     char node[128] = "?", rest[256] = "";
     if (sscanf(p, "noticed that process rank %d with PID %d on node %127s %255[^\n]", &rank, &pid, node, rest) < 3)
         return;
+    if (pid <= 0) /* some mpirun versions print PID 0 */
+        pid = pid_of_rank(run_dir, rank);
     char who[64];
     if (rank == 0)
         snprintf(who, sizeof who, "the coordinator (rank 0");
@@ -182,7 +201,7 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir)
         for (ssize_t i = 0; i < n; i++) {
             if (chunk[i] == '\n' || line_len == sizeof line - 1) {
                 line[line_len] = '\0';
-                explain_line(line, verdict, sizeof verdict);
+                explain_line(line, run_dir, verdict, sizeof verdict);
                 line_len = 0;
             } else {
                 line[line_len++] = chunk[i];

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything ringmaster needs to build, train and test, from
+# Debian's packages. Run as root on Debian 12 (bookworm) or newer.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  openmpi-bin libopenmpi-dev
+  libyaml-dev check libopenblas-dev zlib1g-dev libxxhash-dev
+  dataset-fashion-mnist
+  python3
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps.sh: run as root (it installs Debian packages): sudo $0" >&2
+  exit 1
+fi
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps.sh: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

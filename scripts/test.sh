@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh Debian machine, as root: install the
+# dependencies, build with warnings as errors, run every test through CTest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DRINGMASTER_WERROR=ON
+cd "${BUILD_DIR:-build}"
+ctest --output-on-failure --timeout 600 -j 1
