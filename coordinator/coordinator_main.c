@@ -70,6 +70,9 @@ typedef struct coordinator {
     double started_s;
     double last_eval_accuracy, last_eval_loss;
     double last_loss;
+    /* Smoothed (EMA) step and phase times of the slowest worker, for the
+     * progress display: one step's figure is too noisy to read. */
+    double ema_step_s, ema_phase_s[4];
 } coordinator;
 
 static int flags_for_step(const coordinator *c, long step)
@@ -236,14 +239,18 @@ out:
     return rc;
 }
 
-static const char *slowest_phase(const step_acc *s)
+static const char *smooth_and_pick_slowest(coordinator *c, const step_acc *s)
 {
-    const char *names[] = {"data wait", "compute", "all-reduce wait", "optimizer"};
+    static const char *names[] = {"data wait", "compute", "all-reduce wait", "optimizer"};
     double v[] = {s->data_wait_s[1], s->compute_s[1], s->allreduce_wait_s[1], s->optimizer_s[1]};
+    double alpha = c->steps_done <= 1 ? 1.0 : 0.05;
+    c->ema_step_s += alpha * (s->step_s[1] - c->ema_step_s);
     int best = 0;
-    for (int i = 1; i < 4; i++)
-        if (v[i] > v[best])
+    for (int i = 0; i < 4; i++) {
+        c->ema_phase_s[i] += alpha * (v[i] - c->ema_phase_s[i]);
+        if (c->ema_phase_s[i] > c->ema_phase_s[best])
             best = i;
+    }
     return names[best];
 }
 
@@ -291,14 +298,14 @@ static void complete_step(coordinator *c, step_acc *s)
     fputs("}\n", f);
 
     long done_steps = s->step + 1;
-    double mean_step = c->train_s / (double)c->steps_done;
+    const char *slowest = smooth_and_pick_slowest(c, s);
     rm_progress_sample ps = {
         .step = done_steps,
         .epoch = epoch,
         .loss = loss,
-        .samples_per_s = samples_per_s,
-        .eta_s = mean_step * (double)(c->total_steps - done_steps),
-        .slowest_phase = slowest_phase(s),
+        .samples_per_s = c->ema_step_s > 0 ? (double)c->cfg.global_batch / c->ema_step_s : 0,
+        .eta_s = c->ema_step_s * (double)(c->total_steps - done_steps),
+        .slowest_phase = slowest,
     };
     rm_progress_update(&c->progress, &ps);
     memset(s, 0, sizeof *s);
