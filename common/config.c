@@ -32,6 +32,8 @@ static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", NULL};
 static const char *const backend_names[] = {"cpu", "gpu", "auto", NULL};
 static const char *const verbosity_names[] = {"quiet", "normal", "verbose", NULL};
+static const char *const on_error_names[] = {"continue", "stop", NULL};
+static const char *const nan_policy_names[] = {"stop", "skip", "rollback", NULL};
 
 #define OFF(field) offsetof(rm_config, field)
 #define STR(field) KEY_STRING, OFF(field), 0, 0, 0, NULL, sizeof(((rm_config *)0)->field)
@@ -64,6 +66,15 @@ static const key_spec keys[] = {
     {"train.seed", INT(seed, 0, 9007199254740992.0), "seed for weights and sample order"},
     {"train.eval_every", INT(eval_every, 0, 1e12), "evaluate every N steps; 0: at the end only"},
     {"train.bucket_mb", DBL_POS(bucket_mb, 4096), "gradient all-reduce bucket size in MiB"},
+    {"checkpoint.every_steps", INT(ckpt_every_steps, 0, 1e12), "checkpoint every N steps; 0: not by steps"},
+    {"checkpoint.every_seconds", DBL(ckpt_every_seconds, 0, 1e9), "checkpoint every N seconds; 0: not by time"},
+    {"checkpoint.keep", INT(ckpt_keep, 1, 1000000), "committed checkpoints to keep"},
+    {"checkpoint.dir", STR(ckpt_dir), "checkpoint directory; empty: <run_dir>/checkpoints"},
+    {"checkpoint.on_error", ENUM(ckpt_on_error, on_error_names), "after a failed checkpoint write: continue | stop"},
+    {"fault.max_restarts", INT(max_restarts, 0, 1000000), "restarts from the latest checkpoint before giving up"},
+    {"fault.restart_backoff_s", DBL(restart_backoff_s, 0, 3600), "wait before the first restart; doubles each time"},
+    {"fault.hang_timeout_s", DBL_POS(hang_timeout_s, 1e6), "a rank silent this long is named and the job ended"},
+    {"fault.nan_policy", ENUM(nan_policy, nan_policy_names), "non-finite loss or gradient: stop | skip | rollback"},
     {"launch.workers", INT(workers, 1, 65536), "worker ranks"},
     {"launch.backend", ENUM(backend, backend_names), "cpu | gpu | auto"},
     {"launch.threads_per_worker", INT(threads_per_worker, 1, 1024), "BLAS threads per worker"},
@@ -71,6 +82,7 @@ static const key_spec keys[] = {
     {"observe.progress_every_steps", INT(progress_every_steps, 1, 1e9), "plain progress line interval"},
     {"observe.verbosity", ENUM(verbosity, verbosity_names), "quiet | normal | verbose"},
     {"run_dir", STR(run_dir), "run directory; empty: runs/<config>-<time>"},
+    {"debug.nan_at_step", INT(debug_nan_at_step, -1, 1e12), "test knob: poison the loss gradient at this step"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 _Static_assert(sizeof keys / sizeof keys[0] <= RM_CONFIG_MAX_KEYS, "raise RM_CONFIG_MAX_KEYS");
@@ -97,6 +109,11 @@ void rm_config_defaults(rm_config *cfg)
     cfg->schedule = RM_SCHED_COSINE;
     cfg->seed = 1;
     cfg->bucket_mb = 1;
+    cfg->ckpt_keep = 3;
+    cfg->max_restarts = 3;
+    cfg->restart_backoff_s = 1;
+    cfg->hang_timeout_s = 60;
+    cfg->debug_nan_at_step = -1;
     cfg->workers = 2;
     cfg->backend = RM_BACKEND_CPU;
     cfg->threads_per_worker = 1;
@@ -464,7 +481,8 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
     if (!cfg->train_split[0])
         return fail_at(cfg, "data.train_split", err, "data.train_split is empty");
     if (absolutize(cfg, cfg->data_dir, sizeof cfg->data_dir, "data.dir", err) != RM_OK ||
-        absolutize(cfg, cfg->run_dir, sizeof cfg->run_dir, "run_dir", err) != RM_OK)
+        absolutize(cfg, cfg->run_dir, sizeof cfg->run_dir, "run_dir", err) != RM_OK ||
+        absolutize(cfg, cfg->ckpt_dir, sizeof cfg->ckpt_dir, "checkpoint.dir", err) != RM_OK)
         return RM_ERR;
     if (strchr(cfg->train_split, '/') || strchr(cfg->eval_split, '/'))
         return fail_at(cfg, "data.train_split", err, "split names are directory names inside data.dir, without '/'");
@@ -557,11 +575,20 @@ static void write_double(FILE *out, double v)
     fputs(buf, out);
 }
 
-void rm_config_write(const rm_config *cfg, FILE *out)
+/* Keys that decide the training result; the rest only say how it runs. */
+static int is_training_key(const char *path)
+{
+    return strncmp(path, "model.", 6) == 0 || strncmp(path, "data.", 5) == 0 || strncmp(path, "train.", 6) == 0 ||
+           strncmp(path, "debug.", 6) == 0;
+}
+
+static void write_keys(const rm_config *cfg, FILE *out, int training_only)
 {
     char section[RM_NAME_CAP] = "";
     for (size_t i = 0; i < N_KEYS; i++) {
         const key_spec *k = &keys[i];
+        if (training_only && (!is_training_key(k->path) || strcmp(k->path, "data.prefetch_batches") == 0))
+            continue;
         const char *dot = strchr(k->path, '.');
         const char *name = k->path;
         if (dot) {
@@ -600,18 +627,41 @@ void rm_config_write(const rm_config *cfg, FILE *out)
     }
 }
 
-uint64_t rm_config_hash(const rm_config *cfg)
+void rm_config_write(const rm_config *cfg, FILE *out)
+{
+    write_keys(cfg, out, 0);
+}
+
+static uint64_t hash_keys(const rm_config *cfg, int training_only)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
     if (!mem)
         return 0;
-    rm_config_write(cfg, mem);
+    write_keys(cfg, mem, training_only);
     fclose(mem);
     uint64_t h = rm_hash64(text, len);
     free(text);
     return h;
+}
+
+uint64_t rm_config_hash(const rm_config *cfg)
+{
+    return hash_keys(cfg, 0);
+}
+
+uint64_t rm_config_training_hash(const rm_config *cfg)
+{
+    return hash_keys(cfg, 1);
+}
+
+void rm_config_ckpt_root(const rm_config *cfg, char *out, size_t cap)
+{
+    if (cfg->ckpt_dir[0])
+        snprintf(out, cap, "%s", cfg->ckpt_dir);
+    else
+        snprintf(out, cap, "%s/checkpoints", cfg->run_dir);
 }
 
 long rm_config_total_steps(const rm_config *cfg, long train_samples)

@@ -18,6 +18,8 @@ enum rm_activation { RM_ACT_RELU = 0, RM_ACT_TANH = 1 };
 enum rm_optimizer_kind { RM_OPT_SGD = 0, RM_OPT_ADAMW = 1 };
 enum rm_schedule { RM_SCHED_COSINE = 0, RM_SCHED_CONSTANT = 1 };
 enum rm_backend_kind { RM_BACKEND_CPU = 0, RM_BACKEND_GPU = 1, RM_BACKEND_AUTO = 2 };
+enum rm_ckpt_on_error { RM_CKPT_ON_ERROR_CONTINUE = 0, RM_CKPT_ON_ERROR_STOP = 1 };
+enum rm_nan_policy { RM_NAN_STOP = 0, RM_NAN_SKIP = 1, RM_NAN_ROLLBACK = 2 };
 enum rm_verbosity { RM_VERBOSITY_QUIET = 0, RM_VERBOSITY_NORMAL = 1, RM_VERBOSITY_VERBOSE = 2 };
 
 /* Where a key's value came from, for messages: line 0 means the default. */
@@ -26,7 +28,7 @@ typedef struct rm_config_mark {
     int from_set; /* given with --set */
 } rm_config_mark;
 
-#define RM_CONFIG_MAX_KEYS 48
+#define RM_CONFIG_MAX_KEYS 64
 
 typedef struct rm_config {
     char source_path[RM_PATH_CAP];
@@ -56,6 +58,19 @@ typedef struct rm_config {
     long eval_every; /* 0 = at the end only */
     double bucket_mb;
 
+    /* checkpoint */
+    long ckpt_every_steps;     /* 0 = not by steps */
+    double ckpt_every_seconds; /* 0 = not by time */
+    long ckpt_keep;
+    char ckpt_dir[RM_PATH_CAP]; /* "" = <run_dir>/checkpoints */
+    int ckpt_on_error;
+
+    /* fault */
+    long max_restarts;
+    double restart_backoff_s;
+    double hang_timeout_s;
+    int nan_policy;
+
     /* launch */
     long workers;
     int backend;
@@ -67,6 +82,9 @@ typedef struct rm_config {
     int verbosity;
 
     char run_dir[RM_PATH_CAP]; /* "" = runs/<config name>-<time> */
+
+    /* debug: fault injection for tests */
+    long debug_nan_at_step; /* -1: off; the step whose loss gradient is poisoned */
 
     rm_config_mark marks[RM_CONFIG_MAX_KEYS];
 } rm_config;
@@ -100,6 +118,14 @@ void rm_config_write(const rm_config *cfg, FILE *out);
 
 /* Hash of the canonical dump: two ranks agree on it iff they run the same job. */
 uint64_t rm_config_hash(const rm_config *cfg);
+
+/* Hash of what determines the training result (model, data, train): a
+ * checkpoint resumes only under the same training hash, on any number of
+ * workers, with any launch, checkpoint or fault settings. */
+uint64_t rm_config_training_hash(const rm_config *cfg);
+
+/* Where checkpoints go: checkpoint.dir or <run_dir>/checkpoints. */
+void rm_config_ckpt_root(const rm_config *cfg, char *out, size_t cap);
 
 /* Number of optimizer steps the job runs. */
 long rm_config_total_steps(const rm_config *cfg, long train_samples);

@@ -12,7 +12,11 @@
  *   worker -> coordinator  EVAL_RESULT  after an evaluation flagged on a step
  *   coordinator -> worker  STOP         after the last step's reports and evaluation
  *   worker -> coordinator  DONE         final weights digest
- *   worker -> coordinator  FATAL        the reason this worker is about to end the job */
+ *   worker -> coordinator  FATAL        the reason this worker is about to end the job
+ *   worker -> coordinator  PROGRESS     "backward of step s done, waiting for gradients":
+ *                                       when a collective hangs, the ranks that never
+ *                                       got there are the ones to name
+ *   worker -> coordinator  CKPT_DONE    this worker's checkpoint file is written (or why not) */
 #ifndef RINGMASTER_PROTOCOL_H
 #define RINGMASTER_PROTOCOL_H
 
@@ -27,9 +31,12 @@ enum rm_tag {
     RM_TAG_STOP,
     RM_TAG_DONE,
     RM_TAG_FATAL,
+    RM_TAG_PROGRESS,
+    RM_TAG_CKPT_DONE,
 };
 
-#define RM_PROTOCOL_VERSION 1
+#define RM_PROTOCOL_VERSION 2
+#define RM_DIR_CAP 1024
 #define RM_HOST_CAP 64
 #define RM_REASON_CAP 512
 
@@ -46,15 +53,20 @@ typedef struct rm_msg_hello {
 
 typedef struct rm_msg_start {
     int32_t ok;
+    int32_t exit_code; /* when !ok: the status workers exit with */
     int32_t assign_ahead;
     int64_t total_steps;
     int64_t first_step;
+    char resume_dir[RM_DIR_CAP]; /* checkpoint to load; "" = fresh start */
+    char ckpt_root[RM_DIR_CAP];
     char reason[RM_REASON_CAP];
 } rm_msg_start;
 
 enum rm_assign_flags {
     RM_ASSIGN_EVAL_AFTER = 1 << 0, /* evaluate after this step */
     RM_ASSIGN_LAST = 1 << 1,       /* the job's last step */
+    RM_ASSIGN_CHECKPOINT_AFTER = 1 << 2, /* snapshot the state after this step */
+    RM_ASSIGN_SKIP_UPDATE = 1 << 3,      /* apply no update (rolled back over a non-finite step) */
 };
 
 /* Followed on the wire by `count` uint32 sample indices. */
@@ -72,8 +84,28 @@ typedef struct rm_msg_report {
     int64_t correct;
     int64_t count;
     double lr;
-    double data_wait_s, compute_s, allreduce_wait_s, optimizer_s, step_s;
+    double grad_norm;       /* of the averaged gradient: the same on every worker */
+    int32_t nonfinite;      /* loss or gradient norm was NaN/Inf */
+    int32_t update_skipped; /* no update was applied */
+    uint64_t batch_digest;  /* sum over the slice of mix(position, sample): adds up to an
+                             * N-independent fingerprint of the global batch */
+    double data_wait_s, compute_s, allreduce_wait_s, optimizer_s, ckpt_stall_s, step_s;
 } rm_msg_report;
+
+typedef struct rm_msg_progress {
+    int64_t step;
+} rm_msg_progress;
+
+typedef struct rm_msg_ckpt_done {
+    int64_t step; /* steps completed at the snapshot */
+    int32_t ok;
+    int32_t worker;
+    int64_t begin, end;
+    int64_t opt_steps;
+    uint64_t bytes, checksum;
+    double write_s;
+    char reason[RM_REASON_CAP];
+} rm_msg_ckpt_done;
 
 typedef struct rm_msg_eval_result {
     int64_t step;

@@ -14,13 +14,28 @@ typedef struct build_state {
 
 static rm_yaml_node *node_new(build_state *st, rm_yaml_kind kind, yaml_mark_t mark)
 {
-    if (st->doc->pool_used >= RM_YAML_MAX_NODES) {
-        rm_fail(st->err, "%s:%zu:%zu: document has more than %d nodes; a job config is far smaller",
-                st->origin, mark.line + 1, mark.column + 1, RM_YAML_MAX_NODES);
+    rm_yaml_doc *doc = st->doc;
+    if (doc->n_nodes >= doc->max_nodes) {
+        rm_fail(st->err, "%s:%zu:%zu: document has more than %zu nodes", st->origin, mark.line + 1,
+                mark.column + 1, doc->max_nodes);
         return NULL;
     }
-    rm_yaml_node *n = &st->doc->pool[st->doc->pool_used++];
-    memset(n, 0, sizeof *n);
+    if (doc->n_nodes == doc->cap_nodes) {
+        size_t cap = doc->cap_nodes ? 2 * doc->cap_nodes : 64;
+        rm_yaml_node **grown = realloc(doc->nodes, cap * sizeof *grown);
+        if (!grown) {
+            rm_fail(st->err, "%s: out of memory", st->origin);
+            return NULL;
+        }
+        doc->nodes = grown;
+        doc->cap_nodes = cap;
+    }
+    rm_yaml_node *n = calloc(1, sizeof *n);
+    if (!n) {
+        rm_fail(st->err, "%s: out of memory", st->origin);
+        return NULL;
+    }
+    doc->nodes[doc->n_nodes++] = n;
     n->kind = kind;
     n->line = (int)mark.line + 1;
     n->col = (int)mark.column + 1;
@@ -131,17 +146,13 @@ static int parse_node(build_state *st, yaml_parser_t *p, yaml_event_t *ev, int d
     }
 }
 
-int rm_yaml_parse(const char *text, size_t len, const char *origin, rm_yaml_doc *doc, rm_error *err)
+static int parse_limited(const char *text, size_t len, const char *origin, size_t max_nodes, rm_yaml_doc *doc,
+                         rm_error *err)
 {
     memset(doc, 0, sizeof *doc);
-    if (len > RM_YAML_MAX_BYTES)
-        return rm_fail(err, "%s: %zu bytes is too large for a job config (limit %u)", origin, len,
-                       RM_YAML_MAX_BYTES);
+    doc->max_nodes = max_nodes;
     if (memchr(text, '\0', len))
         return rm_fail(err, "%s: not a text file (contains NUL bytes)", origin);
-    doc->pool = calloc(RM_YAML_MAX_NODES, sizeof *doc->pool);
-    if (!doc->pool)
-        return rm_fail(err, "%s: out of memory", origin);
 
     build_state st = {doc, origin, err};
     yaml_parser_t parser;
@@ -182,41 +193,54 @@ done:
     return rc;
 }
 
-int rm_yaml_parse_file(const char *path, rm_yaml_doc *doc, rm_error *err)
+int rm_yaml_parse(const char *text, size_t len, const char *origin, rm_yaml_doc *doc, rm_error *err)
+{
+    memset(doc, 0, sizeof *doc);
+    if (len > RM_YAML_MAX_BYTES)
+        return rm_fail(err, "%s: %zu bytes is too large for a job config (limit %u)", origin, len,
+                       RM_YAML_MAX_BYTES);
+    return parse_limited(text, len, origin, RM_YAML_MAX_NODES, doc, err);
+}
+
+int rm_yaml_parse_file_limits(const char *path, size_t max_bytes, size_t max_nodes, rm_yaml_doc *doc, rm_error *err)
 {
     memset(doc, 0, sizeof *doc);
     FILE *f = fopen(path, "rb");
     if (!f)
-        return rm_fail_errno(err, errno, "%s: cannot open config", path);
-    char *buf = malloc(RM_YAML_MAX_BYTES + 1);
+        return rm_fail_errno(err, errno, "%s: cannot open", path);
+    char *buf = malloc(max_bytes + 1);
     if (!buf) {
         fclose(f);
         return rm_fail(err, "%s: out of memory", path);
     }
-    size_t len = fread(buf, 1, RM_YAML_MAX_BYTES + 1, f);
+    size_t len = fread(buf, 1, max_bytes + 1, f);
     int read_failed = ferror(f);
     fclose(f);
     int rc;
     if (read_failed)
         rc = rm_fail(err, "%s: read error", path);
-    else if (len > RM_YAML_MAX_BYTES)
-        rc = rm_fail(err, "%s: larger than %u bytes; not a job config", path, RM_YAML_MAX_BYTES);
+    else if (len > max_bytes)
+        rc = rm_fail(err, "%s: larger than %zu bytes", path, max_bytes);
     else
-        rc = rm_yaml_parse(buf, len, path, doc, err);
+        rc = parse_limited(buf, len, path, max_nodes, doc, err);
     free(buf);
     return rc;
 }
 
+int rm_yaml_parse_file(const char *path, rm_yaml_doc *doc, rm_error *err)
+{
+    return rm_yaml_parse_file_limits(path, RM_YAML_MAX_BYTES, RM_YAML_MAX_NODES, doc, err);
+}
+
 void rm_yaml_free(rm_yaml_doc *doc)
 {
-    if (!doc->pool)
-        return;
-    for (size_t i = 0; i < doc->pool_used; i++) {
-        free(doc->pool[i].value);
-        free(doc->pool[i].items);
-        free(doc->pool[i].keys);
+    for (size_t i = 0; i < doc->n_nodes; i++) {
+        free(doc->nodes[i]->value);
+        free(doc->nodes[i]->items);
+        free(doc->nodes[i]->keys);
+        free(doc->nodes[i]);
     }
-    free(doc->pool);
+    free(doc->nodes);
     memset(doc, 0, sizeof *doc);
 }
 

@@ -28,8 +28,8 @@ typedef struct rm_yaml_node {
 
 typedef struct rm_yaml_doc {
     rm_yaml_node *root;      /* NULL for an empty document */
-    rm_yaml_node *pool;      /* all nodes, owned here */
-    size_t pool_used;
+    rm_yaml_node **nodes;    /* all nodes, owned here */
+    size_t n_nodes, cap_nodes, max_nodes;
 } rm_yaml_doc;
 
 /* Parses a whole buffer. `origin` names it in messages ("job.yaml",
@@ -39,6 +39,10 @@ int rm_yaml_parse(const char *text, size_t len, const char *origin, rm_yaml_doc 
 
 /* Reads a file (refusing huge or binary ones) and parses it. */
 int rm_yaml_parse_file(const char *path, rm_yaml_doc *doc, rm_error *err);
+
+/* The same with other limits, for machine-written documents such as
+ * checkpoint manifests that grow with the number of workers. */
+int rm_yaml_parse_file_limits(const char *path, size_t max_bytes, size_t max_nodes, rm_yaml_doc *doc, rm_error *err);
 
 void rm_yaml_free(rm_yaml_doc *doc);
 

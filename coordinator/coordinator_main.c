@@ -3,7 +3,9 @@
  * of time, gathers per-step reports and evaluations, writes the run
  * directory and ends the job cleanly or, on a fatal error anywhere, ends it
  * with the reason and the rank. */
+#include "ckpt_coord.h"
 #include "config.h"
+#include "exit_codes.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "json.h"
@@ -13,11 +15,13 @@
 #include "order.h"
 #include "progress.h"
 #include "protocol.h"
+#include "resume.h"
 #include "run_dir.h"
 #include "shard.h"
 #include "timer.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,8 +34,10 @@
 typedef struct step_acc {
     long step;
     int reports;
-    double loss_sum, count, correct, lr;
-    double data_wait_s[2], compute_s[2], allreduce_wait_s[2], optimizer_s[2], step_s[2]; /* mean-sum, max */
+    double loss_sum, count, correct, lr, grad_norm;
+    int nonfinite, update_skipped;
+    uint64_t batch_digest;
+    double data_wait_s[2], compute_s[2], allreduce_wait_s[2], optimizer_s[2], ckpt_stall_s[2], step_s[2]; /* mean, max */
 } step_acc;
 
 typedef struct eval_acc {
@@ -44,7 +50,23 @@ typedef struct worker_info {
     int pid;
     char host[RM_HOST_CAP];
     uint64_t weights_digest;
+    double last_heard_s;
+    long progress; /* 2s+1: reached the all-reduce of step s; 2s+2: reported step s */
 } worker_info;
+
+/* Flags of a step, decided once when its first assignment goes out, so
+ * every worker gets the same (time-based checkpoints, signals). */
+typedef struct step_flags {
+    long step;
+    int flags;
+} step_flags;
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    stop_requested = sig;
+}
 
 typedef struct coordinator {
     rm_config cfg;
@@ -55,7 +77,19 @@ typedef struct coordinator {
     rm_sampler sampler;
     int workers;
     long local_batch, total_steps, first_step;
+    long end_step;  /* steps run end before this: total_steps, or earlier after a stop signal */
     int assign_ahead;
+    step_flags *flag_ring; /* assign_ahead entries */
+    long flags_decided_through;
+    double last_ckpt_request_s;
+    rm_ckpt_coord ckpt;
+    uint64_t dataset_hash;
+    char resume_dir[RM_DIR_CAP];
+    long *skip_steps;
+    int n_skip_steps;
+    int stopping_on_signal;
+    long ckpt_stalls;
+    double ckpt_stall_total_s, ckpt_stall_max_s;
     worker_info *info;
     /* Per worker, a ring of assign_ahead send buffers and their requests. */
     uint8_t *send_bufs;
@@ -75,14 +109,54 @@ typedef struct coordinator {
     double ema_step_s, ema_phase_s[4];
 } coordinator;
 
-static int flags_for_step(const coordinator *c, long step)
+static int is_skip_step(const coordinator *c, long step)
 {
+    for (int i = 0; i < c->n_skip_steps; i++)
+        if (c->skip_steps[i] == step)
+            return 1;
+    return 0;
+}
+
+/* Decides what follows `step` (evaluate, checkpoint, stop), once. */
+static int decide_flags(coordinator *c, long step, rm_error *err)
+{
+    step_flags *slot = &c->flag_ring[step % c->assign_ahead];
+    if (slot->step == step)
+        return slot->flags;
     int flags = 0;
-    int has_eval = c->cfg.eval_split[0] != '\0';
-    if (has_eval && (step == c->total_steps - 1 || (c->cfg.eval_every > 0 && (step + 1) % c->cfg.eval_every == 0)))
+    int last = step == c->end_step - 1;
+    if (!last && stop_requested && !c->stopping_on_signal) {
+        /* The first step not yet handed out becomes the last: checkpoint
+         * after it and stop, so the job can be requeued. */
+        rm_progress_break(&c->progress);
+        rm_warn("signal %d: checkpointing after step %ld and stopping (exit %d: requeue me)", (int)stop_requested,
+                step + 1, RM_EXIT_REQUEUE);
+        c->stopping_on_signal = 1;
+        c->end_step = step + 1;
+        last = 1;
+        flags |= RM_ASSIGN_CHECKPOINT_AFTER;
+    }
+    if (c->cfg.eval_split[0] && !c->stopping_on_signal &&
+        (last || (c->cfg.eval_every > 0 && (step + 1) % c->cfg.eval_every == 0))) {
         flags |= RM_ASSIGN_EVAL_AFTER;
-    if (step == c->total_steps - 1)
+        c->evals_expected++;
+    }
+    if (last)
         flags |= RM_ASSIGN_LAST;
+    if (c->cfg.ckpt_every_steps > 0 && (step + 1) % c->cfg.ckpt_every_steps == 0)
+        flags |= RM_ASSIGN_CHECKPOINT_AFTER;
+    if (c->cfg.ckpt_every_seconds > 0 && rm_now_s() - c->last_ckpt_request_s >= c->cfg.ckpt_every_seconds)
+        flags |= RM_ASSIGN_CHECKPOINT_AFTER;
+    if (is_skip_step(c, step))
+        flags |= RM_ASSIGN_SKIP_UPDATE;
+    if (flags & RM_ASSIGN_CHECKPOINT_AFTER) {
+        c->last_ckpt_request_s = rm_now_s();
+        if (rm_ckpt_coord_expect(&c->ckpt, step + 1, err) != RM_OK)
+            return -1;
+    }
+    slot->step = step;
+    slot->flags = flags;
+    c->flags_decided_through = step;
     return flags;
 }
 
@@ -90,6 +164,9 @@ static int flags_for_step(const coordinator *c, long step)
  * previous message in it has been delivered. */
 static int send_assignment(coordinator *c, int w, long step, rm_error *err)
 {
+    int flags = decide_flags(c, step, err);
+    if (flags < 0)
+        return RM_ERR;
     int slot = (int)(step % c->assign_ahead);
     size_t at = ((size_t)w * (size_t)c->assign_ahead + (size_t)slot);
     MPI_Request *req = &c->send_reqs[at];
@@ -101,7 +178,7 @@ static int send_assignment(coordinator *c, int w, long step, rm_error *err)
         .epoch = position / c->facts.train_samples,
         .position = position,
         .count = (int32_t)c->local_batch,
-        .flags = flags_for_step(c, step),
+        .flags = flags,
     };
     memcpy(buf, &a, sizeof a);
     if (rm_sampler_fill(&c->sampler, position, c->local_batch, (uint32_t *)(buf + sizeof a), err) != RM_OK)
@@ -137,19 +214,24 @@ static void record_fatal(coordinator *c, int worker, long step, const char *reas
 }
 
 /* Ends every rank of the job. Only called from the coordinator's top level. */
-static void coordinator_abort(coordinator *c, int worker, long step, const char *reason)
+static void coordinator_abort_code(coordinator *c, int worker, long step, const char *reason, int code)
 {
     record_fatal(c, worker, step, reason);
     rm_run_dir_close(&c->rd);
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    exit(1);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+static void coordinator_abort(coordinator *c, int worker, long step, const char *reason)
+{
+    coordinator_abort_code(c, worker, step, reason, RM_EXIT_FAILED);
 }
 
 /* Tells every worker not to start, with the reason, and lets MPI finish
  * normally: nothing is left waiting. */
-static int refuse_start(coordinator *c, const char *reason, rm_error *err)
+static int refuse_start(coordinator *c, const char *reason, int code, rm_error *err)
 {
-    rm_msg_start start = {.ok = 0};
+    rm_msg_start start = {.ok = 0, .exit_code = code};
     snprintf(start.reason, sizeof start.reason, "%s", reason);
     for (int w = 0; w < c->workers; w++)
         RM_MPI_CHECK(MPI_Send(&start, sizeof start, MPI_BYTE, w + 1, RM_TAG_START, MPI_COMM_WORLD), err);
@@ -192,7 +274,7 @@ static int handshake(coordinator *c, rm_error *err)
             rm_msg_fatal f;
             MPI_Recv(&f, sizeof f, MPI_BYTE, st.MPI_SOURCE, RM_TAG_FATAL, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
             f.reason[sizeof f.reason - 1] = '\0';
-            coordinator_abort(c, w, f.step, f.reason);
+            coordinator_abort_code(c, w, f.step, f.reason, RM_EXIT_FATAL);
         }
         if (st.MPI_TAG != RM_TAG_HELLO) {
             rm_fail(err, "rank %d sent message tag %d before its handshake", st.MPI_SOURCE, st.MPI_TAG);
@@ -277,6 +359,12 @@ static void complete_step(coordinator *c, step_acc *s)
     double samples_per_s = step_s > 0 ? (double)c->cfg.global_batch / step_s : 0;
     double epoch = (double)(s->step + 1) * (double)c->cfg.global_batch / (double)c->facts.train_samples;
     c->train_s += step_s;
+    if (s->ckpt_stall_s[1] > 0) {
+        c->ckpt_stalls++;
+        c->ckpt_stall_total_s += s->ckpt_stall_s[1];
+        if (s->ckpt_stall_s[1] > c->ckpt_stall_max_s)
+            c->ckpt_stall_max_s = s->ckpt_stall_s[1];
+    }
     c->steps_done++;
     c->last_loss = loss;
     FILE *f = c->rd.metrics;
@@ -288,6 +376,11 @@ static void complete_step(coordinator *c, step_acc *s)
     rm_json_number(f, s->correct / s->count);
     fputs(",\"lr\":", f);
     rm_json_number(f, s->lr);
+    fputs(",\"grad_norm\":", f);
+    rm_json_number(f, s->grad_norm);
+    if (s->update_skipped)
+        fputs(",\"update_skipped\":true", f);
+    fprintf(f, ",\"batch_digest\":\"%016llx\"", (unsigned long long)s->batch_digest);
     fputs(",\"samples_per_second\":", f);
     rm_json_number(f, samples_per_s);
     write_phase(f, "step_s", s->step_s);
@@ -295,6 +388,7 @@ static void complete_step(coordinator *c, step_acc *s)
     write_phase(f, "compute_s", s->compute_s);
     write_phase(f, "allreduce_wait_s", s->allreduce_wait_s);
     write_phase(f, "optimizer_s", s->optimizer_s);
+    write_phase(f, "ckpt_stall_s", s->ckpt_stall_s);
     fputs("}\n", f);
 
     long done_steps = s->step + 1;
@@ -348,6 +442,113 @@ static eval_acc *eval_slot(coordinator *c, long step)
     return NULL;
 }
 
+/* A non-finite loss or gradient, after every worker reported the step.
+ * skip: the workers already left the weights alone; rollback: remember the
+ * step so the restart skips it, and end the job for the supervisor to
+ * restart from the last checkpoint; stop: end the job for good. */
+static int handle_nonfinite(coordinator *c, long step, int skipped, rm_error *err)
+{
+    char fields[128];
+    snprintf(fields, sizeof fields, "\"step\":%ld,\"policy\":\"%s\"", step + 1,
+             skipped ? "skip" : c->cfg.nan_policy == RM_NAN_ROLLBACK ? "rollback" : "stop");
+    rm_run_dir_event(&c->rd, "nonfinite", fields);
+    rm_progress_break(&c->progress);
+    if (skipped) {
+        rm_warn("step %ld: non-finite loss or gradient; update skipped (fault.nan_policy: skip)", step + 1);
+        return RM_OK;
+    }
+    if (c->cfg.nan_policy == RM_NAN_ROLLBACK) {
+        if (rm_resume_add_skip(c->rd.path, step, err) != RM_OK)
+            return RM_ERR;
+        coordinator_abort_code(c, -1, step + 1,
+                               "non-finite loss or gradient (fault.nan_policy: rollback): restarting from the last "
+                               "checkpoint with this step's update skipped",
+                               RM_EXIT_FAILED);
+    }
+    coordinator_abort_code(c, -1, step + 1,
+                           "non-finite loss or gradient (fault.nan_policy: stop); lower train.lr or use skip/rollback",
+                           RM_EXIT_FATAL);
+    return RM_ERR;
+}
+
+static int handle_ckpt_done(coordinator *c, const rm_msg_ckpt_done *d, rm_error *err)
+{
+    int outcome;
+    long step;
+    rm_error why;
+    if (rm_ckpt_coord_on_done(&c->ckpt, d, &c->rd, &outcome, &step, &why, err) != RM_OK)
+        return RM_ERR;
+    if (outcome == 0)
+        return RM_OK;
+    char name[32];
+    rm_ckpt_dir_name(step, name, sizeof name);
+    if (outcome > 0) {
+        if (c->cfg.verbosity == RM_VERBOSITY_VERBOSE || c->stopping_on_signal) {
+            rm_progress_break(&c->progress);
+            rm_info("checkpoint %s committed", name);
+        }
+        return RM_OK;
+    }
+    char previous[64] = "none yet";
+    if (c->ckpt.last_committed >= 0)
+        rm_ckpt_dir_name(c->ckpt.last_committed, previous, sizeof previous);
+    rm_progress_break(&c->progress);
+    rm_error_log("checkpoint %s was not written: %s; the latest checkpoint is still %s (intact)", name, why.msg,
+                 previous);
+    char *fields = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&fields, &len);
+    if (mem) {
+        fprintf(mem, "\"step\":%ld,\"latest\":\"%s\",\"reason\":", step, previous);
+        rm_json_string(mem, why.msg);
+        fclose(mem);
+        rm_run_dir_event(&c->rd, "checkpoint_failed", fields);
+        free(fields);
+    }
+    if (c->cfg.ckpt_on_error == RM_CKPT_ON_ERROR_STOP || c->stopping_on_signal)
+        coordinator_abort_code(c, -1, step,
+                               c->stopping_on_signal ? "the emergency checkpoint failed"
+                                                     : "stopping: checkpoint.on_error is stop",
+                               RM_EXIT_FATAL);
+    return RM_OK;
+}
+
+/* Names the ranks that stopped making progress, if any has been silent for
+ * fault.hang_timeout_s: those that got least far (never reached the
+ * all-reduce the others wait in). Ends the job for the supervisor. */
+static void check_hang(coordinator *c)
+{
+    double now = rm_now_s();
+    int silent = 0;
+    long least = -1;
+    for (int w = 0; w < c->workers; w++) {
+        if (now - c->info[w].last_heard_s > c->cfg.hang_timeout_s)
+            silent = 1;
+        if (least < 0 || c->info[w].progress < least)
+            least = c->info[w].progress;
+    }
+    if (!silent)
+        return;
+    char names[1024] = "", waiting[256] = "";
+    for (int w = 0; w < c->workers; w++) {
+        const worker_info *in = &c->info[w];
+        if (in->progress == least && strlen(names) < sizeof names - 200)
+            snprintf(names + strlen(names), sizeof names - strlen(names),
+                     "%sworker %d (rank %d, host %s, pid %d, silent %.1f s)", names[0] ? ", " : "", w, w + 1, in->host,
+                     in->pid, now - in->last_heard_s);
+        else if (in->progress != least && strlen(waiting) < sizeof waiting - 16)
+            snprintf(waiting + strlen(waiting), sizeof waiting - strlen(waiting), "%s%d", waiting[0] ? "," : "", w);
+    }
+    long step = least / 2 + 1; /* 1-based step that did not finish */
+    char reason[RM_REASON_CAP + 1024];
+    snprintf(reason, sizeof reason,
+             "hang: %s stopped reporting in step %ld (fault.hang_timeout_s %.0f)%s%s%s", names, step,
+             c->cfg.hang_timeout_s, waiting[0] ? "; workers " : "", waiting,
+             waiting[0] ? " got further and wait for it in the gradient all-reduce" : "");
+    rm_run_dir_event(&c->rd, "hang", "");
+    coordinator_abort_code(c, -1, step, reason, RM_EXIT_FAILED);
+}
+
 /* Handles one message; RM_ERR means the job must end (err says why). */
 static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
 {
@@ -369,17 +570,28 @@ static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
         s->correct += (double)r.correct;
         s->count += (double)r.count;
         s->lr = r.lr;
+        s->grad_norm = r.grad_norm;
+        s->nonfinite |= r.nonfinite;
+        s->update_skipped |= r.update_skipped;
+        s->batch_digest += r.batch_digest;
+        c->info[w].last_heard_s = rm_now_s();
+        c->info[w].progress = 2 * r.step + 2;
+        accumulate(s->ckpt_stall_s, r.ckpt_stall_s, c->workers);
         accumulate(s->data_wait_s, r.data_wait_s, c->workers);
         accumulate(s->compute_s, r.compute_s, c->workers);
         accumulate(s->allreduce_wait_s, r.allreduce_wait_s, c->workers);
         accumulate(s->optimizer_s, r.optimizer_s, c->workers);
         accumulate(s->step_s, r.step_s, c->workers);
-        if (!isfinite(r.loss_sum))
-            return rm_fail(err, "worker %d: loss is not finite at step %lld (lower train.lr?)", w, (long long)r.step + 1);
-        if (r.step + c->assign_ahead < c->total_steps && send_assignment(c, w, r.step + c->assign_ahead, err) != RM_OK)
+        if (r.step + c->assign_ahead < c->end_step && send_assignment(c, w, r.step + c->assign_ahead, err) != RM_OK)
             return RM_ERR;
-        if (s->reports == c->workers)
+        if (s->reports == c->workers) {
+            long step = s->step;
+            int nonfinite = s->nonfinite && !s->update_skipped;
+            int skipped_nan = s->nonfinite && s->update_skipped;
             complete_step(c, s);
+            if (nonfinite || skipped_nan)
+                return handle_nonfinite(c, step, skipped_nan, err);
+        }
         return RM_OK;
     }
     case RM_TAG_EVAL_RESULT: {
@@ -400,6 +612,23 @@ static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
             complete_eval(c, e);
         return RM_OK;
     }
+    case RM_TAG_PROGRESS: {
+        rm_msg_progress p;
+        RM_MPI_CHECK(MPI_Recv(&p, sizeof p, MPI_BYTE, st->MPI_SOURCE, RM_TAG_PROGRESS, MPI_COMM_WORLD,
+                              MPI_STATUS_IGNORE),
+                     err);
+        c->info[w].last_heard_s = rm_now_s();
+        c->info[w].progress = 2 * p.step + 1;
+        return RM_OK;
+    }
+    case RM_TAG_CKPT_DONE: {
+        rm_msg_ckpt_done d;
+        RM_MPI_CHECK(MPI_Recv(&d, sizeof d, MPI_BYTE, st->MPI_SOURCE, RM_TAG_CKPT_DONE, MPI_COMM_WORLD,
+                              MPI_STATUS_IGNORE),
+                     err);
+        d.reason[sizeof d.reason - 1] = '\0';
+        return handle_ckpt_done(c, &d, err);
+    }
     case RM_TAG_FATAL: {
         rm_msg_fatal f;
         RM_MPI_CHECK(MPI_Recv(&f, sizeof f, MPI_BYTE, st->MPI_SOURCE, RM_TAG_FATAL, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
@@ -415,17 +644,21 @@ static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
 
 static int run_steps(coordinator *c, rm_error *err)
 {
-    for (long step = c->first_step; step < c->first_step + c->assign_ahead && step < c->total_steps; step++)
+    for (int w = 0; w < c->workers; w++)
+        c->info[w].last_heard_s = rm_now_s();
+    for (long step = c->first_step; step < c->first_step + c->assign_ahead && step < c->end_step; step++)
         for (int w = 0; w < c->workers; w++)
             if (send_assignment(c, w, step, err) != RM_OK)
                 return RM_ERR;
-    while (c->steps_done < c->total_steps - c->first_step || c->evals_done < c->evals_expected) {
+    while (c->steps_done < c->end_step - c->first_step || c->evals_done < c->evals_expected ||
+           rm_ckpt_coord_in_flight(&c->ckpt) > 0) {
         int flag;
         MPI_Status st;
         RM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), err);
         if (!flag) {
             /* Sleep rather than spin: the coordinator shares cores with workers. */
             fflush(c->rd.metrics);
+            check_hang(c);
             nanosleep(&(struct timespec){0, IDLE_SLEEP_NS}, NULL);
             continue;
         }
@@ -447,6 +680,7 @@ static int finish(coordinator *c, rm_error *err)
         MPI_Status st;
         RM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), err);
         if (!flag) {
+            check_hang(c);
             nanosleep(&(struct timespec){0, IDLE_SLEEP_NS}, NULL);
             continue;
         }
@@ -459,6 +693,7 @@ static int finish(coordinator *c, rm_error *err)
         RM_MPI_CHECK(MPI_Recv(&d, sizeof d, MPI_BYTE, st.MPI_SOURCE, RM_TAG_DONE, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
                      err);
         c->info[st.MPI_SOURCE - 1].weights_digest = d.weights_digest;
+        c->info[st.MPI_SOURCE - 1].last_heard_s = rm_now_s();
         got++;
     }
     for (int w = 1; w < c->workers; w++)
@@ -480,7 +715,7 @@ static int write_summary(coordinator *c, double wall_s, rm_error *err)
     char digest[17], cfg_hash[17];
     rm_hash_hex(c->info[0].weights_digest, digest);
     rm_hash_hex(rm_config_hash(&c->cfg), cfg_hash);
-    long trained = c->steps_done * c->cfg.global_batch;
+    long trained = c->steps_done * c->cfg.global_batch; /* in this attempt */
     double sps = c->train_s > 0 ? (double)trained / c->train_s : 0;
     double flops = rm_model_shape_train_flops_per_sample(&c->shape);
     fputs("{\n  \"status\": \"completed\",\n  \"test_accuracy\": ", f);
@@ -499,7 +734,8 @@ static int write_summary(coordinator *c, double wall_s, rm_error *err)
     rm_json_number(f, sps);
     fputs(",\n  \"achieved_flops_per_second\": ", f);
     rm_json_number(f, sps * flops);
-    fprintf(f, ",\n  \"steps\": %ld,\n  \"samples\": %ld,\n  \"epochs\": ", c->total_steps, trained);
+    fprintf(f, ",\n  \"steps\": %ld,\n  \"samples\": %ld,\n  \"epochs\": ", c->total_steps,
+            c->total_steps * c->cfg.global_batch);
     rm_json_number(f, (double)c->total_steps * (double)c->cfg.global_batch / (double)c->facts.train_samples);
     fputs(",\n  \"train_seconds\": ", f);
     rm_json_number(f, c->train_s);
@@ -507,6 +743,14 @@ static int write_summary(coordinator *c, double wall_s, rm_error *err)
     rm_json_number(f, wall_s);
     fprintf(f, ",\n  \"workers\": %d,\n  \"global_batch\": %ld,\n  \"backend\": \"cpu\",\n  \"parameters\": %ld",
             c->workers, c->cfg.global_batch, c->shape.n_params);
+    fprintf(f, ",\n  \"resumed_from_step\": %ld,\n  \"checkpoints_committed\": %ld,\n  \"checkpoints_failed\": %ld",
+            c->first_step, c->ckpt.committed, c->ckpt.failed);
+    fputs(",\n  \"checkpoint_stall_mean_s\": ", f);
+    rm_json_number(f, c->ckpt_stalls ? c->ckpt_stall_total_s / (double)c->ckpt_stalls : 0);
+    fputs(",\n  \"checkpoint_stall_max_s\": ", f);
+    rm_json_number(f, c->ckpt_stall_max_s);
+    fputs(",\n  \"step_seconds_mean\": ", f);
+    rm_json_number(f, c->steps_done ? c->train_s / (double)c->steps_done : 0);
     fprintf(f, ",\n  \"weights_digest\": \"%s\",\n  \"config_hash\": \"%s\"\n}\n", digest, cfg_hash);
     fclose(f);
     char path[RM_PATH_CAP + 32];
@@ -523,6 +767,47 @@ static int write_summary(coordinator *c, double wall_s, rm_error *err)
     return rc;
 }
 
+/* Picks up from the newest good checkpoint, if there is one: the first
+ * step, the state to load, and logs trimmed back to that step. */
+static int find_resume_point(coordinator *c, rm_error *err)
+{
+    rm_resume_point rp;
+    if (rm_resume_find(&c->cfg, c->dataset_hash, c->shape.n_params, &rp, err) != RM_OK)
+        return RM_ERR;
+    long committed = -1;
+    if (rp.found) {
+        c->first_step = rp.manifest.step;
+        committed = rp.manifest.step;
+        snprintf(c->resume_dir, sizeof c->resume_dir, "%s", rp.dir);
+        char path[RM_PATH_CAP + 32], fields[RM_PATH_CAP + 64];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", c->rd.path);
+        if (rm_resume_trim_log(path, c->first_step, err) != RM_OK)
+            return RM_ERR;
+        snprintf(path, sizeof path, "%s/eval.jsonl", c->rd.path);
+        if (rm_resume_trim_log(path, c->first_step, err) != RM_OK)
+            return RM_ERR;
+        /* The logs were rewritten: reopen the appenders on the new files. */
+        rm_run_dir_close(&c->rd);
+        if (rm_run_dir_open(&c->rd, &c->cfg, err) != RM_OK)
+            return RM_ERR;
+        snprintf(fields, sizeof fields, "\"step\":%ld,\"dir\":\"%s\",\"world_size_then\":%d", c->first_step,
+                 rp.dir, rp.manifest.world_size);
+        rm_run_dir_event(&c->rd, "resume", fields);
+        if (c->cfg.verbosity != RM_VERBOSITY_QUIET)
+            rm_info("resuming from %s (step %ld of %ld, written by %d workers, now %d)", rp.dir, c->first_step,
+                    c->total_steps, rp.manifest.world_size, c->workers);
+    }
+    rm_resume_free(&rp);
+    if (c->first_step >= c->total_steps)
+        return rm_fail(err, "the newest checkpoint is at the last step (%ld): this run has nothing left to do",
+                       c->first_step);
+    if (rm_resume_read_skips(c->rd.path, &c->skip_steps, &c->n_skip_steps, err) != RM_OK)
+        return RM_ERR;
+    c->last_ckpt_request_s = rm_now_s();
+    return rm_ckpt_coord_init(&c->ckpt, &c->cfg, &c->shape, c->workers, c->facts.train_samples, c->dataset_hash,
+                              committed, err);
+}
+
 static int setup(coordinator *c, const char *config_path, char *const *sets, int n_sets, rm_error *err)
 {
     if (rm_config_load(config_path, sets, n_sets, &c->cfg, &c->facts, err) != RM_OK)
@@ -535,19 +820,21 @@ static int setup(coordinator *c, const char *config_path, char *const *sets, int
     rm_model_shape_init(&c->shape, &c->cfg, c->facts.input_dim, c->facts.classes);
     c->local_batch = c->cfg.global_batch / c->workers;
     c->total_steps = rm_config_total_steps(&c->cfg, c->facts.train_samples);
+    c->end_step = c->total_steps;
     c->assign_ahead = (int)c->cfg.prefetch_batches + 2;
     c->n_step_slots = c->assign_ahead + 2;
-    for (long s = c->first_step; s < c->total_steps; s++)
-        if (flags_for_step(c, s) & RM_ASSIGN_EVAL_AFTER)
-            c->evals_expected++;
+    c->flags_decided_through = -1;
+    c->flag_ring = malloc((size_t)c->assign_ahead * sizeof *c->flag_ring);
     c->info = calloc((size_t)c->workers, sizeof *c->info);
     c->steps = calloc((size_t)c->n_step_slots, sizeof *c->steps);
     c->send_buf_bytes = sizeof(rm_msg_assign) + (size_t)c->local_batch * sizeof(uint32_t);
     size_t n_bufs = (size_t)c->workers * (size_t)c->assign_ahead;
     c->send_bufs = malloc(n_bufs * c->send_buf_bytes);
     c->send_reqs = malloc(n_bufs * sizeof *c->send_reqs);
-    if (!c->info || !c->steps || !c->send_bufs || !c->send_reqs)
+    if (!c->info || !c->steps || !c->send_bufs || !c->send_reqs || !c->flag_ring)
         return rm_fail(err, "out of memory");
+    for (int i = 0; i < c->assign_ahead; i++)
+        c->flag_ring[i].step = -1;
     for (size_t i = 0; i < n_bufs; i++)
         c->send_reqs[i] = MPI_REQUEST_NULL;
     for (int i = 0; i < c->n_step_slots; i++)
@@ -560,6 +847,7 @@ static int setup(coordinator *c, const char *config_path, char *const *sets, int
     rm_shard_index idx;
     if (rm_shard_index_read(dir, &idx, err) != RM_OK)
         return RM_ERR;
+    c->dataset_hash = idx.index_hash;
     long *sizes = malloc((size_t)idx.n_shards * sizeof *sizes);
     int rc = sizes ? RM_OK : rm_fail(err, "out of memory");
     for (int s = 0; sizes && s < idx.n_shards; s++)
@@ -571,7 +859,9 @@ static int setup(coordinator *c, const char *config_path, char *const *sets, int
     rm_shard_index_free(&idx);
     if (rc != RM_OK)
         return RM_ERR;
-    return rm_run_dir_open(&c->rd, &c->cfg, err);
+    if (rm_run_dir_open(&c->rd, &c->cfg, err) != RM_OK)
+        return RM_ERR;
+    return find_resume_point(c, err);
 }
 
 /* ranks.txt: "rank worker host pid" per line, so tools (and the launcher,
@@ -622,6 +912,10 @@ int main(int argc, char **argv)
     MPI_Comm unused;
     MPI_Comm_split(MPI_COMM_WORLD, MPI_UNDEFINED, rank, &unused); /* matches the workers' split */
     rm_log_set_identity("coordinator");
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 
     static coordinator c;
     c.workers = size - 1;
@@ -653,23 +947,26 @@ int main(int argc, char **argv)
         rm_error_log("%s", err.msg);
         rm_error e2;
         /* Workers wait for START after their HELLO: release them. */
-        if (refuse_start(&c, err.msg, &e2) != RM_OK)
+        if (refuse_start(&c, err.msg, RM_EXIT_FATAL, &e2) != RM_OK)
             coordinator_abort(&c, -1, -1, e2.msg);
+        rm_run_dir_close(&c.rd);
         MPI_Finalize();
-        return 1;
+        return RM_EXIT_FATAL;
     }
     print_start(&c);
     if (handshake(&c, &err) != RM_OK) {
         record_fatal(&c, -1, -1, err.msg);
         rm_error e2;
-        if (refuse_start(&c, err.msg, &e2) != RM_OK)
+        if (refuse_start(&c, err.msg, RM_EXIT_FATAL, &e2) != RM_OK)
             coordinator_abort(&c, -1, -1, e2.msg);
         rm_run_dir_close(&c.rd);
         MPI_Finalize();
-        return 1;
+        return RM_EXIT_FATAL;
     }
     rm_msg_start start = {.ok = 1, .assign_ahead = c.assign_ahead, .total_steps = c.total_steps,
                           .first_step = c.first_step};
+    snprintf(start.resume_dir, sizeof start.resume_dir, "%s", c.resume_dir);
+    snprintf(start.ckpt_root, sizeof start.ckpt_root, "%s", c.ckpt.root);
     for (int w = 0; w < c.workers; w++)
         MPI_Send(&start, sizeof start, MPI_BYTE, w + 1, RM_TAG_START, MPI_COMM_WORLD);
     write_ranks(&c);
@@ -679,15 +976,28 @@ int main(int argc, char **argv)
 
     if (run_steps(&c, &err) != RM_OK || finish(&c, &err) != RM_OK)
         coordinator_abort(&c, -1, c.first_step + c.steps_done, err.msg);
-    if (write_summary(&c, rm_now_s() - t0, &err) != RM_OK)
-        coordinator_abort(&c, -1, c.total_steps, err.msg);
-    rm_run_dir_event(&c.rd, "end", "\"status\":\"completed\"");
+    int exit_code = RM_EXIT_OK;
+    if (c.stopping_on_signal) {
+        char fields[64];
+        snprintf(fields, sizeof fields, "\"status\":\"preempted\",\"step\":%ld", c.end_step);
+        rm_run_dir_event(&c.rd, "end", fields);
+        rm_info("stopped on a signal after step %ld with a checkpoint; exit %d asks to be requeued", c.end_step,
+                RM_EXIT_REQUEUE);
+        exit_code = RM_EXIT_REQUEUE;
+    } else {
+        if (write_summary(&c, rm_now_s() - t0, &err) != RM_OK)
+            coordinator_abort(&c, -1, c.total_steps, err.msg);
+        rm_run_dir_event(&c.rd, "end", "\"status\":\"completed\"");
+    }
     rm_run_dir_close(&c.rd);
     rm_sampler_free(&c.sampler);
     free(c.info);
     free(c.steps);
     free(c.send_bufs);
     free(c.send_reqs);
+    free(c.flag_ring);
+    free(c.skip_steps);
+    rm_ckpt_coord_free(&c.ckpt);
     MPI_Finalize();
-    return 0;
+    return exit_code;
 }

@@ -109,11 +109,32 @@ char *rm_launch_plan_format(const rm_launch_plan *plan)
 }
 
 static pid_t child_pid;
+static volatile sig_atomic_t stop_signal;
 
-static void forward_signal(int sig)
+/* SIGTERM and SIGUSR1 (Slurm's warning before the time limit) become
+ * SIGUSR1 to mpirun, which passes it to every rank: the coordinator then
+ * checkpoints at the next step boundary and stops with RM_EXIT_REQUEUE.
+ * SIGINT reaches mpirun from the terminal by itself. Either way the
+ * supervisor does not restart. */
+static void on_signal(int sig)
 {
-    if (child_pid > 0)
-        kill(child_pid, sig);
+    stop_signal = sig;
+    if (sig != SIGINT && child_pid > 0)
+        kill(child_pid, SIGUSR1);
+}
+
+int rm_launch_stop_signal(void)
+{
+    return stop_signal;
+}
+
+void rm_launch_install_signals(void)
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
 }
 
 /* mpirun names the rank that died in a line such as
@@ -155,7 +176,7 @@ static void explain_line(const char *line, const char *run_dir, char *verdict, s
     snprintf(verdict, cap, "%s, pid %d, host %s) %s", who, pid, node, rest);
 }
 
-int rm_launch_run(const rm_launch_plan *plan, const char *run_dir)
+int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, char *verdict, size_t verdict_cap)
 {
     int pipefd[2];
     if (pipe(pipefd) != 0) {
@@ -178,15 +199,12 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir)
         _exit(127);
     }
     close(pipefd[1]);
-    struct sigaction sa = {0};
-    sa.sa_handler = forward_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
+    if (stop_signal && stop_signal != SIGINT) /* arrived between attempts or before the fork */
+        kill(child_pid, SIGUSR1);
 
     /* Pass mpirun's stderr through as it comes (progress lines are redrawn
      * with \r, not ended), and look at whole lines for mpirun's verdict. */
-    char verdict[512] = "";
+    verdict[0] = '\0';
     char line[4096];
     size_t line_len = 0;
     char chunk[4096];
@@ -201,7 +219,7 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir)
         for (ssize_t i = 0; i < n; i++) {
             if (chunk[i] == '\n' || line_len == sizeof line - 1) {
                 line[line_len] = '\0';
-                explain_line(line, run_dir, verdict, sizeof verdict);
+                explain_line(line, run_dir, verdict, verdict_cap);
                 line_len = 0;
             } else {
                 line[line_len++] = chunk[i];
@@ -214,14 +232,7 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir)
         ;
     child_pid = 0;
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (code == 0)
-        return 0;
-    if (code == 127)
-        return code;
-    if (verdict[0])
-        rm_error_log("job failed: %s", verdict);
-    else
-        rm_error_log("job failed: mpirun exited with status %d (reasons above)", code);
-    rm_error_log("run directory: %s (events.jsonl records failures the coordinator saw)", run_dir);
+    if (code != 0 && !verdict[0])
+        snprintf(verdict, verdict_cap, "mpirun exited with status %d", code);
     return code;
 }

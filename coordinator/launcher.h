@@ -22,8 +22,12 @@ void rm_launch_plan_free(rm_launch_plan *plan);
 /* The plan as one shell-quoted line. Caller frees. */
 char *rm_launch_plan_format(const rm_launch_plan *plan);
 
-/* Runs the plan, passing output through; returns the exit status to use
- * and prints which rank failed and how when the job did not succeed. */
-int rm_launch_run(const rm_launch_plan *plan, const char *run_dir);
+/* Runs the plan once, passing output through; returns mpirun's exit status
+ * and, when it is not 0, which rank failed and how in verdict. */
+int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, char *verdict, size_t verdict_cap);
+
+/* The supervisor's signal handling (see launcher.c); the signal received, or 0. */
+void rm_launch_install_signals(void);
+int rm_launch_stop_signal(void);
 
 #endif

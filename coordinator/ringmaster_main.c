@@ -1,7 +1,9 @@
 /* ringmaster: the command-line tool. Validates job configs, prepares
  * datasets, and launches and watches jobs (`ringmaster run`). */
 #include "config.h"
+#include "exit_codes.h"
 #include "fsutil.h"
+#include "json.h"
 #include "idx_import.h"
 #include "launcher.h"
 #include "log.h"
@@ -14,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_SETS 64
@@ -121,12 +124,62 @@ static int self_dir(char *out, size_t cap)
     return RM_OK;
 }
 
-static int run_dir_has_run(const char *dir)
+static int run_dir_completed(const char *dir)
 {
     char path[RM_PATH_CAP + 32];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    snprintf(path, sizeof path, "%s/summary.json", dir);
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+/* The supervisor: runs the job, and after a failure a restart may cure
+ * (a dead or hung rank, a rollback) starts it again from the latest
+ * checkpoint, up to fault.max_restarts times with a doubling backoff.
+ * Each failure is recorded in RUN_DIR/restarts.jsonl. */
+static int supervise(const rm_launch_plan *plan, const rm_config *cfg)
+{
+    char causes[4096] = "";
+    for (long attempt = 0;; attempt++) {
+        char verdict[512];
+        int rc = rm_launch_run(plan, cfg->run_dir, verdict, sizeof verdict);
+        if (rc == RM_EXIT_OK)
+            return rc;
+        if (rc == RM_EXIT_REQUEUE) {
+            rm_info("job checkpointed and stopped on a signal: exit %d (requeue me)", RM_EXIT_REQUEUE);
+            return rc;
+        }
+        rm_error_log("job failed: %s", verdict);
+        char path[RM_PATH_CAP + 32];
+        snprintf(path, sizeof path, "%s/restarts.jsonl", cfg->run_dir);
+        FILE *log = fopen(path, "a");
+        if (log) {
+            fprintf(log, "{\"time\":%ld,\"attempt\":%ld,\"exit_status\":%d,\"cause\":", (long)time(NULL), attempt,
+                    rc);
+            rm_json_string(log, verdict);
+            fputs("}\n", log);
+            fclose(log);
+        }
+        snprintf(causes + strlen(causes), sizeof causes - strlen(causes), "\n  attempt %ld: %s", attempt + 1, verdict);
+        if (rm_launch_stop_signal())
+            return rc;
+        if (rc == RM_EXIT_FATAL || rc == RM_EXIT_USAGE || rc == 127) {
+            rm_error_log("not restarting: a restart cannot fix this (see the message above); run directory %s",
+                         cfg->run_dir);
+            return rc;
+        }
+        if (attempt >= cfg->max_restarts) {
+            rm_error_log("giving up after %ld restart%s (fault.max_restarts); failures:%s\nrun directory: %s", attempt,
+                         attempt == 1 ? "" : "s", causes, cfg->run_dir);
+            return rc;
+        }
+        double backoff = cfg->restart_backoff_s * (double)(1L << (attempt < 6 ? attempt : 6));
+        rm_warn("restart %ld of %ld in %.1f s, from the latest checkpoint", attempt + 1, cfg->max_restarts, backoff);
+        struct timespec ts = {(time_t)backoff, (long)((backoff - (double)(time_t)backoff) * 1e9)};
+        while (nanosleep(&ts, &ts) != 0 && !rm_launch_stop_signal())
+            ;
+        if (rm_launch_stop_signal())
+            return rc;
+    }
 }
 
 static int cmd_run(int argc, char **argv)
@@ -146,9 +199,9 @@ static int cmd_run(int argc, char **argv)
     }
     if (!cfg.run_dir[0])
         rm_run_dir_default(a.config, cfg.run_dir, sizeof cfg.run_dir);
-    if (run_dir_has_run(cfg.run_dir)) {
-        rm_error_log("run directory %s already holds a run; pass another --run-dir (or remove it)", cfg.run_dir);
-        return 1;
+    if (run_dir_completed(cfg.run_dir)) {
+        rm_error_log("run directory %s holds a completed run (summary.json); pass another --run-dir", cfg.run_dir);
+        return RM_EXIT_FATAL;
     }
     char bin_dir[PATH_MAX];
     if (self_dir(bin_dir, sizeof bin_dir) != RM_OK) {
@@ -200,7 +253,8 @@ static int cmd_run(int argc, char **argv)
         free(text);
         if (rc == 0) {
             setenv("RINGMASTER_TTY", isatty(STDERR_FILENO) ? "1" : "0", 1);
-            rc = rm_launch_run(&plan, cfg.run_dir);
+            rm_launch_install_signals();
+            rc = supervise(&plan, &cfg);
         }
     }
     free(line);

@@ -18,6 +18,7 @@
 typedef struct rm_step_stats {
     double loss_sum;
     long correct;
+    double grad_norm;        /* of the averaged gradient */
     double compute_s;        /* forward + backward, including overlapped communication */
     double allreduce_wait_s; /* blocked waiting for gradients after backward */
     double optimizer_s;
@@ -25,16 +26,32 @@ typedef struct rm_step_stats {
 
 typedef struct rm_backend rm_backend;
 
+/* One training step is three calls, so the worker can act between them:
+ *   backward  forward and backward; gradient buckets start their
+ *             all-reduce as backward completes them
+ *   reduce    waits for every bucket; the gradient is then the global
+ *             mean, identical on every worker, and its norm is known
+ *   update    the optimizer step (skipped by the worker for a non-finite
+ *             gradient under nan_policy skip, or a rolled-back step) */
 struct rm_backend {
     const char *name;
+    int n_state; /* state tensors per parameter: params + optimizer moments */
     /* x: n x input_dim floats, labels: n bytes. grad_scale: 1 / global batch,
-     * so the all-reduced sum is the global mean whatever the worker count. */
-    int (*train_step)(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, double lr,
-                      rm_step_stats *stats, rm_error *err);
+     * so the all-reduced sum is the global mean whatever the worker count.
+     * poison: make the gradient non-finite (fault-injection knob). */
+    int (*backward)(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, int poison,
+                    rm_step_stats *stats, rm_error *err);
+    int (*reduce)(rm_backend *b, rm_step_stats *stats, rm_error *err);
+    int (*update)(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err);
     int (*evaluate)(rm_backend *b, const float *x, const uint8_t *labels, long n, double *loss_sum, long *correct,
                     rm_error *err);
     /* Copies the parameters to host memory (n_params floats). */
     int (*read_params)(rm_backend *b, float *out, rm_error *err);
+    /* Copies [begin, end) of each state tensor into dst[k] (host memory) and
+     * the optimizer's update count into *opt_steps. */
+    int (*snapshot)(rm_backend *b, long begin, long end, float *const *dst, long *opt_steps, rm_error *err);
+    /* Replaces the whole state: state[k] holds n_params floats. */
+    int (*restore)(rm_backend *b, const float *const *state, long opt_steps, rm_error *err);
     void (*destroy)(rm_backend *b);
 };
 

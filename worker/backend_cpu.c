@@ -7,6 +7,7 @@
 #include "timer.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,23 +25,36 @@ static int grad_ready(void *ctx, long offset, rm_error *err)
     return rm_allreduce_ready_from(ctx, offset, err);
 }
 
-static int cpu_train_step(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, double lr,
-                          rm_step_stats *stats, rm_error *err)
+static int cpu_backward(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, int poison,
+                        rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
     double t0 = rm_now_s();
     rm_mlp_cpu_forward(&cb->mlp, cb->params, x, labels, n, &stats->loss_sum, &stats->correct);
-    if (rm_mlp_cpu_backward(&cb->mlp, cb->params, cb->grads, labels, n, grad_scale, grad_ready, &cb->ar, err) != RM_OK)
+    if (rm_mlp_cpu_backward(&cb->mlp, cb->params, cb->grads, labels, n, poison ? NAN : grad_scale, grad_ready, &cb->ar,
+                            err) != RM_OK)
         return RM_ERR;
-    double t1 = rm_now_s();
+    stats->compute_s = rm_now_s() - t0;
+    return RM_OK;
+}
+
+static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
+{
+    cpu_backend *cb = (cpu_backend *)b;
+    double t0 = rm_now_s();
     if (rm_allreduce_finish(&cb->ar, err) != RM_OK)
         return RM_ERR;
-    double t2 = rm_now_s();
+    stats->allreduce_wait_s = rm_now_s() - t0;
+    stats->grad_norm = sqrt((double)cblas_sdot((int)cb->shape.n_params, cb->grads, 1, cb->grads, 1));
+    return RM_OK;
+}
+
+static int cpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
+{
+    cpu_backend *cb = (cpu_backend *)b;
+    double t0 = rm_now_s();
     rm_optimizer_step(&cb->opt, cb->params, cb->grads, lr);
-    double t3 = rm_now_s();
-    stats->compute_s = t1 - t0;
-    stats->allreduce_wait_s = t2 - t1;
-    stats->optimizer_s = t3 - t2;
+    stats->optimizer_s = rm_now_s() - t0;
     return RM_OK;
 }
 
@@ -56,6 +70,26 @@ static int cpu_read_params(rm_backend *b, float *out, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
     memcpy(out, cb->params, (size_t)cb->shape.n_params * sizeof(float));
+    return RM_OK;
+}
+
+static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, long *opt_steps, rm_error *err)
+{
+    cpu_backend *cb = (cpu_backend *)b;
+    const float *src[3] = {cb->params, cb->opt.m, cb->opt.v};
+    for (int k = 0; k < b->n_state; k++)
+        memcpy(dst[k], src[k] + begin, (size_t)(end - begin) * sizeof(float));
+    *opt_steps = cb->opt.t;
+    return RM_OK;
+}
+
+static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps, rm_error *err)
+{
+    cpu_backend *cb = (cpu_backend *)b;
+    float *dst[3] = {cb->params, cb->opt.m, cb->opt.v};
+    for (int k = 0; k < b->n_state; k++)
+        memcpy(dst[k], state[k], (size_t)cb->shape.n_params * sizeof(float));
+    cb->opt.t = opt_steps;
     return RM_OK;
 }
 
@@ -80,7 +114,18 @@ rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *
         rm_fail(err, "out of memory");
         return NULL;
     }
-    cb->base = (rm_backend){"cpu", cpu_train_step, cpu_evaluate, cpu_read_params, cpu_destroy};
+    cb->base = (rm_backend){
+        .name = "cpu",
+        .n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2,
+        .backward = cpu_backward,
+        .reduce = cpu_reduce,
+        .update = cpu_update,
+        .evaluate = cpu_evaluate,
+        .read_params = cpu_read_params,
+        .snapshot = cpu_snapshot,
+        .restore = cpu_restore,
+        .destroy = cpu_destroy,
+    };
     cb->shape = *shape;
     /* One BLAS thread per worker by default: workers are the parallelism. */
     openblas_set_num_threads((int)cfg->threads_per_worker);

@@ -1,7 +1,10 @@
 /* ringmaster-worker: one data-parallel training rank. MPI rank r >= 1 is
  * worker r-1; rank 0 is the coordinator. */
 #include "backend.h"
+#include "checkpoint.h"
+#include "ckpt_writer.h"
 #include "config.h"
+#include "exit_codes.h"
 #include "hash.h"
 #include "loader.h"
 #include "log.h"
@@ -9,8 +12,11 @@
 #include "mpi_check.h"
 #include "protocol.h"
 #include "shard.h"
+#include "rng.h"
 #include "timer.h"
 
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +34,9 @@ typedef struct worker {
     rm_model_shape shape;
     rm_backend *backend;
     rm_loader loader;
+    rm_ckpt_writer writer;
+    char ckpt_root[RM_DIR_CAP];
+    long snapshot_opt_steps; /* optimizer updates in the snapshot being written */
     long local_batch;
     uint32_t *assign_buf; /* receive buffer: header + samples */
     size_t assign_buf_bytes;
@@ -38,7 +47,7 @@ typedef struct worker {
 
 /* Ends the whole job: tell the coordinator why (so it can record it and
  * stop every rank), and abort ourselves if it has not done so shortly. */
-static void worker_fatal(worker *w, const char *reason)
+static void worker_fatal_code(worker *w, const char *reason, int code)
 {
     rm_error_log("step %ld: %s", w->step, reason);
     rm_msg_fatal msg = {.step = w->step};
@@ -52,8 +61,13 @@ static void worker_fatal(worker *w, const char *reason)
             usleep(1000);
         }
     }
-    MPI_Abort(MPI_COMM_WORLD, 1);
-    exit(1);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    exit(code);
+}
+
+static void worker_fatal(worker *w, const char *reason)
+{
+    worker_fatal_code(w, reason, RM_EXIT_FAILED);
 }
 
 static int weights_digest(worker *w, uint64_t *digest, rm_error *err)
@@ -68,19 +82,37 @@ static int weights_digest(worker *w, uint64_t *digest, rm_error *err)
     return rc;
 }
 
+/* Waits for a message with `tag` from the coordinator, but not forever: a
+ * coordinator silent for timeout_s is as good as dead. */
+static int wait_for(worker *w, int tag, double timeout_s, MPI_Status *st, rm_error *err)
+{
+    double deadline = rm_now_s() + timeout_s;
+    for (int spins = 0;; spins++) {
+        int flag;
+        RM_MPI_CHECK(MPI_Iprobe(0, tag, MPI_COMM_WORLD, &flag, st), err);
+        if (flag)
+            return RM_OK;
+        if (rm_now_s() > deadline)
+            return rm_fail(err, "the coordinator sent nothing for %.0f s (fault.hang_timeout_s): giving up", timeout_s);
+        if (spins > 1000)
+            usleep(200);
+    }
+}
+
 /* Receives one assignment (blocking when `block`) and hands it to the
  * loader. Sets *got when one arrived. */
 static int receive_assignment(worker *w, int block, int *got, rm_error *err)
 {
-    int flag = 1;
+    int flag = 0;
     MPI_Status st;
     *got = 0;
-    if (!block)
+    if (!block) {
         RM_MPI_CHECK(MPI_Iprobe(0, RM_TAG_ASSIGN, MPI_COMM_WORLD, &flag, &st), err);
-    else
-        RM_MPI_CHECK(MPI_Probe(0, RM_TAG_ASSIGN, MPI_COMM_WORLD, &st), err);
-    if (!flag)
-        return RM_OK;
+        if (!flag)
+            return RM_OK;
+    } else if (wait_for(w, RM_TAG_ASSIGN, w->cfg.hang_timeout_s, &st, err) != RM_OK) {
+        return RM_ERR;
+    }
     int bytes;
     RM_MPI_CHECK(MPI_Get_count(&st, MPI_BYTE, &bytes), err);
     if (bytes < (int)sizeof(rm_msg_assign) || (size_t)bytes > w->assign_buf_bytes)
@@ -173,14 +205,105 @@ static int handshake(worker *w, rm_msg_start *start, rm_error *err)
     if (weights_digest(w, &hello.init_digest, err) != RM_OK)
         return RM_ERR;
     RM_MPI_CHECK(MPI_Send(&hello, sizeof hello, MPI_BYTE, 0, RM_TAG_HELLO, MPI_COMM_WORLD), err);
+    MPI_Status st;
+    /* The coordinator verifies the checkpoint before answering. */
+    if (wait_for(w, RM_TAG_START, w->cfg.hang_timeout_s + 300.0, &st, err) != RM_OK)
+        return RM_ERR;
     RM_MPI_CHECK(MPI_Recv(start, sizeof *start, MPI_BYTE, 0, RM_TAG_START, MPI_COMM_WORLD, MPI_STATUS_IGNORE), err);
+    start->resume_dir[sizeof start->resume_dir - 1] = '\0';
+    start->ckpt_root[sizeof start->ckpt_root - 1] = '\0';
     return RM_OK;
+}
+
+/* Loads the whole state from a committed checkpoint (every worker reads
+ * every file, so any worker count can resume any checkpoint). */
+static int resume(worker *w, const char *dir, rm_error *err)
+{
+    rm_ckpt_manifest m;
+    if (rm_ckpt_manifest_read(dir, &m, err) != RM_OK)
+        return RM_ERR;
+    int rc = RM_ERR;
+    float *state[3] = {NULL, NULL, NULL};
+    if (m.n_params != w->shape.n_params || m.n_state != w->backend->n_state) {
+        rm_fail(err, "%s: holds %ld parameters x %d tensors, this job needs %ld x %d", dir, m.n_params, m.n_state,
+                w->shape.n_params, w->backend->n_state);
+        goto out;
+    }
+    for (int k = 0; k < m.n_state; k++)
+        if (!(state[k] = malloc((size_t)m.n_params * sizeof(float)))) {
+            rm_fail(err, "out of memory loading %s", dir);
+            goto out;
+        }
+    if (rm_ckpt_load(dir, &m, state, err) != RM_OK ||
+        w->backend->restore(w->backend, (const float *const *)state, m.opt_steps, err) != RM_OK)
+        goto out;
+    rc = RM_OK;
+out:
+    for (int k = 0; k < 3; k++)
+        free(state[k]);
+    rm_ckpt_manifest_free(&m);
+    return rc;
+}
+
+/* Reports a finished checkpoint write, if any, to the coordinator. */
+static int report_checkpoint(worker *w, rm_error *err)
+{
+    rm_msg_ckpt_done d = {.worker = w->worker, .opt_steps = w->snapshot_opt_steps};
+    rm_ckpt_file file;
+    int failed;
+    rm_error why;
+    long step;
+    if (!rm_ckpt_writer_poll(&w->writer, &step, &file, &failed, &why, &d.write_s))
+        return RM_OK;
+    d.step = step;
+    d.ok = !failed;
+    d.begin = file.begin;
+    d.end = file.end;
+    d.bytes = file.bytes;
+    d.checksum = file.checksum;
+    if (failed)
+        snprintf(d.reason, sizeof d.reason, "%s", why.msg);
+    RM_MPI_CHECK(MPI_Send(&d, sizeof d, MPI_BYTE, 0, RM_TAG_CKPT_DONE, MPI_COMM_WORLD), err);
+    return RM_OK;
+}
+
+/* Snapshots this worker's slice of the state after `steps_done` steps and
+ * hands it to the writer thread. Returns the training stall in *stall_s. */
+static int start_checkpoint(worker *w, long steps_done, double *stall_s, rm_error *err)
+{
+    double t0 = rm_now_s();
+    rm_ckpt_writer_wait_idle(&w->writer);
+    if (report_checkpoint(w, err) != RM_OK)
+        return RM_ERR;
+    if (w->backend->snapshot(w->backend, w->writer.begin, w->writer.end, w->writer.snap, &w->snapshot_opt_steps,
+                             err) != RM_OK)
+        return RM_ERR;
+    char name[32], dir[RM_DIR_CAP + 48];
+    rm_ckpt_dir_name(steps_done, name, sizeof name);
+    snprintf(dir, sizeof dir, "%s/%s.tmp", w->ckpt_root, name);
+    rm_ckpt_writer_submit(&w->writer, steps_done, dir);
+    *stall_s = rm_now_s() - t0;
+    return RM_OK;
+}
+
+/* N-independent fingerprint of which sample sits at which stream position. */
+static uint64_t batch_digest(const rm_batch *b)
+{
+    uint64_t sum = 0;
+    for (long i = 0; i < b->assign.count; i++)
+        sum += rm_key((uint64_t)(b->assign.position + i), b->samples[i]);
+    return sum;
 }
 
 static int train(worker *w, const rm_msg_start *start, rm_error *err)
 {
     if (rm_loader_start(&w->loader, &w->train, w->local_batch, (int)w->cfg.prefetch_batches, start->assign_ahead,
                         err) != RM_OK)
+        return RM_ERR;
+    snprintf(w->ckpt_root, sizeof w->ckpt_root, "%s", start->ckpt_root);
+    long n = w->shape.n_params;
+    if (rm_ckpt_writer_start(&w->writer, w->worker, n * w->worker / w->workers, n * (w->worker + 1) / w->workers,
+                             w->backend->n_state, err) != RM_OK)
         return RM_ERR;
     float grad_scale = 1.0f / (float)w->cfg.global_batch;
     for (w->step = start->first_step; w->step < start->total_steps; w->step++) {
@@ -191,6 +314,8 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             if (receive_assignment(w, 0, &got, err) != RM_OK)
                 return RM_ERR;
         if (rm_loader_outstanding(&w->loader) == 0 && receive_assignment(w, 1, &got, err) != RM_OK)
+            return RM_ERR;
+        if (report_checkpoint(w, err) != RM_OK)
             return RM_ERR;
 
         double t0 = rm_now_s();
@@ -203,7 +328,23 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
 
         double lr = rm_config_lr_at(&w->cfg, w->step, start->total_steps);
         rm_step_stats stats = {0};
-        if (w->backend->train_step(w->backend, b->x, b->labels, b->assign.count, grad_scale, lr, &stats, err) != RM_OK)
+        int poison = w->step == w->cfg.debug_nan_at_step;
+        if (w->backend->backward(w->backend, b->x, b->labels, b->assign.count, grad_scale, poison, &stats, err) != RM_OK)
+            return RM_ERR;
+        /* Say we reached the collective before blocking in it. */
+        rm_msg_progress progress = {.step = w->step};
+        RM_MPI_CHECK(MPI_Send(&progress, sizeof progress, MPI_BYTE, 0, RM_TAG_PROGRESS, MPI_COMM_WORLD), err);
+        if (w->backend->reduce(w->backend, &stats, err) != RM_OK)
+            return RM_ERR;
+        /* The averaged gradient is identical on every worker, so they all
+         * take the same decision without talking. */
+        int nonfinite = !isfinite(stats.grad_norm) || !isfinite(stats.loss_sum);
+        int flags = b->assign.flags;
+        int skip = (flags & RM_ASSIGN_SKIP_UPDATE) || (nonfinite && w->cfg.nan_policy != RM_NAN_STOP);
+        if (!skip && w->backend->update(w->backend, lr, &stats, err) != RM_OK)
+            return RM_ERR;
+        double stall_s = 0;
+        if ((flags & RM_ASSIGN_CHECKPOINT_AFTER) && start_checkpoint(w, w->step + 1, &stall_s, err) != RM_OK)
             return RM_ERR;
         rm_msg_report rep = {
             .step = w->step,
@@ -211,13 +352,17 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             .correct = stats.correct,
             .count = b->assign.count,
             .lr = lr,
+            .grad_norm = stats.grad_norm,
+            .nonfinite = nonfinite,
+            .update_skipped = skip,
+            .batch_digest = batch_digest(b),
             .data_wait_s = data_wait_s,
             .compute_s = stats.compute_s,
             .allreduce_wait_s = stats.allreduce_wait_s,
             .optimizer_s = stats.optimizer_s,
+            .ckpt_stall_s = stall_s,
             .step_s = rm_now_s() - t0,
         };
-        int flags = b->assign.flags;
         rm_loader_release(&w->loader);
         RM_MPI_CHECK(MPI_Send(&rep, sizeof rep, MPI_BYTE, 0, RM_TAG_REPORT, MPI_COMM_WORLD), err);
         if ((flags & RM_ASSIGN_EVAL_AFTER) && w->cfg.eval_split[0] && evaluate(w, w->step, err) != RM_OK)
@@ -225,12 +370,17 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         if (flags & RM_ASSIGN_LAST)
             break;
     }
-    return RM_OK;
+    /* The last checkpoint must reach the coordinator before STOP. */
+    rm_ckpt_writer_wait_idle(&w->writer);
+    return report_checkpoint(w, err);
 }
 
 static int finish(worker *w, rm_error *err)
 {
     char stop;
+    MPI_Status st;
+    if (wait_for(w, RM_TAG_STOP, w->cfg.hang_timeout_s + 60.0, &st, err) != RM_OK)
+        return RM_ERR;
     RM_MPI_CHECK(MPI_Recv(&stop, 1, MPI_BYTE, 0, RM_TAG_STOP, MPI_COMM_WORLD, MPI_STATUS_IGNORE), err);
     rm_msg_done done = {.steps = w->step + 1};
     if (weights_digest(w, &done.weights_digest, err) != RM_OK)
@@ -259,6 +409,11 @@ int main(int argc, char **argv)
     /* Collective over all ranks (the coordinator passes MPI_UNDEFINED):
      * done first so no rank can fail before it and leave others waiting. */
     MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? MPI_UNDEFINED : 1, rank, &w.comm);
+    /* SIGUSR1/SIGTERM ask the coordinator for an emergency checkpoint;
+     * workers finish the steps it still hands out, so they ignore them.
+     * mpirun's own shutdown ends in SIGKILL, which nothing ignores. */
+    signal(SIGUSR1, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     char role[32];
     snprintf(role, sizeof role, "worker %d", w.worker);
     rm_log_set_identity(role);
@@ -285,16 +440,23 @@ int main(int argc, char **argv)
 
     rm_error err;
     rm_msg_start start;
-    if (setup(&w, config_path, sets, n_sets, &err) != RM_OK || handshake(&w, &start, &err) != RM_OK)
+    /* A bad config or dataset fails the same way on every restart. */
+    if (setup(&w, config_path, sets, n_sets, &err) != RM_OK)
+        worker_fatal_code(&w, err.msg, RM_EXIT_FATAL);
+    if (handshake(&w, &start, &err) != RM_OK)
         worker_fatal(&w, err.msg);
     int rc = 0;
     if (!start.ok) {
         /* The coordinator refused the job and tells every rank why; it
          * prints the reason once, so workers leave quietly. */
-        rc = 1;
-    } else if (train(&w, &start, &err) != RM_OK || finish(&w, &err) != RM_OK) {
-        worker_fatal(&w, err.msg);
+        rc = start.exit_code;
+    } else {
+        if (start.resume_dir[0] && resume(&w, start.resume_dir, &err) != RM_OK)
+            worker_fatal_code(&w, err.msg, RM_EXIT_FATAL);
+        if (train(&w, &start, &err) != RM_OK || finish(&w, &err) != RM_OK)
+            worker_fatal(&w, err.msg);
     }
+    rm_ckpt_writer_stop(&w.writer);
     rm_loader_stop(&w.loader);
     if (w.backend)
         w.backend->destroy(w.backend);

@@ -1,0 +1,542 @@
+#include "checkpoint.h"
+
+#include "fsutil.h"
+#include "hash.h"
+#include "json.h"
+#include "yaml_tree.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#define MANIFEST_NAME "manifest.json"
+#define MANIFEST_MAX_BYTES (64u << 20)
+#define MANIFEST_MAX_NODES (16u * RM_CKPT_MAX_FILES + 4096u)
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v = 0;
+    for (int i = 3; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+void rm_ckpt_dir_name(long step, char *out, size_t cap)
+{
+    snprintf(out, cap, "step-%08ld", step);
+}
+
+static void file_name(int worker, char *out, size_t cap)
+{
+    snprintf(out, cap, "worker-%05d.rmc", worker);
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long end, const float *const *slices,
+                       int n_state, rm_ckpt_file *out, rm_error *err)
+{
+    char name[64], path[4096];
+    file_name(worker, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    size_t slice_bytes = (size_t)(end - begin) * sizeof(float);
+    uint64_t payload = (uint64_t)slice_bytes * (uint64_t)n_state;
+    uint8_t header[RM_CKPT_HEADER_BYTES] = {0};
+    memcpy(header, RM_CKPT_MAGIC, 8);
+    put_u32(header + 8, 1);
+    put_u32(header + 12, RM_CKPT_PROTECTION_PLAIN);
+    put_u64(header + 16, (uint64_t)step);
+    put_u32(header + 24, (uint32_t)worker);
+    put_u32(header + 28, (uint32_t)n_state);
+    put_u64(header + 32, (uint64_t)begin);
+    put_u64(header + 40, (uint64_t)end);
+    put_u64(header + 48, payload);
+
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return rm_fail_errno(err, errno, "%s: cannot create checkpoint file", path);
+    XXH3_state_t *hs = XXH3_createState();
+    if (!hs) {
+        close(fd);
+        return rm_fail(err, "out of memory");
+    }
+    XXH3_64bits_reset(hs);
+    int rc = RM_OK;
+    if (write_all(fd, header, sizeof header) != 0)
+        rc = rm_fail_errno(err, errno, "%s: write failed", path);
+    for (int k = 0; rc == RM_OK && k < n_state; k++) {
+        XXH3_64bits_update(hs, slices[k], slice_bytes);
+        if (write_all(fd, slices[k], slice_bytes) != 0)
+            rc = rm_fail_errno(err, errno, "%s: write failed", path);
+    }
+    if (rc == RM_OK && fsync(fd) != 0)
+        rc = rm_fail_errno(err, errno, "%s: fsync failed", path);
+    if (close(fd) != 0 && rc == RM_OK)
+        rc = rm_fail_errno(err, errno, "%s: close failed", path);
+    out->worker = worker;
+    out->begin = begin;
+    out->end = end;
+    out->bytes = RM_CKPT_HEADER_BYTES + payload;
+    out->checksum = XXH3_64bits_digest(hs);
+    XXH3_freeState(hs);
+    return rc;
+}
+
+int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_model_shape *shape, rm_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return rm_fail(err, "out of memory");
+    char cfg[17], train[17], data[17];
+    rm_hash_hex(m->config_hash, cfg);
+    rm_hash_hex(m->training_hash, train);
+    rm_hash_hex(m->dataset_hash, data);
+    fprintf(f, "{\n  \"format\": \"ringmaster-checkpoint\",\n  \"version\": 1,\n");
+    fprintf(f, "  \"step\": %ld,\n  \"data_cursor\": %ld,\n  \"epoch\": ", m->step, m->data_cursor);
+    rm_json_number(f, m->epoch);
+    fprintf(f, ",\n  \"rng\": {\"seed\": %ld, \"generator\": \"counter-based splitmix64 keyed by seed, epoch, layer\"},\n",
+            m->seed);
+    fprintf(f, "  \"optimizer\": {\"kind\": %d, \"steps\": %ld, \"state\": [\"params\", \"m\"%s]},\n", m->optimizer,
+            m->opt_steps, m->n_state == 3 ? ", \"v\"" : "");
+    fprintf(f, "  \"n_params\": %ld,\n  \"world_size\": %d,\n  \"created_unix\": %ld,\n", m->n_params, m->world_size,
+            m->created_unix);
+    fprintf(f, "  \"config_hash\": \"%s\",\n  \"training_hash\": \"%s\",\n  \"dataset_index_hash\": \"%s\",\n", cfg,
+            train, data);
+    fprintf(f, "  \"files\": [\n");
+    for (int i = 0; i < m->n_files; i++) {
+        const rm_ckpt_file *cf = &m->files[i];
+        char name[64], sum[17];
+        file_name(cf->worker, name, sizeof name);
+        rm_hash_hex(cf->checksum, sum);
+        fprintf(f, "    {\"file\": \"%s\", \"worker\": %d, \"begin\": %ld, \"end\": %ld, \"bytes\": %llu, "
+                   "\"checksum\": \"%s\"}%s\n",
+                name, cf->worker, cf->begin, cf->end, (unsigned long long)cf->bytes, sum,
+                i + 1 < m->n_files ? "," : "");
+    }
+    fprintf(f, "  ],\n  \"tensors\": [\n");
+    for (int l = 0; shape && l < shape->n_layers; l++) {
+        fprintf(f, "    {\"name\": \"layers.%d.weight\", \"offset\": %ld, \"shape\": [%ld, %ld]},\n", l,
+                shape->weight_offset[l], shape->dims[l + 1], shape->dims[l]);
+        fprintf(f, "    {\"name\": \"layers.%d.bias\", \"offset\": %ld, \"shape\": [%ld]}%s\n", l, shape->bias_offset[l],
+                shape->dims[l + 1], l + 1 < shape->n_layers ? "," : "");
+    }
+    fprintf(f, "  ]\n}\n");
+    fclose(f);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, MANIFEST_NAME);
+    int rc = rm_write_file_atomic(path, text, len, err);
+    free(text);
+    return rc;
+}
+
+static int get_long(const rm_yaml_node *map, const char *key, long *out, const char *path, rm_error *err)
+{
+    const rm_yaml_node *n = rm_yaml_get(map, key);
+    char *end;
+    if (!n || n->kind != RM_YAML_SCALAR)
+        return rm_fail(err, "%s: missing '%s'", path, key);
+    errno = 0;
+    long long v = strtoll(n->value, &end, 10);
+    if (errno || *end || !n->value[0])
+        return rm_fail(err, "%s:%d:%d: '%s' is not an integer", path, n->line, n->col, key);
+    *out = (long)v;
+    return RM_OK;
+}
+
+static int get_hash(const rm_yaml_node *map, const char *key, uint64_t *out, const char *path, rm_error *err)
+{
+    const rm_yaml_node *n = rm_yaml_get(map, key);
+    if (!n || n->kind != RM_YAML_SCALAR || rm_hash_parse(n->value, out) != RM_OK)
+        return rm_fail(err, "%s: missing or bad '%s'", path, key);
+    return RM_OK;
+}
+
+int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err)
+{
+    memset(m, 0, sizeof *m);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, MANIFEST_NAME);
+    rm_yaml_doc doc;
+    if (rm_yaml_parse_file_limits(path, MANIFEST_MAX_BYTES, MANIFEST_MAX_NODES, &doc, err) != RM_OK) {
+        rm_yaml_free(&doc);
+        return RM_ERR;
+    }
+    int rc = RM_ERR;
+    const rm_yaml_node *root = doc.root, *n;
+    long v;
+    if (!root || root->kind != RM_YAML_MAPPING || !(n = rm_yaml_get(root, "format")) || n->kind != RM_YAML_SCALAR ||
+        strcmp(n->value, "ringmaster-checkpoint") != 0) {
+        rm_fail(err, "%s: not a ringmaster checkpoint manifest", path);
+        goto out;
+    }
+    if (get_long(root, "version", &v, path, err) != RM_OK)
+        goto out;
+    if (v != 1) {
+        rm_fail(err, "%s: manifest version %ld is not supported", path, v);
+        goto out;
+    }
+    const rm_yaml_node *opt = rm_yaml_get(root, "optimizer"), *rng = rm_yaml_get(root, "rng");
+    long world, kind, n_files;
+    if (get_long(root, "step", &m->step, path, err) != RM_OK ||
+        get_long(root, "data_cursor", &m->data_cursor, path, err) != RM_OK ||
+        get_long(root, "n_params", &m->n_params, path, err) != RM_OK ||
+        get_long(root, "world_size", &world, path, err) != RM_OK ||
+        get_long(root, "created_unix", &m->created_unix, path, err) != RM_OK ||
+        get_long(rng, "seed", &m->seed, path, err) != RM_OK || get_long(opt, "kind", &kind, path, err) != RM_OK ||
+        get_long(opt, "steps", &m->opt_steps, path, err) != RM_OK ||
+        get_hash(root, "config_hash", &m->config_hash, path, err) != RM_OK ||
+        get_hash(root, "training_hash", &m->training_hash, path, err) != RM_OK ||
+        get_hash(root, "dataset_index_hash", &m->dataset_hash, path, err) != RM_OK)
+        goto out;
+    const rm_yaml_node *state = rm_yaml_get(opt, "state"), *epoch = rm_yaml_get(root, "epoch");
+    const rm_yaml_node *files = rm_yaml_get(root, "files");
+    if (!state || state->kind != RM_YAML_SEQUENCE || state->count < 2 || state->count > 3 || !files ||
+        files->kind != RM_YAML_SEQUENCE || files->count < 1 || files->count > RM_CKPT_MAX_FILES || !epoch ||
+        epoch->kind != RM_YAML_SCALAR) {
+        rm_fail(err, "%s: malformed optimizer state, epoch or file table", path);
+        goto out;
+    }
+    m->epoch = strtod(epoch->value, NULL);
+    m->n_state = (int)state->count;
+    m->optimizer = (int)kind;
+    m->world_size = (int)world;
+    n_files = (long)files->count;
+    if (m->step < 0 || m->n_params <= 0 || m->world_size <= 0 || m->data_cursor < 0) {
+        rm_fail(err, "%s: out-of-range step, parameter count or world size", path);
+        goto out;
+    }
+    m->files = calloc((size_t)n_files, sizeof *m->files);
+    if (!m->files) {
+        rm_fail(err, "out of memory");
+        goto out;
+    }
+    long covered = 0;
+    for (long i = 0; i < n_files; i++) {
+        const rm_yaml_node *e = files->items[i];
+        rm_ckpt_file *cf = &m->files[i];
+        long worker, bytes;
+        if (get_long(e, "worker", &worker, path, err) != RM_OK || get_long(e, "begin", &cf->begin, path, err) != RM_OK ||
+            get_long(e, "end", &cf->end, path, err) != RM_OK || get_long(e, "bytes", &bytes, path, err) != RM_OK ||
+            get_hash(e, "checksum", &cf->checksum, path, err) != RM_OK)
+            goto out;
+        cf->worker = (int)worker;
+        cf->bytes = (uint64_t)bytes;
+        /* Files must tile [0, n_params) in order: nothing missing, nothing twice. */
+        if (cf->worker != i || cf->begin != covered || cf->end < cf->begin || cf->end > m->n_params) {
+            rm_fail(err, "%s: file table entry %ld does not continue the parameter range", path, i);
+            goto out;
+        }
+        covered = cf->end;
+    }
+    if (covered != m->n_params) {
+        rm_fail(err, "%s: files cover %ld of %ld parameters", path, covered, m->n_params);
+        goto out;
+    }
+    m->n_files = (int)n_files;
+    rc = RM_OK;
+out:
+    rm_yaml_free(&doc);
+    if (rc != RM_OK)
+        rm_ckpt_manifest_free(m);
+    return rc;
+}
+
+void rm_ckpt_manifest_free(rm_ckpt_manifest *m)
+{
+    free(m->files);
+    m->files = NULL;
+    m->n_files = 0;
+}
+
+/* Opens one file, checks size and header, and streams its payload through
+ * the checksum; when dst is not NULL the slices land in dst[k] + begin. */
+static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_file *cf, float *const *dst,
+                     rm_error *err)
+{
+    char name[64], path[4096];
+    file_name(cf->worker, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return rm_fail_errno(err, errno, "%s: cannot open", path);
+    struct stat st;
+    uint8_t h[RM_CKPT_HEADER_BYTES];
+    int rc = RM_ERR;
+    XXH3_state_t *hs = XXH3_createState();
+    size_t slice = (size_t)(cf->end - cf->begin) * sizeof(float);
+    char *buf = malloc(1 << 20);
+    if (!hs || !buf) {
+        rm_fail(err, "out of memory");
+        goto out;
+    }
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != cf->bytes) {
+        rm_fail(err, "%s: is %lld bytes, the manifest says %llu (truncated or replaced)", path, (long long)st.st_size,
+                (unsigned long long)cf->bytes);
+        goto out;
+    }
+    if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h, RM_CKPT_MAGIC, 8) != 0 || get_u32(h + 8) != 1) {
+        rm_fail(err, "%s: not a ringmaster checkpoint file (bad magic or version)", path);
+        goto out;
+    }
+    if (get_u32(h + 12) != RM_CKPT_PROTECTION_PLAIN) {
+        rm_fail(err, "%s: payload protection %u is not supported by this build", path, get_u32(h + 12));
+        goto out;
+    }
+    if (get_u64(h + 16) != (uint64_t)m->step || get_u32(h + 28) != (uint32_t)m->n_state ||
+        get_u64(h + 32) != (uint64_t)cf->begin || get_u64(h + 40) != (uint64_t)cf->end ||
+        RM_CKPT_HEADER_BYTES + get_u64(h + 48) != cf->bytes) {
+        rm_fail(err, "%s: header disagrees with the manifest", path);
+        goto out;
+    }
+    XXH3_64bits_reset(hs);
+    off_t at = RM_CKPT_HEADER_BYTES;
+    for (int k = 0; k < m->n_state; k++) {
+        size_t done = 0;
+        while (done < slice) {
+            size_t want = slice - done < (1u << 20) ? slice - done : (1u << 20);
+            char *into = dst ? (char *)(dst[k] + cf->begin) + done : buf;
+            ssize_t n = pread(fd, into, want, at);
+            if (n <= 0) {
+                rm_fail_errno(err, n < 0 ? errno : EIO, "%s: read failed", path);
+                goto out;
+            }
+            XXH3_64bits_update(hs, into, (size_t)n);
+            done += (size_t)n;
+            at += n;
+        }
+    }
+    if (XXH3_64bits_digest(hs) != cf->checksum) {
+        rm_fail(err, "%s: checksum mismatch: the file is damaged", path);
+        goto out;
+    }
+    rc = RM_OK;
+out:
+    if (hs)
+        XXH3_freeState(hs);
+    free(buf);
+    close(fd);
+    return rc;
+}
+
+int rm_ckpt_verify(const char *dir, const rm_ckpt_manifest *m, rm_error *err)
+{
+    for (int i = 0; i < m->n_files; i++)
+        if (read_file(dir, m, &m->files[i], NULL, err) != RM_OK)
+            return RM_ERR;
+    return RM_OK;
+}
+
+int rm_ckpt_load(const char *dir, const rm_ckpt_manifest *m, float *const *out, rm_error *err)
+{
+    for (int i = 0; i < m->n_files; i++)
+        if (read_file(dir, m, &m->files[i], out, err) != RM_OK)
+            return RM_ERR;
+    return RM_OK;
+}
+
+static void fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+int rm_ckpt_commit(const char *root, const char *tmp_dir, long step, rm_error *err)
+{
+    char name[32], final_dir[4096], latest[4096];
+    rm_ckpt_dir_name(step, name, sizeof name);
+    snprintf(final_dir, sizeof final_dir, "%s/%s", root, name);
+    fsync_dir(tmp_dir);
+    if (rename(tmp_dir, final_dir) != 0)
+        return rm_fail_errno(err, errno, "%s: cannot rename to %s", tmp_dir, final_dir);
+    fsync_dir(root);
+    char text[48];
+    int len = snprintf(text, sizeof text, "%s\n", name);
+    snprintf(latest, sizeof latest, "%s/latest", root);
+    return rm_write_file_atomic(latest, text, (size_t)len, err);
+}
+
+static int parse_step_dir(const char *name, long *step, int *tmp)
+{
+    char *end;
+    if (strncmp(name, "step-", 5) != 0)
+        return 0;
+    long v = strtol(name + 5, &end, 10);
+    if (end == name + 5 || v < 0)
+        return 0;
+    if (*end == '\0')
+        *tmp = 0;
+    else if (strcmp(end, ".tmp") == 0)
+        *tmp = 1;
+    else
+        return 0;
+    *step = v;
+    return 1;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    long x = *(const long *)a, y = *(const long *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+static int scan(const char *root, int want_tmp, long **steps, int *n, rm_error *err)
+{
+    *steps = NULL;
+    *n = 0;
+    DIR *d = opendir(root);
+    if (!d) {
+        if (errno == ENOENT)
+            return RM_OK;
+        return rm_fail_errno(err, errno, "%s: cannot list checkpoints", root);
+    }
+    int cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long step;
+        int tmp;
+        if (!parse_step_dir(e->d_name, &step, &tmp) || tmp != want_tmp)
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            long *grown = realloc(*steps, (size_t)cap * sizeof *grown);
+            if (!grown) {
+                closedir(d);
+                return rm_fail(err, "out of memory");
+            }
+            *steps = grown;
+        }
+        (*steps)[(*n)++] = step;
+    }
+    closedir(d);
+    qsort(*steps, (size_t)*n, sizeof **steps, cmp_desc);
+    return RM_OK;
+}
+
+int rm_ckpt_list(const char *root, long **steps, int *n, rm_error *err)
+{
+    return scan(root, 0, steps, n, err);
+}
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char path[4096];
+            snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+            unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+void rm_ckpt_discard_tmp(const char *root, long step)
+{
+    char name[32], path[4096];
+    rm_ckpt_dir_name(step, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s.tmp", root, name);
+    remove_tree(path);
+}
+
+void rm_ckpt_prune(const char *root, int keep, long keep_tmp_before_step)
+{
+    long *steps;
+    int n;
+    char name[32], path[4096];
+    if (scan(root, 0, &steps, &n, NULL) == RM_OK) {
+        for (int i = keep; i < n; i++) {
+            rm_ckpt_dir_name(steps[i], name, sizeof name);
+            snprintf(path, sizeof path, "%s/%s", root, name);
+            remove_tree(path);
+        }
+        free(steps);
+    }
+    if (scan(root, 1, &steps, &n, NULL) == RM_OK) {
+        for (int i = 0; i < n; i++)
+            if (steps[i] < keep_tmp_before_step) {
+                rm_ckpt_dir_name(steps[i], name, sizeof name);
+                snprintf(path, sizeof path, "%s/%s.tmp", root, name);
+                remove_tree(path);
+            }
+        free(steps);
+    }
+}
+
+int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
+                        void *ctx, rm_error *err)
+{
+    long *steps;
+    int n;
+    if (scan(root, 0, &steps, &n, err) != RM_OK)
+        return RM_ERR;
+    for (int i = 0; i < n; i++) {
+        char name[32];
+        rm_ckpt_dir_name(steps[i], name, sizeof name);
+        snprintf(dir, dir_cap, "%s/%s", root, name);
+        rm_error why;
+        if (rm_ckpt_manifest_read(dir, m, &why) == RM_OK) {
+            if (m->step == steps[i] && rm_ckpt_verify(dir, m, &why) == RM_OK) {
+                free(steps);
+                return RM_OK;
+            }
+            if (m->step != steps[i])
+                snprintf(why.msg, sizeof why.msg, "%s: manifest says step %ld", dir, m->step);
+            rm_ckpt_manifest_free(m);
+        }
+        if (skipped)
+            skipped(ctx, dir, why.msg);
+    }
+    free(steps);
+    dir[0] = '\0';
+    err->msg[0] = '\0';
+    return RM_ERR;
+}

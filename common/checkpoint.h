@@ -1,0 +1,96 @@
+/* The checkpoint format and the operations on committed checkpoints.
+ *
+ *   CKPT_ROOT/step-00000100/          committed (renamed from .tmp after
+ *       worker-00000.rmc ...          every file and the manifest are
+ *       manifest.json                 fsynced)
+ *   CKPT_ROOT/step-00000200.tmp/      being written: never read
+ *   CKPT_ROOT/latest                  "step-00000100\n", replaced atomically
+ *
+ * Worker w's file holds its slice [begin, end) of every state tensor
+ * (parameters, then optimizer moments) after a 64-byte header that says
+ * how the payload is protected (plain today; encrypted files keep the
+ * same layout). Any number of workers can read the files back, so a run
+ * resumes on another worker count. The manifest (JSON) records the step,
+ * data cursor, seed (every random draw is a pure function of seed and
+ * step, so that is the whole RNG state), optimizer layout, hashes of the
+ * config and dataset index, world size, the file table with XXH3 checksums
+ * and the parameter tensors' names and shapes. */
+#ifndef RINGMASTER_CHECKPOINT_H
+#define RINGMASTER_CHECKPOINT_H
+
+#include "error.h"
+#include "model_shape.h"
+
+#include <stdint.h>
+
+#define RM_CKPT_MAGIC "RMCKPT01"
+#define RM_CKPT_HEADER_BYTES 64
+#define RM_CKPT_PROTECTION_PLAIN 0u
+#define RM_CKPT_MAX_FILES 65536
+
+typedef struct rm_ckpt_file {
+    int worker;
+    long begin, end; /* slice of every state tensor, in floats */
+    uint64_t bytes;  /* whole file */
+    uint64_t checksum; /* XXH3-64 of the payload */
+} rm_ckpt_file;
+
+typedef struct rm_ckpt_manifest {
+    long step;        /* steps completed; training resumes at this step index */
+    long data_cursor; /* stream position of the next sample */
+    double epoch;
+    long seed;
+    int optimizer;    /* enum rm_optimizer_kind */
+    int n_state;      /* state tensors per parameter: 2 (sgd: params, m) or 3 (adamw: params, m, v) */
+    long opt_steps;   /* optimizer updates applied */
+    long n_params;
+    int world_size;
+    uint64_t config_hash, training_hash, dataset_hash;
+    long created_unix;
+    int n_files;
+    rm_ckpt_file *files; /* owned */
+} rm_ckpt_manifest;
+
+/* "step-00000100" */
+void rm_ckpt_dir_name(long step, char *out, size_t cap);
+
+/* Writes one worker's file (header + the n_state slices, each end-begin
+ * floats) into dir, fsyncs it, returns its size and payload checksum. */
+int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long end, const float *const *slices,
+                       int n_state, rm_ckpt_file *out, rm_error *err);
+
+/* Writes dir/manifest.json (fsynced). shape names the tensors. */
+int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_model_shape *shape, rm_error *err);
+
+/* Reads and checks dir/manifest.json. Free with rm_ckpt_manifest_free. */
+int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err);
+void rm_ckpt_manifest_free(rm_ckpt_manifest *m);
+
+/* Checks every file's size, header and checksum against the manifest. */
+int rm_ckpt_verify(const char *dir, const rm_ckpt_manifest *m, rm_error *err);
+
+/* Renames tmp_dir to root/step-N, fsyncs root, points root/latest at it. */
+int rm_ckpt_commit(const char *root, const char *tmp_dir, long step, rm_error *err);
+
+/* Removes root/step-N.tmp and what is in it (a checkpoint that failed). */
+void rm_ckpt_discard_tmp(const char *root, long step);
+
+/* Removes committed checkpoints beyond the newest `keep`, and stale .tmp
+ * directories older than `keep_tmp_before_step`. */
+void rm_ckpt_prune(const char *root, int keep, long keep_tmp_before_step);
+
+/* Committed checkpoint steps in root, newest first. Caller frees *steps. */
+int rm_ckpt_list(const char *root, long **steps, int *n, rm_error *err);
+
+/* The newest checkpoint that verifies. Each one skipped is reported through
+ * `skipped` with the reason. RM_ERR with err empty-string when there is
+ * none. *dir receives its path. */
+typedef void (*rm_ckpt_skip_fn)(void *ctx, const char *dir, const char *reason);
+int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
+                        void *ctx, rm_error *err);
+
+/* Reads the whole state back from every file: out[k] receives tensor k
+ * (n_params floats) for k < m->n_state. Verifies checksums on the way. */
+int rm_ckpt_load(const char *dir, const rm_ckpt_manifest *m, float *const *out, rm_error *err);
+
+#endif

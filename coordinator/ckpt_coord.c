@@ -1,0 +1,144 @@
+#include "ckpt_coord.h"
+
+#include "fsutil.h"
+#include "hash.h"
+#include "log.h"
+#include "timer.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model_shape *shape, int workers,
+                       long train_samples, uint64_t dataset_hash, long last_committed, rm_error *err)
+{
+    memset(cc, 0, sizeof *cc);
+    rm_config_ckpt_root(cfg, cc->root, sizeof cc->root);
+    if (rm_mkdirs(cc->root, 0755, err) != RM_OK)
+        return RM_ERR;
+    cc->workers = workers;
+    cc->keep = cfg->ckpt_keep;
+    cc->shape = *shape;
+    cc->global_batch = cfg->global_batch;
+    cc->train_samples = train_samples;
+    cc->last_committed = last_committed;
+    cc->base.seed = cfg->seed;
+    cc->base.optimizer = cfg->optimizer;
+    cc->base.n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2;
+    cc->base.n_params = shape->n_params;
+    cc->base.world_size = workers;
+    cc->base.config_hash = rm_config_hash(cfg);
+    cc->base.training_hash = rm_config_training_hash(cfg);
+    cc->base.dataset_hash = dataset_hash;
+    for (int i = 0; i < RM_CKPT_COORD_PENDING; i++) {
+        cc->pending[i].step = -1;
+        cc->pending[i].files = calloc((size_t)workers, sizeof *cc->pending[i].files);
+        if (!cc->pending[i].files) {
+            rm_ckpt_coord_free(cc);
+            return rm_fail(err, "out of memory");
+        }
+    }
+    return RM_OK;
+}
+
+void rm_ckpt_coord_free(rm_ckpt_coord *cc)
+{
+    for (int i = 0; i < RM_CKPT_COORD_PENDING; i++)
+        free(cc->pending[i].files);
+    memset(cc, 0, sizeof *cc);
+}
+
+int rm_ckpt_coord_in_flight(const rm_ckpt_coord *cc)
+{
+    int n = 0;
+    for (int i = 0; i < RM_CKPT_COORD_PENDING; i++)
+        n += cc->pending[i].step >= 0;
+    return n;
+}
+
+int rm_ckpt_coord_expect(rm_ckpt_coord *cc, long steps_done, rm_error *err)
+{
+    for (int i = 0; i < RM_CKPT_COORD_PENDING; i++)
+        if (cc->pending[i].step < 0) {
+            rm_ckpt_file *files = cc->pending[i].files;
+            memset(files, 0, (size_t)cc->workers * sizeof *files);
+            memset(&cc->pending[i], 0, sizeof cc->pending[i]);
+            cc->pending[i].files = files;
+            cc->pending[i].step = steps_done;
+            return RM_OK;
+        }
+    return rm_fail(err, "more than %d checkpoints in flight: checkpoint.every_steps is too small for the write speed",
+                   RM_CKPT_COORD_PENDING);
+}
+
+/* Writes the manifest into the .tmp directory and commits it. */
+static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, rm_error *why)
+{
+    char name[32], tmp[RM_PATH_CAP + 48];
+    rm_ckpt_dir_name(p->step, name, sizeof name);
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", cc->root, name);
+    rm_ckpt_manifest m = cc->base;
+    m.step = p->step;
+    m.data_cursor = p->step * cc->global_batch;
+    m.epoch = (double)m.data_cursor / (double)cc->train_samples;
+    m.opt_steps = p->opt_steps;
+    m.created_unix = (long)time(NULL);
+    m.n_files = cc->workers;
+    m.files = p->files;
+    if (rm_ckpt_manifest_write(tmp, &m, &cc->shape, why) != RM_OK)
+        return RM_ERR;
+    return rm_ckpt_commit(cc->root, tmp, p->step, why);
+}
+
+int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_dir *rd, int *outcome, long *step,
+                          rm_error *why, rm_error *err)
+{
+    *outcome = 0;
+    rm_ckpt_pending *p = NULL;
+    for (int i = 0; i < RM_CKPT_COORD_PENDING; i++)
+        if (cc->pending[i].step == d->step)
+            p = &cc->pending[i];
+    if (!p || d->worker < 0 || d->worker >= cc->workers)
+        return rm_fail(err, "worker %d reported checkpoint step %lld, which was not requested", d->worker,
+                       (long long)d->step);
+    rm_ckpt_file *f = &p->files[d->worker];
+    f->worker = d->worker;
+    f->begin = d->begin;
+    f->end = d->end;
+    f->bytes = d->bytes;
+    f->checksum = d->checksum;
+    if (d->worker == 0)
+        p->opt_steps = d->opt_steps;
+    if (d->write_s > p->write_s_max)
+        p->write_s_max = d->write_s;
+    if (!d->ok && !p->failed) {
+        p->failed = 1;
+        snprintf(p->reason, sizeof p->reason, "worker %d: %.*s", d->worker, RM_REASON_CAP - 1, d->reason);
+    }
+    if (++p->received < cc->workers)
+        return RM_OK;
+
+    *step = p->step;
+    double t0 = rm_now_s();
+    char name[32];
+    rm_ckpt_dir_name(p->step, name, sizeof name);
+    if (p->failed || commit(cc, p, why) != RM_OK) {
+        if (p->failed)
+            snprintf(why->msg, sizeof why->msg, "%s", p->reason);
+        rm_ckpt_discard_tmp(cc->root, p->step);
+        cc->failed++;
+        *outcome = -1;
+    } else {
+        cc->last_committed = p->step;
+        cc->committed++;
+        cc->commit_s_total += rm_now_s() - t0;
+        rm_ckpt_prune(cc->root, (int)cc->keep, p->step);
+        *outcome = 1;
+        char fields[256];
+        snprintf(fields, sizeof fields, "\"step\":%ld,\"dir\":\"%s\",\"write_s\":%.6f,\"commit_s\":%.6f", p->step,
+                 name, p->write_s_max, rm_now_s() - t0);
+        rm_run_dir_event(rd, "checkpoint", fields);
+    }
+    p->step = -1;
+    return RM_OK;
+}
