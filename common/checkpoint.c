@@ -275,6 +275,44 @@ int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err)
         goto out;
     }
     m->n_files = (int)n_files;
+    const rm_yaml_node *tensors = rm_yaml_get(root, "tensors");
+    if (!tensors || tensors->kind != RM_YAML_SEQUENCE || tensors->count > 2 * 1024) {
+        rm_fail(err, "%s: missing or malformed tensor table", path);
+        goto out;
+    }
+    m->tensors = calloc(tensors->count + 1, sizeof *m->tensors);
+    if (!m->tensors) {
+        rm_fail(err, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < tensors->count; i++) {
+        const rm_yaml_node *e = tensors->items[i], *name = rm_yaml_get(e, "name"), *shape = rm_yaml_get(e, "shape");
+        rm_ckpt_tensor *t = &m->tensors[i];
+        long size = 1;
+        if (!name || name->kind != RM_YAML_SCALAR || strlen(name->value) >= sizeof t->name || !shape ||
+            shape->kind != RM_YAML_SEQUENCE || shape->count < 1 || shape->count > 2 ||
+            get_long(e, "offset", &t->offset, path, err) != RM_OK) {
+            rm_fail(err, "%s: malformed tensor entry %zu", path, i);
+            goto out;
+        }
+        snprintf(t->name, sizeof t->name, "%s", name->value);
+        t->ndim = (int)shape->count;
+        for (int d = 0; d < t->ndim; d++) {
+            const rm_yaml_node *dim = shape->items[d];
+            char *end;
+            t->shape[d] = dim->kind == RM_YAML_SCALAR ? strtol(dim->value, &end, 10) : -1;
+            if (t->shape[d] <= 0 || t->shape[d] > m->n_params) {
+                rm_fail(err, "%s: tensor %s has a bad shape", path, t->name);
+                goto out;
+            }
+            size *= t->shape[d];
+        }
+        if (t->offset < 0 || size > m->n_params || t->offset > m->n_params - size) {
+            rm_fail(err, "%s: tensor %s lies outside the parameters", path, t->name);
+            goto out;
+        }
+    }
+    m->n_tensors = (int)tensors->count;
     rc = RM_OK;
 out:
     rm_yaml_free(&doc);
@@ -286,8 +324,11 @@ out:
 void rm_ckpt_manifest_free(rm_ckpt_manifest *m)
 {
     free(m->files);
+    free(m->tensors);
     m->files = NULL;
+    m->tensors = NULL;
     m->n_files = 0;
+    m->n_tensors = 0;
 }
 
 /* Opens one file, checks size and header, and streams its payload through
@@ -336,7 +377,7 @@ static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_f
         size_t done = 0;
         while (done < slice) {
             size_t want = slice - done < (1u << 20) ? slice - done : (1u << 20);
-            char *into = dst ? (char *)(dst[k] + cf->begin) + done : buf;
+            char *into = dst && dst[k] ? (char *)(dst[k] + cf->begin) + done : buf;
             ssize_t n = pread(fd, into, want, at);
             if (n <= 0) {
                 rm_fail_errno(err, n < 0 ? errno : EIO, "%s: read failed", path);

@@ -35,6 +35,13 @@ typedef struct rm_ckpt_file {
     uint64_t checksum; /* XXH3-64 of the payload */
 } rm_ckpt_file;
 
+typedef struct rm_ckpt_tensor {
+    char name[64];
+    long offset; /* in floats, in the parameter tensor */
+    int ndim;
+    long shape[2];
+} rm_ckpt_tensor;
+
 typedef struct rm_ckpt_manifest {
     long step;        /* steps completed; training resumes at this step index */
     long data_cursor; /* stream position of the next sample */
@@ -49,6 +56,8 @@ typedef struct rm_ckpt_manifest {
     long created_unix;
     int n_files;
     rm_ckpt_file *files; /* owned */
+    int n_tensors;
+    rm_ckpt_tensor *tensors; /* owned; names and shapes inside the parameters */
 } rm_ckpt_manifest;
 
 /* "step-00000100" */
@@ -90,7 +99,8 @@ int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t
                         void *ctx, rm_error *err);
 
 /* Reads the whole state back from every file: out[k] receives tensor k
- * (n_params floats) for k < m->n_state. Verifies checksums on the way. */
+ * (n_params floats) for k < m->n_state; a NULL out[k] is checked but not
+ * kept. Verifies checksums on the way. */
 int rm_ckpt_load(const char *dir, const rm_ckpt_manifest *m, float *const *out, rm_error *err);
 
 #endif

@@ -530,8 +530,7 @@ out:
     return rc;
 }
 
-int rm_config_load(const char *path, char *const *sets, int n_sets, rm_config *cfg, rm_dataset_facts *facts,
-                   rm_error *err)
+int rm_config_read(const char *path, rm_config *cfg, rm_error *err)
 {
     rm_config_defaults(cfg);
     if (strlen(path) >= sizeof cfg->source_path)
@@ -542,6 +541,13 @@ int rm_config_load(const char *path, char *const *sets, int n_sets, rm_config *c
     if (rc == RM_OK)
         rc = apply_tree(cfg, doc.root, err);
     rm_yaml_free(&doc);
+    return rc;
+}
+
+int rm_config_load(const char *path, char *const *sets, int n_sets, rm_config *cfg, rm_dataset_facts *facts,
+                   rm_error *err)
+{
+    int rc = rm_config_read(path, cfg, err);
     for (int i = 0; rc == RM_OK && i < n_sets; i++)
         rc = rm_config_set(cfg, sets[i], err);
     if (rc == RM_OK)

@@ -106,6 +106,10 @@ void rm_config_defaults(rm_config *cfg);
 int rm_config_load(const char *path, char *const *sets, int n_sets, rm_config *cfg, rm_dataset_facts *facts,
                    rm_error *err);
 
+/* Reads and type-checks a config without the cross-field and dataset
+ * checks (for tools that only need a few keys of a run's config). */
+int rm_config_read(const char *path, rm_config *cfg, rm_error *err);
+
 /* Applies one "section.key=value" override (value in YAML syntax). */
 int rm_config_set(rm_config *cfg, const char *assignment, rm_error *err);
 

@@ -1,5 +1,6 @@
 /* ringmaster: the command-line tool. Validates job configs, prepares
  * datasets, and launches and watches jobs (`ringmaster run`). */
+#include "ckpt_tool.h"
 #include "config.h"
 #include "exit_codes.h"
 #include "fsutil.h"
@@ -30,6 +31,9 @@ static void usage(FILE *out)
             "      mpirun -np 1 ringmaster-coordinator : -np N ringmaster-worker\n"
             "  ringmaster validate CONFIG [--workers N] [--set section.key=value ...]\n"
             "      check a config (and its dataset) without running it\n"
+            "  ringmaster ckpt list|verify RUN_DIR [--step N]\n"
+            "  ringmaster ckpt export RUN_DIR [--step N] OUT.safetensors\n"
+            "      list, verify (checksums) or export (safetensors) a run's checkpoints\n"
             "  ringmaster data import-idx --images FILE --labels FILE --out DIR [--shard-samples N]\n"
             "      convert MNIST-style IDX files (gzipped or not) into a shard set\n"
             "  ringmaster version\n");
@@ -320,6 +324,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "validate") == 0)
         return cmd_validate(argc - 2, argv + 2);
+    if (strcmp(cmd, "ckpt") == 0)
+        return rm_ckpt_tool_main(argc - 2, argv + 2);
     if (strcmp(cmd, "data") == 0 && argc >= 3 && strcmp(argv[2], "import-idx") == 0)
         return cmd_import_idx(argc - 3, argv + 3);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

@@ -1,0 +1,182 @@
+/* ringmaster ckpt: look at, check and export a run's checkpoints. */
+#include "ckpt_tool.h"
+
+#include "checkpoint.h"
+#include "config.h"
+#include "exit_codes.h"
+#include "hash.h"
+#include "log.h"
+#include "safetensors.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(void)
+{
+    fprintf(stderr, "usage:\n"
+                    "  ringmaster ckpt list RUN_DIR\n"
+                    "  ringmaster ckpt verify RUN_DIR [--step N]\n"
+                    "  ringmaster ckpt export RUN_DIR [--step N] OUT.safetensors\n");
+}
+
+/* The checkpoint root of a run: checkpoint.dir of its config.yaml, or
+ * RUN_DIR/checkpoints. */
+static int ckpt_root(const char *run_dir, char *root, size_t cap)
+{
+    char path[RM_PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/config.yaml", run_dir);
+    static rm_config cfg;
+    rm_error err;
+    if (rm_config_read(path, &cfg, &err) != RM_OK) {
+        rm_error_log("%s is not a run directory: %s", run_dir, err.msg);
+        return RM_ERR;
+    }
+    if (cfg.ckpt_dir[0])
+        snprintf(root, cap, "%s", cfg.ckpt_dir);
+    else
+        snprintf(root, cap, "%s/checkpoints", run_dir);
+    return RM_OK;
+}
+
+static int cmd_list(const char *root, int verify, long only_step)
+{
+    long *steps;
+    int n, bad = 0, shown = 0;
+    rm_error err;
+    if (rm_ckpt_list(root, &steps, &n, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        return RM_EXIT_FATAL;
+    }
+    char latest[64] = "";
+    char path[RM_PATH_CAP + 16];
+    snprintf(path, sizeof path, "%s/latest", root);
+    FILE *lf = fopen(path, "r");
+    if (lf) {
+        if (fscanf(lf, "%63s", latest) != 1)
+            latest[0] = '\0';
+        fclose(lf);
+    }
+    if (!verify)
+        printf("%-16s %8s %10s %8s %12s  %s\n", "checkpoint", "step", "epoch", "workers", "bytes", "created (UTC)");
+    for (int i = 0; i < n; i++) {
+        if (only_step >= 0 && steps[i] != only_step)
+            continue;
+        shown++;
+        char name[32], dir[RM_PATH_CAP + 48];
+        rm_ckpt_dir_name(steps[i], name, sizeof name);
+        snprintf(dir, sizeof dir, "%s/%s", root, name);
+        rm_ckpt_manifest m;
+        if (rm_ckpt_manifest_read(dir, &m, &err) != RM_OK) {
+            printf("%-16s %8ld  UNUSABLE: %s\n", name, steps[i], err.msg);
+            bad++;
+            continue;
+        }
+        if (verify) {
+            int ok = rm_ckpt_verify(dir, &m, &err) == RM_OK;
+            bad += !ok;
+            printf("%s: %s%s\n", name, ok ? "ok" : "FAILED: ", ok ? "" : err.msg);
+        } else {
+            unsigned long long bytes = 0;
+            for (int f = 0; f < m.n_files; f++)
+                bytes += m.files[f].bytes;
+            char when[32];
+            time_t t = (time_t)m.created_unix;
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+            printf("%-16s %8ld %10.3f %8d %12llu  %s%s\n", name, m.step, m.epoch, m.world_size, bytes, when,
+                   strcmp(latest, name) == 0 ? "  (latest)" : "");
+        }
+        rm_ckpt_manifest_free(&m);
+    }
+    free(steps);
+    if (shown == 0) {
+        if (only_step >= 0)
+            rm_error_log("%s has no checkpoint step-%08ld", root, only_step);
+        else
+            printf("no committed checkpoints in %s\n", root);
+        return only_step >= 0 || verify ? RM_EXIT_FATAL : RM_EXIT_OK;
+    }
+    return bad ? RM_EXIT_FATAL : RM_EXIT_OK;
+}
+
+static int cmd_export(const char *root, long step, const char *out)
+{
+    rm_ckpt_manifest m;
+    char dir[RM_PATH_CAP + 48];
+    rm_error err;
+    if (step < 0) {
+        if (rm_ckpt_find_latest(root, &m, dir, sizeof dir, NULL, NULL, &err) != RM_OK) {
+            rm_error_log("%s", err.msg[0] ? err.msg : "no checkpoint that verifies");
+            return RM_EXIT_FATAL;
+        }
+    } else {
+        char name[32];
+        rm_ckpt_dir_name(step, name, sizeof name);
+        snprintf(dir, sizeof dir, "%s/%s", root, name);
+        if (rm_ckpt_manifest_read(dir, &m, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+            return RM_EXIT_FATAL;
+        }
+    }
+    float *state[3] = {malloc((size_t)m.n_params * sizeof(float)), NULL, NULL};
+    int rc = RM_EXIT_FATAL;
+    if (!state[0]) {
+        rm_error_log("out of memory");
+    } else if (rm_ckpt_load(dir, &m, state, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+    } else {
+        char step_text[32], digest[17];
+        snprintf(step_text, sizeof step_text, "%ld", m.step);
+        rm_hash_hex(rm_hash64(state[0], (size_t)m.n_params * sizeof(float)), digest);
+        const char *meta[] = {"format", "pt", "producer", "ringmaster", "step", step_text, "weights_digest", digest};
+        if (rm_safetensors_write(out, m.tensors, m.n_tensors, state[0], meta, 4, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+        } else {
+            printf("%s: %d tensors, %ld parameters from step %ld (weights %s)\n", out, m.n_tensors, m.n_params, m.step,
+                   digest);
+            rc = RM_EXIT_OK;
+        }
+    }
+    free(state[0]);
+    rm_ckpt_manifest_free(&m);
+    return rc;
+}
+
+int rm_ckpt_tool_main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage();
+        return RM_EXIT_USAGE;
+    }
+    const char *cmd = argv[0], *run_dir = argv[1], *out = NULL;
+    long step = -1;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--step") == 0 && i + 1 < argc) {
+            char *end;
+            step = strtol(argv[++i], &end, 10);
+            if (*end || step < 0) {
+                rm_error_log("--step needs a step number, got '%s'", argv[i]);
+                return RM_EXIT_USAGE;
+            }
+        } else if (!out && argv[i][0] != '-') {
+            out = argv[i];
+        } else {
+            usage();
+            return RM_EXIT_USAGE;
+        }
+    }
+    char root[RM_PATH_CAP];
+    if (ckpt_root(run_dir, root, sizeof root) != RM_OK)
+        return RM_EXIT_FATAL;
+    if (strcmp(cmd, "list") == 0 && !out)
+        return cmd_list(root, 0, step);
+    if (strcmp(cmd, "verify") == 0 && !out)
+        return cmd_list(root, 1, step);
+    if (strcmp(cmd, "export") == 0 && out)
+        return cmd_export(root, step, out);
+    usage();
+    return RM_EXIT_USAGE;
+}
