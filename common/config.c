@@ -83,6 +83,7 @@ static const key_spec keys[] = {
     {"observe.verbosity", ENUM(verbosity, verbosity_names), "quiet | normal | verbose"},
     {"run_dir", STR(run_dir), "run directory; empty: runs/<config>-<time>"},
     {"debug.nan_at_step", INT(debug_nan_at_step, -1, 1e12), "test knob: poison the loss gradient at this step"},
+    {"debug.ckpt_write_delay_s", DBL(debug_ckpt_write_delay_s, 0, 3600), "test knob: slow checkpoint writes down"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 _Static_assert(sizeof keys / sizeof keys[0] <= RM_CONFIG_MAX_KEYS, "raise RM_CONFIG_MAX_KEYS");
@@ -585,7 +586,7 @@ static void write_double(FILE *out, double v)
 static int is_training_key(const char *path)
 {
     return strncmp(path, "model.", 6) == 0 || strncmp(path, "data.", 5) == 0 || strncmp(path, "train.", 6) == 0 ||
-           strncmp(path, "debug.", 6) == 0;
+           strcmp(path, "debug.nan_at_step") == 0;
 }
 
 static void write_keys(const rm_config *cfg, FILE *out, int training_only)

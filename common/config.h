@@ -85,6 +85,7 @@ typedef struct rm_config {
 
     /* debug: fault injection for tests */
     long debug_nan_at_step; /* -1: off; the step whose loss gradient is poisoned */
+    double debug_ckpt_write_delay_s; /* the checkpoint writer sleeps this long before writing */
 
     rm_config_mark marks[RM_CONFIG_MAX_KEYS];
 } rm_config;

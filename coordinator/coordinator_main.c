@@ -442,17 +442,24 @@ static eval_acc *eval_slot(coordinator *c, long step)
     return NULL;
 }
 
-/* A non-finite loss or gradient, after every worker reported the step.
- * skip: the workers already left the weights alone; rollback: remember the
- * step so the restart skips it, and end the job for the supervisor to
- * restart from the last checkpoint; stop: end the job for good. */
-static int handle_nonfinite(coordinator *c, long step, int skipped, rm_error *err)
+/* A non-finite loss or gradient, after every worker reported the step
+ * (the workers applied no update unless the policy is stop). skip: go on;
+ * rollback: remember the step so the restart skips it, and end the job for
+ * the supervisor to restart from the last checkpoint; stop: end the job
+ * for good. A step already rolled back over is skipped whatever happens. */
+static int handle_nonfinite(coordinator *c, long step, rm_error *err)
 {
+    static const char *policy_names[] = {"stop", "skip", "rollback"};
+    int skipped = c->cfg.nan_policy == RM_NAN_SKIP || is_skip_step(c, step);
     char fields[128];
     snprintf(fields, sizeof fields, "\"step\":%ld,\"policy\":\"%s\"", step + 1,
-             skipped ? "skip" : c->cfg.nan_policy == RM_NAN_ROLLBACK ? "rollback" : "stop");
+             is_skip_step(c, step) ? "skipped after rollback" : policy_names[c->cfg.nan_policy]);
     rm_run_dir_event(&c->rd, "nonfinite", fields);
     rm_progress_break(&c->progress);
+    if (is_skip_step(c, step)) {
+        rm_warn("step %ld: non-finite again; its update is skipped (rolled back over before)", step + 1);
+        return RM_OK;
+    }
     if (skipped) {
         rm_warn("step %ld: non-finite loss or gradient; update skipped (fault.nan_policy: skip)", step + 1);
         return RM_OK;
@@ -586,11 +593,10 @@ static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
             return RM_ERR;
         if (s->reports == c->workers) {
             long step = s->step;
-            int nonfinite = s->nonfinite && !s->update_skipped;
-            int skipped_nan = s->nonfinite && s->update_skipped;
+            int nonfinite = s->nonfinite;
             complete_step(c, s);
-            if (nonfinite || skipped_nan)
-                return handle_nonfinite(c, step, skipped_nan, err);
+            if (nonfinite)
+                return handle_nonfinite(c, step, err);
         }
         return RM_OK;
     }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void *writer_main(void *arg)
 {
@@ -27,6 +28,8 @@ static void *writer_main(void *arg)
         int rc = RM_OK;
         if (mkdir(dir, 0755) != 0 && errno != EEXIST)
             rc = rm_fail_errno(&err, errno, "%s: cannot create checkpoint directory", dir);
+        if (w->delay_s > 0)
+            usleep((useconds_t)(w->delay_s * 1e6));
         if (rc == RM_OK)
             rc = rm_ckpt_write_file(dir, w->worker, step, w->begin, w->end, (const float *const *)w->snap, w->n_state,
                                     &file, &err);

@@ -29,6 +29,7 @@ typedef struct rm_ckpt_writer {
     int failed;
     rm_error error;
     double write_s;
+    double delay_s; /* test knob: sleep before each write */
 } rm_ckpt_writer;
 
 int rm_ckpt_writer_start(rm_ckpt_writer *w, int worker, long begin, long end, int n_state, rm_error *err);

@@ -305,6 +305,7 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
     if (rm_ckpt_writer_start(&w->writer, w->worker, n * w->worker / w->workers, n * (w->worker + 1) / w->workers,
                              w->backend->n_state, err) != RM_OK)
         return RM_ERR;
+    w->writer.delay_s = w->cfg.debug_ckpt_write_delay_s;
     float grad_scale = 1.0f / (float)w->cfg.global_batch;
     for (w->step = start->first_step; w->step < start->total_steps; w->step++) {
         /* Hand every assignment that has arrived to the loader; block only
