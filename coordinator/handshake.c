@@ -1,0 +1,128 @@
+/* The handshake: every worker says who it is and proves it runs the same
+ * job (config hash, model size, initial weights) before any step. */
+#include "coordinator.h"
+#include "exit_codes.h"
+#include "mpi_check.h"
+#include "hash.h"
+#include "log.h"
+#include "timer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HANDSHAKE_TIMEOUT_S 120.0
+
+/* Tells every worker not to start, with the reason, and lets MPI finish
+ * normally: nothing is left waiting. */
+int handshake_refuse(coordinator *c, const char *reason, int code, rm_error *err)
+{
+    rm_msg_start start = {.ok = 0, .exit_code = code};
+    snprintf(start.reason, sizeof start.reason, "%s", reason);
+    for (int w = 0; w < c->workers; w++)
+        RM_MPI_CHECK(MPI_Send(&start, sizeof start, MPI_BYTE, w + 1, RM_TAG_START, MPI_COMM_WORLD), err);
+    return RM_OK;
+}
+
+/* Collects every HELLO and checks that all ranks run the same job. Returns
+ * RM_ERR with the reason when the job must not start. */
+int handshake_run(coordinator *c, rm_error *err)
+{
+    int seen = 0;
+    uint64_t want_hash = rm_config_hash(&c->cfg);
+    uint64_t init_digest = 0;
+    char *got = calloc((size_t)c->workers, 1);
+    if (!got)
+        return rm_fail(err, "out of memory");
+    double deadline = rm_now_s() + HANDSHAKE_TIMEOUT_S;
+    int rc = RM_ERR;
+    while (seen < c->workers) {
+        int flag;
+        MPI_Status st;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st) != MPI_SUCCESS) {
+            rm_fail(err, "MPI_Iprobe failed during the handshake");
+            goto out;
+        }
+        if (!flag) {
+            if (rm_now_s() > deadline) {
+                char missing[512] = "";
+                for (int w = 0; w < c->workers && strlen(missing) < 400; w++)
+                    if (!got[w])
+                        snprintf(missing + strlen(missing), sizeof missing - strlen(missing), " %d", w);
+                rm_fail(err, "workers%s did not report within %.0f s of start", missing, HANDSHAKE_TIMEOUT_S);
+                goto out;
+            }
+            nanosleep(&(struct timespec){0, RM_COORD_IDLE_SLEEP_NS}, NULL);
+            continue;
+        }
+        int w = st.MPI_SOURCE - 1;
+        if (st.MPI_TAG == RM_TAG_FATAL) {
+            rm_msg_fatal f;
+            MPI_Recv(&f, sizeof f, MPI_BYTE, st.MPI_SOURCE, RM_TAG_FATAL, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            f.reason[sizeof f.reason - 1] = '\0';
+            coordinator_abort_code(c, w, f.step, f.reason, RM_EXIT_FATAL);
+        }
+        if (st.MPI_TAG != RM_TAG_HELLO) {
+            rm_fail(err, "rank %d sent message tag %d before its handshake", st.MPI_SOURCE, st.MPI_TAG);
+            goto out;
+        }
+        rm_msg_hello h;
+        MPI_Recv(&h, sizeof h, MPI_BYTE, st.MPI_SOURCE, RM_TAG_HELLO, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        h.host[sizeof h.host - 1] = '\0';
+        got[w] = 1;
+        seen++;
+        c->info[w].pid = h.pid;
+        snprintf(c->info[w].host, sizeof c->info[w].host, "%s", h.host);
+        if (h.protocol_version != RM_PROTOCOL_VERSION) {
+            rm_fail(err, "worker %d (rank %d, host %s) speaks protocol %d, the coordinator %d: mixed ringmaster builds",
+                    w, w + 1, h.host, h.protocol_version, RM_PROTOCOL_VERSION);
+            goto out;
+        }
+        if (h.config_hash != want_hash) {
+            char a[17], b[17];
+            rm_hash_hex(h.config_hash, a);
+            rm_hash_hex(want_hash, b);
+            rm_fail(err,
+                    "worker %d (rank %d, host %s, pid %d) runs a different job config (hash %s, coordinator %s): "
+                    "every rank must be started with the same config and --set overrides",
+                    w, w + 1, h.host, h.pid, a, b);
+            goto out;
+        }
+        if (h.param_count != c->shape.n_params) {
+            rm_fail(err, "worker %d (rank %d, host %s) built a model of %lld parameters, expected %ld", w, w + 1, h.host,
+                    (long long)h.param_count, c->shape.n_params);
+            goto out;
+        }
+        if (seen == 1)
+            init_digest = h.init_digest;
+        else if (h.init_digest != init_digest) {
+            rm_fail(err, "worker %d (rank %d, host %s) starts from different initial weights than the others", w,
+                    w + 1, h.host);
+            goto out;
+        }
+    }
+    rc = RM_OK;
+out:
+    free(got);
+    return rc;
+}
+
+/* ranks.txt: "rank worker host pid" per line, so tools (and the launcher,
+ * when mpirun reports a death) can name the process behind a rank. */
+void handshake_write_ranks(coordinator *c)
+{
+    char path[RM_PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/ranks.txt", c->rd.path);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        rm_warn("cannot write %s", path);
+        return;
+    }
+    fprintf(f, "0 coordinator %s %d\n", rm_log_host(), (int)getpid());
+    for (int w = 0; w < c->workers; w++)
+        fprintf(f, "%d %d %s %d\n", w + 1, w, c->info[w].host, c->info[w].pid);
+    fclose(f);
+}
+
