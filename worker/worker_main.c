@@ -338,10 +338,12 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         if (w->backend->reduce(w->backend, &stats, err) != RM_OK)
             return RM_ERR;
         /* The averaged gradient is identical on every worker, so they all
-         * take the same decision without talking. */
-        int nonfinite = !isfinite(stats.grad_norm) || !isfinite(stats.loss_sum);
+         * take the same decision without talking. A non-finite update is
+         * never applied: under every policy the weights stay as they were
+         * (the coordinator then stops, rolls back or goes on). */
+        int nonfinite = !isfinite(stats.grad_norm);
         int flags = b->assign.flags;
-        int skip = (flags & RM_ASSIGN_SKIP_UPDATE) || (nonfinite && w->cfg.nan_policy != RM_NAN_STOP);
+        int skip = (flags & RM_ASSIGN_SKIP_UPDATE) || nonfinite;
         if (!skip && w->backend->update(w->backend, lr, &stats, err) != RM_OK)
             return RM_ERR;
         double stall_s = 0;
