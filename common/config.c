@@ -589,12 +589,19 @@ static int is_training_key(const char *path)
            strcmp(path, "debug.nan_at_step") == 0;
 }
 
-static void write_keys(const rm_config *cfg, FILE *out, int training_only)
+enum write_mode { WRITE_ALL, WRITE_JOB, WRITE_TRAINING };
+
+/* WRITE_JOB leaves out run_dir, which only the coordinator uses (a rank
+ * launched by hand fills in its default on its own); WRITE_TRAINING keeps
+ * only what decides the training result. */
+static void write_keys(const rm_config *cfg, FILE *out, enum write_mode mode)
 {
     char section[RM_NAME_CAP] = "";
     for (size_t i = 0; i < N_KEYS; i++) {
         const key_spec *k = &keys[i];
-        if (training_only && (!is_training_key(k->path) || strcmp(k->path, "data.prefetch_batches") == 0))
+        if (mode == WRITE_JOB && strcmp(k->path, "run_dir") == 0)
+            continue;
+        if (mode == WRITE_TRAINING && (!is_training_key(k->path) || strcmp(k->path, "data.prefetch_batches") == 0))
             continue;
         const char *dot = strchr(k->path, '.');
         const char *name = k->path;
@@ -636,17 +643,17 @@ static void write_keys(const rm_config *cfg, FILE *out, int training_only)
 
 void rm_config_write(const rm_config *cfg, FILE *out)
 {
-    write_keys(cfg, out, 0);
+    write_keys(cfg, out, WRITE_ALL);
 }
 
-static uint64_t hash_keys(const rm_config *cfg, int training_only)
+static uint64_t hash_keys(const rm_config *cfg, enum write_mode mode)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&text, &len);
     if (!mem)
         return 0;
-    write_keys(cfg, mem, training_only);
+    write_keys(cfg, mem, mode);
     fclose(mem);
     uint64_t h = rm_hash64(text, len);
     free(text);
@@ -655,12 +662,12 @@ static uint64_t hash_keys(const rm_config *cfg, int training_only)
 
 uint64_t rm_config_hash(const rm_config *cfg)
 {
-    return hash_keys(cfg, 0);
+    return hash_keys(cfg, WRITE_JOB);
 }
 
 uint64_t rm_config_training_hash(const rm_config *cfg)
 {
-    return hash_keys(cfg, 1);
+    return hash_keys(cfg, WRITE_TRAINING);
 }
 
 void rm_config_ckpt_root(const rm_config *cfg, char *out, size_t cap)

@@ -121,7 +121,8 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err);
  * identical struct. */
 void rm_config_write(const rm_config *cfg, FILE *out);
 
-/* Hash of the canonical dump: two ranks agree on it iff they run the same job. */
+/* Hash of the canonical dump (less run_dir, which only the coordinator
+ * uses): two ranks agree on it iff they run the same job. */
 uint64_t rm_config_hash(const rm_config *cfg);
 
 /* Hash of what determines the training result (model, data, train): a

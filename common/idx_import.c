@@ -17,9 +17,28 @@
 typedef struct idx_file {
     const char *path;
     gzFile gz;
+    /* gzip files: the trailer (CRC-32 and length of the data) read from
+     * the raw file, checked against what was read. zlib's reader does not
+     * notice a stream cut inside its trailer when the reads end exactly at
+     * the end of the data. */
+    int is_gzip;
+    uint32_t trailer_crc, trailer_size, crc, size;
     int ndims;
     long dims[4];
 } idx_file;
+
+/* zlib reports a stream cut short (even inside its CRC trailer) as a 0-byte
+ * read with a Z_BUF_ERROR, not as an error: ask it. */
+static int stream_error(idx_file *f, const char *what, rm_error *err)
+{
+    int code;
+    const char *msg = gzerror(f->gz, &code);
+    if (code == Z_OK || code == Z_STREAM_END)
+        return RM_OK;
+    if (code == Z_BUF_ERROR)
+        return rm_fail(err, "%s: compressed stream is truncated (in the %s)", f->path, what);
+    return rm_fail(err, "%s: damaged file while reading the %s (%s)", f->path, what, msg);
+}
 
 static int read_exact(idx_file *f, void *buf, size_t len, const char *what, rm_error *err)
 {
@@ -27,17 +46,41 @@ static int read_exact(idx_file *f, void *buf, size_t len, const char *what, rm_e
     while (len > 0) {
         unsigned chunk = len > (1u << 30) ? (1u << 30) : (unsigned)len;
         int n = gzread(f->gz, p, chunk);
-        if (n < 0) {
-            int code;
-            const char *msg = gzerror(f->gz, &code);
-            return rm_fail(err, "%s: cannot read %s: %s", f->path, what, msg);
-        }
-        if (n == 0)
+        if (n < 0)
+            return stream_error(f, what, err) == RM_OK ? rm_fail(err, "%s: read error in the %s", f->path, what)
+                                                      : RM_ERR;
+        if (n == 0) {
+            if (stream_error(f, what, err) != RM_OK)
+                return RM_ERR;
             return rm_fail(err, "%s: file is truncated (ends inside the %s)", f->path, what);
+        }
+        if (f->is_gzip) {
+            f->crc = (uint32_t)crc32(f->crc, p, (unsigned)n);
+            f->size += (uint32_t)n;
+        }
         p += n;
         len -= (size_t)n;
     }
     return RM_OK;
+}
+
+static int read_trailer(idx_file *f, rm_error *err)
+{
+    FILE *raw = fopen(f->path, "rb");
+    if (!raw)
+        return rm_fail_errno(err, errno, "%s: cannot open", f->path);
+    uint8_t head[2], tail[8];
+    int rc = RM_OK;
+    if (fread(head, 1, 2, raw) == 2 && head[0] == 0x1f && head[1] == 0x8b) {
+        f->is_gzip = 1;
+        if (fseek(raw, -8, SEEK_END) != 0 || fread(tail, 1, 8, raw) != 8)
+            rc = rm_fail(err, "%s: compressed file is truncated", f->path);
+        f->trailer_crc = (uint32_t)tail[0] | (uint32_t)tail[1] << 8 | (uint32_t)tail[2] << 16 | (uint32_t)tail[3] << 24;
+        f->trailer_size = (uint32_t)tail[4] | (uint32_t)tail[5] << 8 | (uint32_t)tail[6] << 16 | (uint32_t)tail[7] << 24;
+        f->crc = (uint32_t)crc32(0L, Z_NULL, 0);
+    }
+    fclose(raw);
+    return rc;
 }
 
 static int idx_open(idx_file *f, const char *path, int want_dims, rm_error *err)
@@ -47,6 +90,8 @@ static int idx_open(idx_file *f, const char *path, int want_dims, rm_error *err)
     f->gz = gzopen(path, "rb");
     if (!f->gz)
         return rm_fail_errno(err, errno ? errno : ENOMEM, "%s: cannot open", path);
+    if (read_trailer(f, err) != RM_OK)
+        return RM_ERR;
     uint8_t magic[4];
     if (read_exact(f, magic, 4, "header", err) != RM_OK)
         return RM_ERR;
@@ -84,12 +129,14 @@ static int expect_end(idx_file *f, rm_error *err)
 {
     uint8_t extra;
     int n = gzread(f->gz, &extra, 1);
-    if (n < 0) {
-        int code;
-        return rm_fail(err, "%s: cannot read: %s", f->path, gzerror(f->gz, &code));
-    }
     if (n > 0)
         return rm_fail(err, "%s: has bytes after the last sample (wrong header or damaged file)", f->path);
+    /* End of data: the gzip trailer (CRC, length) must be there and right. */
+    if (stream_error(f, "end of the file", err) != RM_OK)
+        return RM_ERR;
+    if (f->is_gzip && (f->crc != f->trailer_crc || f->size != f->trailer_size))
+        return rm_fail(err, "%s: compressed stream is truncated or damaged (its gzip trailer does not match the data)",
+                       f->path);
     return RM_OK;
 }
 

@@ -122,6 +122,8 @@ typedef struct rm_msg_done {
 
 typedef struct rm_msg_fatal {
     int64_t step;
+    int32_t pid;
+    char host[RM_HOST_CAP];
     char reason[RM_REASON_CAP];
 } rm_msg_fatal;
 

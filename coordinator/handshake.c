@@ -37,6 +37,8 @@ int handshake_run(coordinator *c, rm_error *err)
     if (!got)
         return rm_fail(err, "out of memory");
     double deadline = rm_now_s() + HANDSHAKE_TIMEOUT_S;
+    int failed = 0;
+    char first_failure[RM_REASON_CAP + 256] = "";
     int rc = RM_ERR;
     while (seen < c->workers) {
         int flag;
@@ -59,10 +61,21 @@ int handshake_run(coordinator *c, rm_error *err)
         }
         int w = st.MPI_SOURCE - 1;
         if (st.MPI_TAG == RM_TAG_FATAL) {
+            /* A worker could not set up (bad dataset, ...). Hear everyone
+             * out, then refuse the start to all: every rank ends normally. */
             rm_msg_fatal f;
             MPI_Recv(&f, sizeof f, MPI_BYTE, st.MPI_SOURCE, RM_TAG_FATAL, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
             f.reason[sizeof f.reason - 1] = '\0';
-            coordinator_abort_code(c, w, f.step, f.reason, RM_EXIT_FATAL);
+            f.host[sizeof f.host - 1] = '\0';
+            c->info[w].pid = f.pid;
+            snprintf(c->info[w].host, sizeof c->info[w].host, "%s", f.host);
+            if (!failed)
+                snprintf(first_failure, sizeof first_failure, "worker %d (rank %d, host %s, pid %d) cannot start: %s",
+                         w, w + 1, f.host, f.pid, f.reason);
+            failed++;
+            got[w] = 1;
+            seen++;
+            continue;
         }
         if (st.MPI_TAG != RM_TAG_HELLO) {
             rm_fail(err, "rank %d sent message tag %d before its handshake", st.MPI_SOURCE, st.MPI_TAG);
@@ -102,6 +115,10 @@ int handshake_run(coordinator *c, rm_error *err)
                     w + 1, h.host);
             goto out;
         }
+    }
+    if (failed) {
+        rm_fail(err, "%s%s", first_failure, failed > 1 ? " (and other workers)" : "");
+        goto out;
     }
     rc = RM_OK;
 out:

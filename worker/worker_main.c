@@ -50,7 +50,8 @@ typedef struct worker {
 static void worker_fatal_code(worker *w, const char *reason, int code)
 {
     rm_error_log("step %ld: %s", w->step, reason);
-    rm_msg_fatal msg = {.step = w->step};
+    rm_msg_fatal msg = {.step = w->step, .pid = (int32_t)getpid()};
+    snprintf(msg.host, sizeof msg.host, "%s", rm_log_host());
     snprintf(msg.reason, sizeof msg.reason, "%s", reason);
     MPI_Request req;
     if (MPI_Isend(&msg, sizeof msg, MPI_BYTE, 0, RM_TAG_FATAL, MPI_COMM_WORLD, &req) == MPI_SUCCESS) {
@@ -443,9 +444,27 @@ int main(int argc, char **argv)
 
     rm_error err;
     rm_msg_start start;
-    /* A bad config or dataset fails the same way on every restart. */
-    if (setup(&w, config_path, sets, n_sets, &err) != RM_OK)
+    /* A bad config or dataset fails the same way on every restart. The
+     * coordinator hears every worker out during the handshake and refuses
+     * the start to all, so everyone ends normally; abort only if it is
+     * not there to answer. */
+    if (setup(&w, config_path, sets, n_sets, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        rm_msg_fatal msg = {.step = -1, .pid = (int32_t)getpid()};
+        snprintf(msg.host, sizeof msg.host, "%s", rm_log_host());
+        snprintf(msg.reason, sizeof msg.reason, "%s", err.msg);
+        MPI_Status st;
+        rm_error e2;
+        if (MPI_Send(&msg, sizeof msg, MPI_BYTE, 0, RM_TAG_FATAL, MPI_COMM_WORLD) == MPI_SUCCESS &&
+            wait_for(&w, RM_TAG_START, 150.0, &st, &e2) == RM_OK) {
+            rm_msg_start refused;
+            MPI_Recv(&refused, sizeof refused, MPI_BYTE, 0, RM_TAG_START, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+            MPI_Comm_free(&w.comm);
+            MPI_Finalize();
+            return RM_EXIT_FATAL;
+        }
         worker_fatal_code(&w, err.msg, RM_EXIT_FATAL);
+    }
     if (handshake(&w, &start, &err) != RM_OK)
         worker_fatal(&w, err.msg);
     int rc = 0;

@@ -1,0 +1,49 @@
+# A new user's mistakes: a typo in a key, a wrong type, a missing dataset,
+# a global batch that does not divide over the workers. `ringmaster run`
+# refuses each before launching anything, exits non-zero and names
+# file:line:col; `ringmaster validate` accepts the good config.
+source "$(dirname "$0")/lib.sh"
+write_job job.yaml
+# job.yaml's lines, as the messages cite them:
+#   6: "  dir: ..."  10: "  global_batch: 128"  13: "  lr: 0.002"
+
+"$RINGMASTER" validate job.yaml >validate.txt 2>&1 || { cat validate.txt; fail "validate refused the good config"; }
+expect_in validate.txt "job.yaml: ok (60000 training samples, 469 steps, 2 workers)"
+
+# refused NAME EXPECTED [ringmaster run arguments...]: run must fail before
+# launching, print EXPECTED, and leave no run directory behind.
+refused() {
+  local name=$1 expected=$2
+  shift 2
+  local status=0
+  "$RINGMASTER" run "$@" --run-dir "$WORK/run-$name" >"$name.txt" 2>&1 || status=$?
+  [ "$status" -ne 0 ] || { cat "$name.txt"; fail "$name: ringmaster run succeeded"; }
+  expect_in "$name.txt" "$expected"
+  ! grep -q "mpirun" "$name.txt" || fail "$name: mpirun was started for a refused config"
+  [ ! -e "$WORK/run-$name" ] || fail "$name: a run directory was created for a refused config"
+  # validate says the same
+  status=0
+  "$RINGMASTER" validate "$@" >"$name.validate.txt" 2>&1 || status=$?
+  [ "$status" -ne 0 ] || fail "$name: ringmaster validate accepted it"
+  expect_in "$name.validate.txt" "$expected"
+  echo "$name: $(grep -F -- "$expected" "$name.txt" | head -1)"
+}
+
+sed 's/^  lr: /  lr_rate: /' job.yaml >typo.yaml
+refused typo "typo.yaml:13:3: unknown key 'lr_rate' in section 'train' (did you mean 'lr'?)" typo.yaml
+
+sed 's/global_batch: 128/global_batch: big/' job.yaml >wrong_type.yaml
+refused wrong_type "wrong_type.yaml:10:17: train.global_batch must be an integer, got 'big'" wrong_type.yaml
+
+sed 's/^  hidden: \[128\]/  hidden: 128/' job.yaml >scalar_list.yaml
+refused scalar_list "scalar_list.yaml:3:11: model.hidden expects a list of integers" scalar_list.yaml
+
+sed "s#^  dir: .*#  dir: $WORK/no-such-dataset#" job.yaml >missing_data.yaml
+refused missing_data "missing_data.yaml:6:8: dataset directory $WORK/no-such-dataset does not exist" missing_data.yaml
+
+refused indivisible "job.yaml:10:17: global batch 128 does not divide evenly over 3 workers" job.yaml --workers 3
+
+sed 's/^  workers: 2/  workers: 5/' job.yaml >five.yaml
+refused indivisible_file "five.yaml:10:17: global batch 128 does not divide evenly over 5 workers" five.yaml
+
+refused set_typo "--set train.lrr=0.1: unknown key 'train.lrr' (did you mean 'train.lr'?)" job.yaml --set train.lrr=0.1
