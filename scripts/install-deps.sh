@@ -10,6 +10,10 @@ packages=(
   dataset-fashion-mnist
   python3
 )
+# --tests: what the test suite drives besides ringmaster (a real Slurm)
+if [ "${1:-}" = "--tests" ]; then
+  packages+=(slurm-wlm munge)
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (it installs Debian packages): sudo $0" >&2

@@ -3,7 +3,7 @@
 # dependencies, build with warnings as errors, run every test through CTest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DRINGMASTER_WERROR=ON
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure --timeout 600 -j 1

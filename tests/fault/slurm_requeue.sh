@@ -5,6 +5,10 @@
 source "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$HERE/../.." && pwd)
 "$ROOT/scripts/slurm/single-node.sh" up >"$WORK/slurm-up.log" 2>&1 || { cat "$WORK/slurm-up.log"; fail "cannot start Slurm"; }
+# stop Slurm afterwards unless it was already running
+if ! grep -q "already up" "$WORK/slurm-up.log"; then
+  trap 'status=$?; "$ROOT/scripts/slurm/single-node.sh" down; [ $status -eq 0 ] && rm -rf "$WORK"' EXIT
+fi
 export SLURM_CONF=${SLURM_SANDBOX:-/tmp/ringmaster-slurm}/etc/slurm.conf
 dir=$WORK/run
 job=$(RINGMASTER=$RM RINGMASTER_RUN_DIR=$dir sbatch --parsable --chdir="$WORK" --output="$WORK/slurm-%j.out" \
