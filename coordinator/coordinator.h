@@ -19,8 +19,9 @@
 #include <stdint.h>
 
 /* The coordinator sleeps this long when no message waits: it shares
- * cores with the workers. */
-#define RM_COORD_IDLE_SLEEP_NS 300000L
+ * cores with the workers, and each wake-up preempts one. Assignments go
+ * out several steps ahead, so a late wake-up never stalls a worker. */
+#define RM_COORD_IDLE_SLEEP_NS 2000000L
 
 #define IDLE_SLEEP_NS 300000L
 

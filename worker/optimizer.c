@@ -35,6 +35,13 @@ static void sgd_step(rm_optimizer *opt, float *restrict w, const float *restrict
 {
     const float mu = (float)opt->momentum, wd = (float)opt->weight_decay;
     float *restrict vel = opt->m;
+    if (wd == 0.0f) { /* one pass over 3 arrays is memory-bound: skip the load of w's product */
+        for (long i = 0; i < opt->n; i++) {
+            vel[i] = mu * vel[i] + g[i];
+            w[i] -= lr * vel[i];
+        }
+        return;
+    }
     for (long i = 0; i < opt->n; i++) {
         float grad = g[i] + wd * w[i];
         vel[i] = mu * vel[i] + grad;
