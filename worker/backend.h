@@ -22,6 +22,7 @@ typedef struct rm_step_stats {
     double compute_s;        /* forward + backward, including overlapped communication */
     double allreduce_wait_s; /* blocked waiting for gradients after backward */
     double optimizer_s;
+    double snapshot_s; /* checkpoint copy inside update_snapshot */
 } rm_step_stats;
 
 typedef struct rm_backend rm_backend;
@@ -43,6 +44,11 @@ struct rm_backend {
                     rm_step_stats *stats, rm_error *err);
     int (*reduce)(rm_backend *b, rm_step_stats *stats, rm_error *err);
     int (*update)(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err);
+    /* update, plus the snapshot that `snapshot` would take right after it,
+     * fused into the same pass where the device allows; the copy time is
+     * added to stats->snapshot_s. */
+    int (*update_snapshot)(rm_backend *b, double lr, long begin, long end, float *const *dst, long *opt_steps,
+                           rm_step_stats *stats, rm_error *err);
     int (*evaluate)(rm_backend *b, const float *x, const uint8_t *labels, long n, double *loss_sum, long *correct,
                     rm_error *err);
     /* Copies the parameters to host memory (n_params floats). */

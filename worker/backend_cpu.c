@@ -73,6 +73,17 @@ static int cpu_read_params(rm_backend *b, float *out, rm_error *err)
     return RM_OK;
 }
 
+static int cpu_update_snapshot(rm_backend *b, double lr, long begin, long end, float *const *dst, long *opt_steps,
+                               rm_step_stats *stats, rm_error *err)
+{
+    cpu_backend *cb = (cpu_backend *)b;
+    double t0 = rm_now_s();
+    stats->snapshot_s = rm_optimizer_step_snapshot(&cb->opt, cb->params, cb->grads, lr, begin, end, dst);
+    stats->optimizer_s = rm_now_s() - t0 - stats->snapshot_s;
+    *opt_steps = cb->opt.t;
+    return RM_OK;
+}
+
 static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, long *opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
@@ -120,6 +131,7 @@ rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *
         .backward = cpu_backward,
         .reduce = cpu_reduce,
         .update = cpu_update,
+        .update_snapshot = cpu_update_snapshot,
         .evaluate = cpu_evaluate,
         .read_params = cpu_read_params,
         .snapshot = cpu_snapshot,

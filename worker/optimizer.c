@@ -1,5 +1,7 @@
 #include "optimizer.h"
 
+#include "timer.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,32 +33,33 @@ void rm_optimizer_free(rm_optimizer *opt)
     memset(opt, 0, sizeof *opt);
 }
 
-static void sgd_step(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr)
+/* Updates [lo, hi). */
+static void sgd_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, long lo, long hi)
 {
     const float mu = (float)opt->momentum, wd = (float)opt->weight_decay;
     float *restrict vel = opt->m;
-    if (wd == 0.0f) { /* one pass over 3 arrays is memory-bound: skip the load of w's product */
-        for (long i = 0; i < opt->n; i++) {
+    if (wd == 0.0f) { /* memory-bound: skip the decay term's read of w */
+        for (long i = lo; i < hi; i++) {
             vel[i] = mu * vel[i] + g[i];
             w[i] -= lr * vel[i];
         }
         return;
     }
-    for (long i = 0; i < opt->n; i++) {
+    for (long i = lo; i < hi; i++) {
         float grad = g[i] + wd * w[i];
         vel[i] = mu * vel[i] + grad;
         w[i] -= lr * vel[i];
     }
 }
 
-static void adamw_step(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr)
+static void adamw_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, long lo, long hi)
 {
     const float b1 = (float)opt->beta1, b2 = (float)opt->beta2, eps = (float)opt->eps;
     const float wd = (float)opt->weight_decay;
     const float c1 = (float)(1.0 / (1.0 - pow(opt->beta1, (double)opt->t)));
     const float c2 = (float)(1.0 / sqrt(1.0 - pow(opt->beta2, (double)opt->t)));
     float *restrict m = opt->m, *restrict v = opt->v;
-    for (long i = 0; i < opt->n; i++) {
+    for (long i = lo; i < hi; i++) {
         m[i] = b1 * m[i] + (1.0f - b1) * g[i];
         v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
         float update = (m[i] * c1) / (sqrtf(v[i]) * c2 + eps);
@@ -64,11 +67,39 @@ static void adamw_step(rm_optimizer *opt, float *restrict w, const float *restri
     }
 }
 
+static void update_range(rm_optimizer *opt, float *w, const float *g, float lr, long lo, long hi)
+{
+    if (opt->kind == RM_OPT_SGD)
+        sgd_range(opt, w, g, lr, lo, hi);
+    else
+        adamw_range(opt, w, g, lr, lo, hi);
+}
+
 void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr)
 {
     opt->t++;
-    if (opt->kind == RM_OPT_SGD)
-        sgd_step(opt, params, grads, (float)lr);
-    else
-        adamw_step(opt, params, grads, (float)lr);
+    update_range(opt, params, grads, (float)lr, 0, opt->n);
+}
+
+/* Blocks small enough to stay in L1 between their update and their copy. */
+#define SNAPSHOT_BLOCK 2048L
+
+double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float *grads, double lr, long begin,
+                                  long end, float *const *dst)
+{
+    opt->t++;
+    update_range(opt, params, grads, (float)lr, 0, begin);
+    const float *state[3] = {params, opt->m, opt->v};
+    int n_state = opt->kind == RM_OPT_ADAMW ? 3 : 2;
+    double copy_s = 0;
+    for (long lo = begin; lo < end; lo += SNAPSHOT_BLOCK) {
+        long hi = lo + SNAPSHOT_BLOCK < end ? lo + SNAPSHOT_BLOCK : end;
+        update_range(opt, params, grads, (float)lr, lo, hi);
+        double t0 = rm_now_s();
+        for (int k = 0; k < n_state; k++)
+            memcpy(dst[k] + (lo - begin), state[k] + lo, (size_t)(hi - lo) * sizeof(float));
+        copy_s += rm_now_s() - t0;
+    }
+    update_range(opt, params, grads, (float)lr, end, opt->n);
+    return copy_s;
 }

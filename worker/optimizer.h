@@ -20,4 +20,11 @@ void rm_optimizer_free(rm_optimizer *opt);
 /* One update of params from grads (already averaged over the global batch). */
 void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr);
 
+/* The same update, and a checkpoint snapshot taken in the same pass: the
+ * updated [begin, end) of params, m (and v) is copied to dst[0..2] block by
+ * block while it is still in cache, so the snapshot costs stores, not a
+ * second trip through memory. Returns the seconds spent copying. */
+double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float *grads, double lr, long begin,
+                                  long end, float *const *dst);
+
 #endif

@@ -268,23 +268,22 @@ static int report_checkpoint(worker *w, rm_error *err)
     return RM_OK;
 }
 
-/* Snapshots this worker's slice of the state after `steps_done` steps and
- * hands it to the writer thread. Returns the training stall in *stall_s. */
-static int start_checkpoint(worker *w, long steps_done, double *stall_s, rm_error *err)
+/* A checkpoint after this step: the writer must be free (its previous
+ * result reported) before its snapshot buffers are refilled. */
+static int prepare_checkpoint(worker *w, rm_error *err)
 {
-    double t0 = rm_now_s();
     rm_ckpt_writer_wait_idle(&w->writer);
-    if (report_checkpoint(w, err) != RM_OK)
-        return RM_ERR;
-    if (w->backend->snapshot(w->backend, w->writer.begin, w->writer.end, w->writer.snap, &w->snapshot_opt_steps,
-                             err) != RM_OK)
-        return RM_ERR;
+    return report_checkpoint(w, err);
+}
+
+/* Hands the filled snapshot of the state after `steps_done` steps to the
+ * writer thread. */
+static void submit_checkpoint(worker *w, long steps_done)
+{
     char name[32], dir[RM_DIR_CAP + 48];
     rm_ckpt_dir_name(steps_done, name, sizeof name);
     snprintf(dir, sizeof dir, "%s/%s.tmp", w->ckpt_root, name);
     rm_ckpt_writer_submit(&w->writer, steps_done, dir);
-    *stall_s = rm_now_s() - t0;
-    return RM_OK;
 }
 
 /* N-independent fingerprint of which sample sits at which stream position. */
@@ -345,11 +344,34 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         int nonfinite = !isfinite(stats.grad_norm);
         int flags = b->assign.flags;
         int skip = (flags & RM_ASSIGN_SKIP_UPDATE) || nonfinite;
-        if (!skip && w->backend->update(w->backend, lr, &stats, err) != RM_OK)
-            return RM_ERR;
-        double stall_s = 0;
-        if ((flags & RM_ASSIGN_CHECKPOINT_AFTER) && start_checkpoint(w, w->step + 1, &stall_s, err) != RM_OK)
-            return RM_ERR;
+        /* The checkpoint snapshot rides on the optimizer's pass over the
+         * state; the stall is what it adds (waiting for the writer, the
+         * copies), measured as such. */
+        int checkpoint = flags & RM_ASSIGN_CHECKPOINT_AFTER;
+        double stall_s = 0, t_ck = rm_now_s();
+        if (checkpoint) {
+            if (prepare_checkpoint(w, err) != RM_OK)
+                return RM_ERR;
+            stall_s = rm_now_s() - t_ck;
+        }
+        if (checkpoint && !skip) {
+            if (w->backend->update_snapshot(w->backend, lr, w->writer.begin, w->writer.end, w->writer.snap,
+                                            &w->snapshot_opt_steps, &stats, err) != RM_OK)
+                return RM_ERR;
+            stall_s += stats.snapshot_s;
+        } else {
+            if (!skip && w->backend->update(w->backend, lr, &stats, err) != RM_OK)
+                return RM_ERR;
+            if (checkpoint) { /* no update this step: a plain copy */
+                t_ck = rm_now_s();
+                if (w->backend->snapshot(w->backend, w->writer.begin, w->writer.end, w->writer.snap,
+                                         &w->snapshot_opt_steps, err) != RM_OK)
+                    return RM_ERR;
+                stall_s += rm_now_s() - t_ck;
+            }
+        }
+        if (checkpoint)
+            submit_checkpoint(w, w->step + 1);
         rm_msg_report rep = {
             .step = w->step,
             .loss_sum = stats.loss_sum,
