@@ -494,7 +494,8 @@ static int scan(const char *root, int want_tmp, long **steps, int *n, rm_error *
         (*steps)[(*n)++] = step;
     }
     closedir(d);
-    qsort(*steps, (size_t)*n, sizeof **steps, cmp_desc);
+    if (*n > 1)
+        qsort(*steps, (size_t)*n, sizeof **steps, cmp_desc);
     return RM_OK;
 }
 
