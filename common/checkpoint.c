@@ -2,6 +2,7 @@
 
 #include "fsutil.h"
 #include "hash.h"
+#include "le_bytes.h"
 #include "json.h"
 #include "yaml_tree.h"
 
@@ -19,34 +20,6 @@
 #define MANIFEST_NAME "manifest.json"
 #define MANIFEST_MAX_BYTES (64u << 20)
 #define MANIFEST_MAX_NODES (16u * RM_CKPT_MAX_FILES + 4096u)
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
 
 void rm_ckpt_dir_name(long step, char *out, size_t cap)
 {
@@ -83,14 +56,14 @@ int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long 
     uint64_t payload = (uint64_t)slice_bytes * (uint64_t)n_state;
     uint8_t header[RM_CKPT_HEADER_BYTES] = {0};
     memcpy(header, RM_CKPT_MAGIC, 8);
-    put_u32(header + 8, 1);
-    put_u32(header + 12, RM_CKPT_PROTECTION_PLAIN);
-    put_u64(header + 16, (uint64_t)step);
-    put_u32(header + 24, (uint32_t)worker);
-    put_u32(header + 28, (uint32_t)n_state);
-    put_u64(header + 32, (uint64_t)begin);
-    put_u64(header + 40, (uint64_t)end);
-    put_u64(header + 48, payload);
+    rm_put_u32(header + 8, 1);
+    rm_put_u32(header + 12, RM_CKPT_PROTECTION_PLAIN);
+    rm_put_u64(header + 16, (uint64_t)step);
+    rm_put_u32(header + 24, (uint32_t)worker);
+    rm_put_u32(header + 28, (uint32_t)n_state);
+    rm_put_u64(header + 32, (uint64_t)begin);
+    rm_put_u64(header + 40, (uint64_t)end);
+    rm_put_u64(header + 48, payload);
 
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -357,17 +330,17 @@ static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_f
                 (unsigned long long)cf->bytes);
         goto out;
     }
-    if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h, RM_CKPT_MAGIC, 8) != 0 || get_u32(h + 8) != 1) {
+    if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h, RM_CKPT_MAGIC, 8) != 0 || rm_get_u32(h + 8) != 1) {
         rm_fail(err, "%s: not a ringmaster checkpoint file (bad magic or version)", path);
         goto out;
     }
-    if (get_u32(h + 12) != RM_CKPT_PROTECTION_PLAIN) {
-        rm_fail(err, "%s: payload protection %u is not supported by this build", path, get_u32(h + 12));
+    if (rm_get_u32(h + 12) != RM_CKPT_PROTECTION_PLAIN) {
+        rm_fail(err, "%s: payload protection %u is not supported by this build", path, rm_get_u32(h + 12));
         goto out;
     }
-    if (get_u64(h + 16) != (uint64_t)m->step || get_u32(h + 28) != (uint32_t)m->n_state ||
-        get_u64(h + 32) != (uint64_t)cf->begin || get_u64(h + 40) != (uint64_t)cf->end ||
-        RM_CKPT_HEADER_BYTES + get_u64(h + 48) != cf->bytes) {
+    if (rm_get_u64(h + 16) != (uint64_t)m->step || rm_get_u32(h + 28) != (uint32_t)m->n_state ||
+        rm_get_u64(h + 32) != (uint64_t)cf->begin || rm_get_u64(h + 40) != (uint64_t)cf->end ||
+        RM_CKPT_HEADER_BYTES + rm_get_u64(h + 48) != cf->bytes) {
         rm_fail(err, "%s: header disagrees with the manifest", path);
         goto out;
     }

@@ -2,6 +2,7 @@
 
 #include "fsutil.h"
 #include "hash.h"
+#include "le_bytes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,45 +15,17 @@
 
 #define INDEX_MAX_BYTES (64u << 20)
 
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 int rm_shard_write(const char *path, const uint8_t *records, long n_records, long record_bytes, uint64_t *checksum,
                    rm_error *err)
 {
     uint8_t header[RM_SHARD_HEADER_BYTES] = {0};
     size_t payload = (size_t)n_records * (size_t)record_bytes;
     memcpy(header, RM_SHARD_MAGIC, 8);
-    put_u32(header + 8, 1); /* format version */
-    put_u32(header + 12, RM_SHARD_PROTECTION_PLAIN);
-    put_u64(header + 16, (uint64_t)n_records);
-    put_u64(header + 24, (uint64_t)record_bytes);
-    put_u64(header + 32, (uint64_t)payload);
+    rm_put_u32(header + 8, 1); /* format version */
+    rm_put_u32(header + 12, RM_SHARD_PROTECTION_PLAIN);
+    rm_put_u64(header + 16, (uint64_t)n_records);
+    rm_put_u64(header + 24, (uint64_t)record_bytes);
+    rm_put_u64(header + 32, (uint64_t)payload);
     *checksum = rm_hash64(records, payload);
     const void *parts[2] = {header, records};
     size_t lens[2] = {sizeof header, payload};
@@ -247,11 +220,11 @@ static int map_shard(const char *dir, const rm_shard_index *idx, int s, rm_datas
     ds->maps[s] = map;
     ds->map_bytes[s] = want;
     const uint8_t *h = map;
-    if (memcmp(h, RM_SHARD_MAGIC, 8) != 0 || get_u32(h + 8) != 1)
+    if (memcmp(h, RM_SHARD_MAGIC, 8) != 0 || rm_get_u32(h + 8) != 1)
         return rm_fail(err, "%s: not a ringmaster shard (bad magic or version)", path);
-    if (get_u32(h + 12) != RM_SHARD_PROTECTION_PLAIN)
-        return rm_fail(err, "%s: payload protection %u is not supported by this build", path, get_u32(h + 12));
-    if (get_u64(h + 16) != (uint64_t)info->samples || get_u64(h + 24) != (uint64_t)idx->record_bytes)
+    if (rm_get_u32(h + 12) != RM_SHARD_PROTECTION_PLAIN)
+        return rm_fail(err, "%s: payload protection %u is not supported by this build", path, rm_get_u32(h + 12));
+    if (rm_get_u64(h + 16) != (uint64_t)info->samples || rm_get_u64(h + 24) != (uint64_t)idx->record_bytes)
         return rm_fail(err, "%s: header disagrees with the index (records/record size)", path);
     ds->payloads[s] = h + RM_SHARD_HEADER_BYTES;
     uint64_t sum = rm_hash64(ds->payloads[s], want - RM_SHARD_HEADER_BYTES);
