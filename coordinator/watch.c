@@ -95,24 +95,23 @@ int watch_ckpt_done(coordinator *c, const rm_msg_ckpt_done *d, rm_error *err)
 void watch_check_hang(coordinator *c)
 {
     double now = rm_now_s();
-    int silent = 0;
-    long least = -1;
-    for (int w = 0; w < c->workers; w++) {
-        if (now - c->info[w].last_heard_s > c->cfg.hang_timeout_s)
-            silent = 1;
-        if (least < 0 || c->info[w].progress < least)
+    long least = -1; /* least progress among the silent workers */
+    for (int w = 0; w < c->workers; w++)
+        if (now - c->info[w].last_heard_s > c->cfg.hang_timeout_s && (least < 0 || c->info[w].progress < least))
             least = c->info[w].progress;
-    }
-    if (!silent)
+    if (least < 0)
         return;
+    /* Workers waiting in a collective keep sending heartbeats: the silent
+     * ones that got least far are the ones holding the job up. */
     char names[1024] = "", waiting[256] = "";
     for (int w = 0; w < c->workers; w++) {
         const worker_info *in = &c->info[w];
-        if (in->progress == least && strlen(names) < sizeof names - 200)
+        int silent = now - in->last_heard_s > c->cfg.hang_timeout_s;
+        if (silent && in->progress == least && strlen(names) < sizeof names - 200)
             snprintf(names + strlen(names), sizeof names - strlen(names),
                      "%sworker %d (rank %d, host %s, pid %d, silent %.1f s)", names[0] ? ", " : "", w, w + 1, in->host,
                      in->pid, now - in->last_heard_s);
-        else if (in->progress != least && strlen(waiting) < sizeof waiting - 16)
+        else if (strlen(waiting) < sizeof waiting - 16)
             snprintf(waiting + strlen(waiting), sizeof waiting - strlen(waiting), "%s%d", waiting[0] ? "," : "", w);
     }
     long step = least / 2 + 1; /* 1-based step that did not finish */
@@ -120,7 +119,7 @@ void watch_check_hang(coordinator *c)
     snprintf(reason, sizeof reason,
              "hang: %s stopped reporting in step %ld (fault.hang_timeout_s %.0f)%s%s%s", names, step,
              c->cfg.hang_timeout_s, waiting[0] ? "; workers " : "", waiting,
-             waiting[0] ? " got further and wait for it in the gradient all-reduce" : "");
+             waiting[0] ? " are alive and wait for it (in the gradient all-reduce)" : "");
     rm_run_dir_event(&c->rd, "hang", "");
     coordinator_abort_code(c, -1, step, reason, RM_EXIT_FAILED);
 }

@@ -61,9 +61,14 @@ struct rm_backend {
     void (*destroy)(rm_backend *b);
 };
 
-/* max_batch: the largest n passed to train_step or evaluate. comm: the
- * workers' communicator (not MPI_COMM_WORLD, which holds the coordinator). */
+/* Called now and then while a backend waits on its peers in a collective. */
+typedef int (*rm_heartbeat_fn)(void *ctx, rm_error *err);
+
+/* max_batch: the largest n passed to backward or evaluate. comm: the
+ * workers' communicator (not MPI_COMM_WORLD, which holds the coordinator).
+ * heartbeat (may be NULL) is called about every heartbeat_s while waiting
+ * for gradients. */
 rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
-                                  rm_error *err);
+                                  rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err);
 
 #endif

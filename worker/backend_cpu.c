@@ -118,7 +118,7 @@ static void cpu_destroy(rm_backend *b)
 }
 
 rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
-                                  rm_error *err)
+                                  rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
 {
     cpu_backend *cb = calloc(1, sizeof *cb);
     if (!cb) {
@@ -156,5 +156,8 @@ rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *
         cpu_destroy(&cb->base);
         return NULL;
     }
+    cb->ar.heartbeat = heartbeat;
+    cb->ar.heartbeat_ctx = heartbeat_ctx;
+    cb->ar.heartbeat_s = heartbeat_s;
     return &cb->base;
 }

@@ -155,6 +155,17 @@ static int evaluate(worker *w, long step, rm_error *err)
     return RM_OK;
 }
 
+/* While waiting for gradients: "still here, in the all-reduce of this
+ * step", so the coordinator names the rank that went silent, not the ones
+ * waiting for it. */
+static int heartbeat(void *ctx, rm_error *err)
+{
+    worker *w = ctx;
+    rm_msg_progress progress = {.step = w->step};
+    RM_MPI_CHECK(MPI_Send(&progress, sizeof progress, MPI_BYTE, 0, RM_TAG_PROGRESS, MPI_COMM_WORLD), err);
+    return RM_OK;
+}
+
 static int setup(worker *w, const char *config_path, char *const *sets, int n_sets, rm_error *err)
 {
     if (rm_config_load(config_path, sets, n_sets, &w->cfg, &w->facts, err) != RM_OK)
@@ -180,7 +191,8 @@ static int setup(worker *w, const char *config_path, char *const *sets, int n_se
     rm_model_shape_init(&w->shape, &w->cfg, w->facts.input_dim, w->facts.classes);
     w->local_batch = w->cfg.global_batch / w->workers;
     long max_batch = w->local_batch > EVAL_CHUNK ? w->local_batch : EVAL_CHUNK;
-    w->backend = rm_backend_cpu_create(&w->shape, &w->cfg, max_batch, w->comm, err);
+    w->backend = rm_backend_cpu_create(&w->shape, &w->cfg, max_batch, w->comm, heartbeat, w,
+                                       w->cfg.hang_timeout_s / 4, err);
     if (!w->backend)
         return RM_ERR;
     w->assign_buf_bytes = sizeof(rm_msg_assign) + (size_t)w->local_batch * sizeof(uint32_t);

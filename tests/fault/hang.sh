@@ -17,7 +17,7 @@ done
 named_at=$(date +%s.%N)
 grep -q "hang: worker 1 (rank 2, host $(hostname)" "$WORK/hung.log" || { cat "$WORK/hung.log"; fail "the stopped worker was not named"; }
 awk -v a="$stopped_at" -v b="$named_at" 'BEGIN { exit !(b - a < 8) }' || fail "named only after $(awk -v a="$stopped_at" -v b="$named_at" 'BEGIN{print b-a}') s"
-grep -q "workers 0 got further" "$WORK/hung.log" || fail "the waiting worker was not told apart from the stopped one"
+grep -q "; workers 0 are alive and wait for it" "$WORK/hung.log" || fail "the waiting worker was not told apart from the stopped one"
 kill -CONT "$victim" 2>/dev/null || true
 wait_job
 [ "$JOB_STATUS" -eq 0 ] || { cat "$WORK/hung.log"; fail "the job did not complete after the hang"; }
