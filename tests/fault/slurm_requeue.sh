@@ -13,12 +13,18 @@ export SLURM_CONF=${SLURM_SANDBOX:-/tmp/ringmaster-slurm}/etc/slurm.conf
 dir=$WORK/run
 job=$(RINGMASTER=$RM RINGMASTER_RUN_DIR=$dir sbatch --parsable --chdir="$WORK" --output="$WORK/slurm-%j.out" \
   --export=ALL "$ROOT/scripts/slurm/ringmaster.sbatch" "$HERE/job.yaml" --set data.dir="$DATA" \
-  --set train.steps=1500)
+  --set train.steps=8000)
 echo "submitted job $job"
+# checkpoints rotate (keep 3), so wait for `latest` to pass step 200
+past_200() { [ -f "$dir/checkpoints/latest" ] && [ $((10#$(sed 's/step-//' "$dir/checkpoints/latest"))) -ge 200 ]; }
 job_state() { scontrol show job "$job" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
 for i in $(seq 1 600); do
-  [ -e "$dir/checkpoints/step-00000200/manifest.json" ] && break
-  case $(job_state) in PENDING | RUNNING | CONFIGURING) sleep 0.2 ;; *) cat "$WORK"/slurm-*.out; fail "job ended $(job_state) before its first checkpoint" ;; esac
+  past_200 && break
+  case $(job_state) in
+    PENDING | RUNNING | CONFIGURING) sleep 0.1 ;;
+    *) past_200 ||
+         { cat "$WORK"/slurm-*.out; fail "job ended $(job_state) before its first checkpoint"; } ;;
+  esac
 done
 scancel --batch --signal=USR1 "$job"
 state=""
