@@ -3,6 +3,7 @@
 #include "coordinator.h"
 #include "exit_codes.h"
 #include "mpi_check.h"
+#include "fsutil.h"
 #include "hash.h"
 #include "log.h"
 #include "timer.h"
@@ -132,14 +133,21 @@ void handshake_write_ranks(coordinator *c)
 {
     char path[RM_PATH_CAP + 32];
     snprintf(path, sizeof path, "%s/ranks.txt", c->rd.path);
-    FILE *f = fopen(path, "w");
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
     if (!f) {
-        rm_warn("cannot write %s", path);
+        rm_warn("cannot write %s: out of memory", path);
         return;
     }
     fprintf(f, "0 coordinator %s %d\n", rm_log_host(), (int)getpid());
     for (int w = 0; w < c->workers; w++)
         fprintf(f, "%d %d %s %d\n", w + 1, w, c->info[w].host, c->info[w].pid);
     fclose(f);
+    /* Replaced whole: a restart rewrites it while the launcher may read it. */
+    rm_error err;
+    if (rm_write_file_atomic(path, text, len, &err) != RM_OK)
+        rm_warn("%s", err.msg);
+    free(text);
 }
 
