@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -80,4 +81,29 @@ int rm_write_parts_atomic(const char *path, const void *const *parts, const size
         close(dfd);
     }
     return RM_OK;
+}
+
+char *rm_read_file(const char *path, size_t max, const char *too_large, size_t *len, rm_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        rm_fail_errno(err, errno, "%s: cannot open", path);
+        return NULL;
+    }
+    char *buf = malloc(max + 1);
+    if (!buf) {
+        fclose(f);
+        rm_fail(err, "%s: out of memory", path);
+        return NULL;
+    }
+    *len = fread(buf, 1, max + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || *len > max) {
+        free(buf);
+        rm_fail(err, "%s: %s", path, bad ? "read error" : too_large);
+        return NULL;
+    }
+    buf[*len] = '\0';
+    return buf;
 }

@@ -16,4 +16,8 @@ int rm_write_file_atomic(const char *path, const void *data, size_t len, rm_erro
 /* The same for a file made of n_parts consecutive buffers. */
 int rm_write_parts_atomic(const char *path, const void *const *parts, const size_t *lens, int n_parts, rm_error *err);
 
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer the
+ * caller frees; a larger file fails with "path: too_large". */
+char *rm_read_file(const char *path, size_t max, const char *too_large, size_t *len, rm_error *err);
+
 #endif

@@ -32,38 +32,13 @@ int rm_shard_write(const char *path, const uint8_t *records, long n_records, lon
     return rm_write_parts_atomic(path, parts, lens, 2, err);
 }
 
-static char *read_small_file(const char *path, size_t max, size_t *len, rm_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        rm_fail_errno(err, errno, "%s: cannot open", path);
-        return NULL;
-    }
-    char *buf = malloc(max + 1);
-    if (!buf) {
-        fclose(f);
-        rm_fail(err, "%s: out of memory", path);
-        return NULL;
-    }
-    *len = fread(buf, 1, max + 1, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || *len > max) {
-        free(buf);
-        rm_fail(err, "%s: %s", path, bad ? "read error" : "index file is implausibly large");
-        return NULL;
-    }
-    buf[*len] = '\0';
-    return buf;
-}
-
 int rm_shard_index_read(const char *dir, rm_shard_index *idx, rm_error *err)
 {
     memset(idx, 0, sizeof *idx);
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, RM_SHARD_INDEX_NAME);
     size_t len;
-    char *text = read_small_file(path, INDEX_MAX_BYTES, &len, err);
+    char *text = rm_read_file(path, INDEX_MAX_BYTES, "index file is implausibly large", &len, err);
     if (!text)
         return RM_ERR;
     idx->index_hash = rm_hash64(text, len);

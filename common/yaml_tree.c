@@ -1,5 +1,7 @@
 #include "yaml_tree.h"
 
+#include "fsutil.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,24 +207,13 @@ int rm_yaml_parse(const char *text, size_t len, const char *origin, rm_yaml_doc 
 int rm_yaml_parse_file_limits(const char *path, size_t max_bytes, size_t max_nodes, rm_yaml_doc *doc, rm_error *err)
 {
     memset(doc, 0, sizeof *doc);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return rm_fail_errno(err, errno, "%s: cannot open", path);
-    char *buf = malloc(max_bytes + 1);
-    if (!buf) {
-        fclose(f);
-        return rm_fail(err, "%s: out of memory", path);
-    }
-    size_t len = fread(buf, 1, max_bytes + 1, f);
-    int read_failed = ferror(f);
-    fclose(f);
-    int rc;
-    if (read_failed)
-        rc = rm_fail(err, "%s: read error", path);
-    else if (len > max_bytes)
-        rc = rm_fail(err, "%s: larger than %zu bytes", path, max_bytes);
-    else
-        rc = parse_limited(buf, len, path, max_nodes, doc, err);
+    char too_large[64];
+    snprintf(too_large, sizeof too_large, "larger than %zu bytes", max_bytes);
+    size_t len;
+    char *buf = rm_read_file(path, max_bytes, too_large, &len, err);
+    if (!buf)
+        return RM_ERR;
+    int rc = parse_limited(buf, len, path, max_nodes, doc, err);
     free(buf);
     return rc;
 }
