@@ -31,6 +31,7 @@ static const char *const activation_names[] = {"relu", "tanh", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", NULL};
 static const char *const backend_names[] = {"cpu", "gpu", "auto", NULL};
+static const char *const cpu_reduce_names[] = {"auto", "shm", "mpi", NULL};
 static const char *const verbosity_names[] = {"quiet", "normal", "verbose", NULL};
 static const char *const on_error_names[] = {"continue", "stop", NULL};
 static const char *const nan_policy_names[] = {"stop", "skip", "rollback", NULL};
@@ -79,6 +80,8 @@ static const key_spec keys[] = {
     {"launch.backend", ENUM(backend, backend_names), "cpu | gpu | auto"},
     {"launch.threads_per_worker", INT(threads_per_worker, 1, 1024), "BLAS threads per worker"},
     {"launch.mpirun", STR(mpirun), "the mpirun command to launch with"},
+    {"launch.cpu_reduce", ENUM(cpu_reduce, cpu_reduce_names),
+     "CPU backend gradient sum: shm (node-shared memory) | mpi | auto (shm when all workers share a node)"},
     {"observe.progress_every_steps", INT(progress_every_steps, 1, 1e9), "plain progress line interval"},
     {"observe.verbosity", ENUM(verbosity, verbosity_names), "quiet | normal | verbose"},
     {"run_dir", STR(run_dir), "run directory; empty: runs/<config>-<time>"},

@@ -20,6 +20,7 @@ enum rm_schedule { RM_SCHED_COSINE = 0, RM_SCHED_CONSTANT = 1 };
 enum rm_backend_kind { RM_BACKEND_CPU = 0, RM_BACKEND_GPU = 1, RM_BACKEND_AUTO = 2 };
 enum rm_ckpt_on_error { RM_CKPT_ON_ERROR_CONTINUE = 0, RM_CKPT_ON_ERROR_STOP = 1 };
 enum rm_nan_policy { RM_NAN_STOP = 0, RM_NAN_SKIP = 1, RM_NAN_ROLLBACK = 2 };
+enum rm_cpu_reduce { RM_CPU_REDUCE_AUTO = 0, RM_CPU_REDUCE_SHM = 1, RM_CPU_REDUCE_MPI = 2 };
 enum rm_verbosity { RM_VERBOSITY_QUIET = 0, RM_VERBOSITY_NORMAL = 1, RM_VERBOSITY_VERBOSE = 2 };
 
 /* Where a key's value came from, for messages: line 0 means the default. */
@@ -28,7 +29,7 @@ typedef struct rm_config_mark {
     int from_set; /* given with --set */
 } rm_config_mark;
 
-#define RM_CONFIG_MAX_KEYS 64
+#define RM_CONFIG_MAX_KEYS 128
 
 typedef struct rm_config {
     char source_path[RM_PATH_CAP];
@@ -75,6 +76,7 @@ typedef struct rm_config {
     long workers;
     int backend;
     long threads_per_worker;
+    int cpu_reduce;
     char mpirun[RM_PATH_CAP];
 
     /* observe */

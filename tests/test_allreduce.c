@@ -1,4 +1,5 @@
-/* The bucketed gradient all-reduce under a real mpirun (3 ranks).
+/* The bucketed gradient all-reduce and the shared-memory reduction under a
+ * real mpirun (3 ranks).
  *
  * Inputs are small integers, so the sum in float is exact whatever order
  * MPI adds them in, and every element must equal its exact sum.
@@ -11,9 +12,11 @@
  * in a collective: each test counts its own mismatches, the ranks agree on
  * the total with MPI_Allreduce, and only then does every rank assert. */
 #include "allreduce.h"
+#include "shm_reduce.h"
 #include "test_util.h"
 
 #include <check.h>
+#include <math.h>
 #include <mpi.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +161,55 @@ START_TEST(one_rank_leaves_the_buffer_alone)
 }
 END_TEST
 
+/* The shared-memory reduction: each rank's slice of its own segment holds
+ * the exact sum, the norm is that of the whole summed gradient, the
+ * parameters start as the given copy and a rank's writes to its slice are
+ * seen by every rank after the sync. _i runs over sizes. */
+START_TEST(shm_sum_is_exact_and_params_are_shared)
+{
+    long n = sizes[_i];
+    int possible = 0;
+    char why[256] = "";
+    rm_error err;
+    ck_assert_msg(rm_shm_reduce_possible(MPI_COMM_WORLD, n, &possible, why, sizeof why, &err) == RM_OK, "%s",
+                  err.msg);
+    ck_assert_msg(possible, "the test's ranks are all on one node, yet shared memory was refused: %s", why);
+    float *init = malloc((size_t)n * sizeof *init);
+    ck_assert_ptr_nonnull(init);
+    for (long i = 0; i < n; i++)
+        init[i] = (float)(i % 11);
+    rm_shm_reduce r;
+    ck_assert_msg(rm_shm_reduce_init(&r, MPI_COMM_WORLD, n, init, &err) == RM_OK, "%s", err.msg);
+    long bad = 0;
+    bad += r.lo != n * rank / size || r.hi != n * (rank + 1) / size;
+    for (long i = 0; i < n; i++)
+        bad += r.params[i] != init[i];
+    for (int step = 0; step < 2; step++) {
+        for (long i = 0; i < n; i++)
+            r.grads[i] = input_at(rank, i, step);
+        double norm = -1, exact = 0;
+        ck_assert_msg(rm_shm_reduce_sum(&r, &norm, &err) == RM_OK, "%s", err.msg);
+        for (long i = 0; i < n; i++)
+            exact += (double)exact_sum(i, step) * exact_sum(i, step);
+        bad += fabs(norm - sqrt(exact)) > 1e-9 * sqrt(exact);
+        for (long i = r.lo; i < r.hi; i++)
+            bad += r.grads[i] != exact_sum(i, step);
+        /* each rank writes its slice of the parameters; all see all */
+        for (long i = r.lo; i < r.hi; i++)
+            r.params[i] = (float)(step * 1000 + i);
+        ck_assert_msg(rm_shm_reduce_sync(&r, &err) == RM_OK, "%s", err.msg);
+        for (long i = 0; i < n; i++)
+            bad += r.params[i] != (float)(step * 1000 + i);
+        ck_assert_msg(rm_shm_reduce_sync(&r, &err) == RM_OK, "%s", err.msg);
+    }
+    rm_shm_reduce_free(&r);
+    free(init);
+    char what[64];
+    snprintf(what, sizeof what, "shared-memory reduction, n %ld", n);
+    assert_all_ranks_ok(bad, what);
+}
+END_TEST
+
 static Suite *allreduce_suite(void)
 {
     Suite *s = suite_create("allreduce");
@@ -165,6 +217,7 @@ static Suite *allreduce_suite(void)
     tcase_add_loop_test(tc, sum_is_exact_for_every_bucket_size, 0, N_SIZES * N_BUCKET_SIZES);
     tcase_add_test(tc, buckets_start_only_when_wholly_ready);
     tcase_add_test(tc, one_rank_leaves_the_buffer_alone);
+    tcase_add_loop_test(tc, shm_sum_is_exact_and_params_are_shared, 0, N_SIZES);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -407,11 +407,11 @@ START_TEST(sgd_momentum_steps_match_hand_values)
     optimizer_for(&opt, RM_OPT_SGD, 0.01);
     float w[3];
     memcpy(w, w0, sizeof w);
-    rm_optimizer_step(&opt, w, g1, 0.1);
+    rm_optimizer_step(&opt, w, g1, 0.1, 0, 3);
     ck_assert_float_eq_tol(w[0], 0.989f, 1e-6f);
     ck_assert_float_eq_tol(w[1], -2.018f, 1e-6f);
     ck_assert_float_eq_tol(w[2], 0.5295f, 1e-6f);
-    rm_optimizer_step(&opt, w, g2, 0.1);
+    rm_optimizer_step(&opt, w, g2, 0.1, 0, 3);
     ck_assert_float_eq_tol(w[0], 0.998111f, 1e-6f);
     ck_assert_float_eq_tol(w[1], -2.032182f, 1e-6f);
     ck_assert_float_eq_tol(w[2], 0.5155205f, 1e-6f);
@@ -436,16 +436,51 @@ START_TEST(adamw_steps_match_hand_values)
     optimizer_for(&opt, RM_OPT_ADAMW, 0.1);
     float w[3];
     memcpy(w, w0, sizeof w);
-    rm_optimizer_step(&opt, w, g1, 0.01);
+    rm_optimizer_step(&opt, w, g1, 0.01, 0, 3);
     ck_assert_float_eq_tol(w[0], 0.989f, 2e-6f);
     ck_assert_float_eq_tol(w[1], -2.008f, 2e-6f);
     ck_assert_float_eq_tol(w[2], 0.5095f, 2e-6f);
-    rm_optimizer_step(&opt, w, g2, 0.01);
+    rm_optimizer_step(&opt, w, g2, 0.01, 0, 3);
     ck_assert_float_eq_tol(w[0], 0.9916720f, 2e-6f);
     ck_assert_float_eq_tol(w[1], -2.0126926f, 2e-6f);
     ck_assert_float_eq_tol(w[2], 0.5070554f, 2e-6f);
     ck_assert_int_eq(opt.t, 2);
     rm_optimizer_free(&opt);
+}
+END_TEST
+
+/* Workers that each own a slice of the parameters update only that slice,
+ * with their own optimizer object; put together, the slices must be the
+ * bits a whole update gives. The fused snapshot must copy exactly the
+ * updated state of its range. _i: 0 SGD, 1 AdamW. */
+START_TEST(sliced_updates_equal_the_whole_update)
+{
+    int kind = _i == 0 ? RM_OPT_SGD : RM_OPT_ADAMW;
+    rm_optimizer whole, left, right;
+    optimizer_for(&whole, kind, 0.05);
+    optimizer_for(&left, kind, 0.05);
+    optimizer_for(&right, kind, 0.05);
+    float w_whole[3], w_sliced[3], snap[3][3] = {{0}};
+    float *dst[3] = {snap[0], snap[1], snap[2]};
+    memcpy(w_whole, w0, sizeof w_whole);
+    memcpy(w_sliced, w0, sizeof w_sliced);
+    for (int step = 0; step < 3; step++) {
+        const float *g = step % 2 ? g2 : g1;
+        rm_optimizer_step(&whole, w_whole, g, 0.02, 0, 3);
+        rm_optimizer_step(&left, w_sliced, g, 0.02, 0, 1);
+        rm_optimizer_step_snapshot(&right, w_sliced, g, 0.02, 1, 3, 2, 3, dst);
+    }
+    ck_assert_mem_eq(w_whole, w_sliced, sizeof w_whole);
+    ck_assert_int_eq(left.t, 3);
+    ck_assert_int_eq(right.t, 3);
+    /* the snapshot holds element 2 of params, m (and v) after the last step */
+    ck_assert_mem_eq(&snap[0][0], &w_whole[2], sizeof(float));
+    ck_assert_mem_eq(&snap[1][0], &whole.m[2], sizeof(float));
+    if (kind == RM_OPT_ADAMW)
+        ck_assert_mem_eq(&snap[2][0], &whole.v[2], sizeof(float));
+    rm_optimizer_free(&whole);
+    rm_optimizer_free(&left);
+    rm_optimizer_free(&right);
 }
 END_TEST
 
@@ -466,6 +501,7 @@ static Suite *mlp_suite(void)
     tcase_set_timeout(tc_opt, 10);
     tcase_add_test(tc_opt, sgd_momentum_steps_match_hand_values);
     tcase_add_test(tc_opt, adamw_steps_match_hand_values);
+    tcase_add_loop_test(tc_opt, sliced_updates_equal_the_whole_update, 0, 2);
     suite_add_tcase(s, tc_opt);
     return s;
 }

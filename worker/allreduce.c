@@ -69,18 +69,9 @@ int rm_allreduce_finish(rm_allreduce *ar, rm_error *err)
         return RM_OK;
     if (rm_allreduce_ready_from(ar, 0, err) != RM_OK)
         return RM_ERR;
-    double t0 = rm_now_s(), last_beat = t0;
-    for (long spins = 0;; spins++) {
-        int done;
-        RM_MPI_CHECK(MPI_Testall(ar->n_buckets, ar->requests, &done, MPI_STATUSES_IGNORE), err);
-        if (done)
-            break;
-        if (ar->heartbeat && (spins & 255) == 0 && rm_now_s() - last_beat > ar->heartbeat_s) {
-            last_beat = rm_now_s();
-            if (ar->heartbeat(ar->heartbeat_ctx, err) != RM_OK)
-                return RM_ERR;
-        }
-    }
+    double t0 = rm_now_s();
+    if (rm_mpi_wait_all(ar->n_buckets, ar->requests, &ar->peer_wait, err) != RM_OK)
+        return RM_ERR;
     ar->wait_s = rm_now_s() - t0;
     ar->next_bucket = 0;
     return RM_OK;

@@ -10,6 +10,7 @@
 #define RINGMASTER_ALLREDUCE_H
 
 #include "error.h"
+#include "mpi_wait.h"
 
 #include <mpi.h>
 
@@ -24,11 +25,7 @@ typedef struct rm_allreduce {
     MPI_Request *requests;
     int next_bucket;   /* first bucket not yet started this step */
     double wait_s;     /* time blocked in rm_allreduce_finish this step */
-    /* Called about every heartbeat_s while waiting, so that a rank waiting
-     * for a stuck peer is not taken for the stuck one. May be NULL. */
-    int (*heartbeat)(void *ctx, rm_error *err);
-    void *heartbeat_ctx;
-    double heartbeat_s;
+    rm_peer_wait peer_wait; /* heartbeat while waiting for peers */
 } rm_allreduce;
 
 int rm_allreduce_init(rm_allreduce *ar, MPI_Comm comm, float *grads, long n, long bucket_floats, rm_error *err);

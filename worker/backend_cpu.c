@@ -1,9 +1,20 @@
-/* The CPU backend: OpenBLAS for the matrix products, MPI_Iallreduce per
- * gradient bucket, optimizer on the host. */
+/* The CPU backend: OpenBLAS for the matrix products, the optimizer on the
+ * host, and the gradient sum one of two ways (launch.cpu_reduce):
+ *   shm  every worker on one node: through node-shared memory, each worker
+ *        summing and updating its 1/N slice of one shared copy of the
+ *        parameters (shm_reduce.h);
+ *   mpi  MPI_Iallreduce per gradient bucket, started as backward produces
+ *        it, every worker updating its whole private copy (allreduce.h).
+ * The choice needs collectives, so it is made at the first training step
+ * or resume, which every worker reaches together: a worker that fails
+ * during setup leaves no other blocked in a collective. For two workers
+ * both ways give the same bits (a + b is one rounding whichever rank adds). */
 #include "allreduce.h"
 #include "backend.h"
+#include "log.h"
 #include "mlp_cpu.h"
 #include "optimizer.h"
+#include "shm_reduce.h"
 #include "timer.h"
 
 #include <cblas.h>
@@ -11,27 +22,84 @@
 #include <stdlib.h>
 #include <string.h>
 
+enum reduce_mode { REDUCE_UNDECIDED, REDUCE_MPI, REDUCE_SHM };
+
 typedef struct cpu_backend {
     rm_backend base;
     rm_model_shape shape;
+    int requested; /* launch.cpu_reduce */
+    int mode;
+    MPI_Comm comm;
+    int comm_size;
+    long bucket_floats;
+    rm_peer_wait peer_wait;
+    /* params and grads point at the private buffers below (mpi, and
+     * before the choice) or into the shared windows (shm) */
     float *params, *grads;
+    float *own_params, *own_grads;
+    long lo, hi; /* the slice this worker updates */
     rm_mlp_cpu mlp;
     rm_optimizer opt;
     rm_allreduce ar;
+    rm_shm_reduce shm;
 } cpu_backend;
 
 static int grad_ready(void *ctx, long offset, rm_error *err)
 {
-    return rm_allreduce_ready_from(ctx, offset, err);
+    cpu_backend *cb = ctx;
+    if (cb->mode == REDUCE_SHM) /* summed after backward, in place */
+        return RM_OK;
+    return rm_allreduce_ready_from(&cb->ar, offset, err);
+}
+
+static int choose_reduce(cpu_backend *cb, rm_error *err)
+{
+    if (cb->mode != REDUCE_UNDECIDED)
+        return RM_OK;
+    int shm = 0, rank = 0;
+    char why[256] = "";
+    if (cb->comm_size > 1 && cb->requested != RM_CPU_REDUCE_MPI) {
+        if (rm_shm_reduce_possible(cb->comm, cb->shape.n_params, &shm, why, sizeof why, err) != RM_OK)
+            return RM_ERR;
+        if (!shm && cb->requested == RM_CPU_REDUCE_SHM)
+            return rm_fail(err, "launch.cpu_reduce is shm but %s (use mpi or auto)", why);
+        MPI_Comm_rank(cb->comm, &rank);
+        if (!shm && rank == 0)
+            rm_info("launch.cpu_reduce auto: %s, so gradients go through MPI", why);
+    }
+    if (!shm) {
+        if (rm_allreduce_init(&cb->ar, cb->comm, cb->own_grads, cb->shape.n_params, cb->bucket_floats, err) != RM_OK)
+            return RM_ERR;
+        cb->ar.peer_wait = cb->peer_wait;
+        cb->mode = REDUCE_MPI;
+        return RM_OK;
+    }
+    if (rm_shm_reduce_init(&cb->shm, cb->comm, cb->shape.n_params, cb->own_params, err) != RM_OK)
+        return RM_ERR;
+    cb->shm.peer_wait = cb->peer_wait;
+    cb->params = cb->shm.params;
+    cb->grads = cb->shm.grads;
+    cb->lo = cb->shm.lo;
+    cb->hi = cb->shm.hi;
+    cb->mode = REDUCE_SHM;
+    if (cb->shm.rank == 0)
+        rm_info("gradients summed through node-shared memory by %d workers, each updating its 1/%d slice",
+                cb->comm_size, cb->comm_size);
+    free(cb->own_params);
+    free(cb->own_grads);
+    cb->own_params = cb->own_grads = NULL;
+    return RM_OK;
 }
 
 static int cpu_backward(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, int poison,
                         rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
+    if (choose_reduce(cb, err) != RM_OK)
+        return RM_ERR;
     double t0 = rm_now_s();
     rm_mlp_cpu_forward(&cb->mlp, cb->params, x, labels, n, &stats->loss_sum, &stats->correct);
-    if (rm_mlp_cpu_backward(&cb->mlp, cb->params, cb->grads, labels, n, poison ? NAN : grad_scale, grad_ready, &cb->ar,
+    if (rm_mlp_cpu_backward(&cb->mlp, cb->params, cb->grads, labels, n, poison ? NAN : grad_scale, grad_ready, cb,
                             err) != RM_OK)
         return RM_ERR;
     stats->compute_s = rm_now_s() - t0;
@@ -42,6 +110,12 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
     double t0 = rm_now_s();
+    if (cb->mode == REDUCE_SHM) {
+        if (rm_shm_reduce_sum(&cb->shm, &stats->grad_norm, err) != RM_OK)
+            return RM_ERR;
+        stats->allreduce_wait_s = rm_now_s() - t0;
+        return RM_OK;
+    }
     if (rm_allreduce_finish(&cb->ar, err) != RM_OK)
         return RM_ERR;
     stats->allreduce_wait_s = rm_now_s() - t0;
@@ -49,13 +123,26 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
     return RM_OK;
 }
 
+/* shm: no worker may read the parameters before every slice is written. */
+static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
+{
+    if (cb->mode != REDUCE_SHM)
+        return RM_OK;
+    double t0 = rm_now_s();
+    if (rm_shm_reduce_sync(&cb->shm, err) != RM_OK)
+        return RM_ERR;
+    if (stats)
+        stats->allreduce_wait_s += rm_now_s() - t0;
+    return RM_OK;
+}
+
 static int cpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
     double t0 = rm_now_s();
-    rm_optimizer_step(&cb->opt, cb->params, cb->grads, lr);
+    rm_optimizer_step(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi);
     stats->optimizer_s = rm_now_s() - t0;
-    return RM_OK;
+    return publish_params(cb, stats, err);
 }
 
 static int cpu_evaluate(rm_backend *b, const float *x, const uint8_t *labels, long n, double *loss_sum, long *correct,
@@ -77,16 +164,23 @@ static int cpu_update_snapshot(rm_backend *b, double lr, long begin, long end, f
                                rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
+    if (begin < cb->lo || end > cb->hi)
+        return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
+                       end, cb->lo, cb->hi);
     double t0 = rm_now_s();
-    stats->snapshot_s = rm_optimizer_step_snapshot(&cb->opt, cb->params, cb->grads, lr, begin, end, dst);
+    stats->snapshot_s =
+        rm_optimizer_step_snapshot(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi, begin, end, dst);
     stats->optimizer_s = rm_now_s() - t0 - stats->snapshot_s;
     *opt_steps = cb->opt.t;
-    return RM_OK;
+    return publish_params(cb, stats, err);
 }
 
 static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, long *opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
+    if (begin < cb->lo || end > cb->hi)
+        return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
+                       end, cb->lo, cb->hi);
     const float *src[3] = {cb->params, cb->opt.m, cb->opt.v};
     for (int k = 0; k < b->n_state; k++)
         memcpy(dst[k], src[k] + begin, (size_t)(end - begin) * sizeof(float));
@@ -97,11 +191,15 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
 static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    float *dst[3] = {cb->params, cb->opt.m, cb->opt.v};
-    for (int k = 0; k < b->n_state; k++)
+    if (choose_reduce(cb, err) != RM_OK)
+        return RM_ERR;
+    /* shm: each worker writes its own slice of the shared parameters */
+    memcpy(cb->params + cb->lo, state[0] + cb->lo, (size_t)(cb->hi - cb->lo) * sizeof(float));
+    float *dst[3] = {NULL, cb->opt.m, cb->opt.v};
+    for (int k = 1; k < b->n_state; k++)
         memcpy(dst[k], state[k], (size_t)cb->shape.n_params * sizeof(float));
     cb->opt.t = opt_steps;
-    return RM_OK;
+    return publish_params(cb, NULL, err);
 }
 
 static void cpu_destroy(rm_backend *b)
@@ -110,10 +208,11 @@ static void cpu_destroy(rm_backend *b)
     if (!cb)
         return;
     rm_allreduce_free(&cb->ar);
+    rm_shm_reduce_free(&cb->shm);
     rm_optimizer_free(&cb->opt);
     rm_mlp_cpu_free(&cb->mlp);
-    free(cb->params);
-    free(cb->grads);
+    free(cb->own_params);
+    free(cb->own_grads);
     free(cb);
 }
 
@@ -139,25 +238,32 @@ rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *
         .destroy = cpu_destroy,
     };
     cb->shape = *shape;
+    cb->requested = cfg->cpu_reduce;
+    cb->comm = comm;
+    cb->shm.node_comm = MPI_COMM_NULL;
+    cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
+    cb->lo = 0;
+    cb->hi = shape->n_params;
+    if (MPI_Comm_size(comm, &cb->comm_size) != MPI_SUCCESS) {
+        free(cb);
+        rm_fail(err, "MPI_Comm_size failed on the workers' communicator");
+        return NULL;
+    }
     /* One BLAS thread per worker by default: workers are the parallelism. */
     openblas_set_num_threads((int)cfg->threads_per_worker);
-    cb->params = malloc((size_t)shape->n_params * sizeof(float));
-    cb->grads = calloc((size_t)shape->n_params, sizeof(float));
+    cb->params = cb->own_params = malloc((size_t)shape->n_params * sizeof(float));
+    cb->grads = cb->own_grads = calloc((size_t)shape->n_params, sizeof(float));
     if (!cb->params || !cb->grads) {
         cpu_destroy(&cb->base);
         rm_fail(err, "out of memory for %ld parameters", shape->n_params);
         return NULL;
     }
     rm_mlp_init_params(shape, (uint64_t)cfg->seed, cb->params);
-    long bucket_floats = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
+    cb->bucket_floats = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
     if (rm_mlp_cpu_init(&cb->mlp, shape, max_batch, err) != RM_OK ||
-        rm_optimizer_init(&cb->opt, cfg, shape->n_params, err) != RM_OK ||
-        rm_allreduce_init(&cb->ar, comm, cb->grads, shape->n_params, bucket_floats, err) != RM_OK) {
+        rm_optimizer_init(&cb->opt, cfg, shape->n_params, err) != RM_OK) {
         cpu_destroy(&cb->base);
         return NULL;
     }
-    cb->ar.heartbeat = heartbeat;
-    cb->ar.heartbeat_ctx = heartbeat_ctx;
-    cb->ar.heartbeat_s = heartbeat_s;
     return &cb->base;
 }

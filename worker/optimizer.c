@@ -75,31 +75,31 @@ static void update_range(rm_optimizer *opt, float *w, const float *g, float lr, 
         adamw_range(opt, w, g, lr, lo, hi);
 }
 
-void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr)
+void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr, long lo, long hi)
 {
     opt->t++;
-    update_range(opt, params, grads, (float)lr, 0, opt->n);
+    update_range(opt, params, grads, (float)lr, lo, hi);
 }
 
 /* Blocks small enough to stay in L1 between their update and their copy. */
 #define SNAPSHOT_BLOCK 2048L
 
-double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float *grads, double lr, long begin,
-                                  long end, float *const *dst)
+double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float *grads, double lr, long lo, long hi,
+                                  long begin, long end, float *const *dst)
 {
     opt->t++;
-    update_range(opt, params, grads, (float)lr, 0, begin);
+    update_range(opt, params, grads, (float)lr, lo, begin);
     const float *state[3] = {params, opt->m, opt->v};
     int n_state = opt->kind == RM_OPT_ADAMW ? 3 : 2;
     double copy_s = 0;
-    for (long lo = begin; lo < end; lo += SNAPSHOT_BLOCK) {
-        long hi = lo + SNAPSHOT_BLOCK < end ? lo + SNAPSHOT_BLOCK : end;
-        update_range(opt, params, grads, (float)lr, lo, hi);
+    for (long from = begin; from < end; from += SNAPSHOT_BLOCK) {
+        long to = from + SNAPSHOT_BLOCK < end ? from + SNAPSHOT_BLOCK : end;
+        update_range(opt, params, grads, (float)lr, from, to);
         double t0 = rm_now_s();
         for (int k = 0; k < n_state; k++)
-            memcpy(dst[k] + (lo - begin), state[k] + lo, (size_t)(hi - lo) * sizeof(float));
+            memcpy(dst[k] + (from - begin), state[k] + from, (size_t)(to - from) * sizeof(float));
         copy_s += rm_now_s() - t0;
     }
-    update_range(opt, params, grads, (float)lr, end, opt->n);
+    update_range(opt, params, grads, (float)lr, end, hi);
     return copy_s;
 }

@@ -17,14 +17,17 @@ typedef struct rm_optimizer {
 int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, long n_params, rm_error *err);
 void rm_optimizer_free(rm_optimizer *opt);
 
-/* One update of params from grads (already averaged over the global batch). */
-void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr);
+/* One update of params[lo, hi) from grads[lo, hi) (already averaged over
+ * the global batch); the rest of the state is left as it is. A worker that
+ * owns a slice of the parameters updates only that slice. */
+void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr, long lo, long hi);
 
 /* The same update, and a checkpoint snapshot taken in the same pass: the
- * updated [begin, end) of params, m (and v) is copied to dst[0..2] block by
- * block while it is still in cache, so the snapshot costs stores, not a
- * second trip through memory. Returns the seconds spent copying. */
-double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float *grads, double lr, long begin,
-                                  long end, float *const *dst);
+ * updated [begin, end) of params, m (and v), which must lie inside
+ * [lo, hi), is copied to dst[0..2] block by block while it is still in
+ * cache, so the snapshot costs stores, not a second trip through memory.
+ * Returns the seconds spent copying. */
+double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float *grads, double lr, long lo, long hi,
+                                  long begin, long end, float *const *dst);
 
 #endif

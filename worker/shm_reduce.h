@@ -1,0 +1,60 @@
+/* Gradient reduction through node-shared memory for the CPU backend, used
+ * when every worker runs on one node.
+ *
+ * Each worker's gradient buffer is its own segment of one shared MPI
+ * window, and the parameters are one shared copy that every worker reads.
+ * A step is: every worker writes its gradients (backward); a barrier; each
+ * worker sums its 1/N slice over all N segments, in rank order, into its
+ * own segment, and the squares of that slice into a partial norm; one
+ * scalar all-reduce gives the global norm; each worker applies the
+ * optimizer to its slice of the shared parameters; a barrier. Every
+ * gradient float crosses memory once instead of travelling through MPI's
+ * reduce and broadcast, and the optimizer's work is split N ways.
+ *
+ * Worker r's slice is [n*r/N, n*(r+1)/N), the same slice it writes into
+ * checkpoints, so the optimizer state it keeps current is the state it
+ * saves. */
+#ifndef RINGMASTER_SHM_REDUCE_H
+#define RINGMASTER_SHM_REDUCE_H
+
+#include "error.h"
+#include "mpi_wait.h"
+
+#include <mpi.h>
+
+typedef struct rm_shm_reduce {
+    MPI_Comm node_comm; /* the workers, all on this node */
+    int rank, size;
+    MPI_Win grad_win, param_win;
+    int have_windows;
+    long n;
+    long lo, hi;       /* this worker's slice */
+    float *grads;      /* this worker's segment, n floats */
+    float **segments;  /* every worker's segment, by rank */
+    float *params;     /* the shared parameters, n floats */
+    rm_peer_wait peer_wait;
+} rm_shm_reduce;
+
+/* Whether every rank of comm shares this node's memory and the shared
+ * memory filesystem has room for n floats per rank plus the parameters
+ * (a window mapped beyond a full /dev/shm faults at first touch). When
+ * not, `why` says why. The answer is the same on every rank. Collective. */
+int rm_shm_reduce_possible(MPI_Comm comm, long n, int *possible, char *why, size_t why_cap, rm_error *err);
+
+/* Allocates the shared windows over comm (collective; every rank must be
+ * on this node). The parameters start as a copy of init_params (the same
+ * on every rank), each rank copying its slice. */
+int rm_shm_reduce_init(rm_shm_reduce *r, MPI_Comm comm, long n, const float *init_params, rm_error *err);
+void rm_shm_reduce_free(rm_shm_reduce *r);
+
+/* After every rank's backward: sums this rank's slice over all segments
+ * into r->grads[lo, hi) and sets *norm to the L2 norm of the whole summed
+ * gradient. On return no rank reads another's segment any more, so the
+ * next backward may overwrite them. Collective. */
+int rm_shm_reduce_sum(rm_shm_reduce *r, double *norm, rm_error *err);
+
+/* A barrier: after it every rank sees every rank's parameter writes.
+ * Collective. */
+int rm_shm_reduce_sync(rm_shm_reduce *r, rm_error *err);
+
+#endif
