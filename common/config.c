@@ -32,6 +32,7 @@ static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", NULL};
 static const char *const backend_names[] = {"cpu", "gpu", "auto", NULL};
 static const char *const cpu_reduce_names[] = {"auto", "shm", "mpi", NULL};
+static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const verbosity_names[] = {"quiet", "normal", "verbose", NULL};
 static const char *const on_error_names[] = {"continue", "stop", NULL};
 static const char *const nan_policy_names[] = {"stop", "skip", "rollback", NULL};
@@ -67,6 +68,7 @@ static const key_spec keys[] = {
     {"train.seed", INT(seed, 0, 9007199254740992.0), "seed for weights and sample order"},
     {"train.eval_every", INT(eval_every, 0, 1e12), "evaluate every N steps; 0: at the end only"},
     {"train.bucket_mb", DBL_POS(bucket_mb, 4096), "gradient all-reduce bucket size in MiB"},
+    {"train.precision", ENUM(precision, precision_names), "fp32 | tf32 | bf16 (GPU backend; fp32 master weights)"},
     {"checkpoint.every_steps", INT(ckpt_every_steps, 0, 1e12), "checkpoint every N steps; 0: not by steps"},
     {"checkpoint.every_seconds", DBL(ckpt_every_seconds, 0, 1e9), "checkpoint every N seconds; 0: not by time"},
     {"checkpoint.keep", INT(ckpt_keep, 1, 1000000), "committed checkpoints to keep"},
@@ -480,6 +482,10 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
                        cfg->global_batch, cfg->workers, cfg->workers);
     if (cfg->n_hidden < 1)
         return fail_at(cfg, "model.hidden", err, "model.hidden needs at least one layer width");
+    if (cfg->backend == RM_BACKEND_CPU && cfg->precision != RM_PREC_FP32)
+        return fail_at(cfg, "train.precision", err,
+                       "train.precision %s needs launch.backend gpu or auto; the CPU backend computes in fp32",
+                       precision_names[cfg->precision]);
     if (!cfg->data_dir[0])
         return fail_at(cfg, "data.dir", err, "data.dir is empty");
     if (!cfg->train_split[0])
@@ -588,6 +594,10 @@ static void write_double(FILE *out, double v)
 /* Keys that decide the training result; the rest only say how it runs. */
 static int is_training_key(const char *path)
 {
+    /* train.precision says how the products run, like launch.backend: a
+     * bf16 run resumes in fp32 on the CPU backend and the reverse. */
+    if (strcmp(path, "train.precision") == 0)
+        return 0;
     return strncmp(path, "model.", 6) == 0 || strncmp(path, "data.", 5) == 0 || strncmp(path, "train.", 6) == 0 ||
            strcmp(path, "debug.nan_at_step") == 0;
 }

@@ -21,6 +21,7 @@ enum rm_backend_kind { RM_BACKEND_CPU = 0, RM_BACKEND_GPU = 1, RM_BACKEND_AUTO =
 enum rm_ckpt_on_error { RM_CKPT_ON_ERROR_CONTINUE = 0, RM_CKPT_ON_ERROR_STOP = 1 };
 enum rm_nan_policy { RM_NAN_STOP = 0, RM_NAN_SKIP = 1, RM_NAN_ROLLBACK = 2 };
 enum rm_cpu_reduce { RM_CPU_REDUCE_AUTO = 0, RM_CPU_REDUCE_SHM = 1, RM_CPU_REDUCE_MPI = 2 };
+enum rm_precision { RM_PREC_FP32 = 0, RM_PREC_TF32 = 1, RM_PREC_BF16 = 2 };
 enum rm_verbosity { RM_VERBOSITY_QUIET = 0, RM_VERBOSITY_NORMAL = 1, RM_VERBOSITY_VERBOSE = 2 };
 
 /* Where a key's value came from, for messages: line 0 means the default. */
@@ -58,6 +59,7 @@ typedef struct rm_config {
     long seed;
     long eval_every; /* 0 = at the end only */
     double bucket_mb;
+    int precision; /* enum rm_precision: how the GPU backend's matrix products run */
 
     /* checkpoint */
     long ckpt_every_steps;     /* 0 = not by steps */

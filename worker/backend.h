@@ -36,6 +36,7 @@ typedef struct rm_backend rm_backend;
  *             gradient under nan_policy skip, or a rolled-back step) */
 struct rm_backend {
     const char *name;
+    int kind;    /* RM_BACKEND_CPU or RM_BACKEND_GPU */
     int n_state; /* state tensors per parameter: params + optimizer moments */
     /* x: n x input_dim floats, labels: n bytes. grad_scale: 1 / global batch,
      * so the all-reduced sum is the global mean whatever the worker count.
@@ -59,6 +60,10 @@ struct rm_backend {
     /* Replaces the whole state: state[k] holds n_params floats. */
     int (*restore)(rm_backend *b, const float *const *state, long opt_steps, rm_error *err);
     void (*destroy)(rm_backend *b);
+    /* Optional (NULL: nothing to gain): the batch the next backward will
+     * get, while this step still computes, so its copy to the device runs
+     * behind the compute. The memory must stay unchanged until then. */
+    int (*prefetch)(rm_backend *b, const float *x, const uint8_t *labels, long n, rm_error *err);
 };
 
 /* Called now and then while a backend waits on its peers in a collective. */
@@ -70,5 +75,23 @@ typedef int (*rm_heartbeat_fn)(void *ctx, rm_error *err);
  * for gradients. */
 rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err);
+
+/* The GPU backend (gpu/backend_gpu.c): one CUDA device per worker, picked
+ * from the local rank, cuBLAS + kernels, NCCL over comm. Collective over
+ * comm (device choice, NCCL communicator). */
+rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+                                  rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err);
+
+/* Number of usable CUDA devices here (>= 1), or 0 with the reason in why
+ * (no device, no driver, a build without the GPU backend). */
+int rm_gpu_probe(char *why, size_t why_cap);
+
+/* The backend launch.backend asks for (backend_select.c): cpu; gpu, or a
+ * clear error naming the worker that has no usable device; auto, the GPU
+ * when every worker has one, else the CPU with a one-line notice. Every
+ * worker takes the same, since their collectives must match: collective
+ * over comm unless launch.backend is cpu. */
+rm_backend *rm_backend_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+                              rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err);
 
 #endif

@@ -173,3 +173,13 @@ void rm_loader_release(rm_loader *ld)
     pthread_cond_broadcast(&ld->changed);
     pthread_mutex_unlock(&ld->mu);
 }
+
+int rm_loader_peek(rm_loader *ld, rm_batch **batch)
+{
+    pthread_mutex_lock(&ld->mu);
+    int ready = ld->slots_filled - ld->slots_released >= 2;
+    if (ready)
+        *batch = &ld->slots[(ld->slots_released + 1) % ld->n_slots];
+    pthread_mutex_unlock(&ld->mu);
+    return ready;
+}

@@ -57,4 +57,8 @@ long rm_loader_outstanding(rm_loader *ld);
 int rm_loader_next(rm_loader *ld, rm_batch **batch, rm_error *err);
 void rm_loader_release(rm_loader *ld);
 
+/* The batch after the one rm_loader_next returned, if it is ready (1) or
+ * not (0); it stays unchanged until it is released in its turn. */
+int rm_loader_peek(rm_loader *ld, rm_batch **batch);
+
 #endif

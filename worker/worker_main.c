@@ -173,12 +173,6 @@ static int setup(worker *w, const char *config_path, char *const *sets, int n_se
     if (w->cfg.workers != w->workers)
         return rm_fail(err, "the job was launched with %d worker ranks but launch.workers is %ld", w->workers,
                        w->cfg.workers);
-    if (w->cfg.backend == RM_BACKEND_GPU)
-        return rm_fail(err, "launch.backend is gpu but this build of ringmaster has no GPU backend "
-                            "(rebuild with the CUDA toolkit and -DRINGMASTER_CUDA=ON, or use backend: cpu)");
-    if (w->cfg.backend == RM_BACKEND_AUTO && w->worker == 0)
-        rm_info("launch.backend auto: no GPU backend in this build, using the CPU backend");
-
     char dir[2 * RM_PATH_CAP];
     snprintf(dir, sizeof dir, "%s/%s", w->cfg.data_dir, w->cfg.train_split);
     if (rm_dataset_open(dir, &w->train, err) != RM_OK)
@@ -191,8 +185,8 @@ static int setup(worker *w, const char *config_path, char *const *sets, int n_se
     rm_model_shape_init(&w->shape, &w->cfg, w->facts.input_dim, w->facts.classes);
     w->local_batch = w->cfg.global_batch / w->workers;
     long max_batch = w->local_batch > EVAL_CHUNK ? w->local_batch : EVAL_CHUNK;
-    w->backend = rm_backend_cpu_create(&w->shape, &w->cfg, max_batch, w->comm, heartbeat, w,
-                                       w->cfg.hang_timeout_s / 4, err);
+    w->backend = rm_backend_create(&w->shape, &w->cfg, max_batch, w->comm, heartbeat, w, w->cfg.hang_timeout_s / 4,
+                                   err);
     if (!w->backend)
         return RM_ERR;
     w->assign_buf_bytes = sizeof(rm_msg_assign) + (size_t)w->local_batch * sizeof(uint32_t);
@@ -210,7 +204,7 @@ static int handshake(worker *w, rm_msg_start *start, rm_error *err)
         .protocol_version = RM_PROTOCOL_VERSION,
         .worker = w->worker,
         .pid = (int32_t)getpid(),
-        .backend = RM_BACKEND_CPU,
+        .backend = w->backend->kind,
         .config_hash = rm_config_hash(&w->cfg),
         .param_count = w->shape.n_params,
     };
@@ -343,6 +337,12 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         rm_step_stats stats = {0};
         int poison = w->step == w->cfg.debug_nan_at_step;
         if (w->backend->backward(w->backend, b->x, b->labels, b->assign.count, grad_scale, poison, &stats, err) != RM_OK)
+            return RM_ERR;
+        /* The next batch, if the loader has it, starts its way to the
+         * device while this step computes. */
+        rm_batch *next;
+        if (w->backend->prefetch && rm_loader_peek(&w->loader, &next) &&
+            w->backend->prefetch(w->backend, next->x, next->labels, next->assign.count, err) != RM_OK)
             return RM_ERR;
         /* Say we reached the collective before blocking in it. */
         rm_msg_progress progress = {.step = w->step};

@@ -1,0 +1,516 @@
+/* The GPU backend: one CUDA device per worker, the MLP on cuBLAS and the
+ * kernels of gpu_ops.h (mlp_gpu.c), gradients summed by NCCL bucket by
+ * bucket while backward runs (grad_sync.c over nccl_transport.c), the
+ * optimizer fused into one kernel per step.
+ *
+ * Three streams: compute (forward, backward, optimizer), copy (batches to
+ * the device) and the NCCL transport's communication stream; events order
+ * them, so the host waits for the device only where it needs a number
+ * (the gradient norm, the loss) or a copy (snapshots).
+ *
+ * State lives on the device in the CPU backend's flat fp32 layout
+ * (params, SGD velocity or AdamW m and v), initialised on the host by the
+ * same code, so snapshots, checkpoints and read_params are the same bytes
+ * either backend would write, and either resumes the other's checkpoints.
+ * Under bf16 a bf16 copy of the weights feeds the products; the optimizer
+ * kernel refreshes it in the same pass that updates the fp32 master. */
+#include "backend.h"
+#include "gpu_check.h"
+#include "gpu_device.h"
+#include "gpu_ops.h"
+#include "grad_sync.h"
+#include "mlp_cpu.h"
+#include "mlp_gpu.h"
+#include "mpi_check.h"
+#include "nccl_transport.h"
+#include "timer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* A batch's way to the device: pinned host buffer -> copy stream -> device
+ * buffer, two slots so the next batch's copy overlaps this step's compute. */
+typedef struct input_slot {
+    float *host_x; /* pinned, max_batch x input_dim */
+    uint8_t *host_labels;
+    float *dev_x;
+    uint8_t *dev_labels;
+    cudaEvent_t ready; /* recorded on the copy stream after the copy */
+    cudaEvent_t freed; /* recorded on the compute stream after its last read */
+} input_slot;
+
+/* Numbers the host reads back, in one pinned block. */
+typedef struct host_results {
+    double loss;
+    long long correct;
+    double sumsq;
+} host_results;
+
+typedef struct gpu_backend {
+    rm_backend base;
+    rm_model_shape shape;
+    int precision, optimizer;
+    double momentum, beta1, beta2, eps, weight_decay;
+    long opt_steps;
+    long max_batch;
+    int device, rank, world;
+
+    cudaStream_t compute, copy;
+    cublasHandle_t blas;
+    float *params, *grads, *m, *v; /* device, n_params each (v: AdamW only) */
+    void *params16;                /* bf16 copy of params (bf16 only) */
+    rm_mlp_gpu mlp;
+
+    input_slot slots[2];
+    int next_slot;
+    int staged; /* a prefetched batch waits in staged_slot */
+    int staged_slot;
+    const float *staged_x;
+    const uint8_t *staged_labels;
+    long staged_n;
+
+    double *dev_partial, *dev_sumsq;
+    host_results *results; /* pinned */
+    cudaEvent_t compute_done, results_ready;
+    double backward_t0;
+
+    int have_nccl;
+    rm_nccl_transport nccl;
+    rm_grad_sync sync;
+    rm_heartbeat_fn heartbeat;
+    void *heartbeat_ctx;
+    double heartbeat_s;
+} gpu_backend;
+
+/* Waits for an event, calling the heartbeat about every heartbeat_s, so a
+ * long device step does not look like a silent worker. */
+static int wait_event(gpu_backend *gb, cudaEvent_t ev, rm_error *err)
+{
+    double last_beat = rm_now_s();
+    for (long spins = 0;; spins++) {
+        cudaError_t q = cudaEventQuery(ev);
+        if (q == cudaSuccess)
+            return RM_OK;
+        if (q != cudaErrorNotReady)
+            RM_CUDA_CHECK(q, err);
+        if (spins < 4096)
+            continue;
+        if (gb->heartbeat && rm_now_s() - last_beat > gb->heartbeat_s) {
+            last_beat = rm_now_s();
+            if (gb->heartbeat(gb->heartbeat_ctx, err) != RM_OK)
+                return RM_ERR;
+        }
+        struct timespec pause = {0, 20000};
+        nanosleep(&pause, NULL);
+    }
+}
+
+static int wait_compute(gpu_backend *gb, rm_error *err)
+{
+    RM_CUDA_CHECK(cudaEventRecord(gb->results_ready, gb->compute), err);
+    return wait_event(gb, gb->results_ready, err);
+}
+
+/* Starts the copy of a batch into the next slot and returns the slot. */
+static int stage(gpu_backend *gb, const float *x, const uint8_t *labels, long n, int *slot_out, rm_error *err)
+{
+    if (n < 1 || n > gb->max_batch)
+        return rm_fail(err, "batch of %ld samples: the GPU backend was sized for 1 to %ld", n, gb->max_batch);
+    int k = gb->next_slot;
+    gb->next_slot ^= 1;
+    if (gb->staged && gb->staged_slot == k)
+        gb->staged = 0; /* about to be overwritten */
+    input_slot *s = &gb->slots[k];
+    size_t x_bytes = (size_t)n * (size_t)gb->shape.dims[0] * sizeof(float);
+    /* The pinned buffer is refilled only after its previous copy is done;
+     * that was two batches ago, so this rarely waits. */
+    RM_CUDA_CHECK(cudaEventSynchronize(s->ready), err);
+    memcpy(s->host_x, x, x_bytes);
+    memcpy(s->host_labels, labels, (size_t)n);
+    /* The device buffer is overwritten only after the compute that read it. */
+    RM_CUDA_CHECK(cudaStreamWaitEvent(gb->copy, s->freed, 0), err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_x, s->host_x, x_bytes, cudaMemcpyHostToDevice, gb->copy), err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_labels, s->host_labels, (size_t)n, cudaMemcpyHostToDevice, gb->copy), err);
+    RM_CUDA_CHECK(cudaEventRecord(s->ready, gb->copy), err);
+    *slot_out = k;
+    return RM_OK;
+}
+
+/* The slot holding this batch (prefetched, or staged now), with the compute
+ * stream ordered after its copy. */
+static int take_input(gpu_backend *gb, const float *x, const uint8_t *labels, long n, int *slot, rm_error *err)
+{
+    if (gb->staged && gb->staged_x == x && gb->staged_labels == labels && gb->staged_n == n)
+        *slot = gb->staged_slot;
+    else if (stage(gb, x, labels, n, slot, err) != RM_OK)
+        return RM_ERR;
+    gb->staged = 0;
+    RM_CUDA_CHECK(cudaStreamWaitEvent(gb->compute, gb->slots[*slot].ready, 0), err);
+    return RM_OK;
+}
+
+static int gpu_prefetch(rm_backend *b, const float *x, const uint8_t *labels, long n, rm_error *err)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    int slot;
+    if (stage(gb, x, labels, n, &slot, err) != RM_OK)
+        return RM_ERR;
+    gb->staged = 1;
+    gb->staged_slot = slot;
+    gb->staged_x = x;
+    gb->staged_labels = labels;
+    gb->staged_n = n;
+    return RM_OK;
+}
+
+static int grad_ready(void *ctx, long offset, rm_error *err)
+{
+    return rm_grad_sync_ready_from(ctx, offset, err);
+}
+
+static int gpu_backward(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, int poison,
+                        rm_step_stats *stats, rm_error *err)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    gb->backward_t0 = rm_now_s();
+    int slot;
+    if (take_input(gb, x, labels, n, &slot, err) != RM_OK)
+        return RM_ERR;
+    input_slot *s = &gb->slots[slot];
+    if (rm_mlp_gpu_forward(&gb->mlp, gb->params, gb->params16, s->dev_x, s->dev_labels, n, 1,
+                           poison ? NAN : grad_scale, err) != RM_OK ||
+        rm_mlp_gpu_backward(&gb->mlp, gb->params, gb->params16, gb->grads, n, grad_ready, &gb->sync, err) != RM_OK)
+        return RM_ERR;
+    RM_CUDA_CHECK(cudaEventRecord(s->freed, gb->compute), err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->loss, gb->mlp.loss_sum, sizeof(double), cudaMemcpyDeviceToHost,
+                                  gb->compute),
+                  err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->correct, gb->mlp.correct, sizeof(long long), cudaMemcpyDeviceToHost,
+                                  gb->compute),
+                  err);
+    RM_CUDA_CHECK(cudaEventRecord(gb->compute_done, gb->compute), err);
+    return RM_OK;
+}
+
+static int gpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    /* compute_s: this rank's own forward + backward, before it can wait on
+     * anyone (what the straggler check compares). */
+    if (wait_event(gb, gb->compute_done, err) != RM_OK)
+        return RM_ERR;
+    stats->compute_s = rm_now_s() - gb->backward_t0;
+    if (rm_grad_sync_finish(&gb->sync, err) != RM_OK)
+        return RM_ERR;
+    stats->allreduce_wait_s = gb->sync.wait_s;
+    RM_CUDA_CHECK(rm_gpu_sumsq(gb->grads, gb->shape.n_params, gb->dev_partial, gb->dev_sumsq, gb->compute), err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->sumsq, gb->dev_sumsq, sizeof(double), cudaMemcpyDeviceToHost,
+                                  gb->compute),
+                  err);
+    if (wait_compute(gb, err) != RM_OK)
+        return RM_ERR;
+    stats->loss_sum = gb->results->loss;
+    stats->correct = (long)gb->results->correct;
+    stats->grad_norm = sqrt(gb->results->sumsq);
+    return RM_OK;
+}
+
+/* Enqueues one optimizer step; nothing waits for it, so the device runs it
+ * while the host reports the step and fetches the next batch (its device
+ * time shows in the next step's compute_s). */
+static int enqueue_update(gpu_backend *gb, double lr, rm_error *err)
+{
+    gb->opt_steps++;
+    long n = gb->shape.n_params;
+    void *w16 = gb->precision == RM_PREC_BF16 ? gb->params16 : NULL;
+    if (gb->optimizer == RM_OPT_SGD) {
+        RM_CUDA_CHECK(rm_gpu_sgd_momentum(gb->params, gb->grads, gb->m, n, (float)lr, (float)gb->momentum,
+                                          (float)gb->weight_decay, w16, gb->compute),
+                      err);
+    } else {
+        /* Bias corrections as worker/optimizer.c computes them. */
+        float c1 = (float)(1.0 / (1.0 - pow(gb->beta1, (double)gb->opt_steps)));
+        float c2 = (float)(1.0 / sqrt(1.0 - pow(gb->beta2, (double)gb->opt_steps)));
+        RM_CUDA_CHECK(rm_gpu_adamw(gb->params, gb->grads, gb->m, gb->v, n, (float)lr, (float)gb->beta1,
+                                   (float)gb->beta2, (float)gb->eps, (float)gb->weight_decay, c1, c2, w16,
+                                   gb->compute),
+                      err);
+    }
+    return RM_OK;
+}
+
+static int gpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
+{
+    double t0 = rm_now_s();
+    if (enqueue_update((gpu_backend *)b, lr, err) != RM_OK)
+        return RM_ERR;
+    stats->optimizer_s = rm_now_s() - t0;
+    return RM_OK;
+}
+
+static int gpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, long *opt_steps, rm_error *err)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    if (wait_compute(gb, err) != RM_OK)
+        return RM_ERR;
+    const float *src[3] = {gb->params, gb->m, gb->v};
+    for (int k = 0; k < b->n_state; k++)
+        RM_CUDA_CHECK(cudaMemcpyAsync(dst[k], src[k] + begin, (size_t)(end - begin) * sizeof(float),
+                                      cudaMemcpyDeviceToHost, gb->compute),
+                      err);
+    *opt_steps = gb->opt_steps;
+    return wait_compute(gb, err);
+}
+
+static int gpu_update_snapshot(rm_backend *b, double lr, long begin, long end, float *const *dst, long *opt_steps,
+                               rm_step_stats *stats, rm_error *err)
+{
+    double t0 = rm_now_s();
+    if (enqueue_update((gpu_backend *)b, lr, err) != RM_OK)
+        return RM_ERR;
+    double t1 = rm_now_s();
+    if (gpu_snapshot(b, begin, end, dst, opt_steps, err) != RM_OK)
+        return RM_ERR;
+    stats->optimizer_s = t1 - t0;
+    stats->snapshot_s = rm_now_s() - t1;
+    return RM_OK;
+}
+
+static int gpu_evaluate(rm_backend *b, const float *x, const uint8_t *labels, long n, double *loss_sum, long *correct,
+                        rm_error *err)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    int slot;
+    if (take_input(gb, x, labels, n, &slot, err) != RM_OK)
+        return RM_ERR;
+    input_slot *s = &gb->slots[slot];
+    if (rm_mlp_gpu_forward(&gb->mlp, gb->params, gb->params16, s->dev_x, s->dev_labels, n, 0, 1.0f, err) != RM_OK)
+        return RM_ERR;
+    RM_CUDA_CHECK(cudaEventRecord(s->freed, gb->compute), err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->loss, gb->mlp.loss_sum, sizeof(double), cudaMemcpyDeviceToHost,
+                                  gb->compute),
+                  err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->correct, gb->mlp.correct, sizeof(long long), cudaMemcpyDeviceToHost,
+                                  gb->compute),
+                  err);
+    if (wait_compute(gb, err) != RM_OK)
+        return RM_ERR;
+    *loss_sum = gb->results->loss;
+    *correct = (long)gb->results->correct;
+    return RM_OK;
+}
+
+static int gpu_read_params(rm_backend *b, float *out, rm_error *err)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    RM_CUDA_CHECK(cudaMemcpyAsync(out, gb->params, (size_t)gb->shape.n_params * sizeof(float),
+                                  cudaMemcpyDeviceToHost, gb->compute),
+                  err);
+    return wait_compute(gb, err);
+}
+
+static int gpu_restore(rm_backend *b, const float *const *state, long opt_steps, rm_error *err)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    if (wait_compute(gb, err) != RM_OK)
+        return RM_ERR;
+    float *dst[3] = {gb->params, gb->m, gb->v};
+    for (int k = 0; k < b->n_state; k++)
+        RM_CUDA_CHECK(cudaMemcpyAsync(dst[k], state[k], (size_t)gb->shape.n_params * sizeof(float),
+                                      cudaMemcpyHostToDevice, gb->compute),
+                      err);
+    if (gb->precision == RM_PREC_BF16)
+        RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, gb->shape.n_params, gb->params16, gb->compute), err);
+    gb->opt_steps = opt_steps;
+    return wait_compute(gb, err);
+}
+
+/* Safe on a partly built backend: every handle is NULL until made. */
+static void gpu_destroy(rm_backend *b)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    if (!gb)
+        return;
+    if (gb->compute)
+        cudaStreamSynchronize(gb->compute);
+    if (gb->copy)
+        cudaStreamSynchronize(gb->copy);
+    rm_grad_sync_free(&gb->sync);
+    if (gb->have_nccl)
+        rm_nccl_transport_free(&gb->nccl);
+    rm_mlp_gpu_free(&gb->mlp);
+    for (int k = 0; k < 2; k++) {
+        input_slot *s = &gb->slots[k];
+        cudaFreeHost(s->host_x);
+        cudaFreeHost(s->host_labels);
+        cudaFree(s->dev_x);
+        cudaFree(s->dev_labels);
+        if (s->ready)
+            cudaEventDestroy(s->ready);
+        if (s->freed)
+            cudaEventDestroy(s->freed);
+    }
+    cudaFreeHost(gb->results);
+    cudaFree(gb->dev_partial);
+    cudaFree(gb->dev_sumsq);
+    if (gb->compute_done)
+        cudaEventDestroy(gb->compute_done);
+    if (gb->results_ready)
+        cudaEventDestroy(gb->results_ready);
+    cudaFree(gb->params);
+    cudaFree(gb->grads);
+    cudaFree(gb->m);
+    cudaFree(gb->v);
+    cudaFree(gb->params16);
+    if (gb->blas)
+        cublasDestroy(gb->blas);
+    if (gb->compute)
+        cudaStreamDestroy(gb->compute);
+    if (gb->copy)
+        cudaStreamDestroy(gb->copy);
+    free(gb);
+}
+
+/* Everything on this worker's device, before any collective with the
+ * other workers' devices. */
+static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_error *err)
+{
+    const rm_model_shape *s = &gb->shape;
+    size_t n = (size_t)s->n_params;
+    if (rm_gpu_bind(comm, &gb->device, err) != RM_OK)
+        return RM_ERR;
+    int cc;
+    if (rm_gpu_capability(&cc, err) != RM_OK)
+        return RM_ERR;
+    if (gb->precision != RM_PREC_FP32 && cc < 80)
+        return rm_fail(err, "train.precision %s needs a GPU of compute capability 8.0 or newer; device %d has %d.%d",
+                       gb->precision == RM_PREC_BF16 ? "bf16" : "tf32", gb->device, cc / 10, cc % 10);
+    RM_CUDA_CHECK(cudaStreamCreateWithFlags(&gb->compute, cudaStreamNonBlocking), err);
+    RM_CUDA_CHECK(cudaStreamCreateWithFlags(&gb->copy, cudaStreamNonBlocking), err);
+    RM_CUBLAS_CHECK(cublasCreate(&gb->blas), err);
+    RM_CUBLAS_CHECK(cublasSetStream(gb->blas, gb->compute), err);
+    RM_CUDA_CHECK(cudaMalloc((void **)&gb->params, n * sizeof(float)), err);
+    RM_CUDA_CHECK(cudaMalloc((void **)&gb->grads, n * sizeof(float)), err);
+    RM_CUDA_CHECK(cudaMalloc((void **)&gb->m, n * sizeof(float)), err);
+    /* Every copy and fill goes on the compute stream: the streams here do
+     * not synchronise with the legacy default stream. */
+    RM_CUDA_CHECK(cudaMemsetAsync(gb->grads, 0, n * sizeof(float), gb->compute), err);
+    RM_CUDA_CHECK(cudaMemsetAsync(gb->m, 0, n * sizeof(float), gb->compute), err);
+    if (gb->optimizer == RM_OPT_ADAMW) {
+        RM_CUDA_CHECK(cudaMalloc((void **)&gb->v, n * sizeof(float)), err);
+        RM_CUDA_CHECK(cudaMemsetAsync(gb->v, 0, n * sizeof(float), gb->compute), err);
+    }
+    /* The CPU backend's initial weights, bit for bit. */
+    float *host = malloc(n * sizeof(float));
+    if (!host)
+        return rm_fail(err, "out of memory for %zu initial weights", n);
+    rm_mlp_init_params(s, (uint64_t)cfg->seed, host);
+    cudaError_t rc = cudaMemcpyAsync(gb->params, host, n * sizeof(float), cudaMemcpyHostToDevice, gb->compute);
+    if (rc == cudaSuccess)
+        rc = cudaStreamSynchronize(gb->compute); /* before host is freed */
+    free(host);
+    RM_CUDA_CHECK(rc, err);
+    if (gb->precision == RM_PREC_BF16) {
+        RM_CUDA_CHECK(cudaMalloc(&gb->params16, n * 2), err);
+        RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, (long)n, gb->params16, gb->compute), err);
+    }
+    if (rm_mlp_gpu_init(&gb->mlp, s, gb->max_batch, gb->precision, gb->blas, gb->compute, err) != RM_OK)
+        return RM_ERR;
+    size_t x_bytes = (size_t)gb->max_batch * (size_t)s->dims[0] * sizeof(float);
+    for (int k = 0; k < 2; k++) {
+        input_slot *in = &gb->slots[k];
+        RM_CUDA_CHECK(cudaHostAlloc((void **)&in->host_x, x_bytes, cudaHostAllocDefault), err);
+        RM_CUDA_CHECK(cudaHostAlloc((void **)&in->host_labels, (size_t)gb->max_batch, cudaHostAllocDefault), err);
+        RM_CUDA_CHECK(cudaMalloc((void **)&in->dev_x, x_bytes), err);
+        RM_CUDA_CHECK(cudaMalloc((void **)&in->dev_labels, (size_t)gb->max_batch), err);
+        RM_CUDA_CHECK(cudaEventCreateWithFlags(&in->ready, cudaEventDisableTiming), err);
+        RM_CUDA_CHECK(cudaEventCreateWithFlags(&in->freed, cudaEventDisableTiming), err);
+    }
+    RM_CUDA_CHECK(cudaHostAlloc((void **)&gb->results, sizeof *gb->results, cudaHostAllocDefault), err);
+    RM_CUDA_CHECK(cudaMalloc((void **)&gb->dev_partial, RM_GPU_SUMSQ_PARTIALS * sizeof(double)), err);
+    RM_CUDA_CHECK(cudaMalloc((void **)&gb->dev_sumsq, sizeof(double)), err);
+    RM_CUDA_CHECK(cudaEventCreateWithFlags(&gb->compute_done, cudaEventDisableTiming), err);
+    RM_CUDA_CHECK(cudaEventCreateWithFlags(&gb->results_ready, cudaEventDisableTiming), err);
+    RM_CUDA_CHECK(cudaStreamSynchronize(gb->compute), err);
+    return RM_OK;
+}
+
+rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+                                  rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
+{
+    gpu_backend *gb = calloc(1, sizeof *gb);
+    if (!gb) {
+        rm_fail(err, "out of memory");
+        return NULL;
+    }
+    gb->base = (rm_backend){
+        .name = "gpu",
+        .kind = RM_BACKEND_GPU,
+        .n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2,
+        .backward = gpu_backward,
+        .reduce = gpu_reduce,
+        .update = gpu_update,
+        .update_snapshot = gpu_update_snapshot,
+        .evaluate = gpu_evaluate,
+        .read_params = gpu_read_params,
+        .snapshot = gpu_snapshot,
+        .restore = gpu_restore,
+        .destroy = gpu_destroy,
+        .prefetch = gpu_prefetch,
+    };
+    gb->shape = *shape;
+    gb->precision = cfg->precision;
+    gb->optimizer = cfg->optimizer;
+    gb->momentum = cfg->momentum;
+    gb->beta1 = cfg->beta1;
+    gb->beta2 = cfg->beta2;
+    gb->eps = cfg->eps;
+    gb->weight_decay = cfg->weight_decay;
+    gb->max_batch = max_batch;
+    gb->heartbeat = heartbeat;
+    gb->heartbeat_ctx = heartbeat_ctx;
+    gb->heartbeat_s = heartbeat_s;
+    MPI_Comm_rank(comm, &gb->rank);
+    MPI_Comm_size(comm, &gb->world);
+
+    /* Agree before the NCCL communicator, which every worker must join:
+     * a worker whose device failed must not leave the others waiting. */
+    rm_error local;
+    int ok = build_local(gb, cfg, comm, &local) == RM_OK, all_ok = 0;
+    if (MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) {
+        rm_fail(err, "MPI_Allreduce failed while the workers set up their GPUs");
+        goto fail;
+    }
+    if (!ok) {
+        rm_fail(err, "worker %d: %s", gb->rank, local.msg);
+        goto fail;
+    }
+    if (!all_ok) {
+        rm_fail(err, "another worker could not set up its GPU (its own message says why)");
+        goto fail;
+    }
+    rm_grad_transport tp = {0};
+    if (gb->world > 1) {
+        gb->have_nccl = 1;
+        if (rm_nccl_transport_init(&gb->nccl, comm, gb->compute, gb->grads, err) != RM_OK)
+            goto fail;
+        tp = rm_nccl_transport_table(&gb->nccl);
+    }
+    long bucket_floats = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
+    if (rm_grad_sync_init(&gb->sync, shape->n_params, bucket_floats, gb->rank, gb->world > 1 ? &tp : NULL, err) !=
+        RM_OK)
+        goto fail;
+    gb->sync.heartbeat = heartbeat;
+    gb->sync.heartbeat_ctx = heartbeat_ctx;
+    gb->sync.heartbeat_s = heartbeat_s;
+    /* Longer than the coordinator's own hang watch (fault.hang_timeout_s),
+     * which names a rank that went silent; this one catches what it cannot
+     * see: a collective stuck while every host still reports. */
+    gb->sync.watchdog_s = 1.5 * cfg->hang_timeout_s;
+    return &gb->base;
+fail:
+    gpu_destroy(&gb->base);
+    return NULL;
+}

@@ -1,0 +1,17 @@
+/* Finding and binding this worker's CUDA device. */
+#ifndef RINGMASTER_GPU_DEVICE_H
+#define RINGMASTER_GPU_DEVICE_H
+
+#include "error.h"
+
+#include <mpi.h>
+
+/* Picks the device from the local rank among the workers on this node
+ * (local_rank.h), makes it current, and logs which one it is. Collective
+ * over comm. */
+int rm_gpu_bind(MPI_Comm comm, int *device, rm_error *err);
+
+/* Compute capability of the current device, as major * 10 + minor. */
+int rm_gpu_capability(int *cc, rm_error *err);
+
+#endif
