@@ -48,7 +48,8 @@ int rm_grad_sync_ready_from(rm_grad_sync *gs, long offset, rm_error *err)
     if (!gs->tp.start)
         return RM_OK;
     if (gs->aborted)
-        return rm_fail(err, "rank %d: the gradient all-reduce (%s) was aborted earlier", gs->rank, gs->tp.name);
+        return rm_fail(err, "rank %d on %s: the gradient all-reduce (%s) was aborted earlier", gs->rank, rm_log_host(),
+                       gs->tp.name);
     if (gs->next_bucket >= gs->n_buckets || gs->bucket_start[gs->next_bucket] < offset)
         return RM_OK; /* nothing new is wholly ready */
     if (gs->tp.gate && gs->tp.gate(gs->tp.ctx, err) != RM_OK)
@@ -94,7 +95,7 @@ int rm_grad_sync_finish(rm_grad_sync *gs, rm_error *err)
                     gs->tp.abort(gs->tp.ctx);
                 return rm_fail(err,
                                "rank %d on %s: the gradient all-reduce (%s, %d buckets, %ld floats) of sync %ld did "
-                               "not complete within %.0f s; communicator aborted (a peer is stuck or gone)",
+                               "not complete within %g s; communicator aborted (a peer is stuck or gone)",
                                gs->rank, rm_log_host(), gs->tp.name, gs->n_buckets, gs->n, gs->steps, gs->watchdog_s);
             }
         }

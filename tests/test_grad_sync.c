@@ -1,0 +1,376 @@
+/* The GPU backend's gradient all-reduce logic (grad_sync.c: bucket
+ * schedule, gating, wait, heartbeat, watchdog) under a real mpirun with 3
+ * ranks, over the MPI transport on host memory instead of NCCL: the same
+ * code the NCCL path runs, checked where there is no GPU.
+ *
+ * Sums use small integers, exact in float whatever order the ranks add
+ * them in. As in test_allreduce.c, the runner cannot fork under MPI
+ * (CK_NOFORK; the ctest TIMEOUT guards against a hang), and every test
+ * counts its own mismatches and asserts only after all ranks agree on the
+ * total, so a failure never leaves a rank waiting in a collective. */
+#include "config.h"
+#include "grad_sync.h"
+#include "grad_sync_mpi.h"
+#include "local_rank.h"
+#include "model_shape.h"
+#include "test_util.h"
+
+#include <check.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int rank, size;
+
+static float input_at(int r, long i, int step)
+{
+    return (float)((r + 1) * (long)(i % 13) - (i % 7) + 5 * step);
+}
+
+static float exact_sum(long i, int step)
+{
+    float sum = 0;
+    for (int r = 0; r < size; r++)
+        sum += input_at(r, i, step);
+    return sum;
+}
+
+static void assert_all_ranks_ok(long local_bad, const char *what)
+{
+    long total_bad = 0;
+    ck_assert_int_eq(MPI_Allreduce(&local_bad, &total_bad, 1, MPI_LONG, MPI_SUM, MPI_COMM_WORLD), MPI_SUCCESS);
+    ck_assert_msg(total_bad == 0, "%s: %ld problems over all ranks (%ld on rank %d)", what, total_bad, local_bad,
+                  rank);
+}
+
+/* The MPI transport wrapped to watch what the schedule does with it: at
+ * every start, the bucket must already be produced (no NaN left in it) and
+ * buckets must come in order; gates, starts and aborts are counted. */
+typedef struct watched {
+    rm_grad_sync_mpi mpi;
+    rm_grad_transport inner;
+    const float *grads;
+    int gates, starts, aborts, next_expected;
+    long bad;
+} watched;
+
+static int watched_gate(void *ctx, rm_error *err)
+{
+    watched *w = ctx;
+    w->gates++;
+    return RM_OK;
+}
+
+static int watched_start(void *ctx, int bucket, long offset, long count, rm_error *err)
+{
+    watched *w = ctx;
+    w->starts++;
+    w->bad += bucket != w->next_expected;
+    w->next_expected = bucket + 1;
+    for (long i = offset; i < offset + count; i++)
+        w->bad += isnan(w->grads[i]) != 0;
+    return w->inner.start(w->inner.ctx, bucket, offset, count, err);
+}
+
+static int watched_poll(void *ctx, int *done, rm_error *err)
+{
+    watched *w = ctx;
+    int rc = w->inner.poll(w->inner.ctx, done, err);
+    if (rc == RM_OK && *done)
+        w->next_expected = 0;
+    return rc;
+}
+
+static void watched_abort(void *ctx)
+{
+    watched *w = ctx;
+    w->aborts++;
+    w->inner.abort(w->inner.ctx);
+}
+
+static void watched_init(watched *w, float *grads, long n, long bucket_floats, rm_grad_sync *gs)
+{
+    memset(w, 0, sizeof *w);
+    rm_error err;
+    int n_buckets = (int)((n + bucket_floats - 1) / bucket_floats);
+    ck_assert_msg(rm_grad_sync_mpi_init(&w->mpi, MPI_COMM_WORLD, grads, n_buckets, &err) == RM_OK, "%s", err.msg);
+    w->inner = rm_grad_sync_mpi_transport(&w->mpi);
+    w->grads = grads;
+    rm_grad_transport tp = {"watched-mpi", w, watched_gate, watched_start, watched_poll, watched_abort};
+    ck_assert_msg(rm_grad_sync_init(gs, n, bucket_floats, rank, &tp, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(gs->n_buckets, n_buckets);
+}
+
+static const long sizes[] = {1, 10, 1001};
+static const long bucket_sizes[] = {1, 3, 64, 1000, 1 << 20};
+#define N_SIZES ((int)(sizeof sizes / sizeof sizes[0]))
+#define N_BUCKET_SIZES ((int)(sizeof bucket_sizes / sizeof bucket_sizes[0]))
+
+/* _i runs over sizes x bucket sizes; three steps through the same object. */
+START_TEST(sum_is_exact_for_every_bucket_size)
+{
+    long n = sizes[_i / N_BUCKET_SIZES], bucket_floats = bucket_sizes[_i % N_BUCKET_SIZES];
+    float *grads = malloc((size_t)n * sizeof *grads);
+    ck_assert_ptr_nonnull(grads);
+    rm_grad_sync gs;
+    watched w;
+    watched_init(&w, grads, n, bucket_floats, &gs);
+    rm_error err;
+    long bad = 0;
+    for (int step = 0; step < 3; step++) {
+        for (long i = 0; i < n; i++)
+            grads[i] = input_at(rank, i, step);
+        long offsets[] = {n - n / 4, n / 2, n / 3};
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(rm_grad_sync_ready_from(&gs, offsets[k], &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(rm_grad_sync_finish(&gs, &err) == RM_OK, "%s", err.msg);
+        for (long i = 0; i < n; i++)
+            bad += grads[i] != exact_sum(i, step);
+        bad += gs.next_bucket != 0;
+    }
+    bad += w.starts != 3 * gs.n_buckets;
+    bad += gs.steps != 3;
+    bad += w.aborts != 0 || w.bad != 0;
+    rm_grad_sync_free(&gs);
+    rm_grad_sync_mpi_free(&w.mpi);
+    free(grads);
+    char what[96];
+    snprintf(what, sizeof what, "n %ld, bucket %ld floats", n, bucket_floats);
+    assert_all_ranks_ok(bad, what);
+}
+END_TEST
+
+/* A backward pass over a real model's layout, last layer first, as
+ * mlp_gpu.c drives it: each bucket must start as soon as (and only when)
+ * the layers it covers are produced, most of them before the first
+ * layer's gradient exists, each ready call behind one gate. */
+START_TEST(buckets_start_as_backward_produces_them)
+{
+    rm_config cfg;
+    rm_config_defaults(&cfg);
+    cfg.hidden[0] = 40;
+    cfg.hidden[1] = 24;
+    cfg.n_hidden = 2;
+    rm_model_shape shape;
+    rm_model_shape_init(&shape, &cfg, 30, 5); /* 30-40-24-5: 2,349 parameters */
+    long n = shape.n_params, bucket_floats = 200;
+    float *grads = malloc((size_t)n * sizeof *grads);
+    ck_assert_ptr_nonnull(grads);
+    rm_grad_sync gs;
+    watched w;
+    watched_init(&w, grads, n, bucket_floats, &gs);
+    rm_error err;
+    long bad = 0;
+    for (int step = 0; step < 2; step++) {
+        for (long i = 0; i < n; i++)
+            grads[i] = NAN; /* not produced yet */
+        int gates_before = w.gates, starts_before = w.starts, started_before_first_layer = -1;
+        for (int l = shape.n_layers - 1; l >= 0; l--) {
+            if (l == 0)
+                started_before_first_layer = w.starts - starts_before;
+            /* "backward" of layer l writes its weight and bias gradient */
+            for (long i = shape.weight_offset[l]; i < shape.bias_offset[l] + shape.dims[l + 1]; i++)
+                grads[i] = input_at(rank, i, step);
+            ck_assert_msg(rm_grad_sync_ready_from(&gs, shape.weight_offset[l], &err) == RM_OK, "%s", err.msg);
+            /* every bucket wholly in [weight_offset[l], n) has started, no other */
+            for (int k = 0; k < gs.n_buckets; k++)
+                bad += (k < gs.next_bucket) != (gs.bucket_start[k] >= shape.weight_offset[l]);
+        }
+        /* one gate per ready call that started something: at most one per layer */
+        bad += w.gates - gates_before < 1 || w.gates - gates_before > shape.n_layers;
+        /* what layers 2 and 1 cover was on its way before layer 0 existed */
+        int expect_early = 0;
+        for (int k = 0; k < gs.n_buckets; k++)
+            expect_early += gs.bucket_start[k] >= shape.weight_offset[1];
+        bad += expect_early < 1 || started_before_first_layer != expect_early;
+        ck_assert_msg(rm_grad_sync_finish(&gs, &err) == RM_OK, "%s", err.msg);
+        for (long i = 0; i < n; i++)
+            bad += grads[i] != exact_sum(i, step);
+    }
+    bad += w.bad; /* no bucket started with an unproduced (NaN) value, all in order */
+    rm_grad_sync_free(&gs);
+    rm_grad_sync_mpi_free(&w.mpi);
+    free(grads);
+    assert_all_ranks_ok(bad, "buckets follow backward");
+}
+END_TEST
+
+/* Averaging is the compute's part: every rank scales its slice's loss
+ * gradient by 1 / global batch, and the summed result is the global mean,
+ * the same bits on every rank. Per-sample gradients are integers; the
+ * global batch of 8 per rank x 3 ranks = 24. */
+START_TEST(sum_of_scaled_slices_is_the_global_mean)
+{
+    const long n = 50, per_rank = 8;
+    long global_batch = per_rank * size;
+    float grad_scale = 1.0f / (float)global_batch;
+    float grads[50];
+    rm_grad_sync gs;
+    watched w;
+    watched_init(&w, grads, n, 16, &gs);
+    for (long i = 0; i < n; i++) {
+        float local = 0;
+        for (long s = rank * per_rank; s < (rank + 1) * per_rank; s++)
+            local += (float)((s * 7 + i * 3) % 11 - 5) * grad_scale;
+        grads[i] = local;
+    }
+    rm_error err;
+    ck_assert_msg(rm_grad_sync_finish(&gs, &err) == RM_OK, "%s", err.msg);
+    long bad = 0;
+    for (long i = 0; i < n; i++) {
+        double mean = 0;
+        for (long s = 0; s < global_batch; s++)
+            mean += (double)((s * 7 + i * 3) % 11 - 5);
+        mean /= (double)global_batch;
+        bad += fabs((double)grads[i] - mean) > 1e-6;
+    }
+    /* identical on every rank: bitwise min == max */
+    float lo[50], hi[50];
+    MPI_Allreduce(grads, lo, (int)n, MPI_FLOAT, MPI_MIN, MPI_COMM_WORLD);
+    MPI_Allreduce(grads, hi, (int)n, MPI_FLOAT, MPI_MAX, MPI_COMM_WORLD);
+    bad += memcmp(lo, hi, sizeof lo) != 0;
+    rm_grad_sync_free(&gs);
+    rm_grad_sync_mpi_free(&w.mpi);
+    assert_all_ranks_ok(bad, "global mean");
+}
+END_TEST
+
+typedef struct beats {
+    int count;
+} beats;
+
+static int count_beat(void *ctx, rm_error *err)
+{
+    ((beats *)ctx)->count++;
+    return RM_OK;
+}
+
+/* The last rank arrives late. The others heartbeat while they wait; with a
+ * watchdog shorter than the delay, they give up, abort the transport and
+ * name themselves; with a longer one, everybody completes the exact sum. */
+START_TEST(watchdog_and_heartbeat_while_a_peer_is_late)
+{
+    const long n = 64;
+    float grads[64];
+    long bad = 0;
+    for (int fire = 0; fire < 2; fire++) {
+        rm_grad_sync gs;
+        watched w;
+        watched_init(&w, grads, n, 16, &gs);
+        beats b = {0};
+        gs.heartbeat = count_beat;
+        gs.heartbeat_ctx = &b;
+        gs.heartbeat_s = 0.02;
+        int late = rank == size - 1;
+        gs.watchdog_s = late ? 0 : fire ? 0.3 : 30.0;
+        for (long i = 0; i < n; i++)
+            grads[i] = input_at(rank, i, fire);
+        MPI_Barrier(MPI_COMM_WORLD);
+        if (late)
+            usleep(900 * 1000);
+        rm_error err = {{0}};
+        int rc = rm_grad_sync_finish(&gs, &err);
+        if (fire && !late) {
+            char expect[32];
+            snprintf(expect, sizeof expect, "rank %d on ", rank);
+            bad += rc != RM_ERR;
+            bad += strstr(err.msg, expect) == NULL;
+            bad += strstr(err.msg, "did not complete within") == NULL;
+            if (rank == 0)
+                fprintf(stderr, "test_grad_sync: the watchdog said: %s\n", err.msg);
+            bad += w.aborts != 1 || !gs.aborted;
+            /* a later step on an aborted sync fails at once, naming the rank */
+            rm_error again;
+            bad += rm_grad_sync_ready_from(&gs, 0, &again) != RM_ERR || strstr(again.msg, expect) == NULL;
+            /* MPI cannot cancel a collective: settle it once the late rank comes */
+            ck_assert_msg(rm_grad_sync_mpi_drain(&w.mpi, &err) == RM_OK, "%s", err.msg);
+        } else {
+            if (rc != RM_OK)
+                fprintf(stderr, "rank %d: %s\n", rank, err.msg);
+            bad += rc != RM_OK;
+            for (long i = 0; i < n; i++)
+                bad += grads[i] != exact_sum(i, fire);
+            bad += w.aborts != 0;
+        }
+        if (!late)
+            bad += b.count < 5; /* ~0.9 s of waiting at 0.02 s (or 0.3 s before the watchdog) */
+        else
+            bad += b.count != 0; /* the late rank never waited */
+        rm_grad_sync_free(&gs);
+        rm_grad_sync_mpi_free(&w.mpi);
+        MPI_Barrier(MPI_COMM_WORLD);
+    }
+    assert_all_ranks_ok(bad, "watchdog and heartbeat");
+}
+END_TEST
+
+START_TEST(one_rank_has_nothing_to_move)
+{
+    float grads[5] = {1, 2, 3, 4, 5};
+    rm_grad_sync gs;
+    rm_error err;
+    ck_assert_msg(rm_grad_sync_init(&gs, 5, 2, rank, NULL, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(gs.n_buckets, 3);
+    ck_assert_msg(rm_grad_sync_ready_from(&gs, 0, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_grad_sync_finish(&gs, &err) == RM_OK, "%s", err.msg);
+    long bad = gs.steps != 1;
+    for (int i = 0; i < 5; i++)
+        bad += grads[i] != (float)(i + 1);
+    rm_grad_sync_free(&gs);
+    assert_all_ranks_ok(bad, "no transport");
+}
+END_TEST
+
+/* All ranks of this test share one node: local rank = rank. Devices: one
+ * visible -> 0; several -> local rank modulo the count. */
+START_TEST(local_rank_and_device_choice)
+{
+    int local_rank = -1, local_size = -1;
+    rm_error err;
+    ck_assert_msg(rm_local_rank(MPI_COMM_WORLD, &local_rank, &local_size, &err) == RM_OK, "%s", err.msg);
+    long bad = local_rank != rank || local_size != size;
+    bad += rm_device_for_local_rank(5, 1) != 0;
+    bad += rm_device_for_local_rank(0, 8) != 0;
+    bad += rm_device_for_local_rank(3, 2) != 1;
+    bad += rm_device_for_local_rank(9, 4) != 1;
+    bad += rm_device_for_local_rank(7, 8) != 7;
+    assert_all_ranks_ok(bad, "local rank");
+}
+END_TEST
+
+static Suite *grad_sync_suite(void)
+{
+    Suite *s = suite_create("grad_sync");
+    TCase *tc = tcase_create("mpi");
+    tcase_add_loop_test(tc, sum_is_exact_for_every_bucket_size, 0, N_SIZES * N_BUCKET_SIZES);
+    tcase_add_test(tc, buckets_start_as_backward_produces_them);
+    tcase_add_test(tc, sum_of_scaled_slices_is_the_global_mean);
+    tcase_add_test(tc, watchdog_and_heartbeat_while_a_peer_is_late);
+    tcase_add_test(tc, one_rank_has_nothing_to_move);
+    tcase_add_test(tc, local_rank_and_device_choice);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    int failed = 1;
+    if (size < 2) {
+        if (rank == 0)
+            fprintf(stderr, "test_grad_sync: run under mpirun with 2 or more ranks (got %d)\n", size);
+    } else {
+        SRunner *sr = srunner_create(grad_sync_suite());
+        srunner_set_fork_status(sr, CK_NOFORK);
+        srunner_run_all(sr, rank == 0 ? CK_NORMAL : CK_SILENT);
+        failed = srunner_ntests_failed(sr);
+        srunner_free(sr);
+    }
+    MPI_Finalize();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
