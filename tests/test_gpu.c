@@ -1,0 +1,601 @@
+/* The GPU backend against the CPU backend: every kernel against the CPU's
+ * formula, the MLP's products in fp32, tf32 and bf16 against mlp_cpu.c,
+ * whole training steps (SGD and AdamW) against backend_cpu.c, checkpoints
+ * moved between the two backends, and the NCCL transport on one rank.
+ *
+ * Agreement is the relative error |gpu - cpu| / |cpu| over a whole tensor,
+ * held under a threshold per precision: fp32 to float rounding, tf32 to its
+ * 10-bit mantissa, bf16 to its 7-bit one.
+ *
+ * Without a usable CUDA device the suite prints why and exits 77, which
+ * CTest reports as skipped. It runs unforked (CK_NOFORK: a CUDA context
+ * does not survive fork); the ctest TIMEOUT bounds it. */
+#include "backend.h"
+#include "config.h"
+#include "gpu_ops.h"
+#include "grad_sync.h"
+#include "mlp_cpu.h"
+#include "mlp_gpu.h"
+#include "model_shape.h"
+#include "nccl_transport.h"
+#include "optimizer.h"
+#include "test_util.h"
+
+#include <check.h>
+#include <cuda_runtime_api.h>
+#include <math.h>
+#include <mpi.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SKIP_CODE 77
+
+/* Relative-error ceilings per precision (index: enum rm_precision). */
+static const double product_tolerance[3] = {1e-5, 5e-3, 3e-2};
+static const char *precision_name[3] = {"fp32", "tf32", "bf16"};
+
+#define CUDA_OK(call)                                                                                  \
+    do {                                                                                               \
+        cudaError_t rc_ = (call);                                                                      \
+        ck_assert_msg(rc_ == cudaSuccess, "%s: %s", #call, cudaGetErrorString(rc_));                   \
+    } while (0)
+
+static double uniform(uint64_t seed, uint64_t i)
+{
+    uint64_t z = seed * 0x9e3779b97f4a7c15ULL + i * 0xbf58476d1ce4e5b9ULL + 7;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0;
+}
+
+static float *random_floats(long n, uint64_t seed, double scale)
+{
+    float *x = malloc((size_t)n * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    for (long i = 0; i < n; i++)
+        x[i] = (float)(uniform(seed, (uint64_t)i) * scale);
+    return x;
+}
+
+static void *to_device(const void *host, size_t bytes)
+{
+    void *dev;
+    CUDA_OK(cudaMalloc(&dev, bytes));
+    if (host)
+        CUDA_OK(cudaMemcpy(dev, host, bytes, cudaMemcpyHostToDevice));
+    return dev;
+}
+
+static void from_device(void *host, const void *dev, size_t bytes)
+{
+    CUDA_OK(cudaDeviceSynchronize());
+    CUDA_OK(cudaMemcpy(host, dev, bytes, cudaMemcpyDeviceToHost));
+}
+
+static double rel_err(const float *got, const float *want, long n)
+{
+    double diff = 0, norm = 0;
+    for (long i = 0; i < n; i++) {
+        double d = (double)got[i] - (double)want[i];
+        diff += d * d;
+        norm += (double)want[i] * (double)want[i];
+    }
+    return norm > 0 ? sqrt(diff / norm) : sqrt(diff);
+}
+
+#define assert_agrees(got, want, n, tol, what)                                                         \
+    do {                                                                                               \
+        double e_ = rel_err((got), (want), (n));                                                       \
+        ck_assert_msg(e_ <= (tol), "%s: relative error %.3g > %.3g", (what), e_, (double)(tol));       \
+    } while (0)
+
+/* float -> bf16 bits, round to nearest even (finite inputs). */
+static uint16_t bf16_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_value(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* --- one kernel at a time ------------------------------------------------ */
+
+START_TEST(bias_act_matches_cpu)
+{
+    const long rows = 37, cols = 300;
+    static const int acts[] = {RM_GPU_ACT_NONE, RM_GPU_ACT_RELU, RM_GPU_ACT_TANH};
+    for (int a = 0; a < 3; a++) {
+        float *z = random_floats(rows * cols, 1 + a, 2.0), *bias = random_floats(cols, 11, 1.0);
+        float *want = malloc((size_t)(rows * cols) * sizeof *want), *got = malloc((size_t)(rows * cols) * sizeof *got);
+        uint16_t *got16 = malloc((size_t)(rows * cols) * 2);
+        for (long r = 0; r < rows; r++)
+            for (long c = 0; c < cols; c++) {
+                float v = z[r * cols + c] + bias[c];
+                want[r * cols + c] = acts[a] == RM_GPU_ACT_RELU ? (v > 0 ? v : 0) : acts[a] == RM_GPU_ACT_TANH ? tanhf(v) : v;
+            }
+        float *dz = to_device(z, (size_t)(rows * cols) * 4), *db = to_device(bias, (size_t)cols * 4);
+        void *dz16 = to_device(NULL, (size_t)(rows * cols) * 2);
+        CUDA_OK(rm_gpu_bias_act(dz, db, rows, cols, acts[a], dz16, 0));
+        from_device(got, dz, (size_t)(rows * cols) * 4);
+        from_device(got16, dz16, (size_t)(rows * cols) * 2);
+        assert_agrees(got, want, rows * cols, 1e-6, "bias_act");
+        long bad16 = 0;
+        for (long i = 0; i < rows * cols; i++)
+            bad16 += got16[i] != bf16_bits(got[i]);
+        ck_assert_msg(bad16 == 0, "bias_act: %ld bf16 copies are not the rounded result", bad16);
+        cudaFree(dz);
+        cudaFree(db);
+        cudaFree(dz16);
+        free(z), free(bias), free(want), free(got), free(got16);
+    }
+}
+END_TEST
+
+START_TEST(act_backward_matches_cpu)
+{
+    const long n = 5000;
+    for (int a = RM_GPU_ACT_RELU; a <= RM_GPU_ACT_TANH; a++) {
+        float *delta = random_floats(n, 3, 1.0), *act = random_floats(n, 4, 1.0), *want = malloc((size_t)n * 4);
+        float *got = malloc((size_t)n * 4);
+        for (long i = 0; i < n; i++) {
+            if (a == RM_GPU_ACT_RELU && act[i] < 0)
+                act[i] = 0; /* a ReLU output */
+            want[i] = a == RM_GPU_ACT_RELU ? (act[i] > 0 ? delta[i] : 0) : delta[i] * (1.0f - act[i] * act[i]);
+        }
+        float *dd = to_device(delta, (size_t)n * 4), *da = to_device(act, (size_t)n * 4);
+        CUDA_OK(rm_gpu_act_backward(dd, da, n, a, NULL, 0));
+        from_device(got, dd, (size_t)n * 4);
+        assert_agrees(got, want, n, 1e-6, "act_backward");
+        cudaFree(dd);
+        cudaFree(da);
+        free(delta), free(act), free(want), free(got);
+    }
+}
+END_TEST
+
+START_TEST(bias_grad_matches_cpu)
+{
+    const long rows = 1000, cols = 77;
+    float *dz = random_floats(rows * cols, 5, 1.0), want[77], got[77], again[77];
+    for (long c = 0; c < cols; c++) {
+        double s = 0;
+        for (long r = 0; r < rows; r++)
+            s += dz[r * cols + c];
+        want[c] = (float)s;
+    }
+    float *ddz = to_device(dz, (size_t)(rows * cols) * 4), *ddb = to_device(NULL, (size_t)cols * 4);
+    CUDA_OK(rm_gpu_bias_grad(ddz, rows, cols, ddb, 0));
+    from_device(got, ddb, sizeof got);
+    CUDA_OK(rm_gpu_bias_grad(ddz, rows, cols, ddb, 0));
+    from_device(again, ddb, sizeof again);
+    assert_agrees(got, want, cols, 1e-6, "bias_grad");
+    ck_assert_msg(memcmp(got, again, sizeof got) == 0, "bias_grad is not deterministic");
+    cudaFree(ddz);
+    cudaFree(ddb);
+    free(dz);
+}
+END_TEST
+
+START_TEST(softmax_xent_and_loss_sum_match_cpu)
+{
+    const long rows = 300, classes = 10;
+    const float grad_scale = 1.0f / 300.0f;
+    float *z = random_floats(rows * classes, 6, 4.0);
+    uint8_t labels[300];
+    for (long r = 0; r < rows; r++)
+        labels[r] = (uint8_t)((r * 7) % classes);
+    /* a tie: the first of the equal maxima is the prediction */
+    for (long j = 0; j < classes; j++)
+        z[j] = j == 3 || j == 6 ? 5.0f : 0.0f;
+    labels[0] = 3;
+    double want_loss = 0;
+    long want_correct = 0;
+    float *want_dz = malloc((size_t)(rows * classes) * 4), *got_dz = malloc((size_t)(rows * classes) * 4);
+    for (long r = 0; r < rows; r++) { /* mlp_cpu.c's formulas */
+        const float *row = z + r * classes;
+        long arg = 0;
+        float max = row[0];
+        for (long j = 1; j < classes; j++)
+            if (row[j] > max)
+                max = row[j], arg = j;
+        double sum = 0;
+        float sumf = 0;
+        for (long j = 0; j < classes; j++) {
+            sum += exp((double)(row[j] - max));
+            sumf += expf(row[j] - max);
+        }
+        want_loss += log(sum) - (double)(row[labels[r]] - max);
+        want_correct += arg == labels[r];
+        for (long j = 0; j < classes; j++)
+            want_dz[r * classes + j] = expf(row[j] - max) * (grad_scale / sumf) - (j == labels[r] ? grad_scale : 0);
+    }
+    float *dzl = to_device(z, (size_t)(rows * classes) * 4), *ddz = to_device(NULL, (size_t)(rows * classes) * 4);
+    uint8_t *dl = to_device(labels, sizeof labels);
+    double *row_loss = to_device(NULL, (size_t)rows * 8), *loss = to_device(NULL, 8);
+    int *row_correct = to_device(NULL, (size_t)rows * 4);
+    long long *correct = to_device(NULL, 8);
+    CUDA_OK(rm_gpu_softmax_xent(dzl, dl, rows, classes, grad_scale, row_loss, row_correct, ddz, NULL, 0));
+    CUDA_OK(rm_gpu_loss_sum(row_loss, row_correct, rows, loss, correct, 0));
+    double got_loss;
+    long long got_correct;
+    from_device(&got_loss, loss, 8);
+    from_device(&got_correct, correct, 8);
+    from_device(got_dz, ddz, (size_t)(rows * classes) * 4);
+    ck_assert_msg(fabs(got_loss - want_loss) <= 1e-6 * fabs(want_loss), "loss %.9g, cpu %.9g", got_loss, want_loss);
+    ck_assert_int_eq(got_correct, want_correct);
+    assert_agrees(got_dz, want_dz, rows * classes, 1e-6, "softmax_xent gradient");
+    int first_correct;
+    from_device(&first_correct, row_correct, 4);
+    ck_assert_msg(first_correct == 1, "a tie must predict the first maximum (class 3)");
+    cudaFree(dzl), cudaFree(ddz), cudaFree(dl), cudaFree(row_loss), cudaFree(loss), cudaFree(row_correct);
+    cudaFree(correct);
+    free(z), free(want_dz), free(got_dz);
+}
+END_TEST
+
+START_TEST(sumsq_and_cast_bf16)
+{
+    const long n = 1234567;
+    float *x = random_floats(n, 8, 3.0);
+    double want = 0;
+    for (long i = 0; i < n; i++)
+        want += (double)x[i] * (double)x[i];
+    float *dx = to_device(x, (size_t)n * 4);
+    double *partial = to_device(NULL, RM_GPU_SUMSQ_PARTIALS * 8), *out = to_device(NULL, 8), got;
+    CUDA_OK(rm_gpu_sumsq(dx, n, partial, out, 0));
+    from_device(&got, out, 8);
+    ck_assert_msg(fabs(got - want) <= 1e-12 * want, "sumsq %.17g, cpu %.17g", got, want);
+    uint16_t *d16 = to_device(NULL, (size_t)n * 2), *h16 = malloc((size_t)n * 2);
+    CUDA_OK(rm_gpu_cast_bf16(dx, n, d16, 0));
+    from_device(h16, d16, (size_t)n * 2);
+    long bad = 0;
+    for (long i = 0; i < n; i++)
+        bad += h16[i] != bf16_bits(x[i]);
+    ck_assert_msg(bad == 0, "%ld of %ld bf16 values not rounded to nearest even", bad, n);
+    ck_assert(bf16_value(bf16_bits(1.0f)) == 1.0f);
+    cudaFree(dx), cudaFree(partial), cudaFree(out), cudaFree(d16);
+    free(x), free(h16);
+}
+END_TEST
+
+/* _i: 0 SGD (with and without weight decay), 1 AdamW; against optimizer.c. */
+START_TEST(optimizers_match_cpu)
+{
+    const long n = 100003;
+    rm_config cfg;
+    rm_config_defaults(&cfg);
+    cfg.optimizer = _i == 0 ? RM_OPT_SGD : RM_OPT_ADAMW;
+    cfg.weight_decay = 0.01;
+    rm_optimizer cpu;
+    rm_error err;
+    ck_assert_msg(rm_optimizer_init(&cpu, &cfg, n, &err) == RM_OK, "%s", err.msg);
+    float *w = random_floats(n, 9, 1.0), *w_gpu = malloc((size_t)n * 4), *m_gpu = malloc((size_t)n * 4);
+    float *dw = to_device(w, (size_t)n * 4), *dg = to_device(NULL, (size_t)n * 4);
+    float *dm = to_device(NULL, (size_t)n * 4), *dv = to_device(NULL, (size_t)n * 4);
+    void *dw16 = to_device(NULL, (size_t)n * 2);
+    CUDA_OK(cudaMemset(dm, 0, (size_t)n * 4));
+    CUDA_OK(cudaMemset(dv, 0, (size_t)n * 4));
+    for (int step = 1; step <= 5; step++) {
+        float *g = random_floats(n, 100 + (uint64_t)step, 0.1);
+        double lr = 0.01 / step;
+        rm_optimizer_step(&cpu, w, g, lr, 0, n);
+        CUDA_OK(cudaMemcpy(dg, g, (size_t)n * 4, cudaMemcpyHostToDevice));
+        if (cfg.optimizer == RM_OPT_SGD) {
+            CUDA_OK(rm_gpu_sgd_momentum(dw, dg, dm, n, (float)lr, (float)cfg.momentum, (float)cfg.weight_decay, dw16, 0));
+        } else {
+            float c1 = (float)(1.0 / (1.0 - pow(cfg.beta1, step))), c2 = (float)(1.0 / sqrt(1.0 - pow(cfg.beta2, step)));
+            CUDA_OK(rm_gpu_adamw(dw, dg, dm, dv, n, (float)lr, (float)cfg.beta1, (float)cfg.beta2, (float)cfg.eps,
+                                 (float)cfg.weight_decay, c1, c2, dw16, 0));
+        }
+        free(g);
+    }
+    from_device(w_gpu, dw, (size_t)n * 4);
+    from_device(m_gpu, dm, (size_t)n * 4);
+    assert_agrees(w_gpu, w, n, 1e-6, rm_optimizer_name(cfg.optimizer));
+    assert_agrees(m_gpu, cpu.m, n, 1e-6, "first moment / velocity");
+    uint16_t *h16 = malloc((size_t)n * 2);
+    from_device(h16, dw16, (size_t)n * 2);
+    long bad = 0;
+    for (long i = 0; i < n; i++)
+        bad += h16[i] != bf16_bits(w_gpu[i]);
+    ck_assert_msg(bad == 0, "%ld bf16 weight copies stale after the update", bad);
+    rm_optimizer_free(&cpu);
+    cudaFree(dw), cudaFree(dg), cudaFree(dm), cudaFree(dv), cudaFree(dw16);
+    free(w), free(w_gpu), free(m_gpu), free(h16);
+}
+END_TEST
+
+/* --- the MLP's products, per precision ------------------------------------ */
+
+#define IN 96
+#define CLASSES 10
+#define BATCH 64
+
+static void small_model(rm_config *cfg, rm_model_shape *shape, int activation)
+{
+    rm_config_defaults(cfg);
+    cfg->hidden[0] = 128;
+    cfg->hidden[1] = 64;
+    cfg->n_hidden = 2;
+    cfg->activation = activation;
+    rm_model_shape_init(shape, cfg, IN, CLASSES);
+}
+
+static void batch_of(uint64_t seed, float *x, uint8_t *labels)
+{
+    for (long i = 0; i < BATCH * IN; i++)
+        x[i] = (float)(0.5 + 0.5 * uniform(seed, (uint64_t)i)); /* like pixels in [0, 1] */
+    for (long i = 0; i < BATCH; i++)
+        labels[i] = (uint8_t)((i * 3 + seed) % CLASSES);
+}
+
+/* _i: precision x activation (relu, tanh). */
+START_TEST(mlp_products_match_cpu)
+{
+    int precision = _i / 2, activation = _i % 2 ? RM_ACT_TANH : RM_ACT_RELU;
+    rm_config cfg;
+    rm_model_shape s;
+    small_model(&cfg, &s, activation);
+    float *params = malloc((size_t)s.n_params * 4), *grads = malloc((size_t)s.n_params * 4);
+    float *got = malloc((size_t)s.n_params * 4), x[BATCH * IN];
+    uint8_t labels[BATCH];
+    rm_mlp_init_params(&s, 3, params);
+    for (long i = 0; i < s.n_params; i++)
+        params[i] += (float)(0.01 * uniform(77, (uint64_t)i)); /* non-zero biases too */
+    batch_of(1, x, labels);
+    const float grad_scale = 1.0f / BATCH;
+
+    rm_mlp_cpu cpu;
+    rm_error err;
+    ck_assert_msg(rm_mlp_cpu_init(&cpu, &s, BATCH, &err) == RM_OK, "%s", err.msg);
+    double cpu_loss;
+    long cpu_correct;
+    rm_mlp_cpu_forward(&cpu, params, x, labels, BATCH, &cpu_loss, &cpu_correct);
+    ck_assert_msg(rm_mlp_cpu_backward(&cpu, params, grads, labels, BATCH, grad_scale, NULL, NULL, &err) == RM_OK, "%s",
+                  err.msg);
+
+    cublasHandle_t blas;
+    ck_assert(cublasCreate(&blas) == CUBLAS_STATUS_SUCCESS);
+    rm_mlp_gpu gpu;
+    ck_assert_msg(rm_mlp_gpu_init(&gpu, &s, BATCH, precision, blas, 0, &err) == RM_OK, "%s", err.msg);
+    float *dp = to_device(params, (size_t)s.n_params * 4), *dg = to_device(NULL, (size_t)s.n_params * 4);
+    float *dx = to_device(x, sizeof x);
+    uint8_t *dl = to_device(labels, sizeof labels);
+    void *dp16 = NULL;
+    if (precision == RM_PREC_BF16) {
+        dp16 = to_device(NULL, (size_t)s.n_params * 2);
+        CUDA_OK(rm_gpu_cast_bf16(dp, s.n_params, dp16, 0));
+    }
+    ck_assert_msg(rm_mlp_gpu_forward(&gpu, dp, dp16, dx, dl, BATCH, 1, grad_scale, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_mlp_gpu_backward(&gpu, dp, dp16, dg, BATCH, NULL, NULL, &err) == RM_OK, "%s", err.msg);
+    double gpu_loss;
+    long long gpu_correct;
+    float logits[BATCH * CLASSES];
+    from_device(&gpu_loss, gpu.loss_sum, 8);
+    from_device(&gpu_correct, gpu.correct, 8);
+    from_device(logits, gpu.acts[s.n_layers], sizeof logits);
+    from_device(got, dg, (size_t)s.n_params * 4);
+    double tol = product_tolerance[precision];
+    char what[64];
+    snprintf(what, sizeof what, "%s %s logits", precision_name[precision], activation ? "tanh" : "relu");
+    assert_agrees(logits, cpu.acts[s.n_layers], BATCH * CLASSES, tol, what);
+    ck_assert_msg(fabs(gpu_loss - cpu_loss) <= tol * fabs(cpu_loss), "%s loss %.9g, cpu %.9g", precision_name[precision],
+                  gpu_loss, cpu_loss);
+    snprintf(what, sizeof what, "%s %s gradient", precision_name[precision], activation ? "tanh" : "relu");
+    assert_agrees(got, grads, s.n_params, precision == RM_PREC_FP32 ? 1e-5 : 2 * tol, what);
+    /* a near-tie may tip either way under other rounding */
+    ck_assert_msg(llabs(gpu_correct - (long long)cpu_correct) <= (precision == RM_PREC_FP32 ? 1 : 3),
+                  "%s: %lld correct, cpu %ld", precision_name[precision], gpu_correct, cpu_correct);
+    rm_mlp_gpu_free(&gpu);
+    cublasDestroy(blas);
+    rm_mlp_cpu_free(&cpu);
+    cudaFree(dp), cudaFree(dg), cudaFree(dx), cudaFree(dl), cudaFree(dp16);
+    free(params), free(grads), free(got);
+}
+END_TEST
+
+/* --- whole steps, backend against backend -------------------------------- */
+
+static rm_backend *make_backend(int gpu, const rm_config *cfg, const rm_model_shape *s)
+{
+    rm_error err;
+    rm_backend *b = gpu ? rm_backend_gpu_create(s, cfg, BATCH, MPI_COMM_SELF, NULL, NULL, 1.0, &err)
+                        : rm_backend_cpu_create(s, cfg, BATCH, MPI_COMM_SELF, NULL, NULL, 1.0, &err);
+    ck_assert_msg(b != NULL, "%s backend: %s", gpu ? "gpu" : "cpu", err.msg);
+    return b;
+}
+
+static void train_step(rm_backend *b, const float *x, const uint8_t *labels, double lr, int prefetch,
+                       rm_step_stats *st)
+{
+    rm_error err;
+    memset(st, 0, sizeof *st);
+    if (prefetch && b->prefetch)
+        ck_assert_msg(b->prefetch(b, x, labels, BATCH, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(b->backward(b, x, labels, BATCH, 1.0f / BATCH, 0, st, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(b->reduce(b, st, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(b->update(b, lr, st, &err) == RM_OK, "%s", err.msg);
+}
+
+/* _i: optimizer (sgd, adamw) x precision. Five steps on both backends from
+ * the same initial weights; the GPU uses prefetch on odd steps. */
+START_TEST(training_steps_match_cpu)
+{
+    int optimizer = _i / 3 ? RM_OPT_ADAMW : RM_OPT_SGD, precision = _i % 3;
+    rm_config cfg;
+    rm_model_shape s;
+    small_model(&cfg, &s, RM_ACT_RELU);
+    cfg.optimizer = optimizer;
+    cfg.precision = precision;
+    cfg.lr = optimizer == RM_OPT_SGD ? 0.05 : 1e-3;
+    cfg.weight_decay = 1e-4;
+    rm_backend *cpu = make_backend(0, &cfg, &s), *gpu = make_backend(1, &cfg, &s);
+    ck_assert_int_eq(gpu->n_state, cpu->n_state);
+    ck_assert_int_eq(gpu->kind, RM_BACKEND_GPU);
+    float *pc = malloc((size_t)s.n_params * 4), *pg = malloc((size_t)s.n_params * 4), x[BATCH * IN];
+    uint8_t labels[BATCH];
+    rm_error err;
+    ck_assert_msg(gpu->read_params(gpu, pg, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(cpu->read_params(cpu, pc, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(memcmp(pc, pg, (size_t)s.n_params * 4) == 0, "initial weights differ between the backends");
+    double tol = product_tolerance[precision];
+    for (int step = 0; step < 5; step++) {
+        batch_of(10 + (uint64_t)step, x, labels);
+        rm_step_stats sc, sg;
+        train_step(cpu, x, labels, cfg.lr, 0, &sc);
+        train_step(gpu, x, labels, cfg.lr, step % 2, &sg);
+        ck_assert_msg(fabs(sg.loss_sum - sc.loss_sum) <= tol * fabs(sc.loss_sum), "step %d: loss %.9g, cpu %.9g", step,
+                      sg.loss_sum, sc.loss_sum);
+        ck_assert_msg(fabs(sg.grad_norm - sc.grad_norm) <= 2 * tol * sc.grad_norm + 1e-12,
+                      "step %d: gradient norm %.9g, cpu %.9g", step, sg.grad_norm, sc.grad_norm);
+        ck_assert_msg(sg.compute_s >= 0 && sg.allreduce_wait_s >= 0, "negative phase times");
+    }
+    ck_assert_msg(gpu->read_params(gpu, pg, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(cpu->read_params(cpu, pc, &err) == RM_OK, "%s", err.msg);
+    char what[64];
+    snprintf(what, sizeof what, "%s %s weights after 5 steps", rm_optimizer_name(optimizer), precision_name[precision]);
+    assert_agrees(pg, pc, s.n_params, precision == RM_PREC_FP32 ? 1e-5 : tol, what);
+    double loss;
+    long correct_c, correct_g;
+    double loss_c;
+    ck_assert_msg(gpu->evaluate(gpu, x, labels, BATCH, &loss, &correct_g, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(cpu->evaluate(cpu, x, labels, BATCH, &loss_c, &correct_c, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(fabs(loss - loss_c) <= tol * fabs(loss_c) * 2, "evaluate: loss %.9g, cpu %.9g", loss, loss_c);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+    free(pc), free(pg);
+}
+END_TEST
+
+/* A GPU snapshot restores on the CPU backend and the reverse, the same
+ * bytes both ways; after it both take the same next step. */
+START_TEST(checkpoints_move_between_backends)
+{
+    rm_config cfg;
+    rm_model_shape s;
+    small_model(&cfg, &s, RM_ACT_RELU);
+    cfg.optimizer = RM_OPT_ADAMW;
+    rm_backend *gpu = make_backend(1, &cfg, &s), *cpu = make_backend(0, &cfg, &s);
+    float x[BATCH * IN];
+    uint8_t labels[BATCH];
+    rm_step_stats st;
+    for (int step = 0; step < 3; step++) {
+        batch_of(20 + (uint64_t)step, x, labels);
+        train_step(gpu, x, labels, 1e-3, 0, &st);
+    }
+    float *state[3], *back[3];
+    for (int k = 0; k < 3; k++) {
+        state[k] = malloc((size_t)s.n_params * 4);
+        back[k] = malloc((size_t)s.n_params * 4);
+    }
+    long steps_gpu = 0, steps_cpu = 0;
+    rm_error err;
+    /* in two halves, as two workers would write it */
+    long half = s.n_params / 2;
+    float *lo[3] = {state[0], state[1], state[2]}, *hi[3] = {state[0] + half, state[1] + half, state[2] + half};
+    ck_assert_msg(gpu->snapshot(gpu, 0, half, lo, &steps_gpu, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(gpu->snapshot(gpu, half, s.n_params, hi, &steps_gpu, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(steps_gpu, 3);
+    ck_assert_msg(cpu->restore(cpu, (const float *const *)state, steps_gpu, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(cpu->snapshot(cpu, 0, s.n_params, back, &steps_cpu, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(steps_cpu, 3);
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(memcmp(state[k], back[k], (size_t)s.n_params * 4) == 0, "state tensor %d changed on the way", k);
+    /* and back to a fresh GPU backend */
+    rm_backend *gpu2 = make_backend(1, &cfg, &s);
+    ck_assert_msg(gpu2->restore(gpu2, (const float *const *)back, steps_cpu, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(gpu2->snapshot(gpu2, 0, s.n_params, state, &steps_gpu, &err) == RM_OK, "%s", err.msg);
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(memcmp(state[k], back[k], (size_t)s.n_params * 4) == 0, "state tensor %d changed on the GPU", k);
+    batch_of(30, x, labels);
+    train_step(cpu, x, labels, 1e-3, 0, &st);
+    train_step(gpu2, x, labels, 1e-3, 0, &st);
+    ck_assert_msg(gpu2->read_params(gpu2, state[0], &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(cpu->read_params(cpu, back[0], &err) == RM_OK, "%s", err.msg);
+    assert_agrees(state[0], back[0], s.n_params, 1e-5, "the step after a cross-backend resume");
+    gpu->destroy(gpu);
+    gpu2->destroy(gpu2);
+    cpu->destroy(cpu);
+    for (int k = 0; k < 3; k++)
+        free(state[k]), free(back[k]);
+}
+END_TEST
+
+/* The NCCL transport under grad_sync on a one-rank communicator: the sum
+ * over one rank is the buffer itself, every bucket gated and started. */
+START_TEST(nccl_transport_on_one_rank)
+{
+    const long n = 10000;
+    float *h = random_floats(n, 40, 1.0), *got = malloc((size_t)n * 4);
+    cudaStream_t compute;
+    CUDA_OK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    float *dg = to_device(h, (size_t)n * 4);
+    rm_nccl_transport t;
+    rm_error err;
+    ck_assert_msg(rm_nccl_transport_init(&t, MPI_COMM_SELF, compute, dg, &err) == RM_OK, "%s", err.msg);
+    rm_grad_transport tp = rm_nccl_transport_table(&t);
+    rm_grad_sync gs;
+    ck_assert_msg(rm_grad_sync_init(&gs, n, 999, 0, &tp, &err) == RM_OK, "%s", err.msg);
+    gs.watchdog_s = 30;
+    for (int step = 0; step < 3; step++) {
+        ck_assert_msg(rm_grad_sync_ready_from(&gs, n / 2, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(rm_grad_sync_finish(&gs, &err) == RM_OK, "%s", err.msg);
+    }
+    CUDA_OK(cudaStreamSynchronize(compute));
+    from_device(got, dg, (size_t)n * 4);
+    ck_assert_msg(memcmp(got, h, (size_t)n * 4) == 0, "a one-rank all-reduce changed the gradient");
+    ck_assert_int_eq(gs.steps, 3);
+    rm_grad_sync_free(&gs);
+    rm_nccl_transport_free(&t);
+    cudaFree(dg);
+    cudaStreamDestroy(compute);
+    free(h), free(got);
+}
+END_TEST
+
+static Suite *gpu_suite(void)
+{
+    Suite *s = suite_create("gpu");
+    TCase *ops = tcase_create("ops");
+    tcase_add_test(ops, bias_act_matches_cpu);
+    tcase_add_test(ops, act_backward_matches_cpu);
+    tcase_add_test(ops, bias_grad_matches_cpu);
+    tcase_add_test(ops, softmax_xent_and_loss_sum_match_cpu);
+    tcase_add_test(ops, sumsq_and_cast_bf16);
+    tcase_add_loop_test(ops, optimizers_match_cpu, 0, 2);
+    tcase_add_loop_test(ops, mlp_products_match_cpu, 0, 6);
+    suite_add_tcase(s, ops);
+    TCase *steps = tcase_create("steps");
+    tcase_add_loop_test(steps, training_steps_match_cpu, 0, 6);
+    tcase_add_test(steps, checkpoints_move_between_backends);
+    tcase_add_test(steps, nccl_transport_on_one_rank);
+    suite_add_tcase(s, steps);
+    return s;
+}
+
+int main(int argc, char **argv)
+{
+    char why[512];
+    if (rm_gpu_probe(why, sizeof why) == 0) {
+        printf("test_gpu: skipped: %s\n", why);
+        return SKIP_CODE;
+    }
+    MPI_Init(&argc, &argv);
+    SRunner *sr = srunner_create(gpu_suite());
+    srunner_set_fork_status(sr, CK_NOFORK);
+    srunner_run_all(sr, CK_VERBOSE);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    MPI_Finalize();
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
