@@ -64,6 +64,7 @@ typedef struct coordinator {
     rm_progress progress;
     rm_sampler sampler;
     int workers;
+    int backend; /* RM_BACKEND_CPU or _GPU: what the workers run (from their HELLO) */
     long local_batch, total_steps, first_step;
     long end_step;  /* steps run end before this: total_steps, or earlier after a stop signal */
     int assign_ahead;

@@ -391,8 +391,9 @@ static void print_start(coordinator *c)
     printf("model: %ld parameters", c->shape.n_params);
     for (int l = 0; l <= c->shape.n_layers; l++)
         printf("%s%ld", l ? "-" : " (", c->shape.dims[l]);
-    printf("), %ld training samples, %ld steps of %ld samples (%ld per worker), %d workers, backend cpu\n",
-           c->facts.train_samples, c->total_steps, c->cfg.global_batch, c->local_batch, c->workers);
+    printf("), %ld training samples, %ld steps of %ld samples (%ld per worker), %d workers, backend %s\n",
+           c->facts.train_samples, c->total_steps, c->cfg.global_batch, c->local_batch, c->workers,
+           rm_backend_name(c->cfg.backend));
     fflush(stdout);
 }
 

@@ -38,7 +38,7 @@ int handshake_run(coordinator *c, rm_error *err)
     if (!got)
         return rm_fail(err, "out of memory");
     double deadline = rm_now_s() + HANDSHAKE_TIMEOUT_S;
-    int failed = 0;
+    int failed = 0, hellos = 0;
     char first_failure[RM_REASON_CAP + 256] = "";
     int rc = RM_ERR;
     while (seen < c->workers) {
@@ -107,6 +107,13 @@ int handshake_run(coordinator *c, rm_error *err)
         if (h.param_count != c->shape.n_params) {
             rm_fail(err, "worker %d (rank %d, host %s) built a model of %lld parameters, expected %ld", w, w + 1, h.host,
                     (long long)h.param_count, c->shape.n_params);
+            goto out;
+        }
+        if (++hellos == 1)
+            c->backend = h.backend;
+        else if (h.backend != c->backend) {
+            rm_fail(err, "worker %d (rank %d, host %s) runs the %s backend, the others %s", w, w + 1, h.host,
+                    rm_backend_name(h.backend), rm_backend_name(c->backend));
             goto out;
         }
         if (seen == 1)

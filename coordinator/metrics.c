@@ -168,8 +168,8 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     rm_json_number(f, c->train_s);
     fputs(",\n  \"wall_seconds\": ", f);
     rm_json_number(f, wall_s);
-    fprintf(f, ",\n  \"workers\": %d,\n  \"global_batch\": %ld,\n  \"backend\": \"cpu\",\n  \"parameters\": %ld",
-            c->workers, c->cfg.global_batch, c->shape.n_params);
+    fprintf(f, ",\n  \"workers\": %d,\n  \"global_batch\": %ld,\n  \"backend\": \"%s\",\n  \"parameters\": %ld",
+            c->workers, c->cfg.global_batch, rm_backend_name(c->backend), c->shape.n_params);
     fprintf(f, ",\n  \"resumed_from_step\": %ld,\n  \"checkpoints_committed\": %ld,\n  \"checkpoints_failed\": %ld",
             c->first_step, c->ckpt.committed, c->ckpt.failed);
     fputs(",\n  \"checkpoint_stall_mean_s\": ", f);

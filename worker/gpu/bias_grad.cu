@@ -1,7 +1,7 @@
 #include "gpu_ops.h"
 
 #define COLS 32
-#define ROW_LANES 8
+#define ROW_LANES 32
 
 /* A block owns COLS columns; its ROW_LANES rows of threads each sum every
  * ROW_LANES-th row (reads coalesced along a row), then the lanes are added
