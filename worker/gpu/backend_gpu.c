@@ -493,6 +493,8 @@ rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *
     }
     rm_grad_transport tp = {0};
     if (gb->world > 1) {
+        if (rm_gpu_check_exclusive(comm, gb->device, err) != RM_OK)
+            goto fail;
         gb->have_nccl = 1;
         if (rm_nccl_transport_init(&gb->nccl, comm, gb->compute, gb->grads, err) != RM_OK)
             goto fail;

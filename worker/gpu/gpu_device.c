@@ -4,9 +4,11 @@
 #include "gpu_check.h"
 #include "local_rank.h"
 #include "log.h"
+#include "mpi_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static const char *visible_devices(void)
 {
@@ -43,8 +45,6 @@ int rm_gpu_bind(MPI_Comm comm, int *device, rm_error *err)
     RM_CUDA_CHECK(cudaSetDevice(*device), err);
     struct cudaDeviceProp prop;
     RM_CUDA_CHECK(cudaGetDeviceProperties(&prop, *device), err);
-    if (local_size > count && count > 1 && local_rank == 0)
-        rm_warn("%d workers share %d GPUs on %s: devices are shared", local_size, count, rm_log_host());
     rm_info("worker %d: GPU %d of %d (%s, compute capability %d.%d, %.0f GiB), local rank %d of %d, "
             "CUDA_VISIBLE_DEVICES=%s",
             rank, *device, count, prop.name, prop.major, prop.minor, (double)prop.totalGlobalMem / (1 << 30),
@@ -59,5 +59,43 @@ int rm_gpu_capability(int *cc, rm_error *err)
     RM_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), err);
     RM_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device), err);
     *cc = major * 10 + minor;
+    return RM_OK;
+}
+
+typedef struct device_id {
+    unsigned char uuid[16];
+    char host[64];
+} device_id;
+
+int rm_gpu_check_exclusive(MPI_Comm comm, int device, rm_error *err)
+{
+    int rank, size;
+    RM_MPI_CHECK(MPI_Comm_rank(comm, &rank), err);
+    RM_MPI_CHECK(MPI_Comm_size(comm, &size), err);
+    struct cudaDeviceProp prop;
+    RM_CUDA_CHECK(cudaGetDeviceProperties(&prop, device), err);
+    device_id mine;
+    memset(&mine, 0, sizeof mine);
+    memcpy(mine.uuid, prop.uuid.bytes, sizeof mine.uuid);
+    snprintf(mine.host, sizeof mine.host, "%s", rm_log_host());
+    device_id *all = malloc((size_t)size * sizeof *all);
+    if (!all)
+        return rm_fail(err, "out of memory");
+    int rc = MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, comm);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        RM_MPI_CHECK(rc, err);
+    }
+    for (int a = 0; a < size; a++)
+        for (int b = a + 1; b < size; b++)
+            if (memcmp(all[a].uuid, all[b].uuid, sizeof all[a].uuid) == 0) {
+                rm_fail(err,
+                        "workers %d and %d both run on the same GPU on %s: NCCL needs one GPU per worker "
+                        "(run fewer workers per node, or make more GPUs visible to them)",
+                        a, b, all[a].host);
+                free(all);
+                return RM_ERR;
+            }
+    free(all);
     return RM_OK;
 }

@@ -11,6 +11,11 @@
  * over comm. */
 int rm_gpu_bind(MPI_Comm comm, int *device, rm_error *err);
 
+/* NCCL takes one GPU per rank: fails, on every worker alike, when two
+ * workers of comm ended up on the same physical device (compared by UUID,
+ * so it holds whatever CUDA_VISIBLE_DEVICES each one sees). Collective. */
+int rm_gpu_check_exclusive(MPI_Comm comm, int device, rm_error *err);
+
 /* Compute capability of the current device, as major * 10 + minor. */
 int rm_gpu_capability(int *cc, rm_error *err);
 
