@@ -261,9 +261,7 @@ START_TEST(watchdog_and_heartbeat_while_a_peer_is_late)
         watched w;
         watched_init(&w, grads, n, 16, &gs);
         beats b = {0};
-        gs.heartbeat = count_beat;
-        gs.heartbeat_ctx = &b;
-        gs.heartbeat_s = 0.02;
+        gs.peer_wait = (rm_peer_wait){.heartbeat = count_beat, .ctx = &b, .heartbeat_s = 0.02};
         int late = rank == size - 1;
         gs.watchdog_s = late ? 0 : fire ? 0.3 : 30.0;
         for (long i = 0; i < n; i++)

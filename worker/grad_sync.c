@@ -84,9 +84,10 @@ int rm_grad_sync_finish(rm_grad_sync *gs, rm_error *err)
             continue;
         if ((spins & 63) == 0) {
             double now = rm_now_s();
-            if (gs->heartbeat && now - last_beat > gs->heartbeat_s) {
+            const rm_peer_wait *pw = &gs->peer_wait;
+            if (pw->heartbeat && now - last_beat > pw->heartbeat_s) {
                 last_beat = now;
-                if (gs->heartbeat(gs->heartbeat_ctx, err) != RM_OK)
+                if (pw->heartbeat(pw->ctx, err) != RM_OK)
                     return RM_ERR;
             }
             if (gs->watchdog_s > 0 && now - t0 > gs->watchdog_s) {

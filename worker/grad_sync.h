@@ -20,6 +20,7 @@
 #define RINGMASTER_GRAD_SYNC_H
 
 #include "error.h"
+#include "mpi_wait.h"
 
 typedef struct rm_grad_transport {
     const char *name; /* "nccl", "mpi": for messages */
@@ -45,11 +46,9 @@ typedef struct rm_grad_sync {
     int next_bucket; /* first bucket not yet started this step */
     int rank;        /* in the workers' communicator, for messages */
     rm_grad_transport tp; /* tp.start == NULL: one rank, nothing to move */
-    /* Called about every heartbeat_s while waiting, so that a rank waiting
-     * for a stuck peer is not taken for the stuck one. May be NULL. */
-    int (*heartbeat)(void *ctx, rm_error *err);
-    void *heartbeat_ctx;
-    double heartbeat_s;
+    /* Heartbeats while waiting, so that a rank waiting for a stuck peer is
+     * not taken for the stuck one (heartbeat may be NULL). */
+    rm_peer_wait peer_wait;
     /* Seconds rm_grad_sync_finish waits before it aborts the transport and
      * fails naming this rank; 0 waits forever. */
     double watchdog_s;

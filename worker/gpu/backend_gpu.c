@@ -79,9 +79,7 @@ typedef struct gpu_backend {
     int have_nccl;
     rm_nccl_transport nccl;
     rm_grad_sync sync;
-    rm_heartbeat_fn heartbeat;
-    void *heartbeat_ctx;
-    double heartbeat_s;
+    rm_peer_wait peer_wait;
 } gpu_backend;
 
 /* Waits for an event, calling the heartbeat about every heartbeat_s, so a
@@ -97,9 +95,10 @@ static int wait_event(gpu_backend *gb, cudaEvent_t ev, rm_error *err)
             RM_CUDA_CHECK(q, err);
         if (spins < 4096)
             continue;
-        if (gb->heartbeat && rm_now_s() - last_beat > gb->heartbeat_s) {
+        const rm_peer_wait *pw = &gb->peer_wait;
+        if (pw->heartbeat && rm_now_s() - last_beat > pw->heartbeat_s) {
             last_beat = rm_now_s();
-            if (gb->heartbeat(gb->heartbeat_ctx, err) != RM_OK)
+            if (pw->heartbeat(pw->ctx, err) != RM_OK)
                 return RM_ERR;
         }
         struct timespec pause = {0, 20000};
@@ -469,9 +468,7 @@ rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *
     gb->eps = cfg->eps;
     gb->weight_decay = cfg->weight_decay;
     gb->max_batch = max_batch;
-    gb->heartbeat = heartbeat;
-    gb->heartbeat_ctx = heartbeat_ctx;
-    gb->heartbeat_s = heartbeat_s;
+    gb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
     MPI_Comm_rank(comm, &gb->rank);
     MPI_Comm_size(comm, &gb->world);
 
@@ -504,9 +501,7 @@ rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *
     if (rm_grad_sync_init(&gb->sync, shape->n_params, bucket_floats, gb->rank, gb->world > 1 ? &tp : NULL, err) !=
         RM_OK)
         goto fail;
-    gb->sync.heartbeat = heartbeat;
-    gb->sync.heartbeat_ctx = heartbeat_ctx;
-    gb->sync.heartbeat_s = heartbeat_s;
+    gb->sync.peer_wait = gb->peer_wait;
     /* Longer than the coordinator's own hang watch (fault.hang_timeout_s),
      * which names a rank that went silent; this one catches what it cannot
      * see: a collective stuck while every host still reports. */
