@@ -31,7 +31,7 @@
 #
 # Environment: BUILD_DIR, RINGMASTER_CARRY, FASHION_MNIST_DIR, PYTHON (a
 # python3 with torch; default: the first one on PATH that has it),
-# CUDA_ARCHS (default: native), MIN_ACCURACY, RINGMASTER_NCCL_ROOT.
+# CUDA_ARCHS (default: the GPU's compute capability), MIN_ACCURACY, RINGMASTER_NCCL_ROOT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -139,9 +139,12 @@ if [ -n "$nccl_root" ]; then
 fi
 
 # --- 1. build -------------------------------------------------------------
+# This GPU's architecture (e.g. 9.0 -> 90), for a short build.
+archs=${CUDA_ARCHS:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '. ')}
+archs=${archs:-native}
 say "building into $build"
 if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRINGMASTER_CUDA=ON -DRINGMASTER_WERROR=ON \
-     -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-native}" "${cmake_extra[@]}" \
+     -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$archs" "${cmake_extra[@]}" \
      >"$out/configure.log" 2>&1; then
   tail -n 30 "$out/configure.log" >&2
   die "configure failed (log: $out/configure.log)"
