@@ -13,6 +13,7 @@
 #include "model_shape.h"
 
 #include <mpi.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct rm_step_stats {
@@ -64,6 +65,12 @@ struct rm_backend {
      * get, while this step still computes, so its copy to the device runs
      * behind the compute. The memory must stay unchanged until then. */
     int (*prefetch)(rm_backend *b, const float *x, const uint8_t *labels, long n, rm_error *err);
+    /* Optional: host memory that will hold batches (the loader's buffers),
+     * page-locked so that batches copy to the device straight from it. The
+     * memory must outlive the backend (destroy releases it first). Best
+     * effort: memory that cannot be locked is copied through the backend's
+     * own pinned buffers instead. */
+    void (*pin_host)(rm_backend *b, void *ptr, size_t bytes);
 };
 
 /* Called now and then while a backend waits on its peers in a collective. */

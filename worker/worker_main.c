@@ -306,6 +306,10 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
     if (rm_loader_start(&w->loader, &w->train, w->local_batch, (int)w->cfg.prefetch_batches, start->assign_ahead,
                         err) != RM_OK)
         return RM_ERR;
+    if (w->backend->pin_host)
+        for (int i = 0; i < w->loader.n_slots; i++)
+            w->backend->pin_host(w->backend, w->loader.slots[i].x,
+                                 (size_t)w->local_batch * (size_t)w->facts.input_dim * sizeof(float));
     snprintf(w->ckpt_root, sizeof w->ckpt_root, "%s", start->ckpt_root);
     long n = w->shape.n_params;
     if (rm_ckpt_writer_start(&w->writer, w->worker, n * w->worker / w->workers, n * (w->worker + 1) / w->workers,
@@ -513,9 +517,10 @@ int main(int argc, char **argv)
             worker_fatal(&w, err.msg);
     }
     rm_ckpt_writer_stop(&w.writer);
-    rm_loader_stop(&w.loader);
+    /* The backend first: it may still hold the loader's buffers locked. */
     if (w.backend)
         w.backend->destroy(w.backend);
+    rm_loader_stop(&w.loader);
     rm_dataset_close(&w.train);
     rm_dataset_close(&w.eval);
     free(w.assign_buf);

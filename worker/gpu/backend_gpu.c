@@ -21,6 +21,7 @@
 #include "grad_sync.h"
 #include "mlp_cpu.h"
 #include "mlp_gpu.h"
+#include "log.h"
 #include "mpi_check.h"
 #include "nccl_transport.h"
 #include "timer.h"
@@ -40,6 +41,14 @@ typedef struct input_slot {
     cudaEvent_t ready; /* recorded on the copy stream after the copy */
     cudaEvent_t freed; /* recorded on the compute stream after its last read */
 } input_slot;
+
+/* Host memory page-locked at the worker's request (the loader's batch
+ * buffers): batches in it copy to the device without a staging copy. */
+#define MAX_PINNED_RANGES 64
+typedef struct pinned_range {
+    const char *ptr;
+    size_t bytes;
+} pinned_range;
 
 /* Numbers the host reads back, in one pinned block. */
 typedef struct host_results {
@@ -65,6 +74,8 @@ typedef struct gpu_backend {
 
     input_slot slots[2];
     int next_slot;
+    pinned_range pinned[MAX_PINNED_RANGES];
+    int n_pinned;
     int staged; /* a prefetched batch waits in staged_slot */
     int staged_slot;
     const float *staged_x;
@@ -112,7 +123,35 @@ static int wait_compute(gpu_backend *gb, rm_error *err)
     return wait_event(gb, gb->results_ready, err);
 }
 
-/* Starts the copy of a batch into the next slot and returns the slot. */
+static int is_pinned(const gpu_backend *gb, const void *p, size_t bytes)
+{
+    const char *c = p;
+    for (int i = 0; i < gb->n_pinned; i++)
+        if (c >= gb->pinned[i].ptr && c + bytes <= gb->pinned[i].ptr + gb->pinned[i].bytes)
+            return 1;
+    return 0;
+}
+
+static void gpu_pin_host(rm_backend *b, void *ptr, size_t bytes)
+{
+    gpu_backend *gb = (gpu_backend *)b;
+    if (!ptr || bytes == 0 || gb->n_pinned == MAX_PINNED_RANGES || is_pinned(gb, ptr, bytes))
+        return;
+    cudaError_t rc = cudaHostRegister(ptr, bytes, cudaHostRegisterDefault);
+    if (rc != cudaSuccess) {
+        cudaGetLastError(); /* not sticky; leave nothing behind */
+        rm_debug("batch buffer of %zu bytes not page-locked (%s): it goes through the pinned staging buffers", bytes,
+                 cudaGetErrorString(rc));
+        return;
+    }
+    gb->pinned[gb->n_pinned++] = (pinned_range){ptr, bytes};
+}
+
+/* Starts the copy of a batch into the next slot and returns the slot. A
+ * batch in page-locked memory (gpu_pin_host) is copied from where it is:
+ * the loader leaves it untouched until the step that uses it is over, and
+ * that step waits for the copy. Anything else goes through the slot's
+ * pinned buffer. */
 static int stage(gpu_backend *gb, const float *x, const uint8_t *labels, long n, int *slot_out, rm_error *err)
 {
     if (n < 1 || n > gb->max_batch)
@@ -126,11 +165,15 @@ static int stage(gpu_backend *gb, const float *x, const uint8_t *labels, long n,
     /* The pinned buffer is refilled only after its previous copy is done;
      * that was two batches ago, so this rarely waits. */
     RM_CUDA_CHECK(cudaEventSynchronize(s->ready), err);
-    memcpy(s->host_x, x, x_bytes);
+    const float *src = x;
+    if (!is_pinned(gb, x, x_bytes)) {
+        memcpy(s->host_x, x, x_bytes);
+        src = s->host_x;
+    }
     memcpy(s->host_labels, labels, (size_t)n);
     /* The device buffer is overwritten only after the compute that read it. */
     RM_CUDA_CHECK(cudaStreamWaitEvent(gb->copy, s->freed, 0), err);
-    RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_x, s->host_x, x_bytes, cudaMemcpyHostToDevice, gb->copy), err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_x, src, x_bytes, cudaMemcpyHostToDevice, gb->copy), err);
     RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_labels, s->host_labels, (size_t)n, cudaMemcpyHostToDevice, gb->copy), err);
     RM_CUDA_CHECK(cudaEventRecord(s->ready, gb->copy), err);
     *slot_out = k;
@@ -336,6 +379,8 @@ static void gpu_destroy(rm_backend *b)
         cudaStreamSynchronize(gb->compute);
     if (gb->copy)
         cudaStreamSynchronize(gb->copy);
+    for (int i = 0; i < gb->n_pinned; i++)
+        cudaHostUnregister((void *)gb->pinned[i].ptr);
     rm_grad_sync_free(&gb->sync);
     if (gb->have_nccl)
         rm_nccl_transport_free(&gb->nccl);
@@ -458,6 +503,7 @@ rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *
         .restore = gpu_restore,
         .destroy = gpu_destroy,
         .prefetch = gpu_prefetch,
+        .pin_host = gpu_pin_host,
     };
     gb->shape = *shape;
     gb->precision = cfg->precision;
