@@ -35,7 +35,7 @@ enum rm_tag {
     RM_TAG_CKPT_DONE,
 };
 
-#define RM_PROTOCOL_VERSION 2
+#define RM_PROTOCOL_VERSION 3
 #define RM_DIR_CAP 1024
 #define RM_HOST_CAP 64
 #define RM_REASON_CAP 512
@@ -123,6 +123,9 @@ typedef struct rm_msg_done {
 typedef struct rm_msg_fatal {
     int64_t step;
     int32_t pid;
+    /* During setup: the worker whose failure this one stops for, or -1
+     * when this worker failed on its own. */
+    int32_t follows;
     char host[RM_HOST_CAP];
     char reason[RM_REASON_CAP];
 } rm_msg_fatal;

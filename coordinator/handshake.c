@@ -38,7 +38,7 @@ int handshake_run(coordinator *c, rm_error *err)
     if (!got)
         return rm_fail(err, "out of memory");
     double deadline = rm_now_s() + HANDSHAKE_TIMEOUT_S;
-    int failed = 0, hellos = 0;
+    int failed = 0, failed_alone = 0, hellos = 0, first_follows = 0;
     char first_failure[RM_REASON_CAP + 256] = "";
     int rc = RM_ERR;
     while (seen < c->workers) {
@@ -70,10 +70,15 @@ int handshake_run(coordinator *c, rm_error *err)
             f.host[sizeof f.host - 1] = '\0';
             c->info[w].pid = f.pid;
             snprintf(c->info[w].host, sizeof c->info[w].host, "%s", f.host);
-            if (!failed)
+            /* name a worker that failed on its own over one that stopped
+             * because of it, whichever reports first */
+            if (!failed || (first_follows && f.follows < 0)) {
                 snprintf(first_failure, sizeof first_failure, "worker %d (rank %d, host %s, pid %d) cannot start: %s",
                          w, w + 1, f.host, f.pid, f.reason);
+                first_follows = f.follows >= 0;
+            }
             failed++;
+            failed_alone += f.follows < 0;
             got[w] = 1;
             seen++;
             continue;
@@ -125,7 +130,7 @@ int handshake_run(coordinator *c, rm_error *err)
         }
     }
     if (failed) {
-        rm_fail(err, "%s%s", first_failure, failed > 1 ? " (and other workers)" : "");
+        rm_fail(err, "%s%s", first_failure, failed_alone > 1 ? " (and other workers)" : "");
         goto out;
     }
     rc = RM_OK;

@@ -15,6 +15,7 @@
 #include "rng.h"
 #include "timer.h"
 
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -50,7 +51,7 @@ typedef struct worker {
 static void worker_fatal_code(worker *w, const char *reason, int code)
 {
     rm_error_log("step %ld: %s", w->step, reason);
-    rm_msg_fatal msg = {.step = w->step, .pid = (int32_t)getpid()};
+    rm_msg_fatal msg = {.step = w->step, .pid = (int32_t)getpid(), .follows = -1};
     snprintf(msg.host, sizeof msg.host, "%s", rm_log_host());
     snprintf(msg.reason, sizeof msg.reason, "%s", reason);
     MPI_Request req;
@@ -166,7 +167,8 @@ static int heartbeat(void *ctx, rm_error *err)
     return RM_OK;
 }
 
-static int setup(worker *w, const char *config_path, char *const *sets, int n_sets, rm_error *err)
+/* The part of setup that needs no other worker: config and datasets. */
+static int setup_local(worker *w, const char *config_path, char *const *sets, int n_sets, rm_error *err)
 {
     if (rm_config_load(config_path, sets, n_sets, &w->cfg, &w->facts, err) != RM_OK)
         return RM_ERR;
@@ -181,6 +183,25 @@ static int setup(worker *w, const char *config_path, char *const *sets, int n_se
         snprintf(dir, sizeof dir, "%s/%s", w->cfg.data_dir, w->cfg.eval_split);
         if (rm_dataset_open(dir, &w->eval, err) != RM_OK)
             return RM_ERR;
+    }
+    return RM_OK;
+}
+
+/* Backends may need collectives to start (choosing a device together,
+ * NCCL), so the workers first agree that every one of them got this far:
+ * a worker that failed alone would otherwise leave the rest blocked. A
+ * worker stopping for another sets *follows to it. */
+static int setup(worker *w, const char *config_path, char *const *sets, int n_sets, int *follows, rm_error *err)
+{
+    *follows = -1;
+    int rc = setup_local(w, config_path, sets, n_sets, err);
+    int mine = rc == RM_OK ? INT_MAX : w->worker, first = INT_MAX;
+    RM_MPI_CHECK(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, w->comm), err);
+    if (rc != RM_OK)
+        return RM_ERR;
+    if (first != INT_MAX) {
+        *follows = first;
+        return rm_fail(err, "stopped because worker %d could not set up", first);
     }
     rm_model_shape_init(&w->shape, &w->cfg, w->facts.input_dim, w->facts.classes);
     w->local_batch = w->cfg.global_batch / w->workers;
@@ -486,9 +507,11 @@ int main(int argc, char **argv)
      * coordinator hears every worker out during the handshake and refuses
      * the start to all, so everyone ends normally; abort only if it is
      * not there to answer. */
-    if (setup(&w, config_path, sets, n_sets, &err) != RM_OK) {
-        rm_error_log("%s", err.msg);
-        rm_msg_fatal msg = {.step = -1, .pid = (int32_t)getpid()};
+    int follows = -1;
+    if (setup(&w, config_path, sets, n_sets, &follows, &err) != RM_OK) {
+        if (follows < 0)
+            rm_error_log("%s", err.msg);
+        rm_msg_fatal msg = {.step = -1, .pid = (int32_t)getpid(), .follows = follows};
         snprintf(msg.host, sizeof msg.host, "%s", rm_log_host());
         snprintf(msg.reason, sizeof msg.reason, "%s", err.msg);
         MPI_Status st;

@@ -29,3 +29,19 @@ timeout -k 5 120 "$MPIRUN" --allow-run-as-root --oversubscribe \
 [ "$status" -eq 0 ] || { cat match.txt; fail "the matching hand launch exited with status $status"; }
 expect_in match.txt "done: 30 steps on 2 workers"
 [ "$(wc -l <run/metrics.jsonl)" -eq 30 ] || fail "the matching hand launch did not log 30 steps"
+
+# One worker cannot set up (its dataset is missing) while the other would
+# go on to a backend that starts with collectives (auto): the healthy
+# worker must not wait in them; the job stops at once naming worker 1.
+rm -rf run
+status=0
+timeout -k 5 60 "$MPIRUN" --allow-run-as-root --oversubscribe \
+  -np 1 "$BIN/ringmaster-coordinator" job.yaml --set launch.backend=auto : \
+  -np 1 "$BIN/ringmaster-worker" job.yaml --set launch.backend=auto : \
+  -np 1 "$BIN/ringmaster-worker" job.yaml --set launch.backend=auto --set data.dir="$WORK/no-such-data" \
+  >setup_fail.txt 2>&1 || status=$?
+[ "$status" -ne 124 ] && [ "$status" -ne 137 ] || { cat setup_fail.txt; fail "a worker failing its setup hung the job"; }
+[ "$status" -ne 0 ] || { cat setup_fail.txt; fail "a launch with a worker that cannot set up exited 0"; }
+expect_in setup_fail.txt "worker 1 (rank 2"
+expect_in setup_fail.txt "no-such-data"
+! grep -q "worker 0 (rank 1" setup_fail.txt || { cat setup_fail.txt; fail "worker 0 stopped for worker 1 but was blamed"; }
