@@ -23,7 +23,7 @@ packages=(
   libpsm-infinipath1 libnuma1 libmunge2 libxnvctrl0 libpciaccess0
   # the other build dependencies
   libyaml-0-2 libyaml-dev libopenblas0 libopenblas0-pthread libopenblas-dev libopenblas-pthread-dev libgfortran5
-  libxxhash0 libxxhash-dev check libsubunit0 libsubunit-dev zlib1g-dev pkgconf pkgconf-bin libpkgconf3
+  libxxhash0 libxxhash-dev check libsubunit0 libsubunit-dev zlib1g zlib1g-dev pkgconf pkgconf-bin libpkgconf3
 )
 (cd "$dir/debs" && apt-get download "${packages[@]}")
 for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do

@@ -29,6 +29,9 @@
 # (RINGMASTER_CARRY, default .gpu-carry), and this script unpacks what is
 # missing under /opt/ringmaster-carry (never into /).
 #
+# Every step runs under a timeout (RUN_TIMEOUT_S for each training run,
+# default 300), so a hang costs minutes, not the machine's whole lease.
+#
 # Environment: BUILD_DIR, RINGMASTER_CARRY, FASHION_MNIST_DIR, PYTHON (a
 # python3 with torch; default: the first one on PATH that has it),
 # CUDA_ARCHS (default: the GPU's compute capability), MIN_ACCURACY, RINGMASTER_NCCL_ROOT.
@@ -41,7 +44,7 @@ for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
     --cpu-reference) cpu_reference=1 ;;
-    -h|--help) sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -84,6 +87,7 @@ if command -v pkg-config >/dev/null; then
 else
   missing+=(pkg-config)
 fi
+[ -f /usr/include/zlib.h ] || missing+=(zlib)
 mpirun_cmd=$(command -v mpirun || true)
 cmake_extra=()
 if [ ${#missing[@]} -gt 0 ]; then
@@ -114,6 +118,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   export OPAL_PREFIX=$sysroot/usr OPAL_LIBDIR=$multiarch/openmpi/lib
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   command -v pkg-config >/dev/null || ln -sf pkgconf $sysroot/usr/bin/pkg-config
+  cmake_extra+=(-DZLIB_ROOT=$sysroot/usr -DCMAKE_PREFIX_PATH=$sysroot/usr)
   if [[ " ${missing[*]} " == *" mpi "* || " ${missing[*]} " == *" forced "* ]]; then
     cmake_extra+=(-DMPI_C_COMPILER=$sysroot/usr/bin/mpicc.openmpi -DMPIEXEC_EXECUTABLE=$sysroot/usr/bin/orterun)
     mpirun_cmd=$sysroot/usr/bin/orterun
@@ -143,7 +148,7 @@ fi
 archs=${CUDA_ARCHS:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d '. ')}
 archs=${archs:-native}
 say "building into $build"
-if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRINGMASTER_CUDA=ON -DRINGMASTER_WERROR=ON \
+if ! cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DRINGMASTER_CUDA=ON -DRINGMASTER_WERROR="${WERROR:-OFF}" \
      -DCMAKE_CUDA_COMPILER="$nvcc" -DCMAKE_CUDA_ARCHITECTURES="$archs" "${cmake_extra[@]}" \
      >"$out/configure.log" 2>&1; then
   tail -n 30 "$out/configure.log" >&2
@@ -159,7 +164,7 @@ bin=$build/bin
 # --- 2. agreement tests ---------------------------------------------------
 say "GPU against CPU: $bin/test_gpu"
 set +e
-"$bin/test_gpu" >"$out/test_gpu.log" 2>&1
+timeout -k 10 240 "$bin/test_gpu" >"$out/test_gpu.log" 2>&1
 rc=$?
 set -e
 grep -E "^[0-9]+%: Checks" "$out/test_gpu.log" | tee -a "$summary" || true
@@ -169,7 +174,7 @@ case $rc in
   *) grep -E ":F:|:E:" "$out/test_gpu.log" | head -n 20 | tee -a "$summary"; fail "agreement tests (log: $out/test_gpu.log)" ;;
 esac
 say "multi-rank all-reduce logic under $mpirun_cmd"
-if (cd "$build" && ctest -R "test_grad_sync|test_allreduce" --output-on-failure >"$out/mpi_tests.log" 2>&1); then
+if (cd "$build" && ctest -R "test_grad_sync|test_allreduce" --timeout 120 --output-on-failure >"$out/mpi_tests.log" 2>&1); then
   note "grad_sync and allreduce tests (3 ranks): pass"
 else
   fail "MPI tests (log: $out/mpi_tests.log)"
@@ -192,7 +197,7 @@ json_field() { # FILE KEY
 run_job() { # NAME CONFIG ARGS...: ringmaster run into $out/NAME
   local name=$1 config=$2
   shift 2
-  if ! "$bin/ringmaster" run "$config" --run-dir "$out/$name" --set data.dir="$data" \
+  if ! timeout -k 10 "${RUN_TIMEOUT_S:-300}" "$bin/ringmaster" run "$config" --run-dir "$out/$name" --set data.dir="$data" \
        --set launch.mpirun="$mpirun_cmd" "$@" >"$out/$name.log" 2>&1; then
     tail -n 20 "$out/$name.log" >&2
     return 1
@@ -221,7 +226,7 @@ fi
 if [ $quick = 0 ]; then
   say "GEMM rate and the 784-8192-8192-10 MLP against PyTorch"
   dims=784,8192,8192,10
-  "$bin/ringmaster-bench-gemm-gpu" --dims $dims --batch 4096 >"$out/gemm.json" 2>"$out/gemm.log" ||
+  timeout -k 10 120 "$bin/ringmaster-bench-gemm-gpu" --dims $dims --batch 4096 >"$out/gemm.json" 2>"$out/gemm.log" ||
     die "GEMM benchmark failed (log: $out/gemm.log)"
   note "GEMM rate: $(cat "$out/gemm.json")"
   [ -n "$python" ] || fail "no python3 with torch: no PyTorch baseline"
@@ -233,7 +238,7 @@ if [ $quick = 0 ]; then
     rm_sps=$(json_field "$out/bench-$precision/summary.json" samples_per_second)
     torch_sps=""
     if [ -n "$python" ]; then
-      if "$python" bench/torch_gpu.py --config "$out/bench-$precision/config.yaml" --data "$src" \
+      if timeout -k 10 300 "$python" bench/torch_gpu.py --config "$out/bench-$precision/config.yaml" --data "$src" \
            --json "$out/torch-$precision.json" >"$out/torch-$precision.log" 2>&1; then
         torch_sps=$(json_field "$out/torch-$precision.json" samples_per_second)
       else

@@ -94,10 +94,12 @@ typedef struct gpu_backend {
 } gpu_backend;
 
 /* Waits for an event, calling the heartbeat about every heartbeat_s, so a
- * long device step does not look like a silent worker. */
+ * long device step does not look like a silent worker; but not forever:
+ * work that has not finished within the watchdog's time means a stuck
+ * device, and the worker says so instead of heartbeating on. */
 static int wait_event(gpu_backend *gb, cudaEvent_t ev, rm_error *err)
 {
-    double last_beat = rm_now_s();
+    double t0 = rm_now_s(), last_beat = t0;
     for (long spins = 0;; spins++) {
         cudaError_t q = cudaEventQuery(ev);
         if (q == cudaSuccess)
@@ -106,6 +108,9 @@ static int wait_event(gpu_backend *gb, cudaEvent_t ev, rm_error *err)
             RM_CUDA_CHECK(q, err);
         if (spins < 4096)
             continue;
+        if (gb->sync.watchdog_s > 0 && rm_now_s() - t0 > gb->sync.watchdog_s)
+            return rm_fail(err, "worker %d on %s: the GPU did not finish its queued work within %.0f s", gb->sync.rank,
+                           rm_log_host(), gb->sync.watchdog_s);
         const rm_peer_wait *pw = &gb->peer_wait;
         if (pw->heartbeat && rm_now_s() - last_beat > pw->heartbeat_s) {
             last_beat = rm_now_s();
@@ -184,11 +189,12 @@ static int stage(gpu_backend *gb, const float *x, const uint8_t *labels, long n,
  * stream ordered after its copy. */
 static int take_input(gpu_backend *gb, const float *x, const uint8_t *labels, long n, int *slot, rm_error *err)
 {
-    if (gb->staged && gb->staged_x == x && gb->staged_labels == labels && gb->staged_n == n)
+    if (gb->staged && gb->staged_x == x && gb->staged_labels == labels && gb->staged_n == n) {
         *slot = gb->staged_slot;
-    else if (stage(gb, x, labels, n, slot, err) != RM_OK)
+        gb->staged = 0;
+    } else if (stage(gb, x, labels, n, slot, err) != RM_OK) {
         return RM_ERR;
-    gb->staged = 0;
+    }
     RM_CUDA_CHECK(cudaStreamWaitEvent(gb->compute, gb->slots[*slot].ready, 0), err);
     return RM_OK;
 }

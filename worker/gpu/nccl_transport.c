@@ -20,8 +20,11 @@ int rm_nccl_transport_init(rm_nccl_transport *t, MPI_Comm mpi_comm, cudaStream_t
     /* Every rank reaches the broadcast even if rank 0 failed to make an id,
      * so nobody waits in it; then all fail together. */
     int id_ok = 1;
-    if (t->rank == 0 && ncclGetUniqueId(&id) != ncclSuccess)
+    ncclResult_t id_rc = ncclSuccess;
+    if (t->rank == 0 && (id_rc = ncclGetUniqueId(&id)) != ncclSuccess) {
         id_ok = 0;
+        rm_error_log("worker 0: ncclGetUniqueId failed: %s", ncclGetErrorString(id_rc));
+    }
     RM_MPI_CHECK(MPI_Bcast(&id_ok, 1, MPI_INT, 0, mpi_comm), err);
     if (!id_ok)
         return rm_fail(err, "ncclGetUniqueId failed on worker 0 (see its message); no NCCL communicator");
