@@ -33,6 +33,11 @@
 
 /* Relative-error ceilings per precision (index: enum rm_precision). */
 static const double product_tolerance[3] = {1e-5, 5e-3, 3e-2};
+/* Gradient norms a few training steps in: AdamW's normalised update turns
+ * the products' rounding into weight differences of the learning rate's
+ * size, so tf32 drifts further than one product does (seen on an H100:
+ * 1.1% after four AdamW steps). */
+static const double step_norm_tolerance[3] = {2e-5, 2e-2, 6e-2};
 static const char *precision_name[3] = {"fp32", "tf32", "bf16"};
 
 #define CUDA_OK(call)                                                                                  \
@@ -463,7 +468,7 @@ START_TEST(training_steps_match_cpu)
         train_step(gpu, x_locked, labels, cfg.lr, step % 2, &sg);
         ck_assert_msg(fabs(sg.loss_sum - sc.loss_sum) <= tol * fabs(sc.loss_sum), "step %d: loss %.9g, cpu %.9g", step,
                       sg.loss_sum, sc.loss_sum);
-        ck_assert_msg(fabs(sg.grad_norm - sc.grad_norm) <= 2 * tol * sc.grad_norm + 1e-12,
+        ck_assert_msg(fabs(sg.grad_norm - sc.grad_norm) <= step_norm_tolerance[precision] * sc.grad_norm + 1e-12,
                       "step %d: gradient norm %.9g, cpu %.9g", step, sg.grad_norm, sc.grad_norm);
         ck_assert_msg(sg.compute_s >= 0 && sg.allreduce_wait_s >= 0, "negative phase times");
     }
