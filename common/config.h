@@ -28,7 +28,7 @@ typedef struct rm_config_mark {
     int from_set; /* given with --set */
 } rm_config_mark;
 
-#define RM_CONFIG_MAX_KEYS 64
+#define RM_CONFIG_MAX_KEYS 96
 
 typedef struct rm_config {
     char source_path[RM_PATH_CAP];
@@ -80,12 +80,24 @@ typedef struct rm_config {
     /* observe */
     long progress_every_steps;
     int verbosity;
+    long metrics_port;                   /* -1: no /metrics endpoint; 0: any free port */
+    char metrics_address[RM_NAME_CAP];   /* loopback unless a token file is given */
+    char metrics_token_file[RM_PATH_CAP]; /* bearer token, mode 0600; "" = none */
+    long trace_steps[2];                 /* 1-based, inclusive; [0, 0] = no trace */
+    long straggler_window_steps;
+    double straggler_threshold; /* a worker's median compute / the others' */
+    long slowdown_window_steps;
+    double slowdown_threshold;  /* recent median step time / rolling median */
 
     char run_dir[RM_PATH_CAP]; /* "" = runs/<config name>-<time> */
 
     /* debug: fault injection for tests */
     long debug_nan_at_step; /* -1: off; the step whose loss gradient is poisoned */
     double debug_ckpt_write_delay_s; /* the checkpoint writer sleeps this long before writing */
+    long debug_slow_worker;          /* -1: off; this worker's compute is stretched by slow_factor */
+    double debug_slow_factor;
+    double debug_loader_throttle_mb_s; /* 0: off; the loader reads at most this fast */
+    long debug_loader_throttle_from_step; /* 0-based step from which the throttle applies */
 
     rm_config_mark marks[RM_CONFIG_MAX_KEYS];
 } rm_config;

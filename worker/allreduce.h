@@ -29,6 +29,11 @@ typedef struct rm_allreduce {
     int (*heartbeat)(void *ctx, rm_error *err);
     void *heartbeat_ctx;
     double heartbeat_s;
+    /* Timeline hook: while `trace` is set, bucket k's all-reduce is timed
+     * from its start to the first test that finds it complete (rm_now_s
+     * clock; done 0 = not seen complete). Costs nothing when off. */
+    int trace;
+    double *trace_start_s, *trace_done_s;
 } rm_allreduce;
 
 int rm_allreduce_init(rm_allreduce *ar, MPI_Comm comm, float *grads, long n, long bucket_floats, rm_error *err);

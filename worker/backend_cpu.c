@@ -29,6 +29,7 @@ static int cpu_backward(rm_backend *b, const float *x, const uint8_t *labels, lo
                         rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
+    cb->ar.trace = stats->trace_buckets;
     double t0 = rm_now_s();
     rm_mlp_cpu_forward(&cb->mlp, cb->params, x, labels, n, &stats->loss_sum, &stats->correct);
     if (rm_mlp_cpu_backward(&cb->mlp, cb->params, cb->grads, labels, n, poison ? NAN : grad_scale, grad_ready, &cb->ar,
@@ -45,6 +46,13 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
     if (rm_allreduce_finish(&cb->ar, err) != RM_OK)
         return RM_ERR;
     stats->allreduce_wait_s = rm_now_s() - t0;
+    if (cb->ar.trace && cb->ar.comm_size > 1) {
+        stats->n_buckets = cb->ar.n_buckets;
+        stats->bucket_start_s = cb->ar.trace_start_s;
+        stats->bucket_done_s = cb->ar.trace_done_s;
+        stats->bucket_begin = cb->ar.bucket_start;
+        stats->bucket_end = cb->ar.bucket_end;
+    }
     stats->grad_norm = sqrt((double)cblas_sdot((int)cb->shape.n_params, cb->grads, 1, cb->grads, 1));
     return RM_OK;
 }
