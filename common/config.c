@@ -136,7 +136,7 @@ void rm_config_defaults(rm_config *cfg)
     cfg->verbosity = RM_VERBOSITY_NORMAL;
     snprintf(cfg->metrics_address, sizeof cfg->metrics_address, "127.0.0.1");
     cfg->straggler_window_steps = 50;
-    cfg->straggler_threshold = 1.3;
+    cfg->straggler_threshold = 1.5;
     cfg->slowdown_window_steps = 100;
     cfg->slowdown_threshold = 1.5;
     cfg->debug_slow_worker = -1;

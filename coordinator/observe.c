@@ -5,9 +5,11 @@
  * collective every worker looks as slow as the slowest. Over the last
  * observe.straggler_window_steps steps, a worker whose median compute time
  * exceeds the median of the other workers' medians by
- * observe.straggler_threshold is named; medians, so that a few noisy steps
- * (a checkpoint, a page fault, a neighbour's burst on a shared machine)
- * name nobody.
+ * observe.straggler_threshold, at three judgements in a row (one every
+ * tenth of a window), is named, provided the excess is at least a tenth of
+ * the median step time (below that it costs the job little); medians and persistence, so that a few
+ * noisy steps (a checkpoint, a page fault, a neighbour's burst on a shared
+ * machine) name nobody.
  *
  * Slowdowns compare the median step time of the last few steps with the
  * median of the observe.slowdown_window_steps steps before them; past
@@ -42,6 +44,7 @@ static const char *const phase_causes[RM_N_PHASES] = {"storage/loader", "compute
 
 typedef struct straggler_record {
     int flagged;       /* now */
+    int over;          /* consecutive judgements above the threshold */
     int ever;          /* named at least once */
     long first_step;   /* 1-based step it was first named at */
     double ratio;      /* at the last judgement */
@@ -56,6 +59,11 @@ typedef struct slowdown_event {
 } slowdown_event;
 
 #define MAX_SLOWDOWN_EVENTS 64
+/* Judgements in a row (one every tenth of a window) above the threshold
+ * before a worker is named: a burst of load on its host is not enough. */
+#define STRAGGLER_PERSISTENCE 3
+/* ... and its extra compute time must be at least this part of the step. */
+#define STRAGGLER_MIN_STEP_FRACTION 0.1
 
 /* The figures /metrics shows, copied under the lock at each step. */
 typedef struct live_figures {
@@ -78,6 +86,7 @@ struct rm_observe {
     /* stragglers */
     long window;
     double *compute_hist; /* window x workers */
+    double *step_hist;    /* window: the slowest worker's step time */
     long compute_count;
     straggler_record *stragglers;
     double *medians; /* workers */
@@ -145,6 +154,7 @@ rm_observe *observe_create(coordinator *c, rm_error *err)
     size_t w = (size_t)o->workers;
     o->pending = calloc((size_t)o->n_slots * w * RM_N_PHASES, sizeof(double));
     o->compute_hist = calloc((size_t)o->window * w, sizeof(double));
+    o->step_hist = calloc((size_t)o->window, sizeof(double));
     o->stragglers = calloc(w, sizeof *o->stragglers);
     o->medians = calloc(w, sizeof(double));
     o->scratch = calloc((size_t)scratch, sizeof(double));
@@ -155,7 +165,7 @@ rm_observe *observe_create(coordinator *c, rm_error *err)
     o->trace = calloc(w, sizeof *o->trace);
     o->trace_len = calloc(w, sizeof *o->trace_len);
     pthread_mutex_init(&o->mu, NULL);
-    if (!o->pending || !o->compute_hist || !o->stragglers || !o->medians || !o->scratch || !o->ring || !o->live.phase ||
+    if (!o->pending || !o->compute_hist || !o->step_hist || !o->stragglers || !o->medians || !o->scratch || !o->ring || !o->live.phase ||
         !o->live.straggler || !o->live.straggler_ratio || !o->trace || !o->trace_len) {
         observe_destroy(o);
         rm_fail(err, "out of memory");
@@ -210,6 +220,7 @@ void observe_destroy(rm_observe *o)
     free(o->trace_len);
     free(o->pending);
     free(o->compute_hist);
+    free(o->step_hist);
     free(o->stragglers);
     free(o->medians);
     free(o->scratch);
@@ -248,6 +259,8 @@ static void judge_stragglers(rm_observe *o, long step1)
     coordinator *c = o->c;
     double thr = c->cfg.straggler_threshold;
     double *tmp = o->scratch, *medians = o->medians;
+    memcpy(tmp, o->step_hist, (size_t)o->window * sizeof *tmp);
+    double step_s = median(tmp, o->window);
     for (int w = 0; w < o->workers; w++) {
         for (long i = 0; i < o->window; i++)
             tmp[i] = o->compute_hist[(size_t)i * (size_t)o->workers + (size_t)w];
@@ -265,7 +278,11 @@ static void judge_stragglers(rm_observe *o, long step1)
         s->median_s = medians[w];
         s->others_s = others;
         const worker_info *in = &c->info[w];
-        if (!s->flagged && ratio > thr) {
+        /* A worker slower by a sliver of the step is not worth naming,
+         * however large the ratio of two tiny compute times. */
+        int slow = ratio > thr && medians[w] - others > STRAGGLER_MIN_STEP_FRACTION * step_s;
+        s->over = slow ? s->over + 1 : 0;
+        if (!s->flagged && s->over >= STRAGGLER_PERSISTENCE) {
             s->flagged = 1;
             if (!s->ever)
                 s->first_step = step1;
@@ -312,39 +329,46 @@ static void judge_slowdown(rm_observe *o, long step1)
         return;
     /* ring index of the oldest entry */
     long oldest = o->ring_count % o->ring_len;
-    double base[RM_N_PHASES], recent[RM_N_PHASES];
+    double base[RM_N_PHASES], recent[RM_N_PHASES], recent_mean[RM_N_PHASES];
     for (int p = 0; p < RM_N_PHASES; p++) {
         for (long i = 0; i < o->base_len; i++)
             o->scratch[i] = o->ring[((oldest + i) % o->ring_len) * RM_N_PHASES + p];
         base[p] = median(o->scratch, o->base_len);
-        for (long i = 0; i < o->recent_len; i++)
+        recent_mean[p] = 0;
+        for (long i = 0; i < o->recent_len; i++) {
             o->scratch[i] = o->ring[((oldest + o->base_len + i) % o->ring_len) * RM_N_PHASES + p];
+            recent_mean[p] += o->scratch[i] / (double)o->recent_len;
+        }
         recent[p] = median(o->scratch, o->recent_len);
     }
     double ratio = base[RM_PHASE_STEP] > 0 ? recent[RM_PHASE_STEP] / base[RM_PHASE_STEP] : 1;
     if (ratio <= c->cfg.slowdown_threshold)
         return;
+    /* The median says that most recent steps are slow; which phase made
+     * them slow is read from the means, since just after a change the
+     * recent window still mixes slow and normal steps and a phase's median
+     * can fall on a normal one. */
     int grew = RM_PHASE_COMPUTE;
     for (int p = 0; p < RM_PHASE_STEP; p++)
-        if (recent[p] - base[p] > recent[grew] - base[grew])
+        if (recent_mean[p] - base[p] > recent_mean[grew] - base[grew])
             grew = p;
     o->n_events_total++;
     if (o->n_events < MAX_SLOWDOWN_EVENTS)
         o->events[o->n_events++] = (slowdown_event){step1, ratio, recent[RM_PHASE_STEP], base[RM_PHASE_STEP],
-                                                    recent[grew] - base[grew], grew};
+                                                    recent_mean[grew] - base[grew], grew};
     /* The baseline must refill before the next judgement, or one
      * slowdown would be reported on every step. */
     o->cooldown_until = o->ring_count + o->ring_len;
     rm_progress_break(&c->progress);
     rm_warn("slowdown at step %ld: step time %.2f ms is %.2fx its rolling median %.2f ms; %s grew the most "
-            "(%s %.2f -> %.2f ms): look at %s",
+            "(%.2f -> %.2f ms on average): look at %s",
             step1, recent[RM_PHASE_STEP] * 1e3, ratio, base[RM_PHASE_STEP] * 1e3, phase_labels[grew],
-            phase_labels[grew], base[grew] * 1e3, recent[grew] * 1e3, phase_causes[grew]);
+            base[grew] * 1e3, recent_mean[grew] * 1e3, phase_causes[grew]);
     event_json(o, "slowdown",
                "\"step\":%ld,\"cause\":\"%s\",\"phase\":\"%s\",\"step_s\":%.6g,\"baseline_step_s\":%.6g,"
                "\"ratio\":%.4g,\"phase_s\":%.6g,\"baseline_phase_s\":%.6g",
                step1, phase_causes[grew], phase_labels[grew], recent[RM_PHASE_STEP], base[RM_PHASE_STEP], ratio,
-               recent[grew], base[grew]);
+               recent_mean[grew], base[grew]);
 }
 
 void observe_complete_step(rm_observe *o, const step_acc *s, double samples_per_s, double epoch, double loss,
@@ -372,6 +396,7 @@ void observe_complete_step(rm_observe *o, const step_acc *s, double samples_per_
         long at = o->compute_count % o->window;
         for (int w = 0; w < o->workers; w++)
             o->compute_hist[(size_t)at * (size_t)o->workers + (size_t)w] = pending_at(o, s->step, w)[RM_PHASE_COMPUTE];
+        o->step_hist[at] = s->step_s[1];
         o->compute_count++;
         /* Judged every tenth of a window: the medians move slowly. */
         long every = o->window / 10 > 1 ? o->window / 10 : 1;
