@@ -14,8 +14,10 @@
  * with each term measured at the job's shapes and sizes, in the step's
  * order (so that caches and the ranks' skew are as in training), on the
  * slowest rank; samples/s = global_batch / step_s. The bottleneck is the loader
- * ("storage") when it is the max, else the largest of the other three
- * ("compute", "network", "memory"). */
+ * ("storage") when it is the max, else the largest of compute, network
+ * and the optimizer ("memory"), where network is the all-reduce's own
+ * time (measured alone) and the rest of the all-reduce wait, the ranks'
+ * skew, counts as compute. */
 #ifndef RINGMASTER_DOCTOR_H
 #define RINGMASTER_DOCTOR_H
 
@@ -54,6 +56,7 @@ typedef struct rm_doctor_rank {
 
 typedef struct rm_doctor_prediction {
     double loader_s, compute_s, allreduce_s, optimizer_s; /* slowest rank's */
+    double network_s; /* the part of allreduce_s the all-reduce alone takes */
     double step_s, samples_per_s;
     const char *bottleneck; /* "storage", "compute", "network", "memory" */
     const char *why;        /* one line */

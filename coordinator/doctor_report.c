@@ -10,8 +10,10 @@
 void rm_doctor_predict(const rm_config *cfg, const rm_doctor_rank *ranks, int n, rm_doctor_prediction *p)
 {
     memset(p, 0, sizeof *p);
+    double alone_s = 0;
     /* Data parallelism runs at the pace of the slowest rank. */
     for (int r = 0; r < n; r++) {
+        alone_s = fmax(alone_s, ranks[r].allreduce_s);
         p->loader_s = fmax(p->loader_s, ranks[r].loader_batch_s);
         p->compute_s = fmax(p->compute_s, ranks[r].compute_s);
         p->allreduce_s = fmax(p->allreduce_s, ranks[r].step_allreduce_s);
@@ -20,13 +22,18 @@ void rm_doctor_predict(const rm_config *cfg, const rm_doctor_rank *ranks, int n,
     double busy_s = p->compute_s + p->allreduce_s + p->optimizer_s;
     p->step_s = fmax(p->loader_s, busy_s);
     p->samples_per_s = p->step_s > 0 ? (double)cfg->global_batch / p->step_s : 0;
+    /* The all-reduce wait in the step also holds the time a rank waits for
+     * a slower one to finish its backward: only what the all-reduce takes
+     * on its own is the network's; the rest is compute (imbalance). */
+    p->network_s = fmin(p->allreduce_s, alone_s);
+    double compute_s = p->compute_s + (p->allreduce_s - p->network_s);
     if (p->loader_s > busy_s) {
         p->bottleneck = "storage";
         p->why = "the loader makes batches slower than the workers consume them";
-    } else if (p->compute_s >= p->allreduce_s && p->compute_s >= p->optimizer_s) {
+    } else if (compute_s >= p->network_s && compute_s >= p->optimizer_s) {
         p->bottleneck = "compute";
         p->why = "forward + backward (sgemm) takes most of the step";
-    } else if (p->allreduce_s >= p->optimizer_s) {
+    } else if (p->network_s >= p->optimizer_s) {
         p->bottleneck = "network";
         p->why = "the gradient all-reduce takes most of the step";
     } else {
@@ -121,6 +128,7 @@ void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model_shape 
     member(out, "    ", "loader_s", p->loader_s, 0);
     member(out, "    ", "compute_s", p->compute_s, 0);
     member(out, "    ", "allreduce_s", p->allreduce_s, 0);
+    member(out, "    ", "network_s", p->network_s, 0);
     member(out, "    ", "optimizer_s", p->optimizer_s, 1);
     fputs("  },\n  \"host_to_device_gb_s\": null,\n  \"ranks\": [\n", out);
     for (int r = 0; r < n; r++) {

@@ -164,7 +164,8 @@ static int write_eval_dat(const char *eval_path, const char *dat_path, long *n_e
 }
 
 /* The gnuplot script for every chart. */
-static void write_script(FILE *f, const char *dir, const char *title, long n_steps, long n_evals)
+static void write_script(FILE *f, const char *dir, const char *title, long n_steps, long per_bin, long last_step,
+                         long n_evals)
 {
     fprintf(f, "# Drawn by `ringmaster plot`; run `gnuplot plot.gp` here to redraw.\n"
                "set terminal pngcairo size 1100,650 enhanced font 'DejaVu Sans,12' linewidth 1.5\n"
@@ -173,18 +174,21 @@ static void write_script(FILE *f, const char *dir, const char *title, long n_ste
     fprintf(f, "cd '%s'\n", dir);
     fprintf(f, "set output 'loss.png'\nset title \"Training loss — %s (%ld steps)\"\n"
                "set ylabel 'cross-entropy loss (mean over the global batch)'\nset yrange [0:*]\n"
-               "plot 'steps.dat' using 1:2 with lines lc rgb '#1f77b4' title 'training loss (bin mean)'\n",
-            title, n_steps);
+               "plot 'steps.dat' using 1:2 with lines lc rgb '#1f77b4' title 'training loss (mean of %ld-step bins)'\n",
+            title, n_steps, per_bin);
     if (n_evals > 0)
-        fprintf(f, "set output 'test_accuracy.png'\nset title \"Test accuracy — %s\"\n"
-                   "set ylabel 'test accuracy (%%)'\nset yrange [*:100]\n"
-                   "plot 'eval.dat' using 1:2 with linespoints pt 7 ps 1.2 lc rgb '#2ca02c' title 'test accuracy'\n",
-                title);
+        fprintf(f, "set output 'test_accuracy.png'\nset title \"Test accuracy — %s (%ld evaluation%s)\"\n"
+                   "set ylabel 'test accuracy (%%)'\nset yrange [*:*]\nset xrange [0:%ld]\n"
+                   "set offsets 0, 0, graph 0.15, graph 0.15\n"
+                   "plot 'eval.dat' using 1:2 with linespoints pt 7 ps 1.2 lc rgb '#2ca02c' title 'test accuracy', \\\n"
+                   "     '' using 1:2:(sprintf('%%.2f%%%%', $2)) with labels offset 0,1.2 notitle\n"
+                   "set offsets 0, 0, 0, 0\nset xrange [0:*]\n",
+                title, n_evals, n_evals == 1 ? "" : "s", last_step > 0 ? last_step : 1);
     fprintf(f, "set output 'samples_per_second.png'\nset title \"Throughput — %s\"\n"
                "set ylabel 'samples per second (global batch / slowest worker)'\nset yrange [0:*]\nset format y '%%.0f'\n"
-               "plot 'steps.dat' using 1:3 with lines lc rgb '#d62728' title 'samples/s (bin)'\n"
+               "plot 'steps.dat' using 1:3 with lines lc rgb '#d62728' title 'samples/s (%ld-step bins)'\n"
                "set format y '%%g'\n",
-            title);
+            title, per_bin);
     fprintf(f, "set output 'phases.png'\nset title \"Where a step's time goes — %s (mean over workers)\"\n"
                "set ylabel 'time per step (ms), stacked'\nset yrange [0:*]\nset key top right\nset style fill solid 0.85 noborder\n"
                "plot ",
@@ -257,7 +261,7 @@ int rm_plot_main(int argc, char **argv)
         if (!f) {
             rc = rm_fail_errno(&err, errno, "%s: cannot write", path);
         } else {
-            write_script(f, dir, title, r.n, n_evals);
+            write_script(f, dir, title, r.n, (r.n + PLOT_BINS - 1) / PLOT_BINS, (long)r.v[r.n - 1].step, n_evals);
             fclose(f);
             rc = run_gnuplot(dir, &err);
         }
