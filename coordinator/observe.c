@@ -6,7 +6,7 @@
  * observe.straggler_window_steps steps, a worker whose median compute time
  * exceeds the median of the other workers' medians by
  * observe.straggler_threshold, at three judgements in a row (one every
- * tenth of a window), is named, provided the excess is at least a tenth of
+ * tenth of a window), is named, provided the excess is at least a fifth of
  * the median step time (below that it costs the job little); medians and persistence, so that a few
  * noisy steps (a checkpoint, a page fault, a neighbour's burst on a shared
  * machine) name nobody.
@@ -63,7 +63,7 @@ typedef struct slowdown_event {
  * before a worker is named: a burst of load on its host is not enough. */
 #define STRAGGLER_PERSISTENCE 3
 /* ... and its extra compute time must be at least this part of the step. */
-#define STRAGGLER_MIN_STEP_FRACTION 0.1
+#define STRAGGLER_MIN_STEP_FRACTION 0.2
 
 /* The figures /metrics shows, copied under the lock at each step. */
 typedef struct live_figures {
