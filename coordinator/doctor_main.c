@@ -49,6 +49,8 @@
 #define READ_CHUNK (4L << 20)
 #define STORAGE_CAP_BYTES (512L << 20) /* per rank: enough for a rate, bounded time */
 #define PROBE_S 0.25                    /* minimum time per timed figure */
+#define SEQUENCE_S 1.5                  /* the step sequence: long enough for a steady median */
+#define MAX_SEQUENCE_STEPS 20000
 
 /* Messages between the workers and the coordinator's stand-in. */
 enum { TAG_PROGRESS = 301, TAG_REPORT, TAG_ASSIGN, TAG_DONE };
@@ -310,6 +312,26 @@ static int stand_in(const doctor *d, int workers, rm_error *err)
     return rc;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Median of column `col` of an n x 3 table. */
+static double median_of(const double *table, long n, int col)
+{
+    double *v = malloc((size_t)n * sizeof *v);
+    if (!v)
+        return 0;
+    for (long i = 0; i < n; i++)
+        v[i] = table[3 * i + col];
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    double m = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    free(v);
+    return m;
+}
+
 static int grad_ready(void *ctx, long offset, rm_error *err)
 {
     return rm_allreduce_ready_from(ctx, offset, err);
@@ -325,6 +347,7 @@ static int probe_compute(doctor *d, rm_error *err)
         widest = s->dims[l] > widest ? s->dims[l] : widest;
     float *params = malloc((size_t)np * sizeof(float)), *grads = calloc((size_t)np, sizeof(float));
     float *x = malloc((size_t)n * (size_t)s->dims[0] * sizeof(float));
+    double *times = malloc(3 * MAX_SEQUENCE_STEPS * sizeof(double));
     float *scratch = calloc((size_t)n * (size_t)widest, sizeof(float));
     float *out = calloc((size_t)(n > widest ? n : widest) * (size_t)widest, sizeof(float));
     uint8_t *labels = malloc((size_t)n);
@@ -335,7 +358,7 @@ static int probe_compute(doctor *d, rm_error *err)
     rm_allreduce ar;
     int ar_live = 0;
     int rc = RM_ERR;
-    if (!params || !grads || !x || !scratch || !out || !labels) {
+    if (!params || !grads || !x || !times || !scratch || !out || !labels) {
         rm_fail(err, "out of memory for the compute probe");
         goto out;
     }
@@ -373,7 +396,7 @@ static int probe_compute(doctor *d, rm_error *err)
     if (rm_allreduce_init(&ar, d->comm, grads, np, bucket_floats, err) != RM_OK)
         goto out;
     ar_live = 1;
-    double loss, sums[3] = {0, 0, 0};
+    double loss;
     long correct, reps = 0;
     int more = 1;
     MPI_Barrier(d->comm);
@@ -402,18 +425,20 @@ static int probe_compute(doctor *d, rm_error *err)
             goto out;
         double t3 = rm_now_s();
         if (warm <= 0) {
-            sums[0] += t1 - t0;
-            sums[1] += t2 - t1;
-            sums[2] += t3 - t2;
+            times[3 * reps] = t1 - t0;
+            times[3 * reps + 1] = t2 - t1;
+            times[3 * reps + 2] = t3 - t2;
             reps++;
         }
         /* Every rank runs the same number of steps: rank 0 decides. */
-        more = reps < 10 || (rm_now_s() - t_start < 3 * PROBE_S && reps < 5000);
+        more = reps < 10 || (rm_now_s() - t_start < SEQUENCE_S && reps < MAX_SEQUENCE_STEPS);
         MPI_Bcast(&more, 1, MPI_INT, 0, d->comm);
     }
-    d->me.compute_s = sums[0] / (double)reps;
-    d->me.step_allreduce_s = d->ranks > 1 ? sums[1] / (double)reps : 0;
-    d->me.optimizer_s = sums[2] / (double)reps;
+    /* Medians: a burst of someone else's load during the short probe
+     * should not decide the prediction for a whole run. */
+    d->me.compute_s = median_of(times, reps, 0);
+    d->me.step_allreduce_s = d->ranks > 1 ? median_of(times, reps, 1) : 0;
+    d->me.optimizer_s = median_of(times, reps, 2);
     rc = RM_OK;
 out:
     if (ar_live)
@@ -423,6 +448,7 @@ out:
     free(params);
     free(grads);
     free(x);
+    free(times);
     free(scratch);
     free(out);
     free(labels);
