@@ -97,6 +97,7 @@ struct rm_observe {
     double *ring; /* ring_len x RM_N_PHASES: per step, max over workers */
     long ring_count;
     long cooldown_until; /* completed-step count before which no new event */
+    double last_base_step_s; /* the baseline median, refreshed every recent_len steps or when needed */
     slowdown_event events[MAX_SLOWDOWN_EVENTS];
     int n_events;
     long n_events_total;
@@ -330,6 +331,19 @@ static void judge_slowdown(rm_observe *o, long step1)
     /* ring index of the oldest entry */
     long oldest = o->ring_count % o->ring_len;
     double base[RM_N_PHASES], recent[RM_N_PHASES], recent_mean[RM_N_PHASES];
+    /* The step time first, and the phases only when it has grown: this
+     * runs on every step, on cores the workers share. */
+    for (long i = 0; i < o->recent_len; i++)
+        o->scratch[i] = o->ring[((oldest + o->base_len + i) % o->ring_len) * RM_N_PHASES + RM_PHASE_STEP];
+    double recent_step = median(o->scratch, o->recent_len);
+    if (recent_step <= c->cfg.slowdown_threshold * o->last_base_step_s && o->last_base_step_s > 0 &&
+        o->ring_count % o->recent_len != 0)
+        return;
+    for (long i = 0; i < o->base_len; i++)
+        o->scratch[i] = o->ring[((oldest + i) % o->ring_len) * RM_N_PHASES + RM_PHASE_STEP];
+    o->last_base_step_s = median(o->scratch, o->base_len);
+    if (recent_step <= c->cfg.slowdown_threshold * o->last_base_step_s)
+        return;
     for (int p = 0; p < RM_N_PHASES; p++) {
         for (long i = 0; i < o->base_len; i++)
             o->scratch[i] = o->ring[((oldest + i) % o->ring_len) * RM_N_PHASES + p];
