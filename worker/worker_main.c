@@ -367,7 +367,10 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         return RM_ERR;
     w->loader.throttle_bytes_per_s = w->cfg.debug_loader_throttle_mb_s * 1e6;
     w->loader.throttle_from_step = w->cfg.debug_loader_throttle_from_step;
-    rm_trace_init(&w->trace, w->cfg.trace_steps, w->worker, rm_log_host());
+    if (w->cfg.trace_steps[1] > start->first_step) /* a resumed run may start past the traced steps */
+        rm_trace_init(&w->trace, w->cfg.trace_steps, w->worker, rm_log_host());
+    else
+        rm_trace_init(&w->trace, (const long[2]){0, 0}, w->worker, rm_log_host());
     snprintf(w->ckpt_root, sizeof w->ckpt_root, "%s", start->ckpt_root);
     long n = w->shape.n_params;
     if (rm_ckpt_writer_start(&w->writer, w->worker, n * w->worker / w->workers, n * (w->worker + 1) / w->workers,
