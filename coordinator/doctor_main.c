@@ -9,8 +9,8 @@
  *   memory     a triad over arrays much larger than the caches
  *   compute    every sgemm of forward and backward at the model's shapes
  *              for one local batch
- *   step       the real forward + backward, bucketed gradient all-reduce
- *              and optimizer, in the step's order, each timed
+ *   step       the job's backend: forward + backward, the gradient
+ *              reduction and the optimizer, in the step's order, each timed
  *   all-reduce the gradient alone, bucketed as in training: algbw, busbw
  *
  * Rank 0 stands in for the coordinator (it sleeps, takes the workers'
@@ -23,14 +23,13 @@
 #include "coordinator.h"
 
 #include "allreduce.h"
+#include "backend.h"
 #include "config.h"
 #include "fsutil.h"
 #include "loader.h"
 #include "log.h"
-#include "mlp_cpu.h"
 #include "model_shape.h"
 #include "mpi_check.h"
-#include "optimizer.h"
 #include "order.h"
 #include "shard.h"
 #include "timer.h"
@@ -332,93 +331,93 @@ static double median_of(const double *table, long n, int col)
     return m;
 }
 
-static int grad_ready(void *ctx, long offset, rm_error *err)
-{
-    return rm_allreduce_ready_from(ctx, offset, err);
-}
-
-/* Every sgemm of one training step at the model's shapes, then the real
- * forward + backward and optimizer, on random inputs of one local batch. */
-static int probe_compute(doctor *d, rm_error *err)
+/* Every sgemm of one training step at the model's shapes, for one local
+ * batch, each timed on its own. */
+static int probe_gemms(doctor *d, rm_error *err)
 {
     const rm_model_shape *s = &d->shape;
-    long n = d->local_batch, widest = 0, np = s->n_params;
+    long n = d->local_batch, widest = 0;
     for (int l = 0; l <= s->n_layers; l++)
         widest = s->dims[l] > widest ? s->dims[l] : widest;
-    float *params = malloc((size_t)np * sizeof(float)), *grads = calloc((size_t)np, sizeof(float));
-    float *x = malloc((size_t)n * (size_t)s->dims[0] * sizeof(float));
-    double *times = malloc(3 * MAX_SEQUENCE_STEPS * sizeof(double));
-    float *scratch = calloc((size_t)n * (size_t)widest, sizeof(float));
-    float *out = calloc((size_t)(n > widest ? n : widest) * (size_t)widest, sizeof(float));
-    uint8_t *labels = malloc((size_t)n);
-    rm_mlp_cpu mlp;
-    memset(&mlp, 0, sizeof mlp);
-    rm_optimizer opt;
-    memset(&opt, 0, sizeof opt);
-    rm_allreduce ar;
-    int ar_live = 0;
-    int rc = RM_ERR;
-    if (!params || !grads || !x || !times || !scratch || !out || !labels) {
-        rm_fail(err, "out of memory for the compute probe");
-        goto out;
+    long big = n > widest ? n : widest;
+    float *a = calloc((size_t)big * (size_t)widest, sizeof(float));
+    float *b = calloc((size_t)big * (size_t)widest, sizeof(float));
+    float *c = calloc((size_t)big * (size_t)widest, sizeof(float));
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return rm_fail(err, "out of memory for the sgemm probe");
     }
-    rm_mlp_init_params(s, (uint64_t)d->cfg.seed, params);
-    for (long i = 0; i < n * s->dims[0]; i++)
-        x[i] = (float)((i * 2654435761u) % 256) / 255.0f;
-    for (long i = 0; i < n; i++)
-        labels[i] = (uint8_t)(i % s->dims[s->n_layers]);
-    if (rm_mlp_cpu_init(&mlp, s, n, err) != RM_OK || rm_optimizer_init(&opt, &d->cfg, np, err) != RM_OK)
-        goto out;
-
+    for (long i = 0; i < big * widest; i++) {
+        a[i] = (float)(i % 251) / 251.0f;
+        b[i] = (float)(i % 241) / 241.0f - 0.5f;
+    }
     MPI_Barrier(d->comm);
     for (int l = 0; l < s->n_layers; l++) {
         long in = s->dims[l], o = s->dims[l + 1];
         char what[48];
         snprintf(what, sizeof what, "layer %d forward", l + 1);
-        time_gemm(d, what, CblasNoTrans, CblasTrans, n, o, in, scratch, params + s->weight_offset[l], out);
+        time_gemm(d, what, CblasNoTrans, CblasTrans, n, o, in, a, b, c);
         snprintf(what, sizeof what, "layer %d weight grad", l + 1);
-        time_gemm(d, what, CblasTrans, CblasNoTrans, o, in, n, scratch, scratch, out);
-        if (l > 0) {
+        time_gemm(d, what, CblasTrans, CblasNoTrans, o, in, n, a, b, c);
+        if (l > 0) { /* the input needs no gradient */
             snprintf(what, sizeof what, "layer %d input grad", l + 1);
-            time_gemm(d, what, CblasNoTrans, CblasNoTrans, n, in, o, scratch, params + s->weight_offset[l], out);
+            time_gemm(d, what, CblasNoTrans, CblasNoTrans, n, in, o, a, b, c);
         }
     }
+    free(a);
+    free(b);
+    free(c);
+    return RM_OK;
+}
 
-    /* The step's own sequence: forward + backward (starting the gradient
-     * buckets' all-reduce as it goes), the wait for the all-reduce, gradient
-     * norm + optimizer, each timed, step after step.
-     * Measured in sequence rather than each in a tight loop of its own,
-     * because the optimizer's pass over every parameter and moment
-     * evicts the caches that forward and backward would otherwise find
-     * warm, and the all-reduce absorbs the ranks' skew as in training.
-     * The optimizer must not drift the weights into nonsense: tiny lr. */
-    long bucket_floats = (long)(d->cfg.bucket_mb * 1024.0 * 1024.0 / sizeof(float));
-    if (rm_allreduce_init(&ar, d->comm, grads, np, bucket_floats, err) != RM_OK)
+/* The training step itself, through the job's backend (the same code, the
+ * same way of summing gradients as training will choose), step after step:
+ * forward + backward (starting the gradient reduction as it goes), the
+ * wait for the reduction, the optimizer, each timed; the coordinator
+ * stand-in hears each step's messages as in training. Measured in sequence
+ * rather than each part in a tight loop of its own, because the
+ * optimizer's pass over every parameter and moment evicts the caches that
+ * forward and backward would otherwise find warm, and the reduction
+ * absorbs the ranks' skew as in training. The tiny lr keeps the weights
+ * from drifting into nonsense. */
+static int probe_step(doctor *d, rm_error *err)
+{
+    const rm_model_shape *s = &d->shape;
+    long n = d->local_batch;
+    float *x = malloc((size_t)n * (size_t)s->dims[0] * sizeof(float));
+    uint8_t *labels = malloc((size_t)n);
+    double *times = malloc(3 * MAX_SEQUENCE_STEPS * sizeof(double));
+    rm_backend *backend = NULL;
+    int rc = RM_ERR;
+    if (!x || !labels || !times) {
+        rm_fail(err, "out of memory for the step probe");
         goto out;
-    ar_live = 1;
-    double loss;
-    long correct, reps = 0;
+    }
+    for (long i = 0; i < n * s->dims[0]; i++)
+        x[i] = (float)((i * 2654435761u) % 256) / 255.0f;
+    for (long i = 0; i < n; i++)
+        labels[i] = (uint8_t)(i % s->dims[s->n_layers]);
+    if (!(backend = rm_backend_cpu_create(s, &d->cfg, n, d->comm, NULL, NULL, 0, err)))
+        goto out;
+    long reps = 0;
     int more = 1;
+    char msg[sizeof(rm_msg_report) + 64] = {0};
     MPI_Barrier(d->comm);
     double t_start = rm_now_s();
     for (long warm = 3; more; warm--) {
+        rm_step_stats stats = {0};
         double t0 = rm_now_s();
-        rm_mlp_cpu_forward(&mlp, params, x, labels, n, &loss, &correct);
-        /* Buckets start as backward completes them, as in the CPU backend. */
-        if (rm_mlp_cpu_backward(&mlp, params, grads, labels, n, 1.0f / (float)d->cfg.global_batch, grad_ready, &ar,
-                                err) != RM_OK)
+        if (backend->backward(backend, x, labels, n, 1.0f / (float)d->cfg.global_batch, 0, &stats, err) != RM_OK)
             goto out;
         double t1 = rm_now_s();
-        /* The coordinator hears "reached the all-reduce" and the step's
-         * report, and answers with the next assignment, as in training. */
-        char msg[sizeof(rm_msg_report) + 64] = {0};
         RM_MPI_CHECK(MPI_Send(msg, sizeof(rm_msg_progress), MPI_BYTE, 0, TAG_PROGRESS, MPI_COMM_WORLD), err);
-        if (rm_allreduce_ready_from(&ar, 0, err) != RM_OK || rm_allreduce_finish(&ar, err) != RM_OK)
+        if (backend->reduce(backend, &stats, err) != RM_OK)
             goto out;
         double t2 = rm_now_s();
-        volatile double norm = sqrt((double)cblas_sdot((int)np, grads, 1, grads, 1));
-        (void)norm;
-        rm_optimizer_step(&opt, params, grads, 1e-9);
+        if (backend->update(backend, 1e-9, &stats, err) != RM_OK)
+            goto out;
         RM_MPI_CHECK(MPI_Send(msg, sizeof(rm_msg_report), MPI_BYTE, 0, TAG_REPORT, MPI_COMM_WORLD), err);
         d->reports_sent++;
         if (drain_assignments(d, 0, err) != RM_OK)
@@ -441,17 +440,11 @@ static int probe_compute(doctor *d, rm_error *err)
     d->me.optimizer_s = median_of(times, reps, 2);
     rc = RM_OK;
 out:
-    if (ar_live)
-        rm_allreduce_free(&ar);
-    rm_mlp_cpu_free(&mlp);
-    rm_optimizer_free(&opt);
-    free(params);
-    free(grads);
+    if (backend)
+        backend->destroy(backend);
     free(x);
-    free(times);
-    free(scratch);
-    free(out);
     free(labels);
+    free(times);
     return rc;
 }
 
@@ -508,7 +501,7 @@ static int probe_allreduce(doctor *d, rm_error *err)
 static int run(doctor *d, const char *out_path, rm_error *err)
 {
     if (probe_storage(d, err) != RM_OK || probe_loader(d, err) != RM_OK || probe_memory(d, err) != RM_OK ||
-        probe_compute(d, err) != RM_OK || probe_allreduce(d, err) != RM_OK)
+        probe_gemms(d, err) != RM_OK || probe_step(d, err) != RM_OK || probe_allreduce(d, err) != RM_OK)
         return RM_ERR;
     rm_doctor_rank *all = d->rank == 0 ? calloc((size_t)d->ranks, sizeof *all) : NULL;
     if (d->rank == 0 && !all)

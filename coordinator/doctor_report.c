@@ -92,7 +92,7 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model_shape *shap
     } else {
         fprintf(out, "%-34s %14s %14s\n", "all-reduce", "n/a (1 worker)", "");
     }
-    fprintf(out, "\nthe step in sequence (real code, slowest rank):\n");
+    fprintf(out, "\nthe step in sequence (the job's backend, slowest rank):\n");
     fprintf(out, "%-34s %14s %11.3f ms\n", "  forward + backward", "", p->compute_s * 1e3);
     fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient all-reduce", "", p->allreduce_s * 1e3);
     fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient norm + optimizer", "", p->optimizer_s * 1e3);

@@ -5,8 +5,15 @@
 # all-reduce of each traced step, and the checkpoint written at step 20.
 source "$(dirname "$0")/lib.sh"
 write_job job.yaml
+# Buckets exist on the MPI reduction path; where the build can also sum
+# gradients through shared memory (launch.cpu_reduce), ask for MPI.
+reduce=()
+if "$RINGMASTER" validate job.yaml --set launch.cpu_reduce=mpi >/dev/null 2>&1; then
+  reduce=(--set launch.cpu_reduce=mpi)
+fi
 "$RINGMASTER" run job.yaml --run-dir "$WORK/run" --set train.steps=40 --set observe.trace_steps=[18,22] \
-  --set train.bucket_mb=0.1 --set checkpoint.every_steps=20 >out.txt 2>&1 || { cat out.txt; fail "run failed"; }
+  --set train.bucket_mb=0.1 --set checkpoint.every_steps=20 "${reduce[@]}" >out.txt 2>&1 ||
+  { cat out.txt; fail "run failed"; }
 expect_in out.txt "timeline of steps 18-22 from 2 workers"
 "$PYTHON" - "$WORK/run" <<'PY'
 import json, sys
