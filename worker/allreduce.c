@@ -101,8 +101,6 @@ int rm_allreduce_finish(rm_allreduce *ar, rm_error *err)
     for (long spins = 0;; spins++) {
         int done;
         RM_MPI_CHECK(MPI_Testall(ar->n_buckets, ar->requests, &done, MPI_STATUSES_IGNORE), err);
-        if (ar->trace && trace_poll(ar, done, err) != RM_OK)
-            return RM_ERR;
         if (done)
             break;
         if (ar->heartbeat && (spins & 255) == 0 && rm_now_s() - last_beat > ar->heartbeat_s) {
@@ -114,4 +112,21 @@ int rm_allreduce_finish(rm_allreduce *ar, rm_error *err)
     ar->wait_s = rm_now_s() - t0;
     ar->next_bucket = 0;
     return RM_OK;
+}
+
+int rm_allreduce_trace_wait(rm_allreduce *ar, rm_error *err)
+{
+    if (ar->comm_size == 1 || !ar->trace)
+        return RM_OK;
+    if (rm_allreduce_ready_from(ar, 0, err) != RM_OK)
+        return RM_ERR;
+    double deadline = rm_now_s() + 1.0;
+    for (;;) {
+        int done;
+        RM_MPI_CHECK(MPI_Testall(ar->n_buckets, ar->requests, &done, MPI_STATUSES_IGNORE), err);
+        if (trace_poll(ar, done, err) != RM_OK)
+            return RM_ERR;
+        if (done || rm_now_s() > deadline)
+            return RM_OK;
+    }
 }

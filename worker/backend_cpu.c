@@ -43,6 +43,8 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
     double t0 = rm_now_s();
+    if (cb->ar.trace && rm_allreduce_trace_wait(&cb->ar, err) != RM_OK)
+        return RM_ERR;
     if (rm_allreduce_finish(&cb->ar, err) != RM_OK)
         return RM_ERR;
     stats->allreduce_wait_s = rm_now_s() - t0;
