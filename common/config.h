@@ -28,7 +28,7 @@ typedef struct rm_config_mark {
     int from_set; /* given with --set */
 } rm_config_mark;
 
-#define RM_CONFIG_MAX_KEYS 96
+#define RM_CONFIG_MAX_KEYS 64
 
 typedef struct rm_config {
     char source_path[RM_PATH_CAP];
