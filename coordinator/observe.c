@@ -13,8 +13,9 @@
  *
  * Slowdowns compare the median step time of the last few steps with the
  * median of the observe.slowdown_window_steps steps before them; past
- * observe.slowdown_threshold, the phase whose median grew the most is
- * named as the cause. */
+ * observe.slowdown_threshold, the phase that grew the most on the step's
+ * critical path (the last worker to reach the collective) is named as the
+ * cause. */
 #include "observe.h"
 
 #include "coordinator.h"
@@ -417,8 +418,19 @@ void observe_complete_step(rm_observe *o, const step_acc *s, double samples_per_
         if (o->compute_count >= o->window && o->compute_count % every == 0)
             judge_stragglers(o, step1);
     }
+    /* The step as its critical path saw it: the last worker to reach the
+     * collective held everyone up, so its data wait and compute explain
+     * the step and its all-reduce wait is the reduction's own time; the
+     * others' waits also hold the time they waited for it. */
+    int last = 0;
+    for (int w = 1; w < o->workers; w++)
+        if (pending_at(o, s->step, w)[RM_PHASE_ALLREDUCE_WAIT] <
+            pending_at(o, s->step, last)[RM_PHASE_ALLREDUCE_WAIT])
+            last = w;
     double *slot = o->ring + (o->ring_count % o->ring_len) * RM_N_PHASES;
     memcpy(slot, maxima, sizeof maxima);
+    for (int p = RM_PHASE_DATA_WAIT; p <= RM_PHASE_ALLREDUCE_WAIT; p++)
+        slot[p] = pending_at(o, s->step, last)[p];
     o->ring_count++;
     int events_before = o->n_events;
     judge_slowdown(o, step1);
