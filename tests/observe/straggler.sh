@@ -1,13 +1,14 @@
-# Stragglers: with worker 1's compute stretched 4x (debug.slow_worker), it
+# Stragglers: with worker 1's compute stretched 12x (debug.slow_worker), it
 # is named (rank, host, how much slower) in the log, events.jsonl,
 # metrics.jsonl and summary.json within the straggler window; in the same
 # job run evenly, nobody is named.
 source "$(dirname "$0")/lib.sh"
 write_job job.yaml
-# Threshold 2x (slowed: ~4x), so that a busy shared CI machine, where one
-# worker can lag the other by 1.5x for a while, names nobody in the even run.
+# Threshold 5x (slowed: ~12x), so that a busy shared CI machine, where one
+# worker was seen to lag the other by 3.6x over a window (a fuzzer on one
+# core), names nobody in the even run.
 common=(--set train.steps=300 --set model.hidden=[512,256] --set observe.straggler_window_steps=50
-  --set observe.straggler_threshold=2)
+  --set observe.straggler_threshold=5)
 
 "$RINGMASTER" run job.yaml --run-dir "$WORK/even" "${common[@]}" >even.txt 2>&1 || { cat even.txt; fail "even run failed"; }
 if grep -q "straggler:" even.txt; then
@@ -15,7 +16,7 @@ if grep -q "straggler:" even.txt; then
   fail "an even run named a straggler"
 fi
 
-"$RINGMASTER" run job.yaml --run-dir "$WORK/slow" "${common[@]}" --set debug.slow_worker=1 --set debug.slow_factor=4 \
+"$RINGMASTER" run job.yaml --run-dir "$WORK/slow" "${common[@]}" --set debug.slow_worker=1 --set debug.slow_factor=12 \
   >slow.txt 2>&1 || { cat slow.txt; fail "slowed run failed"; }
 expect_in slow.txt "straggler: worker 1 (rank 2, host $(hostname))"
 if grep -q "straggler: worker 0" slow.txt; then
@@ -41,10 +42,10 @@ st = s["stragglers"][0]
 assert st["worker"] == 1 and st["rank"] == 2 and st["host"], st
 # named within the window (50 steps) plus the judgements that confirm it
 assert st["first_step"] <= 70, st
-assert st["slower_by"] > 2.5, st
-assert st["compute_median_s"] > 2 * st["others_median_s"], st
+assert st["slower_by"] > 6, st
+assert st["compute_median_s"] > 6 * st["others_median_s"], st
 e = [e for e in ev if e["event"] == "straggler"]
-assert len(e) == 1 and e[0]["worker"] == 1 and e[0]["rank"] == 2 and e[0]["slower_by"] > 2, e
+assert len(e) == 1 and e[0]["worker"] == 1 and e[0]["rank"] == 2 and e[0]["slower_by"] > 6, e
 flagged = [l["step"] for l in m if "stragglers" in l]
 assert flagged and flagged[0] == st["first_step"] and all(l["stragglers"] == [1] for l in m if "stragglers" in l)
 assert flagged[-1] == 300, "the straggler was cleared although it stayed slow"
