@@ -545,12 +545,9 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
                            "/metrics on %s is reachable from other machines: set observe.metrics_token_file "
                            "(a mode 0600 file holding the bearer token) or listen on 127.0.0.1",
                            cfg->metrics_address);
-        if (cfg->metrics_token_file[0]) {
-            char token[RM_TOKEN_CAP];
-            rm_error why;
-            if (rm_token_file_read(cfg->metrics_token_file, token, sizeof token, &why) != RM_OK)
-                return fail_at(cfg, "observe.metrics_token_file", err, "%s", why.msg);
-        }
+        /* The file itself is read where /metrics is served (the
+         * coordinator) and checked by `ringmaster run` and `validate`
+         * (rm_config_check_token_file): a worker's host need not have it. */
     }
     if (cfg->debug_slow_worker >= cfg->workers)
         return fail_at(cfg, "debug.slow_worker", err, "there is no worker %ld (launch.workers is %ld)",
@@ -742,6 +739,19 @@ uint64_t rm_config_hash(const rm_config *cfg)
 uint64_t rm_config_training_hash(const rm_config *cfg)
 {
     return hash_keys(cfg, WRITE_TRAINING);
+}
+
+int rm_config_check_token_file(const rm_config *cfg, rm_error *err)
+{
+    if (cfg->metrics_port < 0 || !cfg->metrics_token_file[0])
+        return RM_OK;
+    char token[RM_TOKEN_CAP];
+    rm_error why;
+    int rc = rm_token_file_read(cfg->metrics_token_file, token, sizeof token, &why);
+    memset(token, 0, sizeof token);
+    if (rc != RM_OK)
+        return fail_at(cfg, "observe.metrics_token_file", err, "%s", why.msg);
+    return RM_OK;
 }
 
 void rm_config_ckpt_root(const rm_config *cfg, char *out, size_t cap)

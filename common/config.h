@@ -142,6 +142,11 @@ uint64_t rm_config_hash(const rm_config *cfg);
  * workers, with any launch, checkpoint or fault settings. */
 uint64_t rm_config_training_hash(const rm_config *cfg);
 
+/* observe.metrics_token_file, when /metrics uses one, is a readable file
+ * of mode 0600 holding a token (checked where /metrics will be served,
+ * not by every rank). */
+int rm_config_check_token_file(const rm_config *cfg, rm_error *err);
+
 /* Where checkpoints go: checkpoint.dir or <run_dir>/checkpoints. */
 void rm_config_ckpt_root(const rm_config *cfg, char *out, size_t cap);
 

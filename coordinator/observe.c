@@ -180,7 +180,8 @@ rm_observe *observe_create(coordinator *c, rm_error *err)
     if (c->cfg.metrics_port >= 0) {
         char token[RM_TOKEN_CAP] = "";
         if (c->cfg.metrics_token_file[0] &&
-            rm_token_file_read(c->cfg.metrics_token_file, token, sizeof token, err) != RM_OK) {
+            (rm_config_check_token_file(&c->cfg, err) != RM_OK ||
+             rm_token_file_read(c->cfg.metrics_token_file, token, sizeof token, err) != RM_OK)) {
             observe_destroy(o);
             return NULL;
         }

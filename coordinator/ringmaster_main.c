@@ -114,7 +114,8 @@ static int cmd_validate(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK) {
+    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK ||
+        rm_config_check_token_file(&cfg, &err) != RM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
@@ -204,7 +205,8 @@ static int cmd_run(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK) {
+    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK ||
+        rm_config_check_token_file(&cfg, &err) != RM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }

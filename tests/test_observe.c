@@ -153,11 +153,15 @@ START_TEST(metrics_address_rules)
     rmt_write_text("tok", "t0ken\n");
     ck_assert_int_eq(chmod("tok", 0666), 0);
     char *loose[] = {"observe.metrics_address=0.0.0.0", "observe.metrics_token_file=tok"};
-    ck_assert_int_eq(load_with(loose, 2, &cfg, &err), RM_ERR);
-    rmt_assert_contains(err.msg, "/tok: the token file has mode 0666");
-    ck_assert_int_eq(chmod("tok", 0600), 0);
+    /* every rank loads the config; only where /metrics is served is the
+     * file read */
     ck_assert_msg(load_with(loose, 2, &cfg, &err) == RM_OK, "%s", err.msg);
     ck_assert_int_eq(cfg.metrics_token_file[0], '/'); /* made absolute for every rank */
+    ck_assert_int_eq(rm_config_check_token_file(&cfg, &err), RM_ERR);
+    rmt_assert_prefix(err.msg, "--set observe.metrics_token_file: ");
+    rmt_assert_contains(err.msg, "/tok: the token file has mode 0666");
+    ck_assert_int_eq(chmod("tok", 0600), 0);
+    ck_assert_msg(rm_config_check_token_file(&cfg, &err) == RM_OK, "%s", err.msg);
 
     char *off[] = {"observe.metrics_address=0.0.0.0", "observe.metrics_port=-1"};
     ck_assert_msg(load_with(off, 2, &cfg, &err) == RM_OK, "no endpoint, nothing to protect: %s", err.msg);

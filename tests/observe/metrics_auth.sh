@@ -15,7 +15,7 @@ expect_in no_token.txt "0.0.0.0"
 printf 's3cret-token-%s\n' "$RANDOM$RANDOM" >token
 chmod 644 token
 if "$RINGMASTER" run job.yaml --run-dir "$WORK/refused" --set observe.metrics_address=0.0.0.0 \
-  --set observe.metrics_token_file="$WORK/token" --set train.steps=10 >loose.txt 2>&1; then
+  --set observe.metrics_token_file="$WORK/token" --set train.steps=30 >loose.txt 2>&1; then
   fail "a token file with mode 0644 was accepted"
 fi
 expect_in loose.txt "$WORK/token"
