@@ -418,11 +418,13 @@ static int probe_step(doctor *d, rm_error *err)
         double t2 = rm_now_s();
         if (backend->update(backend, 1e-9, &stats, err) != RM_OK)
             goto out;
+        /* A worker's step time ends here, before its report (which is what
+         * a run's samples/s counts). */
+        double t3 = rm_now_s();
         RM_MPI_CHECK(MPI_Send(msg, sizeof(rm_msg_report), MPI_BYTE, 0, TAG_REPORT, MPI_COMM_WORLD), err);
         d->reports_sent++;
         if (drain_assignments(d, 0, err) != RM_OK)
             goto out;
-        double t3 = rm_now_s();
         if (warm <= 0) {
             times[3 * reps] = t1 - t0;
             times[3 * reps + 1] = t2 - t1;
