@@ -2,6 +2,7 @@
 
 #include "hash.h"
 #include "shard.h"
+#include "token_file.h"
 #include "yaml_tree.h"
 
 #include <errno.h>
@@ -14,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { KEY_INT, KEY_DOUBLE, KEY_STRING, KEY_ENUM, KEY_INT_LIST } key_type;
+typedef enum { KEY_INT, KEY_DOUBLE, KEY_STRING, KEY_ENUM, KEY_INT_LIST, KEY_STEP_RANGE } key_type;
 
 typedef struct key_spec {
     const char *path; /* "section.name" or a top-level "name" */
@@ -86,9 +87,21 @@ static const key_spec keys[] = {
      "CPU backend gradient sum: shm (node-shared memory) | mpi | auto (shm when all workers share a node)"},
     {"observe.progress_every_steps", INT(progress_every_steps, 1, 1e9), "plain progress line interval"},
     {"observe.verbosity", ENUM(verbosity, verbosity_names), "quiet | normal | verbose"},
+    {"observe.metrics_port", INT(metrics_port, -1, 65535), "Prometheus /metrics port; 0: any free port, -1: off"},
+    {"observe.metrics_address", STR(metrics_address), "address /metrics listens on"},
+    {"observe.metrics_token_file", STR(metrics_token_file), "bearer token file (mode 0600) for /metrics"},
+    {"observe.trace_steps", KEY_STEP_RANGE, OFF(trace_steps), 0, 1e12, 0, NULL, 0, "[from, to]: Chrome trace of these steps"},
+    {"observe.straggler_window_steps", INT(straggler_window_steps, 4, 1e6), "steps a straggler is judged over"},
+    {"observe.straggler_threshold", DBL(straggler_threshold, 1.01, 100), "median compute ratio that names a straggler"},
+    {"observe.slowdown_window_steps", INT(slowdown_window_steps, 10, 1e6), "steps of the rolling median step time"},
+    {"observe.slowdown_threshold", DBL(slowdown_threshold, 1.01, 100), "step time ratio that names a slowdown"},
     {"run_dir", STR(run_dir), "run directory; empty: runs/<config>-<time>"},
     {"debug.nan_at_step", INT(debug_nan_at_step, -1, 1e12), "test knob: poison the loss gradient at this step"},
     {"debug.ckpt_write_delay_s", DBL(debug_ckpt_write_delay_s, 0, 3600), "test knob: slow checkpoint writes down"},
+    {"debug.slow_worker", INT(debug_slow_worker, -1, 65535), "test knob: this worker computes slowly; -1: none"},
+    {"debug.slow_factor", DBL(debug_slow_factor, 1, 1000), "test knob: the slow worker's compute time multiplier"},
+    {"debug.loader_throttle_mb_s", DBL(debug_loader_throttle_mb_s, 0, 1e9), "test knob: cap loader reads, MB/s; 0: off"},
+    {"debug.loader_throttle_from_step", INT(debug_loader_throttle_from_step, 0, 1e12), "test knob: throttle from this step"},
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 _Static_assert(sizeof keys / sizeof keys[0] <= RM_CONFIG_MAX_KEYS, "raise RM_CONFIG_MAX_KEYS");
@@ -126,6 +139,13 @@ void rm_config_defaults(rm_config *cfg)
     snprintf(cfg->mpirun, sizeof cfg->mpirun, "mpirun");
     cfg->progress_every_steps = 100;
     cfg->verbosity = RM_VERBOSITY_NORMAL;
+    snprintf(cfg->metrics_address, sizeof cfg->metrics_address, "127.0.0.1");
+    cfg->straggler_window_steps = 50;
+    cfg->straggler_threshold = 1.5;
+    cfg->slowdown_window_steps = 100;
+    cfg->slowdown_threshold = 1.5;
+    cfg->debug_slow_worker = -1;
+    cfg->debug_slow_factor = 1;
 }
 
 static const key_spec *find_key(const char *path, size_t *index)
@@ -259,6 +279,28 @@ static int check_range(const key_spec *k, double v, const char *loc, rm_error *e
     return RM_OK;
 }
 
+/* [from, to] (1-based, inclusive) or [] for none, stored as two longs
+ * with [0, 0] meaning none. */
+static int assign_step_range(rm_config *cfg, const key_spec *k, const rm_yaml_node *n, const char *loc, rm_error *err)
+{
+    long *field = (long *)((char *)cfg + k->offset);
+    if (n->kind != RM_YAML_SEQUENCE || (n->count != 0 && n->count != 2))
+        return rm_fail(err, "%s: %s expects [from, to] (steps, 1-based) or [], got %s", loc, k->path,
+                       n->kind == RM_YAML_SEQUENCE ? "a list of another length" : kind_name(n));
+    long v[2] = {0, 0};
+    for (size_t i = 0; i < n->count; i++) {
+        const rm_yaml_node *it = n->items[i];
+        if (it->kind != RM_YAML_SCALAR || it->quoted || parse_long(it->value, &v[i]) != RM_OK || v[i] < 1)
+            return rm_fail(err, "%s: %s[%zu] must be a step number >= 1, got %s", loc, k->path, i,
+                           it->kind == RM_YAML_SCALAR ? it->value : kind_name(it));
+    }
+    if (v[1] < v[0])
+        return rm_fail(err, "%s: %s is [%ld, %ld]: the last step comes before the first", loc, k->path, v[0], v[1]);
+    field[0] = v[0];
+    field[1] = v[1];
+    return RM_OK;
+}
+
 /* Stores the YAML node `n` into the field of key k; loc names it. */
 static int assign(rm_config *cfg, const key_spec *k, const rm_yaml_node *n, const char *loc, rm_error *err)
 {
@@ -288,6 +330,8 @@ static int assign(rm_config *cfg, const key_spec *k, const rm_yaml_node *n, cons
         cfg->n_hidden = (int)n->count;
         return RM_OK;
     }
+    if (k->type == KEY_STEP_RANGE)
+        return assign_step_range(cfg, k, n, loc, err);
     if (n->kind != RM_YAML_SCALAR)
         return rm_fail(err, "%s: %s expects a single value, got %s", loc, k->path, kind_name(n));
     const char *s = n->value;
@@ -497,6 +541,27 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
     if (strchr(cfg->train_split, '/') || strchr(cfg->eval_split, '/'))
         return fail_at(cfg, "data.train_split", err, "split names are directory names inside data.dir, without '/'");
 
+    if (absolutize(cfg, cfg->metrics_token_file, sizeof cfg->metrics_token_file, "observe.metrics_token_file", err) !=
+        RM_OK)
+        return RM_ERR;
+    if (cfg->metrics_port >= 0) {
+        int loopback = rm_address_is_loopback(cfg->metrics_address);
+        if (loopback < 0)
+            return fail_at(cfg, "observe.metrics_address", err,
+                           "'%s' is not an IPv4 or IPv6 address (e.g. 127.0.0.1, ::1, 0.0.0.0)", cfg->metrics_address);
+        if (!loopback && !cfg->metrics_token_file[0])
+            return fail_at(cfg, "observe.metrics_address", err,
+                           "/metrics on %s is reachable from other machines: set observe.metrics_token_file "
+                           "(a mode 0600 file holding the bearer token) or listen on 127.0.0.1",
+                           cfg->metrics_address);
+        /* The file itself is read where /metrics is served (the
+         * coordinator) and checked by `ringmaster run` and `validate`
+         * (rm_config_check_token_file): a worker's host need not have it. */
+    }
+    if (cfg->debug_slow_worker >= cfg->workers)
+        return fail_at(cfg, "debug.slow_worker", err, "there is no worker %ld (launch.workers is %ld)",
+                       cfg->debug_slow_worker, cfg->workers);
+
     struct stat st;
     if (stat(cfg->data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
         return fail_at(cfg, "data.dir", err,
@@ -643,6 +708,12 @@ static void write_keys(const rm_config *cfg, FILE *out, enum write_mode mode)
         case KEY_ENUM:
             fputs(k->names[*(const int *)field], out);
             break;
+        case KEY_STEP_RANGE:
+            if (((const long *)field)[0] > 0)
+                fprintf(out, "[%ld, %ld]", ((const long *)field)[0], ((const long *)field)[1]);
+            else
+                fputs("[]", out);
+            break;
         case KEY_INT_LIST:
             fputc('[', out);
             for (int j = 0; j < cfg->n_hidden; j++)
@@ -681,6 +752,19 @@ uint64_t rm_config_hash(const rm_config *cfg)
 uint64_t rm_config_training_hash(const rm_config *cfg)
 {
     return hash_keys(cfg, WRITE_TRAINING);
+}
+
+int rm_config_check_token_file(const rm_config *cfg, rm_error *err)
+{
+    if (cfg->metrics_port < 0 || !cfg->metrics_token_file[0])
+        return RM_OK;
+    char token[RM_TOKEN_CAP];
+    rm_error why;
+    int rc = rm_token_file_read(cfg->metrics_token_file, token, sizeof token, &why);
+    memset(token, 0, sizeof token);
+    if (rc != RM_OK)
+        return fail_at(cfg, "observe.metrics_token_file", err, "%s", why.msg);
+    return RM_OK;
 }
 
 void rm_config_ckpt_root(const rm_config *cfg, char *out, size_t cap)

@@ -84,12 +84,24 @@ typedef struct rm_config {
     /* observe */
     long progress_every_steps;
     int verbosity;
+    long metrics_port;                   /* -1: no /metrics endpoint; 0: any free port */
+    char metrics_address[RM_NAME_CAP];   /* loopback unless a token file is given */
+    char metrics_token_file[RM_PATH_CAP]; /* bearer token, mode 0600; "" = none */
+    long trace_steps[2];                 /* 1-based, inclusive; [0, 0] = no trace */
+    long straggler_window_steps;
+    double straggler_threshold; /* a worker's median compute / the others' */
+    long slowdown_window_steps;
+    double slowdown_threshold;  /* recent median step time / rolling median */
 
     char run_dir[RM_PATH_CAP]; /* "" = runs/<config name>-<time> */
 
     /* debug: fault injection for tests */
     long debug_nan_at_step; /* -1: off; the step whose loss gradient is poisoned */
     double debug_ckpt_write_delay_s; /* the checkpoint writer sleeps this long before writing */
+    long debug_slow_worker;          /* -1: off; this worker's compute is stretched by slow_factor */
+    double debug_slow_factor;
+    double debug_loader_throttle_mb_s; /* 0: off; the loader reads at most this fast */
+    long debug_loader_throttle_from_step; /* 0-based step from which the throttle applies */
 
     rm_config_mark marks[RM_CONFIG_MAX_KEYS];
 } rm_config;
@@ -133,6 +145,11 @@ uint64_t rm_config_hash(const rm_config *cfg);
  * checkpoint resumes only under the same training hash, on any number of
  * workers, with any launch, checkpoint or fault settings. */
 uint64_t rm_config_training_hash(const rm_config *cfg);
+
+/* observe.metrics_token_file, when /metrics uses one, is a readable file
+ * of mode 0600 holding a token (checked where /metrics will be served,
+ * not by every rank). */
+int rm_config_check_token_file(const rm_config *cfg, rm_error *err);
 
 /* Where checkpoints go: checkpoint.dir or <run_dir>/checkpoints. */
 void rm_config_ckpt_root(const rm_config *cfg, char *out, size_t cap);

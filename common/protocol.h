@@ -16,7 +16,9 @@
  *   worker -> coordinator  PROGRESS     "backward of step s done, waiting for gradients":
  *                                       when a collective hangs, the ranks that never
  *                                       got there are the ones to name
- *   worker -> coordinator  CKPT_DONE    this worker's checkpoint file is written (or why not) */
+ *   worker -> coordinator  CKPT_DONE    this worker's checkpoint file is written (or why not)
+ *   worker -> coordinator  TRACE        once, after the last traced step: the worker's
+ *                                       Chrome-trace events (JSON objects joined by commas) */
 #ifndef RINGMASTER_PROTOCOL_H
 #define RINGMASTER_PROTOCOL_H
 
@@ -33,6 +35,7 @@ enum rm_tag {
     RM_TAG_FATAL,
     RM_TAG_PROGRESS,
     RM_TAG_CKPT_DONE,
+    RM_TAG_TRACE, /* worker -> coordinator: Chrome-trace events of observe.trace_steps */
 };
 
 #define RM_PROTOCOL_VERSION 3

@@ -2,13 +2,15 @@
  *   coordinator_main.c  setup, resume, the message loop, assignments, shutdown
  *   handshake.c         every rank proves it runs the same job
  *   metrics.c           per-step and evaluation records, progress, summary.json
- *   watch.c             hangs, non-finite steps, checkpoint outcomes */
+ *   watch.c             hangs, non-finite steps, checkpoint outcomes
+ *   observe.c           per-worker figures, stragglers, slowdowns, /metrics, traces */
 #ifndef RINGMASTER_COORDINATOR_H
 #define RINGMASTER_COORDINATOR_H
 
 #include "ckpt_coord.h"
 #include "config.h"
 #include "model_shape.h"
+#include "observe.h"
 #include "order.h"
 #include "progress.h"
 #include "protocol.h"
@@ -96,6 +98,7 @@ typedef struct coordinator {
     /* Smoothed (EMA) step and phase times of the slowest worker, for the
      * progress display: one step's figure is too noisy to read. */
     double ema_step_s, ema_phase_s[4];
+    rm_observe *obs; /* per-worker figures, stragglers, slowdowns, /metrics, traces */
 } coordinator;
 
 /* Set by SIGUSR1/SIGTERM: checkpoint at the next step boundary and stop. */

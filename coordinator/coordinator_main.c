@@ -207,6 +207,8 @@ static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
         d.reason[sizeof d.reason - 1] = '\0';
         return watch_ckpt_done(c, &d, err);
     }
+    case RM_TAG_TRACE:
+        return observe_receive_trace(c->obs, st->MPI_SOURCE, err);
     case RM_TAG_FATAL: {
         rm_msg_fatal f;
         RM_MPI_CHECK(MPI_Recv(&f, sizeof f, MPI_BYTE, st->MPI_SOURCE, RM_TAG_FATAL, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
@@ -454,7 +456,7 @@ int main(int argc, char **argv)
         return RM_EXIT_FATAL;
     }
     print_start(&c);
-    if (handshake_run(&c, &err) != RM_OK) {
+    if (handshake_run(&c, &err) != RM_OK || !(c.obs = observe_create(&c, &err))) {
         coordinator_record_fatal(&c, -1, -1, err.msg);
         rm_error e2;
         if (handshake_refuse(&c, err.msg, RM_EXIT_FATAL, &e2) != RM_OK)
@@ -476,6 +478,8 @@ int main(int argc, char **argv)
 
     if (run_steps(&c, &err) != RM_OK || finish(&c, &err) != RM_OK)
         coordinator_abort(&c, -1, c.first_step + c.steps_done, err.msg);
+    if (observe_write_trace(c.obs, &err) != RM_OK)
+        rm_error_log("the timeline was not written: %s", err.msg);
     int exit_code = RM_EXIT_OK;
     if (c.stopping_on_signal) {
         char fields[64];
@@ -498,6 +502,7 @@ int main(int argc, char **argv)
     free(c.flag_ring);
     free(c.skip_steps);
     rm_ckpt_coord_free(&c.ckpt);
+    observe_destroy(c.obs);
     MPI_Finalize();
     return exit_code;
 }

@@ -236,3 +236,33 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, char *verdict
         snprintf(verdict, verdict_cap, "mpirun exited with status %d", code);
     return code;
 }
+
+int rm_launch_plan_build_program(rm_launch_plan *plan, const rm_config *cfg, long ranks, const char *program,
+                                 const char *const *args, int n_args, rm_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    if (access(program, X_OK) != 0)
+        return rm_fail(err, "cannot find %s (it is installed next to ringmaster)", program);
+    plan->slots = count_slots(&plan->in_slurm);
+    int ok = push(plan, cfg->mpirun);
+    if (geteuid() == 0)
+        ok |= push(plan, "--allow-run-as-root");
+    if (ranks > plan->slots) {
+        plan->oversubscribed = 1;
+        ok |= push(plan, "--oversubscribe");
+        ok |= push(plan, "--bind-to");
+        ok |= push(plan, "none");
+    }
+    char np[32];
+    snprintf(np, sizeof np, "%ld", ranks);
+    ok |= push(plan, "-np");
+    ok |= push(plan, np);
+    ok |= push(plan, program);
+    for (int i = 0; i < n_args; i++)
+        ok |= push(plan, args[i]);
+    if (ok != RM_OK) {
+        rm_launch_plan_free(plan);
+        return rm_fail(err, "out of memory");
+    }
+    return RM_OK;
+}

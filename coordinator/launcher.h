@@ -19,6 +19,11 @@ int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char 
                          rm_error *err);
 void rm_launch_plan_free(rm_launch_plan *plan);
 
+/* One program on `ranks` ranks, with the same mpirun options as a job:
+ * `ringmaster doctor` measures on the job's ranks and placement. */
+int rm_launch_plan_build_program(rm_launch_plan *plan, const rm_config *cfg, long ranks, const char *program,
+                                 const char *const *args, int n_args, rm_error *err);
+
 /* The plan as one shell-quoted line. Caller frees. */
 char *rm_launch_plan_format(const rm_launch_plan *plan);
 

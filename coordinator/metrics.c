@@ -79,6 +79,7 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     write_phase(f, "allreduce_wait_s", s->allreduce_wait_s);
     write_phase(f, "optimizer_s", s->optimizer_s);
     write_phase(f, "ckpt_stall_s", s->ckpt_stall_s);
+    observe_complete_step(c->obs, s, samples_per_s, epoch, loss, f);
     fputs("}\n", f);
 
     long done_steps = s->step + 1;
@@ -102,6 +103,7 @@ static void complete_eval(coordinator *c, eval_acc *e)
     c->last_eval_accuracy = acc;
     c->last_eval_loss = loss;
     c->evals_done++;
+    observe_eval(c->obs, e->step, acc);
     fprintf(c->rd.eval, "{\"step\":%ld,\"test_accuracy\":", e->step + 1);
     rm_json_number(c->rd.eval, acc);
     fputs(",\"test_loss\":", c->rd.eval);
@@ -178,6 +180,7 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     rm_json_number(f, c->ckpt_stall_max_s);
     fputs(",\n  \"step_seconds_mean\": ", f);
     rm_json_number(f, c->steps_done ? c->train_s / (double)c->steps_done : 0);
+    observe_write_summary(c->obs, sps, f);
     fprintf(f, ",\n  \"weights_digest\": \"%s\",\n  \"config_hash\": \"%s\"\n}\n", digest, cfg_hash);
     fclose(f);
     char path[RM_PATH_CAP + 32];
@@ -212,6 +215,7 @@ void metrics_add_report(coordinator *c, step_acc *s, const rm_msg_report *r, int
     accumulate(s->allreduce_wait_s, r->allreduce_wait_s, c->workers);
     accumulate(s->optimizer_s, r->optimizer_s, c->workers);
     accumulate(s->step_s, r->step_s, c->workers);
+    observe_add_report(c->obs, r, worker);
 }
 
 int metrics_add_eval(coordinator *c, const rm_msg_eval_result *r, rm_error *err)

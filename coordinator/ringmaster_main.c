@@ -2,6 +2,8 @@
  * datasets, and launches and watches jobs (`ringmaster run`). */
 #include "ckpt_tool.h"
 #include "config.h"
+#include "doctor_cmd.h"
+#include "plot.h"
 #include "exit_codes.h"
 #include "fsutil.h"
 #include "json.h"
@@ -36,6 +38,11 @@ static void usage(FILE *out)
             "      list, verify (checksums) or export (safetensors) a run's checkpoints\n"
             "  ringmaster data import-idx --images FILE --labels FILE --out DIR [--shard-samples N]\n"
             "      convert MNIST-style IDX files (gzipped or not) into a shard set\n"
+            "  ringmaster doctor CONFIG [--workers N] [--set ...] [--run-dir DIR | --out FILE]\n"
+            "      measure storage, memory, sgemm and all-reduce rates on the job's ranks, predict the step\n"
+            "      time and name the bottleneck\n"
+            "  ringmaster plot RUN_DIR\n"
+            "      PNG plots of loss, test accuracy, samples/s and the phase breakdown (gnuplot)\n"
             "  ringmaster version\n");
 }
 
@@ -107,7 +114,8 @@ static int cmd_validate(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK) {
+    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK ||
+        rm_config_check_token_file(&cfg, &err) != RM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
@@ -197,7 +205,8 @@ static int cmd_run(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK) {
+    if (rm_config_load(a.config, a.sets, a.n_sets, &cfg, &facts, &err) != RM_OK ||
+        rm_config_check_token_file(&cfg, &err) != RM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
@@ -328,6 +337,10 @@ int main(int argc, char **argv)
         return rm_ckpt_tool_main(argc - 2, argv + 2);
     if (strcmp(cmd, "data") == 0 && argc >= 3 && strcmp(argv[2], "import-idx") == 0)
         return cmd_import_idx(argc - 3, argv + 3);
+    if (strcmp(cmd, "doctor") == 0)
+        return rm_doctor_cmd_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "plot") == 0)
+        return rm_plot_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("ringmaster %s\n", RINGMASTER_VERSION);
         return 0;

@@ -7,12 +7,14 @@ packages=(
   build-essential cmake pkg-config
   openmpi-bin libopenmpi-dev
   libyaml-dev check libopenblas-dev zlib1g-dev libxxhash-dev
+  libmicrohttpd-dev gnuplot-nox
   dataset-fashion-mnist
   python3
 )
-# --tests: what the test suite drives besides ringmaster (a real Slurm)
+# --tests: what the test suite drives besides ringmaster (a real Slurm,
+# curl for /metrics)
 if [ "${1:-}" = "--tests" ]; then
-  packages+=(slurm-wlm munge)
+  packages+=(slurm-wlm munge curl)
 fi
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -20,6 +20,11 @@ typedef struct rm_allreduce {
     float *grads; /* not owned */
     long n;
     int n_buckets;
+    /* Timeline hook: while `trace` is set, bucket k's all-reduce is timed
+     * from its start to the first test that finds it complete (rm_now_s
+     * clock; done 0 = not seen complete). Costs nothing when off. */
+    int trace;
+    double *trace_start_s, *trace_done_s;
     long *bucket_start; /* bucket k: [bucket_start[k], bucket_end[k]), k = 0 is the buffer's tail */
     long *bucket_end;
     MPI_Request *requests;
@@ -37,5 +42,11 @@ int rm_allreduce_ready_from(rm_allreduce *ar, long offset, rm_error *err);
 /* Starts what is left and waits for all buckets: grads then hold the sum
  * over ranks. Records the blocked time in ar->wait_s. */
 int rm_allreduce_finish(rm_allreduce *ar, rm_error *err);
+
+/* Timeline hook, for a traced step before rm_allreduce_finish: waits
+ * bucket by bucket so that each one's completion time is seen, for at most
+ * a second (rm_allreduce_finish then waits for the rest, heartbeats
+ * included). */
+int rm_allreduce_trace_wait(rm_allreduce *ar, rm_error *err);
 
 #endif

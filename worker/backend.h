@@ -24,6 +24,13 @@ typedef struct rm_step_stats {
     double allreduce_wait_s; /* blocked waiting for gradients after backward */
     double optimizer_s;
     double snapshot_s; /* checkpoint copy inside update_snapshot */
+    /* Timeline: the worker sets trace_buckets before backward; a backend
+     * that can time its gradient buckets then points these at bucket k's
+     * start and completion times (rm_now_s clock) after reduce. */
+    int trace_buckets;
+    int n_buckets;
+    const double *bucket_start_s, *bucket_done_s;
+    const long *bucket_begin, *bucket_end; /* in floats */
 } rm_step_stats;
 
 typedef struct rm_backend rm_backend;

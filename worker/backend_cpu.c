@@ -42,6 +42,9 @@ typedef struct cpu_backend {
     rm_optimizer opt;
     rm_allreduce ar;
     rm_shm_reduce shm;
+    /* shm on traced steps: the reduction of this worker's slice, shown on
+     * the timeline as its one bucket */
+    double shm_trace_start_s, shm_trace_done_s;
 } cpu_backend;
 
 static int grad_ready(void *ctx, long offset, rm_error *err)
@@ -97,6 +100,7 @@ static int cpu_backward(rm_backend *b, const float *x, const uint8_t *labels, lo
     cpu_backend *cb = (cpu_backend *)b;
     if (choose_reduce(cb, err) != RM_OK)
         return RM_ERR;
+    cb->ar.trace = stats->trace_buckets;
     double t0 = rm_now_s();
     rm_mlp_cpu_forward(&cb->mlp, cb->params, x, labels, n, &stats->loss_sum, &stats->correct);
     if (rm_mlp_cpu_backward(&cb->mlp, cb->params, cb->grads, labels, n, poison ? NAN : grad_scale, grad_ready, cb,
@@ -114,11 +118,29 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
         if (rm_shm_reduce_sum(&cb->shm, &stats->grad_norm, err) != RM_OK)
             return RM_ERR;
         stats->allreduce_wait_s = rm_now_s() - t0;
+        if (stats->trace_buckets) {
+            cb->shm_trace_start_s = t0;
+            cb->shm_trace_done_s = t0 + stats->allreduce_wait_s;
+            stats->n_buckets = 1;
+            stats->bucket_start_s = &cb->shm_trace_start_s;
+            stats->bucket_done_s = &cb->shm_trace_done_s;
+            stats->bucket_begin = &cb->shm.lo;
+            stats->bucket_end = &cb->shm.hi;
+        }
         return RM_OK;
     }
+    if (cb->ar.trace && rm_allreduce_trace_wait(&cb->ar, err) != RM_OK)
+        return RM_ERR;
     if (rm_allreduce_finish(&cb->ar, err) != RM_OK)
         return RM_ERR;
     stats->allreduce_wait_s = rm_now_s() - t0;
+    if (cb->ar.trace && cb->ar.comm_size > 1) {
+        stats->n_buckets = cb->ar.n_buckets;
+        stats->bucket_start_s = cb->ar.trace_start_s;
+        stats->bucket_done_s = cb->ar.trace_done_s;
+        stats->bucket_begin = cb->ar.bucket_start;
+        stats->bucket_end = cb->ar.bucket_end;
+    }
     stats->grad_norm = sqrt((double)cblas_sdot((int)cb->shape.n_params, cb->grads, 1, cb->grads, 1));
     return RM_OK;
 }

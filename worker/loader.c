@@ -1,7 +1,10 @@
 #include "loader.h"
 
+#include "timer.h"
+
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Fills one batch from the mapped shards; runs on the loader thread. */
 static int fill_batch(rm_loader *ld, rm_batch *b, rm_error *err)
@@ -24,6 +27,18 @@ static int fill_batch(rm_loader *ld, rm_batch *b, rm_error *err)
     return RM_OK;
 }
 
+/* Stretches the read of batch b to what throttle_bytes_per_s allows. */
+static void throttle(const rm_loader *ld, const rm_batch *b, double spent_s)
+{
+    double bytes = (double)b->assign.count * (double)ld->ds->index.record_bytes;
+    double wait_s = bytes / ld->throttle_bytes_per_s - spent_s;
+    if (wait_s <= 0)
+        return;
+    struct timespec ts = {(time_t)wait_s, (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
 static void *loader_main(void *arg)
 {
     rm_loader *ld = arg;
@@ -44,7 +59,10 @@ static void *loader_main(void *arg)
         pthread_mutex_unlock(&ld->mu);
 
         rm_error err;
+        double t0 = rm_now_s();
         int rc = fill_batch(ld, b, &err);
+        if (ld->throttle_bytes_per_s > 0 && b->assign.step >= ld->throttle_from_step)
+            throttle(ld, b, rm_now_s() - t0);
 
         pthread_mutex_lock(&ld->mu);
         if (rc != RM_OK) {

@@ -36,6 +36,10 @@ typedef struct rm_loader {
     int stopping;
     int failed;
     rm_error error;
+    /* Test knob (debug.loader_throttle_*): from step throttle_from_step
+     * on, batches are read no faster than throttle_bytes_per_s. */
+    double throttle_bytes_per_s;
+    long throttle_from_step;
 } rm_loader;
 
 /* ds must outlive the loader. prefetch >= 1 batches of up to batch_cap

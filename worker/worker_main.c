@@ -14,6 +14,7 @@
 #include "shard.h"
 #include "rng.h"
 #include "timer.h"
+#include "trace.h"
 
 #include <limits.h>
 #include <math.h>
@@ -44,6 +45,9 @@ typedef struct worker {
     float *eval_x;
     uint8_t *eval_labels;
     long step; /* step in progress, for messages */
+    rm_trace trace;            /* observe.trace_steps */
+    double ckpt_submit_s;      /* when the checkpoint being written was handed over */
+    int ckpt_traced;           /* ... and whether it belongs on the timeline */
 } worker;
 
 /* Ends the whole job: tell the coordinator why (so it can record it and
@@ -291,6 +295,13 @@ static int report_checkpoint(worker *w, rm_error *err)
     d.checksum = file.checksum;
     if (failed)
         snprintf(d.reason, sizeof d.reason, "%s", why.msg);
+    if (w->ckpt_traced) {
+        char args[64];
+        snprintf(args, sizeof args, "\"bytes\":%llu", (unsigned long long)file.bytes);
+        rm_trace_event(&w->trace, RM_TRACE_TID_CHECKPOINT, "checkpoint write", "checkpoint",
+                       w->ckpt_submit_s + w->cfg.debug_ckpt_write_delay_s, d.write_s, step - 1, args);
+        w->ckpt_traced = 0;
+    }
     RM_MPI_CHECK(MPI_Send(&d, sizeof d, MPI_BYTE, 0, RM_TAG_CKPT_DONE, MPI_COMM_WORLD), err);
     return RM_OK;
 }
@@ -310,6 +321,8 @@ static void submit_checkpoint(worker *w, long steps_done)
     char name[32], dir[RM_DIR_CAP + 48];
     rm_ckpt_dir_name(steps_done, name, sizeof name);
     snprintf(dir, sizeof dir, "%s/%s.tmp", w->ckpt_root, name);
+    w->ckpt_submit_s = rm_now_s();
+    w->ckpt_traced = rm_trace_wants(&w->trace, steps_done - 1);
     rm_ckpt_writer_submit(&w->writer, steps_done, dir);
 }
 
@@ -322,11 +335,57 @@ static uint64_t batch_digest(const rm_batch *b)
     return sum;
 }
 
+/* Test knob debug.slow_worker: this worker's compute takes slow_factor
+ * times as long, as on a slower node (it sleeps the difference before the
+ * collective, which the others then wait for). */
+static void stretch_compute(worker *w, rm_step_stats *stats)
+{
+    double extra_s = (w->cfg.debug_slow_factor - 1.0) * stats->compute_s, t0 = rm_now_s();
+    struct timespec ts = {(time_t)extra_s, (long)((extra_s - (double)(time_t)extra_s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+    stats->compute_s += rm_now_s() - t0;
+}
+
+/* The step's phases on the timeline, end to end from the step's start as
+ * measured (the gaps between them are a few microseconds of messaging),
+ * and each gradient bucket's all-reduce from its start to its completion. */
+static void trace_step(worker *w, double t0, const rm_msg_report *rep, const rm_step_stats *stats)
+{
+    static const char *names[] = {"data wait", "forward+backward", "all-reduce wait", "checkpoint stall", "optimizer"};
+    double durs[] = {rep->data_wait_s, rep->compute_s, rep->allreduce_wait_s, rep->ckpt_stall_s, rep->optimizer_s};
+    double at = t0;
+    char args[96];
+    snprintf(args, sizeof args, "\"samples\":%lld", (long long)rep->count);
+    rm_trace_event(&w->trace, RM_TRACE_TID_PHASES, "step", "step", t0, rep->step_s, w->step, args);
+    for (int i = 0; i < 5; i++) {
+        if (durs[i] > 0 || i == 1)
+            rm_trace_event(&w->trace, RM_TRACE_TID_PHASES, names[i], "phase", at, durs[i], w->step, NULL);
+        at += durs[i];
+    }
+    for (int k = 0; k < stats->n_buckets; k++) {
+        if (stats->bucket_done_s[k] <= 0)
+            continue;
+        snprintf(args, sizeof args, "\"bucket\":%d,\"bytes\":%ld", k,
+                 (stats->bucket_end[k] - stats->bucket_begin[k]) * (long)sizeof(float));
+        char name[32];
+        snprintf(name, sizeof name, "all-reduce bucket %d", k);
+        rm_trace_event(&w->trace, RM_TRACE_TID_BUCKETS, name, "allreduce", stats->bucket_start_s[k],
+                       stats->bucket_done_s[k] - stats->bucket_start_s[k], w->step, args);
+    }
+}
+
 static int train(worker *w, const rm_msg_start *start, rm_error *err)
 {
     if (rm_loader_start(&w->loader, &w->train, w->local_batch, (int)w->cfg.prefetch_batches, start->assign_ahead,
                         err) != RM_OK)
         return RM_ERR;
+    w->loader.throttle_bytes_per_s = w->cfg.debug_loader_throttle_mb_s * 1e6;
+    w->loader.throttle_from_step = w->cfg.debug_loader_throttle_from_step;
+    if (w->cfg.trace_steps[1] > start->first_step) /* a resumed run may start past the traced steps */
+        rm_trace_init(&w->trace, w->cfg.trace_steps, w->worker, rm_log_host());
+    else
+        rm_trace_init(&w->trace, (const long[2]){0, 0}, w->worker, rm_log_host());
     if (w->backend->pin_host)
         for (int i = 0; i < w->loader.n_slots; i++)
             w->backend->pin_host(w->backend, w->loader.slots[i].x,
@@ -359,10 +418,12 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             return rm_fail(err, "expected the assignment of step %ld, got step %ld", w->step, (long)b->assign.step);
 
         double lr = rm_config_lr_at(&w->cfg, w->step, start->total_steps);
-        rm_step_stats stats = {0};
+        rm_step_stats stats = {.trace_buckets = rm_trace_wants(&w->trace, w->step)};
         int poison = w->step == w->cfg.debug_nan_at_step;
         if (w->backend->backward(w->backend, b->x, b->labels, b->assign.count, grad_scale, poison, &stats, err) != RM_OK)
             return RM_ERR;
+        if (w->worker == w->cfg.debug_slow_worker && w->cfg.debug_slow_factor > 1)
+            stretch_compute(w, &stats);
         /* The next batch, if the loader has it, starts its way to the
          * device while this step computes. */
         rm_batch *next;
@@ -427,7 +488,13 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             .step_s = rm_now_s() - t0,
         };
         rm_loader_release(&w->loader);
+        if (rm_trace_wants(&w->trace, w->step))
+            trace_step(w, t0, &rep, &stats);
         RM_MPI_CHECK(MPI_Send(&rep, sizeof rep, MPI_BYTE, 0, RM_TAG_REPORT, MPI_COMM_WORLD), err);
+        /* The timeline goes out once its last step is done and any
+         * checkpoint written in it is on disk. */
+        if (w->step >= w->trace.last && !w->ckpt_traced && rm_trace_send(&w->trace, err) != RM_OK)
+            return RM_ERR;
         if ((flags & RM_ASSIGN_EVAL_AFTER) && w->cfg.eval_split[0] && evaluate(w, w->step, err) != RM_OK)
             return RM_ERR;
         if (flags & RM_ASSIGN_LAST)
@@ -435,7 +502,9 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
     }
     /* The last checkpoint must reach the coordinator before STOP. */
     rm_ckpt_writer_wait_idle(&w->writer);
-    return report_checkpoint(w, err);
+    if (report_checkpoint(w, err) != RM_OK)
+        return RM_ERR;
+    return rm_trace_send(&w->trace, err); /* a run that ended inside the traced steps */
 }
 
 static int finish(worker *w, rm_error *err)
@@ -541,6 +610,7 @@ int main(int argc, char **argv)
     }
     rm_ckpt_writer_stop(&w.writer);
     /* The backend first: it may still hold the loader's buffers locked. */
+    rm_trace_free(&w.trace);
     if (w.backend)
         w.backend->destroy(w.backend);
     rm_loader_stop(&w.loader);
