@@ -9,12 +9,13 @@
  * then the exposed gradient all-reduce, then the optimizer, while its
  * loader thread prepares the next batches alongside. So
  *
- *     step_s = max(loader_s, compute_s + allreduce_s + optimizer_s)
+ *     step_s = max(loader_s, h2d_s, compute_s + allreduce_s + optimizer_s)
  *
+ * (h2d_s, the batch's copy to the device on its own stream: GPU backend.)
  * with each term measured at the job's shapes and sizes, in the step's
  * order (so that caches and the ranks' skew are as in training), on the
  * slowest rank; samples/s = global_batch / step_s. The bottleneck is the loader
- * ("storage") when it is the max, else the largest of compute, network
+ * ("storage") or the copy to the device ("host-to-device") when it is the max, else the largest of compute, network
  * and the optimizer ("memory"), where network is the all-reduce's own
  * time (measured alone) and the rest of the all-reduce wait, the ranks'
  * skew, counts as compute. */
@@ -50,12 +51,16 @@ typedef struct rm_doctor_rank {
     double step_allreduce_s;      /* the bucketed all-reduce, in the step sequence */
     double allreduce_s;           /* the bucketed all-reduce alone (algbw, busbw) */
     double allreduce_algbw_gb_s, allreduce_busbw_gb_s;
+    int gpu;                      /* the step ran on the GPU backend */
+    double h2d_gb_s;              /* page-locked host to device, at the batch's size */
+    double h2d_batch_s;           /* one local batch's copy */
     int n_gemms;
     rm_doctor_gemm gemms[RM_DOCTOR_MAX_GEMMS];
 } rm_doctor_rank;
 
 typedef struct rm_doctor_prediction {
     double loader_s, compute_s, allreduce_s, optimizer_s; /* slowest rank's */
+    double h2d_s; /* GPU backend: a batch's copy to the device, overlapped with compute */
     double network_s; /* the part of allreduce_s the all-reduce alone takes */
     double step_s, samples_per_s;
     const char *bottleneck; /* "storage", "compute", "network", "memory" */

@@ -399,8 +399,16 @@ static int probe_step(doctor *d, rm_error *err)
         x[i] = (float)((i * 2654435761u) % 256) / 255.0f;
     for (long i = 0; i < n; i++)
         labels[i] = (uint8_t)(i % s->dims[s->n_layers]);
-    if (!(backend = rm_backend_cpu_create(s, &d->cfg, n, d->comm, NULL, NULL, 0, err)))
+    if (!(backend = rm_backend_create(s, &d->cfg, n, d->comm, NULL, NULL, 0, err)))
         goto out;
+    d->me.gpu = backend->kind == RM_BACKEND_GPU;
+    if (d->me.gpu) {
+        /* the batch as the loader hands it over: floats */
+        size_t bytes = (size_t)n * (size_t)s->dims[0] * sizeof(float);
+        if (rm_gpu_h2d_rate(bytes, &d->me.h2d_gb_s, err) != RM_OK)
+            goto out;
+        d->me.h2d_batch_s = d->me.h2d_gb_s > 0 ? (double)bytes / (d->me.h2d_gb_s * 1e9) : 0;
+    }
     long reps = 0;
     int more = 1;
     char msg[sizeof(rm_msg_report) + 64] = {0};

@@ -18,18 +18,22 @@ void rm_doctor_predict(const rm_config *cfg, const rm_doctor_rank *ranks, int n,
         p->compute_s = fmax(p->compute_s, ranks[r].compute_s);
         p->allreduce_s = fmax(p->allreduce_s, ranks[r].step_allreduce_s);
         p->optimizer_s = fmax(p->optimizer_s, ranks[r].optimizer_s);
+        p->h2d_s = fmax(p->h2d_s, ranks[r].h2d_batch_s);
     }
     double busy_s = p->compute_s + p->allreduce_s + p->optimizer_s;
-    p->step_s = fmax(p->loader_s, busy_s);
+    p->step_s = fmax(fmax(p->loader_s, p->h2d_s), busy_s);
     p->samples_per_s = p->step_s > 0 ? (double)cfg->global_batch / p->step_s : 0;
     /* The all-reduce wait in the step also holds the time a rank waits for
      * a slower one to finish its backward: only what the all-reduce takes
      * on its own is the network's; the rest is compute (imbalance). */
     p->network_s = fmin(p->allreduce_s, alone_s);
     double compute_s = p->compute_s + (p->allreduce_s - p->network_s);
-    if (p->loader_s > busy_s) {
+    if (p->loader_s > busy_s && p->loader_s >= p->h2d_s) {
         p->bottleneck = "storage";
         p->why = "the loader makes batches slower than the workers consume them";
+    } else if (p->h2d_s > busy_s) {
+        p->bottleneck = "host-to-device";
+        p->why = "copying a batch to the GPU takes longer than the step computes";
     } else if (compute_s >= p->network_s && compute_s >= p->optimizer_s) {
         p->bottleneck = "compute";
         p->why = "forward + backward (sgemm) takes most of the step";
@@ -70,8 +74,11 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model_shape *shap
     fprintf(out, "%-34s %7.0f samp/s %11.3f ms\n", "loader (read + decode a batch)", WORST(loader_samples_per_s, 1),
             p->loader_s * 1e3);
     fprintf(out, "%-34s %9.1f GB/s %14s\n", "memory bandwidth (triad)", WORST(memory_gb_s, 1), "");
-    fprintf(out, "%-34s %14s %14s\n", "host-to-device",
-            cfg->backend == RM_BACKEND_CPU ? "n/a (cpu)" : "n/a (no GPU)", "");
+    if (ranks[0].gpu)
+        fprintf(out, "%-34s %9.1f GB/s %11.3f ms\n", "host-to-device (page-locked)", WORST(h2d_gb_s, 1),
+                p->h2d_s * 1e3);
+    else
+        fprintf(out, "%-34s %14s %14s\n", "host-to-device", "n/a (cpu backend)", "");
     const rm_doctor_rank *r0 = &ranks[0];
     for (int g = 0; g < r0->n_gemms; g++) {
         double secs = 0, gflops = 1e30;
@@ -80,7 +87,7 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model_shape *shap
             gflops = fmin(gflops, ranks[r].gemms[g].gflops);
         }
         char what[96];
-        snprintf(what, sizeof what, "sgemm %s %ldx%ldx%ld", r0->gemms[g].what, r0->gemms[g].m, r0->gemms[g].n,
+        snprintf(what, sizeof what, "%ssgemm %s %ldx%ldx%ld", r0->gpu ? "host " : "", r0->gemms[g].what, r0->gemms[g].m, r0->gemms[g].n,
                  r0->gemms[g].k);
         fprintf(out, "%-34s %6.1f GFLOP/s %11.3f ms\n", what, gflops, secs * 1e3);
     }
@@ -96,8 +103,11 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model_shape *shap
     fprintf(out, "%-34s %14s %11.3f ms\n", "  forward + backward", "", p->compute_s * 1e3);
     fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient all-reduce", "", p->allreduce_s * 1e3);
     fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient norm + optimizer", "", p->optimizer_s * 1e3);
-    fprintf(out, "\npredicted step: %.3f ms = max(loader %.3f, compute %.3f + all-reduce %.3f + optimizer %.3f)\n",
-            p->step_s * 1e3, p->loader_s * 1e3, p->compute_s * 1e3, p->allreduce_s * 1e3, p->optimizer_s * 1e3);
+    fprintf(out, "\npredicted step: %.3f ms = max(loader %.3f, ", p->step_s * 1e3, p->loader_s * 1e3);
+    if (ranks[0].gpu)
+        fprintf(out, "host-to-device %.3f, ", p->h2d_s * 1e3);
+    fprintf(out, "compute %.3f + all-reduce %.3f + optimizer %.3f)\n", p->compute_s * 1e3, p->allreduce_s * 1e3,
+            p->optimizer_s * 1e3);
     fprintf(out, "predicted throughput: %.0f samples/s\n", p->samples_per_s);
     fprintf(out, "bottleneck: %s (%s)\n", p->bottleneck, p->why);
 }
@@ -129,8 +139,14 @@ void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model_shape 
     member(out, "    ", "compute_s", p->compute_s, 0);
     member(out, "    ", "allreduce_s", p->allreduce_s, 0);
     member(out, "    ", "network_s", p->network_s, 0);
+    member(out, "    ", "h2d_s", p->h2d_s, 0);
     member(out, "    ", "optimizer_s", p->optimizer_s, 1);
-    fputs("  },\n  \"host_to_device_gb_s\": null,\n  \"ranks\": [\n", out);
+    fputs("  },\n  \"host_to_device_gb_s\": ", out);
+    if (ranks[0].gpu)
+        rm_json_number(out, WORST(h2d_gb_s, 1));
+    else
+        fputs("null", out);
+    fputs(",\n  \"ranks\": [\n", out);
     for (int r = 0; r < n; r++) {
         const rm_doctor_rank *k = &ranks[r];
         fprintf(out, "    {\n      \"rank\": %d,\n      \"host\": ", k->rank);

@@ -100,6 +100,11 @@ rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *
  * (no device, no driver, a build without the GPU backend). */
 int rm_gpu_probe(char *why, size_t why_cap);
 
+/* Host-to-device copy rate on the current device, from page-locked host
+ * memory in copies of `bytes` (what `ringmaster doctor` reports for the
+ * GPU backend's batch copies). An error in a build without the GPU. */
+int rm_gpu_h2d_rate(size_t bytes, double *gb_s, rm_error *err);
+
 /* The backend launch.backend asks for (backend_select.c): cpu; gpu, or a
  * clear error naming the worker that has no usable device; auto, the GPU
  * when every worker has one, else the CPU with a one-line notice. Every

@@ -16,6 +16,12 @@ int rm_gpu_probe(char *why, size_t why_cap)
     return 0;
 }
 
+int rm_gpu_h2d_rate(size_t bytes, double *gb_s, rm_error *err)
+{
+    *gb_s = 0;
+    return rm_fail(err, "this build of ringmaster has no GPU backend");
+}
+
 rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
 {

@@ -99,3 +99,49 @@ int rm_gpu_check_exclusive(MPI_Comm comm, int device, rm_error *err)
     free(all);
     return RM_OK;
 }
+
+/* Page-locked to device memory on one stream, timed by events after one
+ * warm-up copy; the buffers are freed on every path. */
+static int time_copies(void *host, void *dev, size_t bytes, cudaStream_t stream, cudaEvent_t t0, cudaEvent_t t1,
+                       double *gb_s, rm_error *err)
+{
+    enum { COPIES = 10 };
+    RM_CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream), err);
+    RM_CUDA_CHECK(cudaEventRecord(t0, stream), err);
+    for (int i = 0; i < COPIES; i++)
+        RM_CUDA_CHECK(cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, stream), err);
+    RM_CUDA_CHECK(cudaEventRecord(t1, stream), err);
+    RM_CUDA_CHECK(cudaEventSynchronize(t1), err);
+    float ms = 0;
+    RM_CUDA_CHECK(cudaEventElapsedTime(&ms, t0, t1), err);
+    *gb_s = ms > 0 ? (double)bytes * COPIES / (ms * 1e-3) / 1e9 : 0;
+    return RM_OK;
+}
+
+int rm_gpu_h2d_rate(size_t bytes, double *gb_s, rm_error *err)
+{
+    *gb_s = 0;
+    void *host = NULL, *dev = NULL;
+    cudaStream_t stream = NULL;
+    cudaEvent_t t0 = NULL, t1 = NULL;
+    int rc = RM_ERR;
+    cudaError_t e;
+    if ((e = cudaMallocHost(&host, bytes)) != cudaSuccess || (e = cudaMalloc(&dev, bytes)) != cudaSuccess ||
+        (e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) != cudaSuccess ||
+        (e = cudaEventCreate(&t0)) != cudaSuccess || (e = cudaEventCreate(&t1)) != cudaSuccess) {
+        rm_fail(err, "host-to-device probe of %zu bytes on %s: %s", bytes, rm_log_host(), cudaGetErrorString(e));
+        goto out;
+    }
+    memset(host, 1, bytes);
+    rc = time_copies(host, dev, bytes, stream, t0, t1, gb_s, err);
+out:
+    if (t1)
+        cudaEventDestroy(t1);
+    if (t0)
+        cudaEventDestroy(t0);
+    if (stream)
+        cudaStreamDestroy(stream);
+    cudaFree(dev);
+    cudaFreeHost(host);
+    return rc;
+}
