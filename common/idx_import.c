@@ -4,6 +4,7 @@
 #include "shard.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,9 +144,16 @@ static int expect_end(idx_file *f, rm_error *err)
 int rm_idx_import(const char *images_path, const char *labels_path, const char *out_dir, long shard_samples,
                   rm_idx_import_result *result, rm_error *err)
 {
+    return rm_idx_import_sealed(images_path, labels_path, out_dir, shard_samples, NULL, result, err);
+}
+
+int rm_idx_import_sealed(const char *images_path, const char *labels_path, const char *out_dir, long shard_samples,
+                         const rm_secret_key *key, rm_idx_import_result *result, rm_error *err)
+{
     idx_file images, labels;
     rm_shard_index index = {0};
     uint8_t *records = NULL, *pixels = NULL, *label_bytes = NULL;
+    size_t per_shard_bytes = 0, per_shard_pixels = 0; /* wiped after use: the plaintext of sealed shards */
     int rc = RM_ERR;
     memset(&labels, 0, sizeof labels);
 
@@ -170,8 +178,10 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
 
     long per_shard = shard_samples < n ? shard_samples : n;
     long record_bytes = 1 + input_dim;
-    records = malloc((size_t)per_shard * (size_t)record_bytes);
-    pixels = malloc((size_t)per_shard * (size_t)input_dim);
+    per_shard_bytes = (size_t)per_shard * (size_t)record_bytes;
+    per_shard_pixels = (size_t)per_shard * (size_t)input_dim;
+    records = malloc(per_shard_bytes);
+    pixels = malloc(per_shard_pixels);
     label_bytes = malloc((size_t)per_shard);
     int n_shards = (int)((n + per_shard - 1) / per_shard);
     index.shards = calloc((size_t)n_shards, sizeof *index.shards);
@@ -196,7 +206,7 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
         info->samples = count;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", out_dir, info->file);
-        if (rm_shard_write(path, records, count, record_bytes, &info->checksum, err) != RM_OK)
+        if (rm_shard_write_sealed(path, records, count, record_bytes, key, &info->checksum, err) != RM_OK)
             goto out;
     }
     if (expect_end(&images, err) != RM_OK || expect_end(&labels, err) != RM_OK)
@@ -210,6 +220,7 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
     index.classes = max_label + 1;
     index.record_bytes = record_bytes;
     index.n_shards = n_shards;
+    index.encrypted = key != NULL;
     if (rm_shard_index_write(out_dir, &index, err) != RM_OK)
         goto out;
     if (result)
@@ -218,6 +229,10 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
 out:
     idx_close(&images);
     idx_close(&labels);
+    if (records)
+        sodium_memzero(records, (size_t)per_shard_bytes);
+    if (pixels)
+        sodium_memzero(pixels, (size_t)per_shard_pixels);
     free(records);
     free(pixels);
     free(label_bytes);
