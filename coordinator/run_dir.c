@@ -68,6 +68,8 @@ void rm_run_dir_close(rm_run_dir *rd)
     if (rd->events)
         fclose(rd->events);
     rd->metrics = rd->eval = rd->events = NULL;
+    free(rd->pending_resume);
+    rd->pending_resume = NULL;
 }
 
 /* Events that belong in the audit trail, and their names there. */
@@ -88,6 +90,13 @@ static void audit(rm_run_dir *rd, const char *name, const char *fields)
     const char *what = audit_name(name);
     if (!what)
         return;
+    /* The coordinator finds its checkpoint before the ranks agree to start:
+     * the trail says run_start first, then where it resumed from. */
+    if (strcmp(name, "resume") == 0 && !rd->started) {
+        free(rd->pending_resume);
+        rd->pending_resume = strdup(fields ? fields : "");
+        return;
+    }
     char *all = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&all, &len);
@@ -109,6 +118,13 @@ static void audit(rm_run_dir *rd, const char *name, const char *fields)
     if (rm_audit_append(rd->path, what, all ? all : "", &err) != RM_OK)
         rm_error_log("audit trail: %s", err.msg);
     free(all);
+    if (strcmp(name, "start") == 0) {
+        rd->started = 1;
+        if (rd->pending_resume && rm_audit_append(rd->path, "resume", rd->pending_resume, &err) != RM_OK)
+            rm_error_log("audit trail: %s", err.msg);
+        free(rd->pending_resume);
+        rd->pending_resume = NULL;
+    }
 }
 
 void rm_run_dir_event(rm_run_dir *rd, const char *name, const char *fields)

@@ -21,6 +21,8 @@ typedef struct rm_run_dir {
     FILE *metrics, *eval, *events;
     uint64_t config_hash, dataset_hash; /* for the audit trail's run_start */
     int encrypted_data, encrypted_ckpt;
+    int started;          /* run_start is in the audit trail */
+    char *pending_resume; /* a resume seen before run_start, written after it */
 } rm_run_dir;
 
 /* Creates (or reuses) the directory, private (0700, files 0600; another
