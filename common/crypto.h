@@ -121,8 +121,9 @@ typedef struct rm_seal_reader {
 int rm_seal_reader_open(rm_seal_reader *r, const rm_secret_key *key, int fd, const char *path,
                         const uint8_t header[RM_SEAL_FILE_HEADER_BYTES], uint64_t payload_bytes, uint64_t file_bytes,
                         rm_error *err);
-/* Decrypts chunk `index` into out (room for chunk_bytes); *len receives its
- * plaintext length. */
+/* Decrypts chunk `index` into out, which has room for r->chunk_bytes (the
+ * size the file declares, at most RM_SEAL_MAX_CHUNK_BYTES); *len receives
+ * its plaintext length. The lengths of all chunks add up to payload_bytes. */
 int rm_seal_reader_chunk(rm_seal_reader *r, uint64_t index, uint8_t *out, size_t *len, rm_error *err);
 void rm_seal_reader_free(rm_seal_reader *r);
 

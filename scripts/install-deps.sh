@@ -7,12 +7,17 @@ packages=(
   build-essential cmake pkg-config
   openmpi-bin libopenmpi-dev
   libyaml-dev check libopenblas-dev zlib1g-dev libxxhash-dev
+  libsodium-dev
   dataset-fashion-mnist
   python3
 )
 # --tests: what the test suite drives besides ringmaster (a real Slurm)
 if [ "${1:-}" = "--tests" ]; then
   packages+=(slurm-wlm munge)
+fi
+# --fuzz: clang with libFuzzer, for scripts/fuzz.sh
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-dev)
 fi
 
 if [ "$(id -u)" -ne 0 ]; then

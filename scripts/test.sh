@@ -7,3 +7,6 @@ scripts/install-deps.sh --tests
 BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DRINGMASTER_WERROR=ON
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure --timeout 600 -j 1
+# the unit tests and a short mpirun run again, under ASan + UBSan
+cd - >/dev/null
+scripts/sanitize.sh
