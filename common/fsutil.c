@@ -103,15 +103,35 @@ char *rm_read_file(const char *path, size_t max, const char *too_large, size_t *
         rm_fail_errno(err, errno, "%s: cannot open", path);
         return NULL;
     }
-    char *buf = malloc(max + 1);
+    /* sized by the file, not by the limit: reading a small index must not
+     * allocate the largest one allowed; grows if the file grows meanwhile */
+    struct stat st;
+    size_t cap = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size < max ? (size_t)st.st_size
+                                                                                                : max;
+    char *buf = malloc(cap + 2);
+    *len = 0;
+    int bad = 0;
+    while (buf && !bad) {
+        *len += fread(buf + *len, 1, cap + 1 - *len, f);
+        bad = ferror(f);
+        if (bad || *len <= cap || cap >= max)
+            break;
+        /* the file outgrew its size: read on, up to max + 1 bytes */
+        size_t grown = cap * 2 + 4096 < max ? cap * 2 + 4096 : max;
+        char *more = realloc(buf, grown + 2);
+        if (!more) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = more;
+        cap = grown;
+    }
+    fclose(f);
     if (!buf) {
-        fclose(f);
         rm_fail(err, "%s: out of memory", path);
         return NULL;
     }
-    *len = fread(buf, 1, max + 1, f);
-    int bad = ferror(f);
-    fclose(f);
     if (bad || *len > max) {
         free(buf);
         rm_fail(err, "%s: %s", path, bad ? "read error" : too_large);

@@ -168,11 +168,12 @@ int rm_idx_import_sealed(const char *images_path, const char *labels_path, const
         rm_fail(err, "%s has %ld images but %s has %ld labels", images_path, n, labels_path, labels.dims[0]);
         goto out;
     }
-    long input_dim = images.dims[1] * images.dims[2];
-    if (input_dim > (1L << 24)) {
+    /* each dimension is below 2^32 (u32 in the file): compare before multiplying */
+    if (images.dims[1] > (1L << 24) || images.dims[2] > (1L << 24) / images.dims[1]) {
         rm_fail(err, "%s: images of %ld x %ld are too large", images_path, images.dims[1], images.dims[2]);
         goto out;
     }
+    long input_dim = images.dims[1] * images.dims[2];
     if (rm_mkdirs(out_dir, 0755, err) != RM_OK)
         goto out;
 

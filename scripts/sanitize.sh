@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sanitizer leg of the test command: builds ringmaster with
-# AddressSanitizer + UndefinedBehaviorSanitizer into BUILD_DIR (default
+# AddressSanitizer + UndefinedBehaviorSanitizer into SANITIZE_BUILD_DIR (default
 # build-sanitize/), runs the unit test suites and one short mpirun training
 # run (encrypted shards and checkpoints, a stop and a resume, then the
 # checkpoint and audit tools) under them, and fails on any report.
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-build=${BUILD_DIR:-build-sanitize}
+build=${SANITIZE_BUILD_DIR:-build-sanitize}
 jobs=${JOBS:-$(nproc)}
 # Warnings are errors in the main build; here GCC's flow analysis sees the
 # sanitizers' checks and raises false alarms (alloc-size-larger-than), so
@@ -25,11 +25,12 @@ cmake --build "$build" -j "$jobs"
 export ASAN_OPTIONS=halt_on_error=1:abort_on_error=0:exitcode=66:detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1:fast_unwind_on_malloc=0:malloc_context_size=40
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=67
 export LSAN_OPTIONS=suppressions=$root/scripts/sanitizers/lsan.supp:print_suppressions=0
-# Check forks each test case: a report in a child fails that case.
+# Check forks each test case: a report in a child fails that case. The
+# fuzz regression inputs replay here too, under the sanitizers that found them.
 export CK_DEFAULT_TIMEOUT=120 OPENBLAS_NUM_THREADS=1
 
 cd "$build"
-ctest --output-on-failure --timeout 600 -j 1 -R '^(test_config|test_idx|test_order|test_mlp_grad|test_security|test_allreduce)$'
+ctest --output-on-failure --timeout 600 -j 1 -R '^(test_config|test_idx|test_order|test_mlp_grad|test_security|test_allreduce|fuzz_replay_.*)$'
 
 # One short training run under the sanitizers, with everything the
 # security work added on its path.
