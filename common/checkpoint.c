@@ -633,8 +633,10 @@ static int sealed_for_another_key(const char *dir, rm_error *err)
                 !rm_key_matches_seal(rm_security_key(), h + RM_CKPT_HEADER_BYTES);
     close(fd);
     if (other)
-        rm_fail(err, "%s: is encrypted with %s (set security.key_file to the key it was written with)", dir,
-                rm_security_key() ? "another key than security.key_file" : "a key, and no key was given");
+        rm_fail(err, "%s: is encrypted with %s (set security.key_file to the key it was written with; if that is "
+                     "the key, worker-00000.rmc's seal header is damaged: remove this checkpoint to fall back to "
+                     "an older one)",
+                dir, rm_security_key() ? "another key than security.key_file" : "a key, and no key was given");
     return other;
 }
 

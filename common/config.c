@@ -569,18 +569,10 @@ int rm_config_load(const char *path, char *const *sets, int n_sets, rm_config *c
     return rc;
 }
 
+/* Values come from YAML, so they are valid UTF-8 and read back exactly. */
 static void write_string(FILE *out, const char *s)
 {
-    fputc('"', out);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(out, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(out, "\\x%02x", (unsigned char)*s);
-        else
-            fputc(*s, out);
-    }
-    fputc('"', out);
+    rm_yaml_write_quoted(out, s);
 }
 
 /* Shortest form that reads back to the same double (0.9, not 0.90000000000000002). */

@@ -184,9 +184,17 @@ int rm_idx_import_sealed(const char *images_path, const char *labels_path, const
     records = malloc(per_shard_bytes);
     pixels = malloc(per_shard_pixels);
     label_bytes = malloc((size_t)per_shard);
-    int n_shards = (int)((n + per_shard - 1) / per_shard);
-    index.shards = calloc((size_t)n_shards, sizeof *index.shards);
-    if (!records || !pixels || !label_bytes || !index.shards) {
+    long shards_needed = (n + per_shard - 1) / per_shard;
+    if (shards_needed > RM_SHARD_MAX_SHARDS) {
+        rm_fail(err, "%s: %ld samples in shards of %ld would make %ld shards, more than %d: raise --shard-samples",
+                images_path, n, per_shard, shards_needed, RM_SHARD_MAX_SHARDS);
+        goto out;
+    }
+    int n_shards = (int)shards_needed;
+    /* the shard table grows as shards are written: the header's count is
+     * not trusted with an allocation before the data is there to back it */
+    int shards_cap = 0;
+    if (!records || !pixels || !label_bytes) {
         rm_fail(err, "out of memory importing %s", images_path);
         goto out;
     }
@@ -202,7 +210,17 @@ int rm_idx_import_sealed(const char *images_path, const char *labels_path, const
             records[i * record_bytes] = label_bytes[i];
             memcpy(records + i * record_bytes + 1, pixels + i * input_dim, (size_t)input_dim);
         }
+        if (s == shards_cap) {
+            shards_cap = shards_cap ? 2 * shards_cap : 16;
+            rm_shard_info *grown = realloc(index.shards, (size_t)shards_cap * sizeof *grown);
+            if (!grown) {
+                rm_fail(err, "out of memory importing %s", images_path);
+                goto out;
+            }
+            index.shards = grown;
+        }
         rm_shard_info *info = &index.shards[s];
+        memset(info, 0, sizeof *info);
         snprintf(info->file, sizeof info->file, "shard-%05d.rms", s);
         info->samples = count;
         char path[4096];

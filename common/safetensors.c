@@ -10,57 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Decodes one UTF-8 sequence at s; returns its length (0: invalid,
- * overlong, a surrogate or beyond U+10FFFF). */
-static int utf8_next(const unsigned char *s, uint32_t *cp)
-{
-    if (s[0] < 0x80) {
-        *cp = s[0];
-        return 1;
-    }
-    int len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
-    if (!len || s[0] >= 0xf8)
-        return 0;
-    uint32_t v = s[0] & (0x7f >> len);
-    for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        v = v << 6 | (s[i] & 0x3f);
-    }
-    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (v < min[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-        return 0;
-    *cp = v;
-    return len;
-}
-
-/* A JSON string that also reads back unchanged as a YAML double-quoted
- * scalar (the reader parses the header with libyaml): control characters,
- * DEL, C1 controls, YAML's extra line breaks (NEL, U+2028, U+2029), the BOM
- * and the non-characters U+FFFE/U+FFFF are escaped as \uXXXX. Invalid UTF-8
- * is refused: RM_ERR. */
-static int st_string(FILE *out, const char *s)
-{
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', out);
-    while (*p) {
-        uint32_t cp;
-        int len = utf8_next(p, &cp);
-        if (!len)
-            return RM_ERR;
-        if (cp == '"' || cp == '\\')
-            fprintf(out, "\\%c", (int)cp);
-        else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff ||
-                 cp == 0xfffe || cp == 0xffff)
-            fprintf(out, "\\u%04x", (unsigned)cp);
-        else
-            fwrite(p, 1, (size_t)len, out);
-        p += len;
-    }
-    fputc('"', out);
-    return RM_OK;
-}
-
 int rm_safetensors_write(const char *path, const rm_ckpt_tensor *tensors, int n_tensors, const float *params,
                          const char *const *metadata, int n_metadata, rm_error *err)
 {
@@ -74,9 +23,9 @@ int rm_safetensors_write(const char *path, const rm_ckpt_tensor *tensors, int n_
     for (int i = 0; i < n_metadata; i++) {
         if (i)
             fputc(',', h);
-        bad |= st_string(h, metadata[2 * i]) != RM_OK;
+        bad |= rm_yaml_write_quoted(h, metadata[2 * i]) != RM_OK;
         fputc(':', h);
-        bad |= st_string(h, metadata[2 * i + 1]) != RM_OK;
+        bad |= rm_yaml_write_quoted(h, metadata[2 * i + 1]) != RM_OK;
     }
     fputc('}', h);
     uint64_t at = 0;
@@ -84,7 +33,7 @@ int rm_safetensors_write(const char *path, const rm_ckpt_tensor *tensors, int n_
         const rm_ckpt_tensor *t = &tensors[i];
         uint64_t bytes = sizeof(float);
         fputc(',', h);
-        bad |= st_string(h, t->name) != RM_OK;
+        bad |= rm_yaml_write_quoted(h, t->name) != RM_OK;
         fputs(":{\"dtype\":\"F32\",\"shape\":[", h);
         for (int d = 0; d < t->ndim; d++) {
             fprintf(h, "%s%ld", d ? "," : "", t->shape[d]);
