@@ -46,8 +46,8 @@ for ((r = 1; r <= rounds; r++)); do
     echo "round $r $mode: $(field "$dir/summary.json" samples_per_second) samples/s"
   done
 done
-python3 - "$work/results" "$steps" <<'PY'
-import statistics, sys
+python3 - "$work/results" "$steps" "$work" <<'PY'
+import json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 def med(mode, col):
     return statistics.median(float(r[col]) for r in rows if r[0] == mode)
@@ -58,5 +58,15 @@ print(f"default job, {sys.argv[2]} steps, {ck} checkpoints per run, median of {l
 print(f"  plain:     {p:10.0f} samples/s   wall {pw:6.2f} s")
 print(f"  encrypted: {e:10.0f} samples/s   wall {ew:6.2f} s   (sealed shards + sealed checkpoints)")
 print(f"  difference: {100*(e-p)/p:+.1f}% samples/s (target: within 3%), {100*(ew-pw)/pw:+.1f}% wall")
+# where a step's time goes (median over every step of every run, slowest
+# worker, ms): encryption could only show in data_wait (loader behind) or in
+# ckpt_stall; on a loaded machine the all-reduce wait carries the noise
+phases = ("data_wait_s_max", "compute_s_max", "allreduce_wait_s_max", "optimizer_s_max", "ckpt_stall_s_max")
+for mode in ("plain", "encrypted"):
+    steps = []
+    for r in range(1, len(rows) // 2 + 1):
+        steps += [json.loads(l) for l in open(f"{sys.argv[3]}/{mode}-{r}/metrics.jsonl")]
+    print(f"  {mode:9s} step phases (median ms): " +
+          "  ".join(f"{k[:-6]} {statistics.median(s[k] for s in steps)*1e3:.3f}" for k in phases))
 PY
 echo "details: $work"
