@@ -1,5 +1,6 @@
 #include "checkpoint.h"
 
+#include "crypto.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "le_bytes.h"
@@ -15,11 +16,13 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <xxhash.h>
 
 #define MANIFEST_NAME "manifest.json"
 #define MANIFEST_MAX_BYTES (64u << 20)
 #define MANIFEST_MAX_NODES (16u * RM_CKPT_MAX_FILES + 4096u)
+#define SEAL_CHUNK_BYTES (1u << 20)
 
 void rm_ckpt_dir_name(long step, char *out, size_t cap)
 {
@@ -57,7 +60,8 @@ int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long 
     uint8_t header[RM_CKPT_HEADER_BYTES] = {0};
     memcpy(header, RM_CKPT_MAGIC, 8);
     rm_put_u32(header + 8, 1);
-    rm_put_u32(header + 12, RM_CKPT_PROTECTION_PLAIN);
+    const rm_secret_key *key = rm_security_key();
+    rm_put_u32(header + 12, key ? RM_PROTECTION_XCHACHA20 : RM_CKPT_PROTECTION_PLAIN);
     rm_put_u64(header + 16, (uint64_t)step);
     rm_put_u32(header + 24, (uint32_t)worker);
     rm_put_u32(header + 28, (uint32_t)n_state);
@@ -65,7 +69,7 @@ int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long 
     rm_put_u64(header + 40, (uint64_t)end);
     rm_put_u64(header + 48, payload);
 
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return rm_fail_errno(err, errno, "%s: cannot create checkpoint file", path);
     XXH3_state_t *hs = XXH3_createState();
@@ -75,13 +79,24 @@ int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long 
     }
     XXH3_64bits_reset(hs);
     int rc = RM_OK;
-    if (write_all(fd, header, sizeof header) != 0)
+    rm_seal_writer sw = {0};
+    if (fchmod(fd, 0600) != 0)
+        rc = rm_fail_errno(err, errno, "%s: cannot set mode 0600", path);
+    if (rc == RM_OK && key)
+        rc = rm_seal_writer_begin(&sw, key, fd, path, header, payload, SEAL_CHUNK_BYTES, err);
+    else if (rc == RM_OK && write_all(fd, header, sizeof header) != 0)
         rc = rm_fail_errno(err, errno, "%s: write failed", path);
     for (int k = 0; rc == RM_OK && k < n_state; k++) {
         XXH3_64bits_update(hs, slices[k], slice_bytes);
-        if (write_all(fd, slices[k], slice_bytes) != 0)
+        if (key)
+            rc = rm_seal_writer_put(&sw, slices[k], slice_bytes, err);
+        else if (write_all(fd, slices[k], slice_bytes) != 0)
             rc = rm_fail_errno(err, errno, "%s: write failed", path);
     }
+    if (rc == RM_OK && key)
+        rc = rm_seal_writer_finish(&sw, err);
+    if (key)
+        rm_seal_writer_free(&sw);
     if (rc == RM_OK && fsync(fd) != 0)
         rc = rm_fail_errno(err, errno, "%s: fsync failed", path);
     if (close(fd) != 0 && rc == RM_OK)
@@ -89,7 +104,7 @@ int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long 
     out->worker = worker;
     out->begin = begin;
     out->end = end;
-    out->bytes = RM_CKPT_HEADER_BYTES + payload;
+    out->bytes = key ? rm_seal_file_bytes(payload, SEAL_CHUNK_BYTES) : RM_CKPT_HEADER_BYTES + payload;
     out->checksum = XXH3_64bits_digest(hs);
     XXH3_freeState(hs);
     return rc;
@@ -318,9 +333,11 @@ static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_f
     struct stat st;
     uint8_t h[RM_CKPT_HEADER_BYTES];
     int rc = RM_ERR;
+    rm_seal_reader sr = {0};
     XXH3_state_t *hs = XXH3_createState();
     size_t slice = (size_t)(cf->end - cf->begin) * sizeof(float);
-    char *buf = malloc(1 << 20);
+    size_t buf_cap = 1u << 20;
+    char *buf = malloc(buf_cap);
     if (!hs || !buf) {
         rm_fail(err, "out of memory");
         goto out;
@@ -334,31 +351,65 @@ static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_f
         rm_fail(err, "%s: not a ringmaster checkpoint file (bad magic or version)", path);
         goto out;
     }
-    if (rm_get_u32(h + 12) != RM_CKPT_PROTECTION_PLAIN) {
-        rm_fail(err, "%s: payload protection %u is not supported by this build", path, rm_get_u32(h + 12));
+    uint32_t protection = rm_get_u32(h + 12);
+    if (protection != RM_CKPT_PROTECTION_PLAIN && protection != RM_PROTECTION_XCHACHA20) {
+        rm_fail(err, "%s: payload protection %u is not supported by this build", path, protection);
         goto out;
     }
+    uint64_t payload = rm_get_u64(h + 48);
     if (rm_get_u64(h + 16) != (uint64_t)m->step || rm_get_u32(h + 28) != (uint32_t)m->n_state ||
         rm_get_u64(h + 32) != (uint64_t)cf->begin || rm_get_u64(h + 40) != (uint64_t)cf->end ||
-        RM_CKPT_HEADER_BYTES + rm_get_u64(h + 48) != cf->bytes) {
+        payload != (uint64_t)slice * (uint64_t)m->n_state ||
+        (protection == RM_CKPT_PROTECTION_PLAIN && RM_CKPT_HEADER_BYTES + payload != cf->bytes)) {
         rm_fail(err, "%s: header disagrees with the manifest", path);
         goto out;
     }
     XXH3_64bits_reset(hs);
-    off_t at = RM_CKPT_HEADER_BYTES;
-    for (int k = 0; k < m->n_state; k++) {
-        size_t done = 0;
-        while (done < slice) {
-            size_t want = slice - done < (1u << 20) ? slice - done : (1u << 20);
-            char *into = dst && dst[k] ? (char *)(dst[k] + cf->begin) + done : buf;
-            ssize_t n = pread(fd, into, want, at);
-            if (n <= 0) {
-                rm_fail_errno(err, n < 0 ? errno : EIO, "%s: read failed", path);
+    if (protection == RM_PROTECTION_XCHACHA20) {
+        if (rm_seal_reader_open(&sr, rm_security_key(), fd, path, h, payload, (uint64_t)st.st_size, err) != RM_OK)
+            goto out;
+        if (sr.chunk_bytes > (1u << 20)) {
+            free(buf);
+            buf_cap = sr.chunk_bytes;
+            if (!(buf = malloc(buf_cap))) {
+                rm_fail(err, "out of memory");
                 goto out;
             }
-            XXH3_64bits_update(hs, into, (size_t)n);
-            done += (size_t)n;
-            at += n;
+        }
+        /* chunks cut across the state tensors: copy each piece where it goes */
+        uint64_t at_payload = 0;
+        for (uint64_t c = 0; c < sr.n_chunks; c++) {
+            size_t len;
+            if (rm_seal_reader_chunk(&sr, c, (uint8_t *)buf, &len, err) != RM_OK)
+                goto out;
+            XXH3_64bits_update(hs, buf, len);
+            size_t used = 0;
+            while (used < len && slice > 0) {
+                int k = (int)(at_payload / slice);
+                size_t in_slice = (size_t)(at_payload % slice);
+                size_t take = slice - in_slice < len - used ? slice - in_slice : len - used;
+                if (dst && dst[k])
+                    memcpy((char *)(dst[k] + cf->begin) + in_slice, buf + used, take);
+                used += take;
+                at_payload += take;
+            }
+        }
+    } else {
+        off_t at = RM_CKPT_HEADER_BYTES;
+        for (int k = 0; k < m->n_state; k++) {
+            size_t done = 0;
+            while (done < slice) {
+                size_t want = slice - done < (1u << 20) ? slice - done : (1u << 20);
+                char *into = dst && dst[k] ? (char *)(dst[k] + cf->begin) + done : buf;
+                ssize_t n = pread(fd, into, want, at);
+                if (n <= 0) {
+                    rm_fail_errno(err, n < 0 ? errno : EIO, "%s: read failed", path);
+                    goto out;
+                }
+                XXH3_64bits_update(hs, into, (size_t)n);
+                done += (size_t)n;
+                at += n;
+            }
         }
     }
     if (XXH3_64bits_digest(hs) != cf->checksum) {
@@ -369,6 +420,9 @@ static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_f
 out:
     if (hs)
         XXH3_freeState(hs);
+    rm_seal_reader_free(&sr);
+    if (buf)
+        sodium_memzero(buf, buf_cap);
     free(buf);
     close(fd);
     return rc;
@@ -526,11 +580,74 @@ void rm_ckpt_prune(const char *root, int keep, long keep_tmp_before_step)
     }
 }
 
+int rm_ckpt_manifest_digest(const char *dir, char out[65], rm_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, MANIFEST_NAME);
+    size_t len;
+    char *text = rm_read_file(path, MANIFEST_MAX_BYTES, "manifest is implausibly large", &len, err);
+    if (!text)
+        return RM_ERR;
+    uint8_t d[32];
+    crypto_generichash(d, sizeof d, (const unsigned char *)text, len, NULL, 0);
+    sodium_bin2hex(out, 65, d, sizeof d);
+    free(text);
+    return RM_OK;
+}
+
+int rm_ckpt_check_latest(const char *root, rm_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/latest", root);
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISLNK(st.st_mode))
+        return RM_OK;
+    char *real_root = realpath(root, NULL), *target = realpath(path, NULL);
+    int inside = 0;
+    if (real_root && target) {
+        size_t n = strlen(real_root);
+        inside = strncmp(target, real_root, n) == 0 && target[n] == '/';
+    }
+    int rc = inside ? RM_OK
+                    : rm_fail(err, "%s is a symbolic link to %s, outside %s: refusing it (remove it; ringmaster "
+                                   "rewrites latest at the next checkpoint)",
+                              path, target ? target : "a missing file", root);
+    free(real_root);
+    free(target);
+    return rc;
+}
+
+/* A checkpoint sealed with another key (or read without one) is not
+ * damaged: falling back to an older one, or to step 0, would silently throw
+ * training away, so the search stops there. */
+static int sealed_for_another_key(const char *dir, rm_error *err)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/worker-00000.rmc", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    uint8_t h[RM_CKPT_HEADER_BYTES + RM_SEAL_HEADER_BYTES];
+    int other = pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h, RM_CKPT_MAGIC, 8) == 0 &&
+                rm_get_u32(h + 12) == RM_PROTECTION_XCHACHA20 &&
+                !rm_key_matches_seal(rm_security_key(), h + RM_CKPT_HEADER_BYTES);
+    close(fd);
+    if (other)
+        rm_fail(err, "%s: is encrypted with %s (set security.key_file to the key it was written with; if that is "
+                     "the key, worker-00000.rmc's seal header is damaged: remove this checkpoint to fall back to "
+                     "an older one)",
+                dir, rm_security_key() ? "another key than security.key_file" : "a key, and no key was given");
+    return other;
+}
+
 int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
                         void *ctx, rm_error *err)
 {
     long *steps;
     int n;
+    dir[0] = '\0';
+    if (rm_ckpt_check_latest(root, err) != RM_OK)
+        return RM_ERR;
     if (scan(root, 0, &steps, &n, err) != RM_OK)
         return RM_ERR;
     for (int i = 0; i < n; i++) {
@@ -538,6 +655,17 @@ int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t
         rm_ckpt_dir_name(steps[i], name, sizeof name);
         snprintf(dir, dir_cap, "%s/%s", root, name);
         rm_error why;
+        struct stat st;
+        if (lstat(dir, &st) == 0 && S_ISLNK(st.st_mode)) {
+            snprintf(why.msg, sizeof why.msg, "%s: is a symbolic link; checkpoints are real directories", dir);
+            if (skipped)
+                skipped(ctx, dir, why.msg);
+            continue;
+        }
+        if (sealed_for_another_key(dir, err)) {
+            free(steps);
+            return RM_ERR;
+        }
         if (rm_ckpt_manifest_read(dir, m, &why) == RM_OK) {
             if (m->step == steps[i] && rm_ckpt_verify(dir, m, &why) == RM_OK) {
                 free(steps);

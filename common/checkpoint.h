@@ -8,8 +8,8 @@
  *
  * Worker w's file holds its slice [begin, end) of every state tensor
  * (parameters, then optimizer moments) after a 64-byte header that says
- * how the payload is protected (plain today; encrypted files keep the
- * same layout). Any number of workers can read the files back, so a run
+ * how the payload is protected: plain, or sealed with security.key_file
+ * (crypto.h; the manifest's checksums are of the plaintext). Any number of workers can read the files back, so a run
  * resumes on another worker count. The manifest (JSON) records the step,
  * data cursor, seed (every random draw is a pure function of seed and
  * step, so that is the whole RNG state), optimizer layout, hashes of the
@@ -97,6 +97,14 @@ int rm_ckpt_list(const char *root, long **steps, int *n, rm_error *err);
 typedef void (*rm_ckpt_skip_fn)(void *ctx, const char *dir, const char *reason);
 int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
                         void *ctx, rm_error *err);
+
+/* BLAKE2b-256 of dir/manifest.json, 64 hex digits: the manifest names
+ * every file by checksum, so this digest names the whole checkpoint. */
+int rm_ckpt_manifest_digest(const char *dir, char out[65], rm_error *err);
+
+/* root/latest must be a regular file, or a symlink that stays inside
+ * root: one pointing elsewhere is refused (it would redirect a resume). */
+int rm_ckpt_check_latest(const char *root, rm_error *err);
 
 /* Reads the whole state back from every file: out[k] receives tensor k
  * (n_params floats) for k < m->n_state; a NULL out[k] is checked but not

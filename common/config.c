@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include "crypto.h"
 #include "hash.h"
 #include "shard.h"
 #include "token_file.h"
@@ -96,6 +97,8 @@ static const key_spec keys[] = {
     {"observe.slowdown_window_steps", INT(slowdown_window_steps, 10, 1e6), "steps of the rolling median step time"},
     {"observe.slowdown_threshold", DBL(slowdown_threshold, 1.01, 100), "step time ratio that names a slowdown"},
     {"run_dir", STR(run_dir), "run directory; empty: runs/<config>-<time>"},
+    {"security.key_file", STR(key_file), "key for encrypted shards and checkpoints (ringmaster keygen); empty: none"},
+    {"security.decrypt_cache_mb", INT(decrypt_cache_mb, 1, 1 << 24), "decrypted shards kept in memory per split"},
     {"debug.nan_at_step", INT(debug_nan_at_step, -1, 1e12), "test knob: poison the loss gradient at this step"},
     {"debug.ckpt_write_delay_s", DBL(debug_ckpt_write_delay_s, 0, 3600), "test knob: slow checkpoint writes down"},
     {"debug.slow_worker", INT(debug_slow_worker, -1, 65535), "test knob: this worker computes slowly; -1: none"},
@@ -146,6 +149,7 @@ void rm_config_defaults(rm_config *cfg)
     cfg->slowdown_threshold = 1.5;
     cfg->debug_slow_worker = -1;
     cfg->debug_slow_factor = 1;
+    cfg->decrypt_cache_mb = 512;
 }
 
 static const key_spec *find_key(const char *path, size_t *index)
@@ -536,8 +540,12 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
         return fail_at(cfg, "data.train_split", err, "data.train_split is empty");
     if (absolutize(cfg, cfg->data_dir, sizeof cfg->data_dir, "data.dir", err) != RM_OK ||
         absolutize(cfg, cfg->run_dir, sizeof cfg->run_dir, "run_dir", err) != RM_OK ||
-        absolutize(cfg, cfg->ckpt_dir, sizeof cfg->ckpt_dir, "checkpoint.dir", err) != RM_OK)
+        absolutize(cfg, cfg->ckpt_dir, sizeof cfg->ckpt_dir, "checkpoint.dir", err) != RM_OK ||
+        absolutize(cfg, cfg->key_file, sizeof cfg->key_file, "security.key_file", err) != RM_OK)
         return RM_ERR;
+    rm_error key_why;
+    if (cfg->key_file[0] && rm_key_check_file(cfg->key_file, &key_why) != RM_OK)
+        return fail_at(cfg, "security.key_file", err, "%s", key_why.msg);
     if (strchr(cfg->train_split, '/') || strchr(cfg->eval_split, '/'))
         return fail_at(cfg, "data.train_split", err, "split names are directory names inside data.dir, without '/'");
 
@@ -580,6 +588,11 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
                     cfg->eval_split, eval.input_dim, eval.classes, cfg->train_split, train.input_dim, train.classes);
             goto out;
         }
+    }
+    if ((train.encrypted || (cfg->eval_split[0] && eval.encrypted)) && !cfg->key_file[0]) {
+        fail_at(cfg, "security.key_file", err,
+                "dataset %s is encrypted (its index says so) and no key is set: set security.key_file", cfg->data_dir);
+        goto out;
     }
     if (cfg->global_batch > train.samples) {
         fail_at(cfg, "train.global_batch", err, "global batch %ld is larger than the %ld training samples",
@@ -630,18 +643,10 @@ int rm_config_load(const char *path, char *const *sets, int n_sets, rm_config *c
     return rc;
 }
 
+/* Values come from YAML, so they are valid UTF-8 and read back exactly. */
 static void write_string(FILE *out, const char *s)
 {
-    fputc('"', out);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            fprintf(out, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            fprintf(out, "\\x%02x", (unsigned char)*s);
-        else
-            fputc(*s, out);
-    }
-    fputc('"', out);
+    rm_yaml_write_quoted(out, s);
 }
 
 /* Shortest form that reads back to the same double (0.9, not 0.90000000000000002). */

@@ -95,6 +95,10 @@ typedef struct rm_config {
 
     char run_dir[RM_PATH_CAP]; /* "" = runs/<config name>-<time> */
 
+    /* security */
+    char key_file[RM_PATH_CAP]; /* "" = no encryption; else 32-byte key, mode 0600 */
+    long decrypt_cache_mb;      /* decrypted shards kept per split and worker */
+
     /* debug: fault injection for tests */
     long debug_nan_at_step; /* -1: off; the step whose loss gradient is poisoned */
     double debug_ckpt_write_delay_s; /* the checkpoint writer sleeps this long before writing */

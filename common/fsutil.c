@@ -38,12 +38,25 @@ int rm_write_file_atomic(const char *path, const void *data, size_t len, rm_erro
 
 int rm_write_parts_atomic(const char *path, const void *const *parts, const size_t *lens, int n_parts, rm_error *err)
 {
+    return rm_write_parts_atomic_mode(path, parts, lens, n_parts, 0600, err);
+}
+
+int rm_write_parts_atomic_mode(const char *path, const void *const *parts, const size_t *lens, int n_parts,
+                               unsigned mode, rm_error *err)
+{
     char tmp[4096];
     if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
         return rm_fail(err, "%s: path too long", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
     if (fd < 0)
         return rm_fail_errno(err, errno, "%s: cannot create", tmp);
+    /* the umask only narrows the mode; a stale tmp file keeps its old one */
+    if (fchmod(fd, mode) != 0) {
+        int e = errno;
+        close(fd);
+        unlink(tmp);
+        return rm_fail_errno(err, e, "%s: cannot set mode %04o", tmp, mode);
+    }
     for (int part = 0; part < n_parts; part++) {
     const char *p = parts[part];
     size_t left = lens[part];
@@ -90,15 +103,35 @@ char *rm_read_file(const char *path, size_t max, const char *too_large, size_t *
         rm_fail_errno(err, errno, "%s: cannot open", path);
         return NULL;
     }
-    char *buf = malloc(max + 1);
+    /* sized by the file, not by the limit: reading a small index must not
+     * allocate the largest one allowed; grows if the file grows meanwhile */
+    struct stat st;
+    size_t cap = fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode) && (size_t)st.st_size < max ? (size_t)st.st_size
+                                                                                                : max;
+    char *buf = malloc(cap + 2);
+    *len = 0;
+    int bad = 0;
+    while (buf && !bad) {
+        *len += fread(buf + *len, 1, cap + 1 - *len, f);
+        bad = ferror(f);
+        if (bad || *len <= cap || cap >= max)
+            break;
+        /* the file outgrew its size: read on, up to max + 1 bytes */
+        size_t grown = cap * 2 + 4096 < max ? cap * 2 + 4096 : max;
+        char *more = realloc(buf, grown + 2);
+        if (!more) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = more;
+        cap = grown;
+    }
+    fclose(f);
     if (!buf) {
-        fclose(f);
         rm_fail(err, "%s: out of memory", path);
         return NULL;
     }
-    *len = fread(buf, 1, max + 1, f);
-    int bad = ferror(f);
-    fclose(f);
     if (bad || *len > max) {
         free(buf);
         rm_fail(err, "%s: %s", path, bad ? "read error" : too_large);
@@ -106,4 +139,41 @@ char *rm_read_file(const char *path, size_t max, const char *too_large, size_t *
     }
     buf[*len] = '\0';
     return buf;
+}
+
+FILE *rm_open_append(const char *path, rm_error *err)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+        rm_fail_errno(err, errno, "%s: cannot open for writing", path);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "a");
+    if (!f) {
+        rm_fail_errno(err, errno, "%s: cannot open for writing", path);
+        close(fd);
+    }
+    return f;
+}
+
+int rm_private_dir(const char *dir, rm_error *err)
+{
+    struct stat st;
+    if (lstat(dir, &st) == 0) {
+        if (S_ISLNK(st.st_mode))
+            return rm_fail(err, "%s: is a symbolic link; a run directory must be a real directory", dir);
+        if (!S_ISDIR(st.st_mode))
+            return rm_fail(err, "%s: exists and is not a directory", dir);
+        if (st.st_uid != geteuid())
+            return rm_fail(err, "%s: belongs to uid %u, not to this user (uid %u): refusing to use it", dir,
+                           (unsigned)st.st_uid, (unsigned)geteuid());
+        if ((st.st_mode & 07777) != 0700 && chmod(dir, 0700) != 0)
+            return rm_fail_errno(err, errno, "%s: cannot make it private (0700)", dir);
+        return RM_OK;
+    }
+    if (rm_mkdirs(dir, 0700, err) != RM_OK)
+        return RM_ERR;
+    if (chmod(dir, 0700) != 0)
+        return rm_fail_errno(err, errno, "%s: cannot make it private (0700)", dir);
+    return RM_OK;
 }

@@ -4,6 +4,7 @@
 #include "shard.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,9 +144,16 @@ static int expect_end(idx_file *f, rm_error *err)
 int rm_idx_import(const char *images_path, const char *labels_path, const char *out_dir, long shard_samples,
                   rm_idx_import_result *result, rm_error *err)
 {
+    return rm_idx_import_sealed(images_path, labels_path, out_dir, shard_samples, NULL, result, err);
+}
+
+int rm_idx_import_sealed(const char *images_path, const char *labels_path, const char *out_dir, long shard_samples,
+                         const rm_secret_key *key, rm_idx_import_result *result, rm_error *err)
+{
     idx_file images, labels;
     rm_shard_index index = {0};
     uint8_t *records = NULL, *pixels = NULL, *label_bytes = NULL;
+    size_t per_shard_bytes = 0, per_shard_pixels = 0; /* wiped after use: the plaintext of sealed shards */
     int rc = RM_ERR;
     memset(&labels, 0, sizeof labels);
 
@@ -160,22 +168,33 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
         rm_fail(err, "%s has %ld images but %s has %ld labels", images_path, n, labels_path, labels.dims[0]);
         goto out;
     }
-    long input_dim = images.dims[1] * images.dims[2];
-    if (input_dim > (1L << 24)) {
+    /* each dimension is below 2^32 (u32 in the file): compare before multiplying */
+    if (images.dims[1] > (1L << 24) || images.dims[2] > (1L << 24) / images.dims[1]) {
         rm_fail(err, "%s: images of %ld x %ld are too large", images_path, images.dims[1], images.dims[2]);
         goto out;
     }
+    long input_dim = images.dims[1] * images.dims[2];
     if (rm_mkdirs(out_dir, 0755, err) != RM_OK)
         goto out;
 
     long per_shard = shard_samples < n ? shard_samples : n;
     long record_bytes = 1 + input_dim;
-    records = malloc((size_t)per_shard * (size_t)record_bytes);
-    pixels = malloc((size_t)per_shard * (size_t)input_dim);
+    per_shard_bytes = (size_t)per_shard * (size_t)record_bytes;
+    per_shard_pixels = (size_t)per_shard * (size_t)input_dim;
+    records = malloc(per_shard_bytes);
+    pixels = malloc(per_shard_pixels);
     label_bytes = malloc((size_t)per_shard);
-    int n_shards = (int)((n + per_shard - 1) / per_shard);
-    index.shards = calloc((size_t)n_shards, sizeof *index.shards);
-    if (!records || !pixels || !label_bytes || !index.shards) {
+    long shards_needed = (n + per_shard - 1) / per_shard;
+    if (shards_needed > RM_SHARD_MAX_SHARDS) {
+        rm_fail(err, "%s: %ld samples in shards of %ld would make %ld shards, more than %d: raise --shard-samples",
+                images_path, n, per_shard, shards_needed, RM_SHARD_MAX_SHARDS);
+        goto out;
+    }
+    int n_shards = (int)shards_needed;
+    /* the shard table grows as shards are written: the header's count is
+     * not trusted with an allocation before the data is there to back it */
+    int shards_cap = 0;
+    if (!records || !pixels || !label_bytes) {
         rm_fail(err, "out of memory importing %s", images_path);
         goto out;
     }
@@ -191,12 +210,22 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
             records[i * record_bytes] = label_bytes[i];
             memcpy(records + i * record_bytes + 1, pixels + i * input_dim, (size_t)input_dim);
         }
+        if (s == shards_cap) {
+            shards_cap = shards_cap ? 2 * shards_cap : 16;
+            rm_shard_info *grown = realloc(index.shards, (size_t)shards_cap * sizeof *grown);
+            if (!grown) {
+                rm_fail(err, "out of memory importing %s", images_path);
+                goto out;
+            }
+            index.shards = grown;
+        }
         rm_shard_info *info = &index.shards[s];
+        memset(info, 0, sizeof *info);
         snprintf(info->file, sizeof info->file, "shard-%05d.rms", s);
         info->samples = count;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", out_dir, info->file);
-        if (rm_shard_write(path, records, count, record_bytes, &info->checksum, err) != RM_OK)
+        if (rm_shard_write_sealed(path, records, count, record_bytes, key, &info->checksum, err) != RM_OK)
             goto out;
     }
     if (expect_end(&images, err) != RM_OK || expect_end(&labels, err) != RM_OK)
@@ -210,6 +239,7 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
     index.classes = max_label + 1;
     index.record_bytes = record_bytes;
     index.n_shards = n_shards;
+    index.encrypted = key != NULL;
     if (rm_shard_index_write(out_dir, &index, err) != RM_OK)
         goto out;
     if (result)
@@ -218,6 +248,10 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
 out:
     idx_close(&images);
     idx_close(&labels);
+    if (records)
+        sodium_memzero(records, (size_t)per_shard_bytes);
+    if (pixels)
+        sodium_memzero(pixels, (size_t)per_shard_pixels);
     free(records);
     free(pixels);
     free(label_bytes);

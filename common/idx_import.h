@@ -2,6 +2,7 @@
 #ifndef RINGMASTER_IDX_IMPORT_H
 #define RINGMASTER_IDX_IMPORT_H
 
+#include "crypto.h"
 #include "error.h"
 
 typedef struct rm_idx_import_result {
@@ -16,5 +17,10 @@ typedef struct rm_idx_import_result {
  * split with an index is complete). Memory stays at one shard. */
 int rm_idx_import(const char *images_path, const char *labels_path, const char *out_dir, long shard_samples,
                   rm_idx_import_result *result, rm_error *err);
+
+/* The same, each shard sealed with key (NULL: plain); the index then says
+ * the split is encrypted. */
+int rm_idx_import_sealed(const char *images_path, const char *labels_path, const char *out_dir, long shard_samples,
+                         const rm_secret_key *key, rm_idx_import_result *result, rm_error *err);
 
 #endif

@@ -7,11 +7,15 @@
  *
  * A record is one label byte followed by input_dim feature bytes (u8,
  * scaled to [0,1] by the loader). The shard header says how the payload is
- * protected (plain today) so that encrypted shards keep the same layout.
- * The checksum is XXH3-64 of the payload. */
+ * protected: plain, or sealed with the dataset key (crypto.h: the same
+ * header, then a seal header and authenticated chunks). An encrypted split
+ * says so in its index ("encryption xchacha20poly1305"), so a run without
+ * a key is refused before it starts. The checksum is XXH3-64 of the
+ * (plaintext) payload. */
 #ifndef RINGMASTER_SHARD_H
 #define RINGMASTER_SHARD_H
 
+#include "crypto.h"
 #include "error.h"
 
 #include <stddef.h>
@@ -23,6 +27,8 @@
 #define RM_SHARD_PROTECTION_PLAIN 0u
 #define RM_SHARD_MAX_SHARDS 1000000
 #define RM_SHARD_NAME_CAP 64
+#define RM_SHARD_SEAL_CHUNK_BYTES (256u << 10)
+#define RM_DATASET_DEFAULT_DECRYPT_BYTES (512ull << 20)
 
 typedef struct rm_shard_info {
     char file[RM_SHARD_NAME_CAP];
@@ -38,6 +44,7 @@ typedef struct rm_shard_index {
     int n_shards;
     rm_shard_info *shards; /* owned */
     uint64_t index_hash;   /* of the index file's bytes: names the dataset */
+    int encrypted;         /* every shard sealed with the dataset key */
 } rm_shard_index;
 
 /* Reads and checks <dir>/index.rmi. Free with rm_shard_index_free. */
@@ -52,21 +59,43 @@ int rm_shard_index_write(const char *dir, const rm_shard_index *idx, rm_error *e
 int rm_shard_write(const char *path, const uint8_t *records, long n_records, long record_bytes, uint64_t *checksum,
                    rm_error *err);
 
-/* A split opened for reading: shard payloads mapped read-only and verified
- * against the index, so a damaged shard is named before training starts. */
+/* The same, sealed with key when key is not NULL. */
+int rm_shard_write_sealed(const char *path, const uint8_t *records, long n_records, long record_bytes,
+                          const rm_secret_key *key, uint64_t *checksum, rm_error *err);
+
+/* A split opened for reading, verified against the index so that a damaged
+ * shard is named before training starts.
+ *
+ * Plain shards are mapped read-only. Encrypted shards are authenticated and
+ * decrypted whole at open (one pass, bounded scratch) and kept decrypted
+ * while they fit in decrypt_budget bytes; beyond that, rm_dataset_record
+ * decrypts a shard again when a sample of it is asked for (on the caller's
+ * thread: the loader's), evicting the least recently used. The sample
+ * order visits one window of shards at a time, so each shard is decrypted
+ * about once per epoch. Decrypted shards live in pages excluded from core
+ * dumps. */
+typedef struct rm_dataset_cache rm_dataset_cache;
 typedef struct rm_dataset {
     rm_shard_index index;
-    const uint8_t **payloads; /* per shard */
+    const uint8_t **payloads; /* per shard; NULL: encrypted and not resident */
     size_t *map_bytes;
     void **maps;
     long *first_sample; /* prefix sums: shard s holds [first_sample[s], first_sample[s+1]) */
+    rm_dataset_cache *cache; /* encrypted splits only */
 } rm_dataset;
 
+/* Encrypted splits use the process key (rm_security_key) and the default
+ * budget. */
 int rm_dataset_open(const char *dir, rm_dataset *ds, rm_error *err);
+int rm_dataset_open_budget(const char *dir, uint64_t decrypt_budget, rm_dataset *ds, rm_error *err);
 void rm_dataset_close(rm_dataset *ds);
 
-/* Record of global sample i (0 <= i < samples): label byte, then features. */
+/* Record of global sample i (0 <= i < samples): label byte, then features.
+ * On an encrypted split the pointer is valid until the next call, one
+ * thread at a time per dataset, and NULL means a shard failed to decrypt
+ * (the file changed since open): rm_dataset_error says why. */
 const uint8_t *rm_dataset_record(const rm_dataset *ds, long i);
+const char *rm_dataset_error(const rm_dataset *ds);
 
 /* Shard holding sample i. */
 int rm_dataset_shard_of(const rm_dataset *ds, long i);

@@ -3,6 +3,7 @@
 #include "fsutil.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,4 +244,54 @@ rm_yaml_node *rm_yaml_get(const rm_yaml_node *map, const char *key)
         if (strcmp(map->keys[i]->value, key) == 0)
             return map->items[i];
     return NULL;
+}
+
+/* Decodes one UTF-8 sequence at s; returns its length (0: invalid,
+ * overlong, a surrogate or beyond U+10FFFF). */
+static int utf8_next(const unsigned char *s, uint32_t *cp)
+{
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    int len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc0 ? 2 : 0;
+    if (!len || s[0] >= 0xf8)
+        return 0;
+    uint32_t v = s[0] & (0x7f >> len);
+    for (int i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        v = v << 6 | (s[i] & 0x3f);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (v < min[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+        return 0;
+    *cp = v;
+    return len;
+}
+
+int rm_yaml_write_quoted(FILE *out, const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    int bad = 0;
+    fputc('"', out);
+    while (*p) {
+        uint32_t cp;
+        int len = utf8_next(p, &cp);
+        if (!len) {
+            bad = 1;
+            fprintf(out, "\\u%04x", (unsigned)*p++);
+            continue;
+        }
+        if (cp == '"' || cp == '\\')
+            fprintf(out, "\\%c", (int)cp);
+        else if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfeff ||
+                 cp == 0xfffe || cp == 0xffff)
+            fprintf(out, "\\u%04x", (unsigned)cp);
+        else
+            fwrite(p, 1, (size_t)len, out);
+        p += len;
+    }
+    fputc('"', out);
+    return bad ? RM_ERR : RM_OK;
 }

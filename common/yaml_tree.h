@@ -8,6 +8,7 @@
 #include "error.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 #define RM_YAML_MAX_BYTES (1u << 20)
 #define RM_YAML_MAX_NODES 4096
@@ -48,5 +49,13 @@ void rm_yaml_free(rm_yaml_doc *doc);
 
 /* Mapping lookup by key; NULL when absent. */
 rm_yaml_node *rm_yaml_get(const rm_yaml_node *map, const char *key);
+
+/* Writes s as a double-quoted scalar that reads back as exactly s, in YAML
+ * (libyaml) and in JSON alike: quotes and backslashes escaped; control
+ * characters, DEL, C1 controls, the line breaks YAML adds to JSON's (NEL,
+ * U+2028, U+2029), the BOM and U+FFFE/U+FFFF written as \u escapes; other
+ * UTF-8 as is. A byte that is not valid UTF-8 is written as \u00XX (which
+ * reads back as another string) and makes the result RM_ERR. */
+int rm_yaml_write_quoted(FILE *out, const char *s);
 
 #endif

@@ -14,7 +14,7 @@ int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model_s
 {
     memset(cc, 0, sizeof *cc);
     rm_config_ckpt_root(cfg, cc->root, sizeof cc->root);
-    if (rm_mkdirs(cc->root, 0755, err) != RM_OK)
+    if (rm_private_dir(cc->root, err) != RM_OK)
         return RM_ERR;
     cc->workers = workers;
     cc->keep = cfg->ckpt_keep;
@@ -134,9 +134,15 @@ int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_d
         cc->commit_s_total += rm_now_s() - t0;
         rm_ckpt_prune(cc->root, (int)cc->keep, p->step);
         *outcome = 1;
-        char fields[256];
-        snprintf(fields, sizeof fields, "\"step\":%ld,\"dir\":\"%s\",\"write_s\":%.6f,\"commit_s\":%.6f", p->step,
-                 name, p->write_s_max, rm_now_s() - t0);
+        char fields[512], final_dir[RM_PATH_CAP + 48], digest[65] = "";
+        snprintf(final_dir, sizeof final_dir, "%s/%s", cc->root, name);
+        rm_error derr;
+        if (rm_ckpt_manifest_digest(final_dir, digest, &derr) != RM_OK)
+            rm_warn("%s", derr.msg);
+        /* the manifest's digest names the checkpoint: it lists every file's checksum */
+        snprintf(fields, sizeof fields,
+                 "\"step\":%ld,\"dir\":\"%s\",\"manifest_blake2b\":\"%s\",\"write_s\":%.6f,\"commit_s\":%.6f",
+                 p->step, name, digest, p->write_s_max, rm_now_s() - t0);
         rm_run_dir_event(rd, "checkpoint", fields);
     }
     p->step = -1;

@@ -3,6 +3,7 @@
 
 #include "checkpoint.h"
 #include "config.h"
+#include "crypto.h"
 #include "exit_codes.h"
 #include "hash.h"
 #include "log.h"
@@ -37,7 +38,34 @@ static int ckpt_root(const char *run_dir, char *root, size_t cap)
         snprintf(root, cap, "%s", cfg.ckpt_dir);
     else
         snprintf(root, cap, "%s/checkpoints", run_dir);
+    /* sealed checkpoints open with the run's key; the process stays out of
+     * core dumps and ptrace while it holds it */
+    if (cfg.key_file[0]) {
+        rm_security_no_core_dumps(1);
+        if (rm_security_load(cfg.key_file, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+            return RM_ERR;
+        }
+    }
+    if (rm_ckpt_check_latest(root, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        return RM_ERR;
+    }
     return RM_OK;
+}
+
+/* 1 if the checkpoint's first file is sealed. */
+static int sealed(const char *dir)
+{
+    char path[RM_PATH_CAP + 80];
+    snprintf(path, sizeof path, "%s/worker-00000.rmc", dir);
+    FILE *f = fopen(path, "rb");
+    unsigned char h[16];
+    int yes = f && fread(h, 1, sizeof h, f) == sizeof h && h[12] == RM_PROTECTION_XCHACHA20 && !h[13] && !h[14] &&
+              !h[15];
+    if (f)
+        fclose(f);
+    return yes;
 }
 
 static int cmd_list(const char *root, int verify, long only_step)
@@ -77,6 +105,13 @@ static int cmd_list(const char *root, int verify, long only_step)
             int ok = rm_ckpt_verify(dir, &m, &err) == RM_OK;
             bad += !ok;
             printf("%s: %s%s\n", name, ok ? "ok" : "FAILED: ", ok ? "" : err.msg);
+            char cfg[17], data[17], digest[65] = "?";
+            rm_hash_hex(m.config_hash, cfg);
+            rm_hash_hex(m.dataset_hash, data);
+            rm_error derr;
+            rm_ckpt_manifest_digest(dir, digest, &derr);
+            printf("  config_hash %s  dataset_index_hash %s  manifest_blake2b %s%s\n", cfg, data, digest,
+                   sealed(dir) ? "  (encrypted)" : "");
         } else {
             unsigned long long bytes = 0;
             for (int f = 0; f < m.n_files; f++)

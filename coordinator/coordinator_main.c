@@ -5,6 +5,7 @@
  * with the reason and the rank. */
 #include "coordinator.h"
 #include "config.h"
+#include "crypto.h"
 #include "exit_codes.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -328,7 +329,8 @@ static int find_resume_point(coordinator *c, rm_error *err)
 
 static int setup(coordinator *c, const char *config_path, char *const *sets, int n_sets, rm_error *err)
 {
-    if (rm_config_load(config_path, sets, n_sets, &c->cfg, &c->facts, err) != RM_OK)
+    if (rm_config_load(config_path, sets, n_sets, &c->cfg, &c->facts, err) != RM_OK ||
+        rm_security_load(c->cfg.key_file, err) != RM_OK) /* to verify sealed checkpoints */
         return RM_ERR;
     if (c->cfg.workers != c->workers)
         return rm_fail(err, "the job was launched with %d worker ranks but launch.workers is %ld", c->workers,

@@ -108,9 +108,9 @@ int rm_resume_add_skip(const char *run_dir, long step, rm_error *err)
 {
     char path[RM_PATH_CAP + 32];
     snprintf(path, sizeof path, "%s/skip_steps.txt", run_dir);
-    FILE *f = fopen(path, "a");
+    FILE *f = rm_open_append(path, err);
     if (!f)
-        return rm_fail_errno(err, errno, "%s: cannot write", path);
+        return RM_ERR;
     fprintf(f, "%ld\n", step);
     int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
     fclose(f);

@@ -1,9 +1,11 @@
 /* ringmaster: the command-line tool. Validates job configs, prepares
  * datasets, and launches and watches jobs (`ringmaster run`). */
+#include "audit.h"
 #include "ckpt_tool.h"
 #include "config.h"
 #include "doctor_cmd.h"
 #include "plot.h"
+#include "crypto.h"
 #include "exit_codes.h"
 #include "fsutil.h"
 #include "json.h"
@@ -11,6 +13,7 @@
 #include "launcher.h"
 #include "log.h"
 #include "run_dir.h"
+#include "security_tool.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -37,7 +40,12 @@ static void usage(FILE *out)
             "  ringmaster ckpt export RUN_DIR [--step N] OUT.safetensors\n"
             "      list, verify (checksums) or export (safetensors) a run's checkpoints\n"
             "  ringmaster data import-idx --images FILE --labels FILE --out DIR [--shard-samples N]\n"
-            "      convert MNIST-style IDX files (gzipped or not) into a shard set\n"
+            "                            [--encrypt --key-file KEY]\n"
+            "      convert MNIST-style IDX files (gzipped or not) into a shard set (sealed with KEY)\n"
+            "  ringmaster keygen FILE\n"
+            "      write a new encryption key (32 random bytes, mode 0600) for security.key_file\n"
+            "  ringmaster audit verify RUN_DIR\n"
+            "      check the hash chain of RUN_DIR/audit.jsonl\n"
             "  ringmaster doctor CONFIG [--workers N] [--set ...] [--run-dir DIR | --out FILE]\n"
             "      measure storage, memory, sgemm and all-reduce rates on the job's ranks, predict the step\n"
             "      time and name the bottleneck\n"
@@ -144,6 +152,27 @@ static int run_dir_completed(const char *dir)
     return stat(path, &st) == 0;
 }
 
+/* Records a supervisor decision in the audit trail: a restart and its
+ * cause, or the end of a run that failed. */
+static void audit_supervisor(const rm_config *cfg, const char *event, const char *cause, int exit_status, long attempt)
+{
+    char *fields = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&fields, &len);
+    if (!mem)
+        return;
+    if (strcmp(event, "restart") == 0)
+        fprintf(mem, "\"attempt\":%ld,\"exit_status\":%d,\"cause\":", attempt, exit_status);
+    else
+        fprintf(mem, "\"status\":\"failed\",\"exit_status\":%d,\"restarts\":%ld,\"cause\":", exit_status, attempt);
+    rm_json_string(mem, cause);
+    fclose(mem);
+    rm_error err;
+    if (rm_audit_append(cfg->run_dir, event, fields, &err) != RM_OK)
+        rm_error_log("audit trail: %s", err.msg);
+    free(fields);
+}
+
 /* The supervisor: runs the job, and after a failure a restart may cure
  * (a dead or hung rank, a rollback) starts it again from the latest
  * checkpoint, up to fault.max_restarts times with a doubling backoff.
@@ -163,7 +192,8 @@ static int supervise(const rm_launch_plan *plan, const rm_config *cfg)
         rm_error_log("job failed: %s", verdict);
         char path[RM_PATH_CAP + 32];
         snprintf(path, sizeof path, "%s/restarts.jsonl", cfg->run_dir);
-        FILE *log = fopen(path, "a");
+        rm_error lerr;
+        FILE *log = rm_open_append(path, &lerr);
         if (log) {
             fprintf(log, "{\"time\":%ld,\"attempt\":%ld,\"exit_status\":%d,\"cause\":", (long)time(NULL), attempt,
                     rc);
@@ -172,20 +202,25 @@ static int supervise(const rm_launch_plan *plan, const rm_config *cfg)
             fclose(log);
         }
         snprintf(causes + strlen(causes), sizeof causes - strlen(causes), "\n  attempt %ld: %s", attempt + 1, verdict);
-        if (rm_launch_stop_signal())
+        if (rm_launch_stop_signal()) {
+            audit_supervisor(cfg, "run_end", "stopped on a signal", rc, attempt);
             return rc;
+        }
         if (rc == RM_EXIT_FATAL || rc == RM_EXIT_USAGE || rc == 127) {
+            audit_supervisor(cfg, "run_end", verdict, rc, attempt);
             rm_error_log("not restarting: a restart cannot fix this (see the message above); run directory %s",
                          cfg->run_dir);
             return rc;
         }
         if (attempt >= cfg->max_restarts) {
+            audit_supervisor(cfg, "run_end", verdict, rc, attempt);
             rm_error_log("giving up after %ld restart%s (fault.max_restarts); failures:%s\nrun directory: %s", attempt,
                          attempt == 1 ? "" : "s", causes, cfg->run_dir);
             return rc;
         }
         double backoff = cfg->restart_backoff_s * (double)(1L << (attempt < 6 ? attempt : 6));
         rm_warn("restart %ld of %ld in %.1f s, from the latest checkpoint", attempt + 1, cfg->max_restarts, backoff);
+        audit_supervisor(cfg, "restart", verdict, rc, attempt + 1);
         struct timespec ts = {(time_t)backoff, (long)((backoff - (double)(time_t)backoff) * 1e9)};
         while (nanosleep(&ts, &ts) != 0 && !rm_launch_stop_signal())
             ;
@@ -246,7 +281,7 @@ static int cmd_run(int argc, char **argv)
         char *text = NULL;
         size_t len = 0;
         FILE *mem = open_memstream(&text, &len);
-        if (!mem || rm_mkdirs(cfg.run_dir, 0755, &err) != RM_OK) {
+        if (!mem || rm_private_dir(cfg.run_dir, &err) != RM_OK) {
             rm_error_log("%s", mem ? err.msg : "out of memory");
             rc = 1;
         } else {
@@ -277,9 +312,14 @@ static int cmd_run(int argc, char **argv)
 
 static int cmd_import_idx(int argc, char **argv)
 {
-    const char *images = NULL, *labels = NULL, *out = NULL;
+    const char *images = NULL, *labels = NULL, *out = NULL, *key_file = NULL;
     long shard_samples = 10000;
+    int encrypt = 0;
     for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--encrypt") == 0) {
+            encrypt = 1;
+            continue;
+        }
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         if (!val) {
             rm_error_log("%s needs a value", argv[i]);
@@ -291,6 +331,8 @@ static int cmd_import_idx(int argc, char **argv)
             labels = val;
         else if (strcmp(argv[i], "--out") == 0)
             out = val;
+        else if (strcmp(argv[i], "--key-file") == 0)
+            key_file = val;
         else if (strcmp(argv[i], "--shard-samples") == 0) {
             char *end;
             shard_samples = strtol(val, &end, 10);
@@ -310,14 +352,27 @@ static int cmd_import_idx(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (encrypt != (key_file != NULL)) {
+        rm_error_log("--encrypt and --key-file go together");
+        return 2;
+    }
     rm_idx_import_result res;
     rm_error err;
-    if (rm_idx_import(images, labels, out, shard_samples, &res, &err) != RM_OK) {
+    if (encrypt) {
+        rm_security_no_core_dumps(1);
+        if (rm_security_load(key_file, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+            return 1;
+        }
+    }
+    int rc = rm_idx_import_sealed(images, labels, out, shard_samples, rm_security_key(), &res, &err);
+    rm_security_unload();
+    if (rc != RM_OK) {
         rm_error_log("%s", err.msg);
         return 1;
     }
-    printf("%s: %ld samples, %ld inputs, %ld classes, %d shards\n", out, res.samples, res.input_dim, res.classes,
-           res.shards);
+    printf("%s: %ld samples, %ld inputs, %ld classes, %d shards%s\n", out, res.samples, res.input_dim, res.classes,
+           res.shards, encrypt ? ", encrypted" : "");
     return 0;
 }
 
@@ -341,6 +396,10 @@ int main(int argc, char **argv)
         return rm_doctor_cmd_main(argc - 2, argv + 2);
     if (strcmp(cmd, "plot") == 0)
         return rm_plot_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "keygen") == 0)
+        return rm_keygen_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "audit") == 0)
+        return rm_audit_tool_main(argc - 2, argv + 2);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("ringmaster %s\n", RINGMASTER_VERSION);
         return 0;

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake pkg-config
   openmpi-bin libopenmpi-dev
   libyaml-dev check libopenblas-dev zlib1g-dev libxxhash-dev
-  libmicrohttpd-dev gnuplot-nox
+  libmicrohttpd-dev gnuplot-nox libsodium-dev
   dataset-fashion-mnist
   python3
 )
@@ -15,6 +15,10 @@ packages=(
 # curl for /metrics)
 if [ "${1:-}" = "--tests" ]; then
   packages+=(slurm-wlm munge curl)
+fi
+# --fuzz: clang with libFuzzer, for scripts/fuzz.sh
+if [ "${1:-}" = "--fuzz" ]; then
+  packages+=(clang libclang-rt-dev)
 fi
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -13,3 +13,6 @@ fi
 BUILD_DIR=${BUILD_DIR:-build} scripts/build.sh -DRINGMASTER_WERROR=ON -DRINGMASTER_CUDA=$cuda
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure --timeout 600 -j 1
+# the unit tests and a short mpirun run again, under ASan + UBSan
+cd - >/dev/null
+scripts/sanitize.sh

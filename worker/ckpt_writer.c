@@ -32,7 +32,7 @@ static void *writer_main(void *arg)
         rm_ckpt_file file;
         rm_error err = {{0}};
         int rc = RM_OK;
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
             rc = rm_fail_errno(&err, errno, "%s: cannot create checkpoint directory", dir);
         if (w->delay_s > 0)
             usleep((useconds_t)(w->delay_s * 1e6));

@@ -16,7 +16,9 @@ static int fill_batch(rm_loader *ld, rm_batch *b, rm_error *err)
         if ((long)s >= idx->samples)
             return rm_fail(err, "step %ld: sample %u is outside the dataset (%ld samples)", (long)b->assign.step, s,
                            idx->samples);
-        const uint8_t *rec = rm_dataset_record(ld->ds, s);
+        const uint8_t *rec = rm_dataset_record(ld->ds, s); /* may decrypt a shard: here, off the compute thread */
+        if (!rec)
+            return rm_fail(err, "%s", rm_dataset_error(ld->ds));
         if (rec[0] >= idx->classes)
             return rm_fail(err, "sample %u has label %u but the dataset has %ld classes", s, rec[0], idx->classes);
         b->labels[i] = rec[0];

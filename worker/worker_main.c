@@ -4,6 +4,7 @@
 #include "checkpoint.h"
 #include "ckpt_writer.h"
 #include "config.h"
+#include "crypto.h"
 #include "exit_codes.h"
 #include "hash.h"
 #include "loader.h"
@@ -143,6 +144,8 @@ static int evaluate(worker *w, long step, rm_error *err)
         long n = end - at < EVAL_CHUNK ? end - at : EVAL_CHUNK;
         for (long i = 0; i < n; i++) {
             const uint8_t *rec = rm_dataset_record(&w->eval, at + i);
+            if (!rec)
+                return rm_fail(err, "%s", rm_dataset_error(&w->eval));
             w->eval_labels[i] = rec[0] < w->eval.index.classes ? rec[0] : 0;
             for (long j = 0; j < d; j++)
                 w->eval_x[i * d + j] = (float)rec[1 + j] * (1.0f / 255.0f);
@@ -174,18 +177,20 @@ static int heartbeat(void *ctx, rm_error *err)
 /* The part of setup that needs no other worker: config and datasets. */
 static int setup_local(worker *w, const char *config_path, char *const *sets, int n_sets, rm_error *err)
 {
-    if (rm_config_load(config_path, sets, n_sets, &w->cfg, &w->facts, err) != RM_OK)
+    if (rm_config_load(config_path, sets, n_sets, &w->cfg, &w->facts, err) != RM_OK ||
+        rm_security_load(w->cfg.key_file, err) != RM_OK)
         return RM_ERR;
     if (w->cfg.workers != w->workers)
         return rm_fail(err, "the job was launched with %d worker ranks but launch.workers is %ld", w->workers,
                        w->cfg.workers);
     char dir[2 * RM_PATH_CAP];
     snprintf(dir, sizeof dir, "%s/%s", w->cfg.data_dir, w->cfg.train_split);
-    if (rm_dataset_open(dir, &w->train, err) != RM_OK)
+    uint64_t decrypt_budget = (uint64_t)w->cfg.decrypt_cache_mb << 20;
+    if (rm_dataset_open_budget(dir, decrypt_budget, &w->train, err) != RM_OK)
         return RM_ERR;
     if (w->cfg.eval_split[0]) {
         snprintf(dir, sizeof dir, "%s/%s", w->cfg.data_dir, w->cfg.eval_split);
-        if (rm_dataset_open(dir, &w->eval, err) != RM_OK)
+        if (rm_dataset_open_budget(dir, decrypt_budget, &w->eval, err) != RM_OK)
             return RM_ERR;
     }
     return RM_OK;
