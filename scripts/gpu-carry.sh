@@ -2,8 +2,9 @@
 # Prepares what scripts/gpu-check.sh needs on a GPU machine that has CUDA,
 # cmake and PyTorch but no network and maybe none of ringmaster's other
 # dependencies: Debian's packages of Open MPI, libyaml, OpenBLAS, xxhash,
-# Check and pkg-config as .deb files, and the Fashion-MNIST IDX files, in
-# one folder ignored by git (default .gpu-carry, about 45 MB).
+# Check, libsodium, libmicrohttpd and pkg-config as .deb files, and the
+# Fashion-MNIST IDX files, in one folder ignored by git (default
+# .gpu-carry, about 50 MB).
 #
 #   scripts/gpu-carry.sh [DIR]
 #
@@ -23,7 +24,8 @@ packages=(
   libpsm-infinipath1 libnuma1 libmunge2 libxnvctrl0 libpciaccess0
   # the other build dependencies
   libyaml-0-2 libyaml-dev libopenblas0 libopenblas0-pthread libopenblas-dev libopenblas-pthread-dev libgfortran5
-  libxxhash0 libxxhash-dev check libsubunit0 libsubunit-dev zlib1g zlib1g-dev pkgconf pkgconf-bin libpkgconf3
+  libxxhash0 libxxhash-dev check libsubunit0 libsubunit-dev zlib1g zlib1g-dev
+  libsodium23 libsodium-dev libmicrohttpd12 libmicrohttpd-dev pkgconf pkgconf-bin libpkgconf3
 )
 (cd "$dir/debs" && apt-get download "${packages[@]}")
 for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz; do

@@ -81,7 +81,7 @@ missing=()
 [ "${GPU_CHECK_USE_CARRY:-0}" = 0 ] || missing+=(forced) # to try the carried path on a complete machine
 command -v mpicc >/dev/null || missing+=(mpi)
 if command -v pkg-config >/dev/null; then
-  for m in yaml-0.1 openblas libxxhash check; do
+  for m in yaml-0.1 openblas libxxhash check libsodium libmicrohttpd; do
     pkg-config --exists "$m" || missing+=("$m")
   done
 else
