@@ -94,9 +94,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ -d "$carry/debs" ] || die "this machine lacks ${missing[*]}: make $carry with scripts/gpu-carry.sh and bring it along"
   say "unpacking the carried packages for: ${missing[*]}"
   sysroot=/opt/ringmaster-carry
-  if [ ! -x $sysroot/usr/bin/orterun ]; then
-    mkdir -p $sysroot
-    for deb in "$carry"/debs/*.deb; do
+  mkdir -p $sysroot/.unpacked
+  for deb in "$carry"/debs/*.deb; do
+    # each package once, so a folder carried later with more adds them
+    stamp=$sysroot/.unpacked/$(basename "$deb")
+    [ -e "$stamp" ] && continue
+    {
       if command -v dpkg >/dev/null; then
         dpkg -x "$deb" $sysroot
       else # a .deb is an ar archive around data.tar.*
@@ -104,12 +107,15 @@ if [ ${#missing[@]} -gt 0 ]; then
         (cd "$tmp" && ar x "$root/$deb" && tar -xf data.tar.* -C $sysroot)
         rm -rf "$tmp"
       fi
-    done
-  fi
+    } && touch "$stamp"
+  done
   multiarch=$sysroot/usr/lib/x86_64-linux-gnu
   # What Debian's alternatives would link (dpkg -x runs no maintainer scripts).
   ln -sf openblas-pthread/libopenblas.so.0 "$multiarch/libopenblas.so.0"
   ln -sf openblas-pthread/libopenblas.so "$multiarch/libopenblas.so"
+  # libmicrohttpd's .pc names gnutls for static links only; the shared
+  # link needs no gnutls headers, so do not ask pkg-config for them
+  [ ! -f "$multiarch/pkgconfig/libmicrohttpd.pc" ] || sed -i '/^Requires.private:/d' "$multiarch/pkgconfig/libmicrohttpd.pc"
   export PATH=$sysroot/usr/bin:$PATH
   export LD_LIBRARY_PATH=$multiarch:$multiarch/openblas-pthread:$multiarch/openmpi/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export PKG_CONFIG_SYSROOT_DIR=$sysroot
