@@ -510,8 +510,12 @@ static int probe_allreduce(doctor *d, rm_error *err)
 
 static int run(doctor *d, const char *out_path, rm_error *err)
 {
+    /* The step first: it settles the backend. On the GPU the host's sgemm
+     * says nothing about the job (and at wide layers takes minutes), so
+     * the GPU's own products are the step's. */
     if (probe_storage(d, err) != RM_OK || probe_loader(d, err) != RM_OK || probe_memory(d, err) != RM_OK ||
-        probe_gemms(d, err) != RM_OK || probe_step(d, err) != RM_OK || probe_allreduce(d, err) != RM_OK)
+        probe_step(d, err) != RM_OK || (!d->me.gpu && probe_gemms(d, err) != RM_OK) ||
+        probe_allreduce(d, err) != RM_OK)
         return RM_ERR;
     rm_doctor_rank *all = d->rank == 0 ? calloc((size_t)d->ranks, sizeof *all) : NULL;
     if (d->rank == 0 && !all)

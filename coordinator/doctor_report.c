@@ -87,7 +87,7 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model_shape *shap
             gflops = fmin(gflops, ranks[r].gemms[g].gflops);
         }
         char what[96];
-        snprintf(what, sizeof what, "%ssgemm %s %ldx%ldx%ld", r0->gpu ? "host " : "", r0->gemms[g].what, r0->gemms[g].m, r0->gemms[g].n,
+        snprintf(what, sizeof what, "sgemm %s %ldx%ldx%ld", r0->gemms[g].what, r0->gemms[g].m, r0->gemms[g].n,
                  r0->gemms[g].k);
         fprintf(out, "%-34s %6.1f GFLOP/s %11.3f ms\n", what, gflops, secs * 1e3);
     }
