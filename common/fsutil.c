@@ -141,19 +141,35 @@ char *rm_read_file(const char *path, size_t max, const char *too_large, size_t *
     return buf;
 }
 
-FILE *rm_open_append(const char *path, rm_error *err)
+static FILE *open_private(const char *path, int flags, const char *mode, rm_error *err)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | flags, 0600);
     if (fd < 0) {
         rm_fail_errno(err, errno, "%s: cannot open for writing", path);
         return NULL;
     }
-    FILE *f = fdopen(fd, "a");
+    /* an older file keeps its mode through open(): tighten it */
+    if (fchmod(fd, 0600) != 0) {
+        rm_fail_errno(err, errno, "%s: cannot make it private (0600)", path);
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, mode);
     if (!f) {
         rm_fail_errno(err, errno, "%s: cannot open for writing", path);
         close(fd);
     }
     return f;
+}
+
+FILE *rm_open_append(const char *path, rm_error *err)
+{
+    return open_private(path, O_APPEND, "a", err);
+}
+
+FILE *rm_open_write(const char *path, rm_error *err)
+{
+    return open_private(path, O_TRUNC, "w", err);
 }
 
 int rm_private_dir(const char *dir, rm_error *err)

@@ -24,6 +24,10 @@ int rm_write_parts_atomic_mode(const char *path, const void *const *parts, const
 /* Opens path for appending, creating it 0600 (whatever the umask). */
 FILE *rm_open_append(const char *path, rm_error *err);
 
+/* Opens path for writing from the start (truncated), creating it 0600
+ * (whatever the umask); a symbolic link there is refused. */
+FILE *rm_open_write(const char *path, rm_error *err);
+
 /* A directory ringmaster keeps private: created 0700 (with any missing
  * parents), or, if it exists, a real directory (not a symlink) owned by
  * this user, tightened to 0700; another user's directory is refused. */

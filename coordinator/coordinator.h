@@ -48,6 +48,7 @@ typedef struct worker_info {
     uint64_t weights_digest;
     double last_heard_s;
     long progress; /* 2s+1: reached the all-reduce of step s; 2s+2: reported step s */
+    double train_s; /* the sum of this worker's step times */
 } worker_info;
 
 /* Flags of a step, decided once when its first assignment goes out, so
@@ -91,7 +92,7 @@ typedef struct coordinator {
     eval_acc evals[4];
     long steps_done;
     long evals_expected, evals_done;
-    double train_s;   /* sum over steps of the slowest worker's step time */
+    double train_s;   /* the slowest worker's total step time (metrics_train_seconds) */
     double started_s;
     double last_eval_accuracy, last_eval_loss;
     double last_loss;

@@ -82,7 +82,7 @@ int rm_doctor_cmd_main(int argc, char **argv)
     int scratch = 0;
     if (run_dir) {
         snprintf(dir, sizeof dir, "%s", run_dir);
-        if (rm_mkdirs(dir, 0755, &err) != RM_OK) {
+        if (rm_private_dir(dir, &err) != RM_OK) {
             rm_error_log("%s", err.msg);
             return 1;
         }

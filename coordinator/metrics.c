@@ -48,7 +48,6 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     double step_s = s->step_s[1];
     double samples_per_s = step_s > 0 ? (double)c->cfg.global_batch / step_s : 0;
     double epoch = (double)(s->step + 1) * (double)c->cfg.global_batch / (double)c->facts.train_samples;
-    c->train_s += step_s;
     if (s->ckpt_stall_s[1] > 0) {
         c->ckpt_stalls++;
         c->ckpt_stall_total_s += s->ckpt_stall_s[1];
@@ -134,8 +133,22 @@ static eval_acc *eval_slot(coordinator *c, long step)
     return NULL;
 }
 
+/* Training time: the slowest worker's own steps, summed. Each worker's
+ * steps follow each other, so this never exceeds the wall time (a sum of
+ * per-step maxima would, as the slowest worker changes from step to step
+ * and the workers' step boundaries drift against each other). */
+static double train_seconds(const coordinator *c)
+{
+    double t = 0;
+    for (int w = 0; w < c->workers; w++)
+        if (c->info[w].train_s > t)
+            t = c->info[w].train_s;
+    return t;
+}
+
 int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
 {
+    c->train_s = train_seconds(c);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -215,6 +228,7 @@ void metrics_add_report(coordinator *c, step_acc *s, const rm_msg_report *r, int
     accumulate(s->allreduce_wait_s, r->allreduce_wait_s, c->workers);
     accumulate(s->optimizer_s, r->optimizer_s, c->workers);
     accumulate(s->step_s, r->step_s, c->workers);
+    c->info[worker].train_s += r->step_s;
     observe_add_report(c->obs, r, worker);
 }
 

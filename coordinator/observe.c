@@ -651,7 +651,7 @@ int observe_receive_trace(rm_observe *o, int src, rm_error *err)
     /* This worker's own file, complete on its own. */
     char dir[RM_PATH_CAP + 16], path[RM_PATH_CAP + 64];
     snprintf(dir, sizeof dir, "%s/trace", o->c->rd.path);
-    if (rm_mkdirs(dir, 0755, err) != RM_OK)
+    if (rm_private_dir(dir, err) != RM_OK)
         return RM_ERR;
     snprintf(path, sizeof path, "%s/worker-%d.json", dir, w);
     static const char head[] = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n", tail[] = "\n]}\n";

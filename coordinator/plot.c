@@ -97,9 +97,9 @@ static int read_metrics(const char *path, rows *out, rm_error *err)
 /* Bins the steps and writes "step loss samples/s cumulative-phases-in-ms". */
 static int write_steps_dat(const char *path, const rows *r, rm_error *err)
 {
-    FILE *f = fopen(path, "w");
+    FILE *f = rm_open_write(path, err);
     if (!f)
-        return rm_fail_errno(err, errno, "%s: cannot write", path);
+        return RM_ERR;
     long per_bin = (r->n + PLOT_BINS - 1) / PLOT_BINS;
     fprintf(f, "# step loss samples_per_second then cumulative ms:");
     for (int p = 0; p < N_PHASES; p++)
@@ -135,10 +135,10 @@ static int write_eval_dat(const char *eval_path, const char *dat_path, long *n_e
     FILE *in = fopen(eval_path, "r");
     if (!in)
         return RM_OK; /* no evaluation split */
-    FILE *out = fopen(dat_path, "w");
+    FILE *out = rm_open_write(dat_path, err);
     if (!out) {
         fclose(in);
-        return rm_fail_errno(err, errno, "%s: cannot write", dat_path);
+        return RM_ERR;
     }
     char *line = NULL;
     size_t cap = 0;
@@ -205,7 +205,11 @@ static int run_gnuplot(const char *dir, rm_error *err)
     snprintf(script, sizeof script, "%s/plot.gp", dir);
     char *argv[] = {"gnuplot", script, NULL};
     pid_t pid;
+    /* gnuplot creates the PNGs with its umask: keep them private (0600)
+     * like everything else in the run directory */
+    mode_t old_umask = umask(077);
     int rc = posix_spawnp(&pid, "gnuplot", NULL, NULL, argv, environ);
+    umask(old_umask);
     if (rc != 0)
         return rm_fail(err, "cannot run gnuplot: %s (install it: apt-get install gnuplot-nox)", strerror(rc));
     int status;
@@ -236,7 +240,7 @@ int rm_plot_main(int argc, char **argv)
     int rc = read_metrics(path, &r, &err);
     snprintf(dir, sizeof dir, "%s/plots", run);
     if (rc == RM_OK)
-        rc = rm_mkdirs(dir, 0755, &err);
+        rc = rm_private_dir(dir, &err);
     snprintf(dat, sizeof dat, "%s/steps.dat", dir);
     if (rc == RM_OK)
         rc = write_steps_dat(dat, &r, &err);
@@ -257,9 +261,9 @@ int rm_plot_main(int argc, char **argv)
         }
         snprintf(title, sizeof title, "%.*s", (int)strcspn(base ? base + 1 : run, "/\"\\'"), base ? base + 1 : run);
         snprintf(path, sizeof path, "%s/plot.gp", dir);
-        FILE *f = fopen(path, "w");
+        FILE *f = rm_open_write(path, &err);
         if (!f) {
-            rc = rm_fail_errno(&err, errno, "%s: cannot write", path);
+            rc = RM_ERR;
         } else {
             write_script(f, dir, title, r.n, (r.n + PLOT_BINS - 1) / PLOT_BINS, (long)r.v[r.n - 1].step, n_evals);
             fclose(f);

@@ -1,6 +1,7 @@
 # Private on disk whatever the umask: under umask 000 the run directory
 # and everything in it (logs, config, ranks, audit trail, checkpoints,
-# restarts after a failure) are 0700 / 0600, and so is a new key. A run
+# restarts after a failure, timelines, plots, the doctor's report) are
+# 0700 / 0600, and so is a new key. A run
 # directory owned by another user and a `latest` symlink leading out of
 # the checkpoint root are refused.
 source "$(dirname "$0")/lib.sh"
@@ -10,12 +11,17 @@ key=$WORK/key
 [ "$(stat -c %a "$key")" = 600 ] || fail "keygen under umask 000 made mode $(stat -c %a "$key")"
 
 dir=$WORK/runs/private
-start_job "$dir" "$WORK/run.log" --set security.key_file="$key"
+start_job "$dir" "$WORK/run.log" --set security.key_file="$key" --set observe.trace_steps=[200,203]
 wait_for "$dir/checkpoints/step-00000080/manifest.json"
 kill -9 "$(pid_of 1 "$dir")" # a restart, so the supervisor writes too
 wait_job
 [ "$JOB_STATUS" -eq 0 ] || { cat "$WORK/run.log"; fail "the run failed ($JOB_STATUS)"; }
 [ -s "$dir/restarts.jsonl" ] || fail "no restart was recorded"
+[ -s "$dir/trace.json" ] || fail "no timeline was written"
+"$RM" plot "$dir" >"$WORK/plot.log" 2>&1 || { cat "$WORK/plot.log"; fail "ringmaster plot failed"; }
+[ -s "$dir/plots/loss.png" ] || fail "no plot was drawn"
+"$RM" doctor "$HERE/job.yaml" --set data.dir="$DATA" --set security.key_file="$key" --run-dir "$WORK/runs/doctor" \
+  >"$WORK/doctor.log" 2>&1 || { cat "$WORK/doctor.log"; fail "ringmaster doctor failed"; }
 open=$(find "$WORK/runs" \( -type d ! -perm 0700 \) -o \( -type f ! -perm 0600 \))
 [ -z "$open" ] || { ls -la $open; fail "not private under umask 000: $open"; }
 n=$(find "$dir" -type f | wc -l)
