@@ -5,20 +5,22 @@
 #
 # Runs configs/fashion_mnist.yaml (2 workers, CPU backend) plain, and with
 # sealed shards (import-idx --encrypt) and sealed checkpoints
-# (security.key_file), alternating ROUNDS times (default 3), each run
-# STEPS steps (default 2000, about 4 epochs) with a checkpoint every 200
+# (security.key_file), alternating ROUNDS times (default 5), each run
+# STEPS steps (default 4000, about 8.5 epochs) with a checkpoint every 200
 # steps, and prints the median training samples/s of each (summary.json:
 # samples over the training loop's time) and the difference (target:
-# within 3%), plus wall time, which also counts start-up (opening the
-# sealed split authenticates and decrypts it once).
+# within 3%), the median of the paired differences (each sealed run against
+# the plain run just before it, which cancels a machine whose speed drifts),
+# plus wall time, which also counts start-up (opening the sealed split
+# authenticates and decrypts it once).
 # Environment: BUILD_DIR (default build), ROUNDS, STEPS.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 cd "$root"
 build=${BUILD_DIR:-build}
-rounds=${ROUNDS:-3}
-steps=${STEPS:-2000}
+rounds=${ROUNDS:-5}
+steps=${STEPS:-4000}
 [ -x "$build/bin/ringmaster" ] || BUILD_DIR=$build scripts/build.sh >/dev/null
 RM=$root/$build/bin/ringmaster
 [ -f data/fashion-mnist/train/index.rmi ] || RINGMASTER=$RM scripts/prepare-fashion-mnist.sh data/fashion-mnist >/dev/null
@@ -58,6 +60,11 @@ print(f"default job, {sys.argv[2]} steps, {ck} checkpoints per run, median of {l
 print(f"  plain:     {p:10.0f} samples/s   wall {pw:6.2f} s")
 print(f"  encrypted: {e:10.0f} samples/s   wall {ew:6.2f} s   (sealed shards + sealed checkpoints)")
 print(f"  difference: {100*(e-p)/p:+.1f}% samples/s (target: within 3%), {100*(ew-pw)/pw:+.1f}% wall")
+plain = [float(r[1]) for r in rows if r[0] == "plain"]
+sealed = [float(r[1]) for r in rows if r[0] == "encrypted"]
+pairs = [100 * (s - q) / q for q, s in zip(plain, sealed)]
+print(f"  paired differences: median {statistics.median(pairs):+.1f}%  (each round: " +
+      " ".join(f"{d:+.1f}%" for d in pairs) + ")")
 # where a step's time goes (median over every step of every run, slowest
 # worker, ms): encryption could only show in data_wait (loader behind) or in
 # ckpt_stall; on a loaded machine the all-reduce wait carries the noise

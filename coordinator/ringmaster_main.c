@@ -384,6 +384,13 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    /* `ringmaster run --help` and the like: the usage covers every command */
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i - 1], "--set") != 0 && (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)) {
+            usage(stdout);
+            return 0;
+        }
+    }
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 2, argv + 2);
     if (strcmp(cmd, "validate") == 0)
