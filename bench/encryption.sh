@@ -51,17 +51,16 @@ done
 python3 - "$work/results" "$steps" "$work" <<'PY'
 import json, statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
-def med(mode, col):
-    return statistics.median(float(r[col]) for r in rows if r[0] == mode)
-p, e = med("plain", 1), med("encrypted", 1)
-pw, ew = med("plain", 2), med("encrypted", 2)
+def col(mode, c):
+    return [float(r[c]) for r in rows if r[0] == mode]
+plain, sealed = col("plain", 1), col("encrypted", 1)
+p, e = statistics.median(plain), statistics.median(sealed)
+pw, ew = statistics.median(col("plain", 2)), statistics.median(col("encrypted", 2))
 ck = [r[3] for r in rows if r[0] == "encrypted"][0]
 print(f"default job, {sys.argv[2]} steps, {ck} checkpoints per run, median of {len(rows)//2} runs each:")
 print(f"  plain:     {p:10.0f} samples/s   wall {pw:6.2f} s")
 print(f"  encrypted: {e:10.0f} samples/s   wall {ew:6.2f} s   (sealed shards + sealed checkpoints)")
 print(f"  difference: {100*(e-p)/p:+.1f}% samples/s (target: within 3%), {100*(ew-pw)/pw:+.1f}% wall")
-plain = [float(r[1]) for r in rows if r[0] == "plain"]
-sealed = [float(r[1]) for r in rows if r[0] == "encrypted"]
 pairs = [100 * (s - q) / q for q, s in zip(plain, sealed)]
 print(f"  paired differences: median {statistics.median(pairs):+.1f}%  (each round: " +
       " ".join(f"{d:+.1f}%" for d in pairs) + ")")

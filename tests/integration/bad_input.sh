@@ -47,3 +47,11 @@ sed 's/^  workers: 2/  workers: 5/' job.yaml >five.yaml
 refused indivisible_file "five.yaml:10:17: global batch 128 does not divide evenly over 5 workers" five.yaml
 
 refused set_typo "--set train.lrr=0.1: unknown key 'train.lrr' (did you mean 'train.lr'?)" job.yaml --set train.lrr=0.1
+
+# asking for help is not a mistake: the usage on stdout, exit 0, nothing run
+for cmd in "run --help" "validate job.yaml -h" "data import-idx --help" "--help"; do
+  $RINGMASTER $cmd >help.txt 2>&1 || fail "ringmaster $cmd exited $?"
+  expect_in help.txt "ringmaster run CONFIG"
+  ! grep -q "error" help.txt || fail "ringmaster $cmd printed an error"
+done
+[ ! -e runs ] || fail "ringmaster run --help created a run directory"
