@@ -1,5 +1,6 @@
 #include "optimizer.h"
 
+#include "simd_clones.h"
 #include "timer.h"
 
 #include <math.h>
@@ -34,6 +35,7 @@ void rm_optimizer_free(rm_optimizer *opt)
 }
 
 /* Updates [lo, hi). */
+RM_SIMD_CLONES
 static void sgd_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, long lo, long hi)
 {
     const float mu = (float)opt->momentum, wd = (float)opt->weight_decay;
@@ -52,6 +54,7 @@ static void sgd_range(rm_optimizer *opt, float *restrict w, const float *restric
     }
 }
 
+RM_SIMD_CLONES
 static void adamw_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, long lo, long hi)
 {
     const float b1 = (float)opt->beta1, b2 = (float)opt->beta2, eps = (float)opt->eps;
