@@ -186,6 +186,8 @@ static void write_script(FILE *f, const char *dir, const char *title, long n_ste
                 title, n_evals, n_evals == 1 ? "" : "s", last_step > 0 ? last_step : 1);
     fprintf(f, "set output 'samples_per_second.png'\nset title \"Throughput — %s\"\n"
                "set ylabel 'samples per second (global batch / slowest worker)'\nset yrange [0:*]\nset format y '%%.0f'\n"
+               /* a steady run's line sits at the top; its dips go down */
+               "set key bottom right\n"
                "plot 'steps.dat' using 1:3 with lines lc rgb '#d62728' title 'samples/s (%ld-step bins)'\n"
                "set format y '%%g'\n",
             title, per_bin);
