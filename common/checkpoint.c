@@ -110,7 +110,7 @@ int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long 
     return rc;
 }
 
-int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_model_shape *shape, rm_error *err)
+int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_model *model, rm_error *err)
 {
     char *text = NULL;
     size_t len = 0;
@@ -143,12 +143,26 @@ int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_
                 name, cf->worker, cf->begin, cf->end, (unsigned long long)cf->bytes, sum,
                 i + 1 < m->n_files ? "," : "");
     }
-    fprintf(f, "  ],\n  \"tensors\": [\n");
-    for (int l = 0; shape && l < shape->n_layers; l++) {
-        fprintf(f, "    {\"name\": \"layers.%d.weight\", \"offset\": %ld, \"shape\": [%ld, %ld]},\n", l,
-                shape->weight_offset[l], shape->dims[l + 1], shape->dims[l]);
-        fprintf(f, "    {\"name\": \"layers.%d.bias\", \"offset\": %ld, \"shape\": [%ld]}%s\n", l, shape->bias_offset[l],
-                shape->dims[l + 1], l + 1 < shape->n_layers ? "," : "");
+    fprintf(f, "  ],\n");
+    if (model && model->type == RM_MODEL_GPT)
+        fprintf(f,
+                "  \"model\": {\"type\": \"gpt\", \"layers\": %d, \"heads\": %d, \"dim\": %ld, \"context\": %ld, "
+                "\"vocab\": %ld, \"eot\": %ld},\n",
+                model->gpt.layers, model->gpt.heads, model->gpt.dim, model->gpt.context, model->gpt.vocab, model->eot);
+    else if (model)
+        fprintf(f, "  \"model\": {\"type\": \"%s\"},\n", model->name);
+    fprintf(f, "  \"tensors\": [\n");
+    for (int i = 0; model && i < model->n_tensors; i++) {
+        const rm_param_tensor *t = &model->tensors[i];
+        fprintf(f, "    {\"name\": \"%s\", \"offset\": %ld, \"shape\": [%ld", t->name, t->offset, t->shape[0]);
+        if (t->ndim == 2)
+            fprintf(f, ", %ld", t->shape[1]);
+        fputs("]", f);
+        if (t->transposed)
+            fputs(", \"transposed\": true", f);
+        if (t->rows_used != t->shape[0])
+            fprintf(f, ", \"rows_used\": %ld", t->rows_used);
+        fprintf(f, "}%s\n", i + 1 < model->n_tensors ? "," : "");
     }
     fprintf(f, "  ]\n}\n");
     fclose(f);
@@ -299,8 +313,34 @@ int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err)
             rm_fail(err, "%s: tensor %s lies outside the parameters", path, t->name);
             goto out;
         }
+        const rm_yaml_node *tr = rm_yaml_get(e, "transposed");
+        t->transposed = tr && tr->kind == RM_YAML_SCALAR && strcmp(tr->value, "true") == 0;
+        t->rows_used = t->shape[0];
+        if (rm_yaml_get(e, "rows_used") && (get_long(e, "rows_used", &t->rows_used, path, err) != RM_OK ||
+                                            t->rows_used < 1 || t->rows_used > t->shape[0])) {
+            rm_fail(err, "%s: tensor %s has a bad rows_used", path, t->name);
+            goto out;
+        }
+        if (t->transposed && t->ndim != 2) {
+            rm_fail(err, "%s: tensor %s is marked transposed but is not a matrix", path, t->name);
+            goto out;
+        }
     }
     m->n_tensors = (int)tensors->count;
+    const rm_yaml_node *model = rm_yaml_get(root, "model");
+    if (model && model->kind == RM_YAML_MAPPING) {
+        const rm_yaml_node *type = rm_yaml_get(model, "type");
+        if (type && type->kind == RM_YAML_SCALAR)
+            snprintf(m->model.type, sizeof m->model.type, "%s", type->value);
+        if (strcmp(m->model.type, "gpt") == 0 &&
+            (get_long(model, "layers", &m->model.layers, path, err) != RM_OK ||
+             get_long(model, "heads", &m->model.heads, path, err) != RM_OK ||
+             get_long(model, "dim", &m->model.dim, path, err) != RM_OK ||
+             get_long(model, "context", &m->model.context, path, err) != RM_OK ||
+             get_long(model, "vocab", &m->model.vocab, path, err) != RM_OK ||
+             get_long(model, "eot", &m->model.eot, path, err) != RM_OK))
+            goto out;
+    }
     rc = RM_OK;
 out:
     rm_yaml_free(&doc);

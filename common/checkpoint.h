@@ -19,7 +19,7 @@
 #define RINGMASTER_CHECKPOINT_H
 
 #include "error.h"
-#include "model_shape.h"
+#include "model.h"
 
 #include <stdint.h>
 
@@ -40,7 +40,17 @@ typedef struct rm_ckpt_tensor {
     long offset; /* in floats, in the parameter tensor */
     int ndim;
     long shape[2];
+    /* Export: stored [out x in] but exported [in x out] (Hugging Face's
+     * Conv1D); rows beyond rows_used are padding, not exported (0: all). */
+    int transposed;
+    long rows_used;
 } rm_ckpt_tensor;
+
+/* What the model was, for exports that need its hyperparameters. */
+typedef struct rm_ckpt_model {
+    char type[16]; /* "mlp", "gpt"; "" in checkpoints from before the model seam */
+    long layers, heads, dim, context, vocab, eot;
+} rm_ckpt_model;
 
 typedef struct rm_ckpt_manifest {
     long step;        /* steps completed; training resumes at this step index */
@@ -58,6 +68,7 @@ typedef struct rm_ckpt_manifest {
     rm_ckpt_file *files; /* owned */
     int n_tensors;
     rm_ckpt_tensor *tensors; /* owned; names and shapes inside the parameters */
+    rm_ckpt_model model;
 } rm_ckpt_manifest;
 
 /* "step-00000100" */
@@ -68,8 +79,8 @@ void rm_ckpt_dir_name(long step, char *out, size_t cap);
 int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long end, const float *const *slices,
                        int n_state, rm_ckpt_file *out, rm_error *err);
 
-/* Writes dir/manifest.json (fsynced). shape names the tensors. */
-int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_model_shape *shape, rm_error *err);
+/* Writes dir/manifest.json (fsynced); the model's table names the tensors. */
+int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_model *model, rm_error *err);
 
 /* Reads and checks dir/manifest.json. Free with rm_ckpt_manifest_free. */
 int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err);

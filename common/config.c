@@ -2,6 +2,7 @@
 
 #include "crypto.h"
 #include "hash.h"
+#include "model.h"
 #include "shard.h"
 #include "token_file.h"
 #include "yaml_tree.h"
@@ -29,6 +30,7 @@ typedef struct key_spec {
     const char *doc;
 } key_spec;
 
+static const char *const model_type_names[] = {"mlp", "gpt", NULL};
 static const char *const activation_names[] = {"relu", "tanh", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", NULL};
@@ -47,8 +49,13 @@ static const char *const nan_policy_names[] = {"stop", "skip", "rollback", NULL}
 #define ENUM(field, names) KEY_ENUM, OFF(field), 0, 0, 0, names, 0
 
 static const key_spec keys[] = {
+    {"model.type", ENUM(model_type, model_type_names), "mlp (records) | gpt (GPT-2 on token streams)"},
     {"model.hidden", KEY_INT_LIST, OFF(hidden), 1, 65536, 0, NULL, 0, "hidden layer widths, e.g. [512, 256]"},
     {"model.activation", ENUM(activation, activation_names), "relu | tanh"},
+    {"model.layers", INT(model_layers, 1, 128), "gpt: transformer blocks"},
+    {"model.heads", INT(model_heads, 1, 1024), "gpt: attention heads (divides model.dim)"},
+    {"model.dim", INT(model_dim, 1, 65536), "gpt: embedding width"},
+    {"model.context", INT(model_context, 1, 1 << 20), "gpt: tokens per sequence (and positions)"},
     {"data.dir", STR(data_dir), "dataset directory (holds one shard set per split)"},
     {"data.train_split", STR(train_split), "split to train on"},
     {"data.eval_split", STR(eval_split), "split to evaluate on; empty: none"},
@@ -70,6 +77,9 @@ static const key_spec keys[] = {
     {"train.seed", INT(seed, 0, 9007199254740992.0), "seed for weights and sample order"},
     {"train.eval_every", INT(eval_every, 0, 1e12), "evaluate every N steps; 0: at the end only"},
     {"train.bucket_mb", DBL_POS(bucket_mb, 4096), "gradient all-reduce bucket size in MiB"},
+    {"train.grad_accum", INT(grad_accum, 1, 65536), "micro-steps per optimizer step (gradients reduced once)"},
+    {"train.grad_clip", DBL(grad_clip, 0, 1e9), "clip the global gradient norm to this; 0: off"},
+    {"train.eval_tokens", INT(eval_tokens, 0, 1e15), "gpt: at most this many tokens per evaluation; 0: the whole split"},
     {"train.precision", ENUM(precision, precision_names), "fp32 | tf32 | bf16 (GPU backend; fp32 master weights)"},
     {"checkpoint.every_steps", INT(ckpt_every_steps, 0, 1e12), "checkpoint every N steps; 0: not by steps"},
     {"checkpoint.every_seconds", DBL(ckpt_every_seconds, 0, 1e9), "checkpoint every N seconds; 0: not by time"},
@@ -116,6 +126,12 @@ void rm_config_defaults(rm_config *cfg)
     cfg->hidden[1] = 256;
     cfg->n_hidden = 2;
     cfg->activation = RM_ACT_RELU;
+    cfg->model_layers = 4;
+    cfg->model_heads = 4;
+    cfg->model_dim = 256;
+    cfg->model_context = 256;
+    cfg->grad_accum = 1;
+    cfg->eval_tokens = 1L << 20;
     snprintf(cfg->data_dir, sizeof cfg->data_dir, "data/fashion-mnist");
     snprintf(cfg->train_split, sizeof cfg->train_split, "train");
     snprintf(cfg->eval_split, sizeof cfg->eval_split, "test");
@@ -493,6 +509,8 @@ static int absolutize(rm_config *cfg, char *path, size_t cap, const char *key, r
     return RM_OK;
 }
 
+/* Reads a split's index; a token split is cut into windows of the
+ * model's context, which sets its sample count. */
 static int check_split(const rm_config *cfg, const char *key, const char *split, rm_shard_index *idx, rm_error *err)
 {
     char dir[2 * RM_PATH_CAP];
@@ -500,6 +518,30 @@ static int check_split(const rm_config *cfg, const char *key, const char *split,
     rm_error why;
     if (rm_shard_index_read(dir, idx, &why) != RM_OK)
         return fail_at(cfg, key, err, "split '%s' of dataset %s is not usable: %s", split, cfg->data_dir, why.msg);
+    int wants = cfg->model_type == RM_MODEL_GPT ? RM_DATA_TOKENS : RM_DATA_RECORDS;
+    if (idx->format != wants)
+        return fail_at(cfg, "model.type", err, "model.type %s reads %s, but split '%s' of %s holds %s",
+                       model_type_names[cfg->model_type], wants == RM_DATA_TOKENS ? "token streams" : "labelled records",
+                       split, cfg->data_dir,
+                       idx->format == RM_DATA_TOKENS ? "token streams (model.type: gpt trains on them)"
+                                                     : "labelled records (model.type: mlp trains on them)");
+    if (idx->format == RM_DATA_TOKENS && rm_shard_index_set_context(idx, dir, cfg->model_context, &why) != RM_OK)
+        return fail_at(cfg, "model.context", err, "%s", why.msg);
+    return RM_OK;
+}
+
+/* The GPT's shape, checked where the user wrote it. */
+static int check_gpt(const rm_config *cfg, rm_error *err)
+{
+    if (cfg->model_type != RM_MODEL_GPT)
+        return RM_OK;
+    if (cfg->backend == RM_BACKEND_GPU)
+        return fail_at(cfg, "launch.backend", err,
+                       "model.type gpt runs on the cpu backend only (no GPU implementation of it yet); use "
+                       "launch.backend cpu or auto");
+    if (cfg->model_dim % cfg->model_heads != 0)
+        return fail_at(cfg, "model.heads", err, "model.dim %ld does not divide into %ld heads (model.heads)",
+                       cfg->model_dim, cfg->model_heads);
     return RM_OK;
 }
 
@@ -528,8 +570,16 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
                        "global batch %ld does not divide evenly over %ld workers (launch.workers); "
                        "use a multiple of %ld",
                        cfg->global_batch, cfg->workers, cfg->workers);
+    if ((cfg->global_batch / cfg->workers) % cfg->grad_accum != 0)
+        return fail_at(cfg, "train.grad_accum", err,
+                       "the %ld samples per worker (train.global_batch %ld over %ld workers) do not split into %ld "
+                       "micro-steps; use a global batch that is a multiple of %ld",
+                       cfg->global_batch / cfg->workers, cfg->global_batch, cfg->workers, cfg->grad_accum,
+                       cfg->workers * cfg->grad_accum);
     if (cfg->n_hidden < 1)
         return fail_at(cfg, "model.hidden", err, "model.hidden needs at least one layer width");
+    if (check_gpt(cfg, err) != RM_OK)
+        return RM_ERR;
     if (cfg->backend == RM_BACKEND_CPU && cfg->precision != RM_PREC_FP32)
         return fail_at(cfg, "train.precision", err,
                        "train.precision %s needs launch.backend gpu or auto; the CPU backend computes in fp32",
@@ -583,6 +633,12 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
     if (cfg->eval_split[0]) {
         if (check_split(cfg, "data.eval_split", cfg->eval_split, &eval, err) != RM_OK)
             goto out;
+        if (train.format == RM_DATA_TOKENS && (eval.vocab != train.vocab || strcmp(eval.tokenizer, train.tokenizer))) {
+            fail_at(cfg, "data.eval_split", err,
+                    "split '%s' is tokenized with %s (vocabulary %ld) but '%s' with %s (vocabulary %ld)",
+                    cfg->eval_split, eval.tokenizer, eval.vocab, cfg->train_split, train.tokenizer, train.vocab);
+            goto out;
+        }
         if (eval.input_dim != train.input_dim || eval.classes != train.classes) {
             fail_at(cfg, "data.eval_split", err, "split '%s' has %ld inputs and %ld classes but '%s' has %ld and %ld",
                     cfg->eval_split, eval.input_dim, eval.classes, cfg->train_split, train.input_dim, train.classes);
@@ -606,10 +662,15 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
         goto out;
     }
     if (facts) {
+        memset(facts, 0, sizeof *facts);
+        facts->data_format = train.format;
         facts->train_samples = train.samples;
         facts->eval_samples = cfg->eval_split[0] ? eval.samples : 0;
         facts->input_dim = train.input_dim;
         facts->classes = train.classes;
+        facts->vocab = train.vocab;
+        facts->eot = train.eot;
+        snprintf(facts->tokenizer, sizeof facts->tokenizer, "%s", train.tokenizer);
     }
     rc = RM_OK;
 out:

@@ -35,10 +35,13 @@ typedef struct rm_config_mark {
 typedef struct rm_config {
     char source_path[RM_PATH_CAP];
 
-    /* model: the MLP between the dataset's input size and its class count */
+    /* model: mlp, between the dataset's input size and its class count;
+     * gpt, a GPT-2 language model over the dataset's token vocabulary */
+    int model_type; /* enum rm_model_type (model.h) */
     long hidden[RM_MAX_HIDDEN];
     int n_hidden;
     int activation;
+    long model_layers, model_heads, model_dim, model_context;
 
     /* data */
     char data_dir[RM_PATH_CAP];
@@ -59,6 +62,9 @@ typedef struct rm_config {
     long seed;
     long eval_every; /* 0 = at the end only */
     double bucket_mb;
+    long grad_accum;     /* micro-steps per optimizer step, each local_batch / grad_accum samples */
+    double grad_clip;    /* clip the global gradient norm to this; 0: off */
+    long eval_tokens;    /* at most this many tokens evaluated (token datasets); 0: the whole split */
     int precision; /* enum rm_precision: how the GPU backend's matrix products run */
 
     /* checkpoint */
@@ -112,10 +118,13 @@ typedef struct rm_config {
 
 /* Facts the config is checked against, read from the dataset index. */
 typedef struct rm_dataset_facts {
-    long train_samples;
+    int data_format;    /* RM_DATA_RECORDS or RM_DATA_TOKENS (shard.h) */
+    long train_samples; /* token splits: windows of model.context + 1 tokens */
     long eval_samples;
-    long input_dim;
+    long input_dim;     /* records */
     long classes;
+    long vocab, eot;    /* tokens */
+    char tokenizer[32];
 } rm_dataset_facts;
 
 void rm_config_defaults(rm_config *cfg);

@@ -14,36 +14,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define INDEX_MAX_BYTES (64u << 20)
-
 #define DATASET_FILE_MODE 0644
 
-int rm_shard_write(const char *path, const uint8_t *records, long n_records, long record_bytes, uint64_t *checksum,
+int rm_shard_write(const char *path, const uint8_t *items, long n_items, long item_bytes, uint64_t *checksum,
                    rm_error *err)
 {
-    return rm_shard_write_sealed(path, records, n_records, record_bytes, NULL, checksum, err);
+    return rm_shard_write_sealed(path, items, n_items, item_bytes, NULL, checksum, err);
 }
 
-int rm_shard_write_sealed(const char *path, const uint8_t *records, long n_records, long record_bytes,
+int rm_shard_write_sealed(const char *path, const uint8_t *items, long n_items, long item_bytes,
                           const rm_secret_key *key, uint64_t *checksum, rm_error *err)
 {
     uint8_t header[RM_SHARD_HEADER_BYTES] = {0};
-    size_t payload = (size_t)n_records * (size_t)record_bytes;
+    size_t payload = (size_t)n_items * (size_t)item_bytes;
     memcpy(header, RM_SHARD_MAGIC, 8);
     rm_put_u32(header + 8, 1); /* format version */
     rm_put_u32(header + 12, key ? RM_PROTECTION_XCHACHA20 : RM_SHARD_PROTECTION_PLAIN);
-    rm_put_u64(header + 16, (uint64_t)n_records);
-    rm_put_u64(header + 24, (uint64_t)record_bytes);
+    rm_put_u64(header + 16, (uint64_t)n_items);
+    rm_put_u64(header + 24, (uint64_t)item_bytes);
     rm_put_u64(header + 32, (uint64_t)payload);
-    *checksum = rm_hash64(records, payload);
+    *checksum = rm_hash64(items, payload);
     if (!key) {
-        const void *parts[2] = {header, records};
+        const void *parts[2] = {header, items};
         size_t lens[2] = {sizeof header, payload};
         return rm_write_parts_atomic_mode(path, parts, lens, 2, DATASET_FILE_MODE, err);
     }
     uint8_t *sealed;
     size_t sealed_len;
-    if (rm_seal_buffer(key, header, records, payload, RM_SHARD_SEAL_CHUNK_BYTES, &sealed, &sealed_len, err) != RM_OK)
+    if (rm_seal_buffer(key, header, items, payload, RM_SHARD_SEAL_CHUNK_BYTES, &sealed, &sealed_len, err) != RM_OK)
         return RM_ERR;
     const void *parts[2] = {header, sealed};
     size_t lens[2] = {sizeof header, sealed_len};
@@ -52,155 +50,40 @@ int rm_shard_write_sealed(const char *path, const uint8_t *records, long n_recor
     return rc;
 }
 
-int rm_shard_index_read(const char *dir, rm_shard_index *idx, rm_error *err)
+/* What shard s's header must say: its item count and item size (records
+ * of record_bytes, or tokens of token_bytes). */
+static void shard_items(const rm_shard_index *idx, int s, uint64_t *n_items, uint64_t *item_bytes)
 {
-    memset(idx, 0, sizeof *idx);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, RM_SHARD_INDEX_NAME);
-    size_t len;
-    char *text = rm_read_file(path, INDEX_MAX_BYTES, "index file is implausibly large", &len, err);
-    if (!text)
-        return RM_ERR;
-    idx->index_hash = rm_hash64(text, len);
-    if (memchr(text, '\0', len)) {
-        free(text);
-        return rm_fail(err, "%s: not a ringmaster shard index (binary data)", path);
-    }
-
-    int rc = RM_ERR, line_no = 0, shards_cap = 0, have_header = 0;
-    long sum = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        line_no++;
-        if (line[0] == '#' || line[0] == '\0')
-            continue;
-        char word[32], name[RM_SHARD_NAME_CAP + 1], hex[32];
-        long a;
-        if (!have_header) {
-            int version;
-            if (sscanf(line, "ringmaster-shard-index %d", &version) != 1 || version != 1) {
-                rm_fail(err, "%s:%d: not a ringmaster shard index (expected 'ringmaster-shard-index 1')", path,
-                        line_no);
-                goto out;
-            }
-            have_header = 1;
-            continue;
-        }
-        if (sscanf(line, "shard %64s %ld %31s", name, &a, hex) == 3) {
-            if (strchr(name, '/') || strcmp(name, "..") == 0 || strlen(name) >= RM_SHARD_NAME_CAP) {
-                rm_fail(err, "%s:%d: bad shard file name '%s'", path, line_no, name);
-                goto out;
-            }
-            if (a <= 0 || a > (1L << 40)) {
-                rm_fail(err, "%s:%d: shard %s has a bad sample count %ld", path, line_no, name, a);
-                goto out;
-            }
-            uint64_t sum_hash;
-            if (rm_hash_parse(hex, &sum_hash) != RM_OK) {
-                rm_fail(err, "%s:%d: shard %s: bad checksum '%s'", path, line_no, name, hex);
-                goto out;
-            }
-            if (idx->n_shards >= RM_SHARD_MAX_SHARDS) {
-                rm_fail(err, "%s:%d: more than %d shards", path, line_no, RM_SHARD_MAX_SHARDS);
-                goto out;
-            }
-            if (idx->n_shards == shards_cap) {
-                shards_cap = shards_cap ? 2 * shards_cap : 16;
-                rm_shard_info *grown = realloc(idx->shards, (size_t)shards_cap * sizeof *grown);
-                if (!grown) {
-                    rm_fail(err, "%s: out of memory", path);
-                    goto out;
-                }
-                idx->shards = grown;
-            }
-            rm_shard_info *s = &idx->shards[idx->n_shards++];
-            snprintf(s->file, sizeof s->file, "%s", name);
-            s->samples = a;
-            s->checksum = sum_hash;
-            sum += a;
-        } else if (sscanf(line, "encryption %31s", word) == 1) {
-            if (strcmp(word, "xchacha20poly1305") != 0) {
-                rm_fail(err, "%s:%d: unknown encryption '%s'", path, line_no, word);
-                goto out;
-            }
-            idx->encrypted = 1;
-        } else if (sscanf(line, "%31s %ld", word, &a) == 2) {
-            long *field = strcmp(word, "samples") == 0        ? &idx->samples
-                          : strcmp(word, "input_dim") == 0    ? &idx->input_dim
-                          : strcmp(word, "classes") == 0      ? &idx->classes
-                          : strcmp(word, "record_bytes") == 0 ? &idx->record_bytes
-                                                              : NULL;
-            if (!field) {
-                rm_fail(err, "%s:%d: unknown field '%s'", path, line_no, word);
-                goto out;
-            }
-            *field = a;
-        } else {
-            rm_fail(err, "%s:%d: cannot read line '%.60s'", path, line_no, line);
-            goto out;
-        }
-    }
-    if (!have_header) {
-        rm_fail(err, "%s: empty index", path);
-        goto out;
-    }
-    if (idx->input_dim <= 0 || idx->input_dim > (1L << 24) || idx->classes < 2 || idx->classes > 256 ||
-        idx->record_bytes != 1 + idx->input_dim) {
-        rm_fail(err, "%s: inconsistent layout (input_dim %ld, classes %ld, record_bytes %ld)", path, idx->input_dim,
-                idx->classes, idx->record_bytes);
-        goto out;
-    }
-    if (idx->n_shards == 0 || sum != idx->samples) {
-        rm_fail(err, "%s: shards hold %ld samples but the index says %ld", path, sum, idx->samples);
-        goto out;
-    }
-    rc = RM_OK;
-out:
-    free(text);
-    if (rc != RM_OK)
-        rm_shard_index_free(idx);
-    return rc;
+    int tokens = idx->format == RM_DATA_TOKENS;
+    *n_items = (uint64_t)(tokens ? idx->shards[s].tokens : idx->shards[s].samples);
+    *item_bytes = (uint64_t)(tokens ? idx->token_bytes : idx->record_bytes);
 }
 
-void rm_shard_index_free(rm_shard_index *idx)
+/* Checks a shard's magic, version and counts against the index entry (the
+ * caller checks its protection). */
+static int check_header(const uint8_t h[RM_SHARD_HEADER_BYTES], const rm_shard_index *idx, int s, const char *path,
+                        rm_error *err)
 {
-    free(idx->shards);
-    idx->shards = NULL;
-    idx->n_shards = 0;
+    if (memcmp(h, RM_SHARD_MAGIC, 8) != 0 || rm_get_u32(h + 8) != 1)
+        return rm_fail(err, "%s: not a ringmaster shard (bad magic or version)", path);
+    uint64_t n_items, item_bytes;
+    shard_items(idx, s, &n_items, &item_bytes);
+    if (rm_get_u64(h + 16) != n_items || rm_get_u64(h + 24) != item_bytes ||
+        rm_get_u64(h + 32) != rm_shard_index_payload_bytes(idx, s))
+        return rm_fail(err, "%s: header disagrees with the index (%s/%s size)", path,
+                       idx->format == RM_DATA_TOKENS ? "tokens" : "records",
+                       idx->format == RM_DATA_TOKENS ? "token" : "record");
+    return RM_OK;
 }
 
-int rm_shard_index_write(const char *dir, const rm_shard_index *idx, rm_error *err)
+/* Maps plain shard s after checking its size and header against the index.
+ * Cheap whatever the shard's size: its checksum waits for its first use
+ * (verify_shard). */
+static int map_shard(rm_dataset *ds, int s, rm_error *err)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&text, &len);
-    if (!mem)
-        return rm_fail(err, "out of memory");
-    fprintf(mem, "ringmaster-shard-index 1\n");
-    fprintf(mem, "samples %ld\ninput_dim %ld\nclasses %ld\nrecord_bytes %ld\n", idx->samples, idx->input_dim,
-            idx->classes, idx->record_bytes);
-    if (idx->encrypted)
-        fprintf(mem, "encryption xchacha20poly1305\n");
-    for (int i = 0; i < idx->n_shards; i++) {
-        char hex[17];
-        rm_hash_hex(idx->shards[i].checksum, hex);
-        fprintf(mem, "shard %s %ld %s\n", idx->shards[i].file, idx->shards[i].samples, hex);
-    }
-    fclose(mem);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, RM_SHARD_INDEX_NAME);
-    const void *parts[1] = {text};
-    int rc = rm_write_parts_atomic_mode(path, parts, &len, 1, DATASET_FILE_MODE, err);
-    free(text);
-    return rc;
-}
-
-/* Maps one shard and checks header and checksum against the index entry. */
-static int map_shard(const char *dir, const rm_shard_index *idx, int s, rm_dataset *ds, rm_error *err)
-{
-    const rm_shard_info *info = &idx->shards[s];
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, info->file);
+    const rm_shard_info *info = &ds->index.shards[s];
+    char path[8192];
+    snprintf(path, sizeof path, "%s/%s", ds->dir, info->file);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return rm_fail_errno(err, errno, "%s: cannot open shard", path);
@@ -210,7 +93,7 @@ static int map_shard(const char *dir, const rm_shard_index *idx, int s, rm_datas
         close(fd);
         return rm_fail_errno(err, e, "%s: cannot stat shard", path);
     }
-    size_t want = RM_SHARD_HEADER_BYTES + (size_t)info->samples * (size_t)idx->record_bytes;
+    size_t want = RM_SHARD_HEADER_BYTES + (size_t)rm_shard_index_payload_bytes(&ds->index, s);
     if ((size_t)st.st_size != want) {
         close(fd);
         return rm_fail(err, "%s: shard is %lld bytes, expected %zu (truncated or wrong file)", path,
@@ -224,30 +107,37 @@ static int map_shard(const char *dir, const rm_shard_index *idx, int s, rm_datas
     ds->maps[s] = map;
     ds->map_bytes[s] = want;
     const uint8_t *h = map;
-    if (memcmp(h, RM_SHARD_MAGIC, 8) != 0 || rm_get_u32(h + 8) != 1)
-        return rm_fail(err, "%s: not a ringmaster shard (bad magic or version)", path);
+    if (check_header(h, &ds->index, s, path, err) != RM_OK)
+        return RM_ERR;
     if (rm_get_u32(h + 12) != RM_SHARD_PROTECTION_PLAIN)
-        return rm_fail(err, "%s: payload protection %u is not supported by this build", path, rm_get_u32(h + 12));
-    if (rm_get_u64(h + 16) != (uint64_t)info->samples || rm_get_u64(h + 24) != (uint64_t)idx->record_bytes)
-        return rm_fail(err, "%s: header disagrees with the index (records/record size)", path);
+        return rm_fail(err, "%s: payload protection %u, but the index does not say the split is encrypted", path,
+                       rm_get_u32(h + 12));
     ds->payloads[s] = h + RM_SHARD_HEADER_BYTES;
-    uint64_t sum = rm_hash64(ds->payloads[s], want - RM_SHARD_HEADER_BYTES);
+    return RM_OK;
+}
+
+/* Hashes plain shard s's payload (paging it in through the mapping, never
+ * reading it into memory of its own) and compares with the index. */
+static int verify_shard(const rm_dataset *ds, int s, rm_error *err)
+{
+    const rm_shard_info *info = &ds->index.shards[s];
+    uint64_t sum = rm_hash64(ds->payloads[s], ds->map_bytes[s] - RM_SHARD_HEADER_BYTES);
     if (sum != info->checksum) {
-        char got[17], exp[17];
+        char got[17], want[17];
         rm_hash_hex(sum, got);
-        rm_hash_hex(info->checksum, exp);
-        return rm_fail(err, "%s: checksum mismatch (file %s, index %s): the shard is damaged", path, got, exp);
+        rm_hash_hex(info->checksum, want);
+        return rm_fail(err, "%s/%s: checksum mismatch (index %s, file %s): the shard is damaged", ds->dir,
+                       info->file, want, got);
     }
+    ds->verified[s] = 1;
     return RM_OK;
 }
 
 struct rm_dataset_cache {
-    char dir[4096];
     const rm_secret_key *key;
     uint64_t budget, resident;
     uint64_t *last_use; /* per shard; 0 = not resident */
     uint64_t clock;
-    rm_error error;
 };
 
 static void *alloc_private(size_t bytes)
@@ -278,8 +168,8 @@ static int decrypt_shard(rm_dataset *ds, int s, rm_error *err)
     rm_dataset_cache *c = ds->cache;
     const rm_shard_info *info = &ds->index.shards[s];
     char path[8192];
-    snprintf(path, sizeof path, "%s/%s", c->dir, info->file);
-    uint64_t payload = (uint64_t)info->samples * (uint64_t)ds->index.record_bytes;
+    snprintf(path, sizeof path, "%s/%s", ds->dir, info->file);
+    uint64_t payload = rm_shard_index_payload_bytes(&ds->index, s);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return rm_fail_errno(err, errno, "%s: cannot open shard", path);
@@ -292,19 +182,15 @@ static int decrypt_shard(rm_dataset *ds, int s, rm_error *err)
         rm_fail_errno(err, errno, "%s: cannot stat shard", path);
         goto out;
     }
-    if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h || memcmp(h, RM_SHARD_MAGIC, 8) != 0 ||
-        rm_get_u32(h + 8) != 1) {
+    if (pread(fd, h, sizeof h, 0) != (ssize_t)sizeof h) {
         rm_fail(err, "%s: not a ringmaster shard (bad magic or version)", path);
         goto out;
     }
+    if (check_header(h, &ds->index, s, path, err) != RM_OK)
+        goto out;
     if (rm_get_u32(h + 12) != RM_PROTECTION_XCHACHA20) {
         rm_fail(err, "%s: the index says the split is encrypted but this shard is not (protection %u)", path,
                 rm_get_u32(h + 12));
-        goto out;
-    }
-    if (rm_get_u64(h + 16) != (uint64_t)info->samples || rm_get_u64(h + 24) != (uint64_t)ds->index.record_bytes ||
-        rm_get_u64(h + 32) != payload) {
-        rm_fail(err, "%s: header disagrees with the index (records/record size)", path);
         goto out;
     }
     if (rm_seal_reader_open(&r, c->key, fd, path, h, payload, (uint64_t)st.st_size, err) != RM_OK)
@@ -338,6 +224,7 @@ static int decrypt_shard(rm_dataset *ds, int s, rm_error *err)
     ds->maps[s] = plain;
     ds->map_bytes[s] = (size_t)payload;
     ds->payloads[s] = plain;
+    ds->verified[s] = 1;
     c->resident += payload;
     c->last_use[s] = ++c->clock;
     plain = NULL;
@@ -352,26 +239,45 @@ out:
     return rc;
 }
 
-int rm_dataset_open(const char *dir, rm_dataset *ds, rm_error *err)
-{
-    return rm_dataset_open_budget(dir, RM_DATASET_DEFAULT_DECRYPT_BYTES, ds, err);
-}
-
-int rm_dataset_open_budget(const char *dir, uint64_t decrypt_budget, rm_dataset *ds, rm_error *err)
+/* Opens a split; have_context says whether the caller gave a context to
+ * cut a token split with. */
+static int open_split(const char *dir, uint64_t decrypt_budget, int have_context, long context, rm_dataset *ds,
+                      rm_error *err)
 {
     memset(ds, 0, sizeof *ds);
     if (rm_shard_index_read(dir, &ds->index, err) != RM_OK)
         return RM_ERR;
-    int n = ds->index.n_shards;
+    rm_shard_index *idx = &ds->index;
+    if (idx->format == RM_DATA_TOKENS && !have_context) {
+        rm_shard_index_free(idx);
+        return rm_fail(err, "%s: a token split: its samples are windows of a context length, and none was given "
+                            "(open it with rm_dataset_open_context)",
+                       dir);
+    }
+    if (rm_shard_index_set_context(idx, dir, context, err) != RM_OK) {
+        rm_shard_index_free(idx);
+        return RM_ERR;
+    }
+    if (idx->format == RM_DATA_TOKENS) {
+        /* consecutive windows of a shard overlap by one token: input t + 1 is target t */
+        ds->sample_stride = idx->context * idx->token_bytes;
+        ds->sample_bytes = (idx->context + 1) * idx->token_bytes;
+    } else {
+        ds->sample_stride = ds->sample_bytes = idx->record_bytes;
+    }
+    int n = idx->n_shards;
+    ds->dir = strdup(dir);
     ds->payloads = calloc((size_t)n, sizeof *ds->payloads);
     ds->map_bytes = calloc((size_t)n, sizeof *ds->map_bytes);
     ds->maps = calloc((size_t)n, sizeof *ds->maps);
     ds->first_sample = calloc((size_t)n + 1, sizeof *ds->first_sample);
-    if (!ds->payloads || !ds->map_bytes || !ds->maps || !ds->first_sample) {
+    ds->verified = calloc((size_t)n, sizeof *ds->verified);
+    ds->error = calloc(1, sizeof *ds->error);
+    if (!ds->dir || !ds->payloads || !ds->map_bytes || !ds->maps || !ds->first_sample || !ds->verified || !ds->error) {
         rm_dataset_close(ds);
         return rm_fail(err, "%s: out of memory", dir);
     }
-    if (ds->index.encrypted) {
+    if (idx->encrypted) {
         if (!rm_security_key()) {
             rm_dataset_close(ds);
             return rm_fail(err, "%s: the split is encrypted (its index says so) and no key was given: set "
@@ -383,21 +289,21 @@ int rm_dataset_open_budget(const char *dir, uint64_t decrypt_budget, rm_dataset 
             rm_dataset_close(ds);
             return rm_fail(err, "%s: out of memory", dir);
         }
-        snprintf(ds->cache->dir, sizeof ds->cache->dir, "%s", dir);
         ds->cache->key = rm_security_key();
         ds->cache->budget = decrypt_budget;
     }
     for (int s = 0; s < n; s++) {
-        ds->first_sample[s + 1] = ds->first_sample[s] + ds->index.shards[s].samples;
+        ds->first_sample[s + 1] = ds->first_sample[s] + idx->shards[s].samples;
         int rc;
         if (ds->cache) {
-            /* Verifies every shard now; those beyond the budget are dropped
-             * again and decrypted when the loader reaches them. */
+            /* Authenticates every shard now (decryption is the check); those
+             * beyond the budget are dropped again and decrypted when the
+             * loader reaches them. */
             rc = decrypt_shard(ds, s, err);
             if (rc == RM_OK && ds->cache->resident > ds->cache->budget)
                 evict(ds, s);
         } else {
-            rc = map_shard(dir, &ds->index, s, ds, err);
+            rc = map_shard(ds, s, err);
         }
         if (rc != RM_OK) {
             rm_dataset_close(ds);
@@ -405,6 +311,21 @@ int rm_dataset_open_budget(const char *dir, uint64_t decrypt_budget, rm_dataset 
         }
     }
     return RM_OK;
+}
+
+int rm_dataset_open(const char *dir, rm_dataset *ds, rm_error *err)
+{
+    return open_split(dir, RM_DATASET_DEFAULT_DECRYPT_BYTES, 0, 0, ds, err);
+}
+
+int rm_dataset_open_budget(const char *dir, uint64_t decrypt_budget, rm_dataset *ds, rm_error *err)
+{
+    return open_split(dir, decrypt_budget, 0, 0, ds, err);
+}
+
+int rm_dataset_open_context(const char *dir, uint64_t decrypt_budget, long context, rm_dataset *ds, rm_error *err)
+{
+    return open_split(dir, decrypt_budget, 1, context, ds, err);
 }
 
 void rm_dataset_close(rm_dataset *ds)
@@ -419,21 +340,31 @@ void rm_dataset_close(rm_dataset *ds)
     if (ds->cache)
         free(ds->cache->last_use);
     free(ds->cache);
+    free(ds->dir);
     free(ds->payloads);
     free(ds->map_bytes);
     free(ds->maps);
     free(ds->first_sample);
+    free(ds->verified);
+    free(ds->error);
     rm_shard_index_free(&ds->index);
     memset(ds, 0, sizeof *ds);
 }
 
 const char *rm_dataset_error(const rm_dataset *ds)
 {
-    return ds->cache ? ds->cache->error.msg : "";
+    return ds->error ? ds->error->msg : "";
+}
+
+long rm_dataset_sample_bytes(const rm_dataset *ds)
+{
+    return ds->sample_bytes;
 }
 
 int rm_dataset_shard_of(const rm_dataset *ds, long i)
 {
+    /* the last shard whose first sample is at or before i: shards that hold
+     * no window (shorter than context + 1 tokens) are passed over */
     int lo = 0, hi = ds->index.n_shards - 1;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
@@ -451,9 +382,11 @@ const uint8_t *rm_dataset_record(const rm_dataset *ds, long i)
     if (ds->cache) {
         /* the cache is the mutable part of an otherwise read-only dataset */
         rm_dataset *mut = (rm_dataset *)ds;
-        if (!ds->payloads[s] && decrypt_shard(mut, s, &ds->cache->error) != RM_OK)
+        if (!ds->payloads[s] && decrypt_shard(mut, s, ds->error) != RM_OK)
             return NULL;
         ds->cache->last_use[s] = ++ds->cache->clock;
+    } else if (!ds->verified[s] && verify_shard(ds, s, ds->error) != RM_OK) {
+        return NULL;
     }
-    return ds->payloads[s] + (size_t)(i - ds->first_sample[s]) * (size_t)ds->index.record_bytes;
+    return ds->payloads[s] + (size_t)(i - ds->first_sample[s]) * (size_t)ds->sample_stride;
 }

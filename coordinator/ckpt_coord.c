@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model_shape *shape, int workers,
+int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model *model, int workers,
                        long train_samples, uint64_t dataset_hash, long last_committed, rm_error *err)
 {
     memset(cc, 0, sizeof *cc);
@@ -18,14 +18,14 @@ int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model_s
         return RM_ERR;
     cc->workers = workers;
     cc->keep = cfg->ckpt_keep;
-    cc->shape = *shape;
+    cc->model = model;
     cc->global_batch = cfg->global_batch;
     cc->train_samples = train_samples;
     cc->last_committed = last_committed;
     cc->base.seed = cfg->seed;
     cc->base.optimizer = cfg->optimizer;
     cc->base.n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2;
-    cc->base.n_params = shape->n_params;
+    cc->base.n_params = model->n_params;
     cc->base.world_size = workers;
     cc->base.config_hash = rm_config_hash(cfg);
     cc->base.training_hash = rm_config_training_hash(cfg);
@@ -85,7 +85,7 @@ static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, rm_error *why)
     m.created_unix = (long)time(NULL);
     m.n_files = cc->workers;
     m.files = p->files;
-    if (rm_ckpt_manifest_write(tmp, &m, &cc->shape, why) != RM_OK)
+    if (rm_ckpt_manifest_write(tmp, &m, cc->model, why) != RM_OK)
         return RM_ERR;
     return rm_ckpt_commit(cc->root, tmp, p->step, why);
 }

@@ -28,7 +28,7 @@ typedef struct rm_ckpt_coord {
     int workers;
     long keep;
     rm_ckpt_manifest base; /* fields shared by every manifest of the run */
-    rm_model_shape shape;
+    const rm_model *model; /* not owned; outlives this */
     long global_batch, train_samples;
     rm_ckpt_pending pending[RM_CKPT_COORD_PENDING];
     long last_committed; /* -1: none */
@@ -36,7 +36,7 @@ typedef struct rm_ckpt_coord {
     double commit_s_total;
 } rm_ckpt_coord;
 
-int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model_shape *shape, int workers,
+int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model *model, int workers,
                        long train_samples, uint64_t dataset_hash, long last_committed, rm_error *err);
 void rm_ckpt_coord_free(rm_ckpt_coord *cc);
 

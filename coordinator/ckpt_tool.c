@@ -5,6 +5,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "exit_codes.h"
+#include "fsutil.h"
 #include "hash.h"
 #include "log.h"
 #include "safetensors.h"
@@ -19,7 +20,9 @@ static void usage(void)
     fprintf(stderr, "usage:\n"
                     "  ringmaster ckpt list RUN_DIR\n"
                     "  ringmaster ckpt verify RUN_DIR [--step N]\n"
-                    "  ringmaster ckpt export RUN_DIR [--step N] OUT.safetensors\n");
+                    "  ringmaster ckpt export RUN_DIR [--step N] [--format safetensors] OUT.safetensors\n"
+                    "    (a GPT is written under Hugging Face GPT2LMHeadModel's names and layout, with config.json\n"
+                    "     beside it)\n");
 }
 
 /* The checkpoint root of a run: checkpoint.dir of its config.yaml, or
@@ -137,6 +140,66 @@ static int cmd_list(const char *root, int verify, long only_step)
     return bad ? RM_EXIT_FATAL : RM_EXIT_OK;
 }
 
+/* The tensors as the ecosystem lays them out, from the manifest's hints:
+ * padding rows dropped, Conv1D weights transposed to [in x out]. *out
+ * (owned by the caller) holds them back to back; tensors[i].offset is
+ * rewritten to point into it. */
+static int export_layout(rm_ckpt_manifest *m, const float *params, float **out, rm_error *err)
+{
+    long total = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rm_ckpt_tensor *t = &m->tensors[i];
+        total += t->rows_used * (t->ndim == 2 ? t->shape[1] : 1);
+    }
+    float *buf = malloc((size_t)(total > 0 ? total : 1) * sizeof(float));
+    if (!buf)
+        return rm_fail(err, "out of memory");
+    long at = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        rm_ckpt_tensor *t = &m->tensors[i];
+        long rows = t->rows_used, cols = t->ndim == 2 ? t->shape[1] : 1;
+        const float *src = params + t->offset;
+        if (t->transposed) {
+            for (long r = 0; r < rows; r++)
+                for (long c = 0; c < cols; c++)
+                    buf[at + c * rows + r] = src[r * cols + c];
+            t->shape[0] = cols;
+            t->shape[1] = rows;
+        } else {
+            memcpy(buf + at, src, (size_t)(rows * cols) * sizeof(float));
+            t->shape[0] = rows;
+        }
+        t->offset = at;
+        at += rows * cols;
+    }
+    *out = buf;
+    return RM_OK;
+}
+
+/* config.json for Hugging Face's GPT2LMHeadModel, beside the weights. */
+static int write_hf_config(const char *weights_path, const rm_ckpt_model *mm, rm_error *err)
+{
+    char path[RM_PATH_CAP + 16], dir[RM_PATH_CAP];
+    snprintf(dir, sizeof dir, "%s", weights_path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(path, sizeof path, "%s/config.json", slash ? dir : ".");
+    char text[1024];
+    int len = snprintf(text, sizeof text,
+                       "{\n  \"architectures\": [\"GPT2LMHeadModel\"],\n  \"model_type\": \"gpt2\",\n"
+                       "  \"vocab_size\": %ld,\n  \"n_positions\": %ld,\n  \"n_ctx\": %ld,\n  \"n_embd\": %ld,\n"
+                       "  \"n_layer\": %ld,\n  \"n_head\": %ld,\n  \"n_inner\": null,\n"
+                       "  \"activation_function\": \"gelu_new\",\n  \"layer_norm_epsilon\": 1e-05,\n"
+                       "  \"bos_token_id\": %ld,\n  \"eos_token_id\": %ld,\n  \"tie_word_embeddings\": true,\n"
+                       "  \"torch_dtype\": \"float32\"\n}\n",
+                       mm->vocab, mm->context, mm->context, mm->dim, mm->layers, mm->heads, mm->eot, mm->eot);
+    if (rm_write_file_atomic(path, text, (size_t)len, err) != RM_OK)
+        return RM_ERR;
+    printf("%s: Hugging Face GPT2LMHeadModel config\n", path);
+    return RM_OK;
+}
+
 static int cmd_export(const char *root, long step, const char *out)
 {
     rm_ckpt_manifest m;
@@ -156,18 +219,19 @@ static int cmd_export(const char *root, long step, const char *out)
             return RM_EXIT_FATAL;
         }
     }
-    float *state[3] = {malloc((size_t)m.n_params * sizeof(float)), NULL, NULL};
+    float *state[3] = {malloc((size_t)m.n_params * sizeof(float)), NULL, NULL}, *laid = NULL;
     int rc = RM_EXIT_FATAL;
     if (!state[0]) {
         rm_error_log("out of memory");
-    } else if (rm_ckpt_load(dir, &m, state, &err) != RM_OK) {
+    } else if (rm_ckpt_load(dir, &m, state, &err) != RM_OK || export_layout(&m, state[0], &laid, &err) != RM_OK) {
         rm_error_log("%s", err.msg);
     } else {
         char step_text[32], digest[17];
         snprintf(step_text, sizeof step_text, "%ld", m.step);
         rm_hash_hex(rm_hash64(state[0], (size_t)m.n_params * sizeof(float)), digest);
         const char *meta[] = {"format", "pt", "producer", "ringmaster", "step", step_text, "weights_digest", digest};
-        if (rm_safetensors_write(out, m.tensors, m.n_tensors, state[0], meta, 4, &err) != RM_OK) {
+        if (rm_safetensors_write(out, m.tensors, m.n_tensors, laid, meta, 4, &err) != RM_OK ||
+            (strcmp(m.model.type, "gpt") == 0 && write_hf_config(out, &m.model, &err) != RM_OK)) {
             rm_error_log("%s", err.msg);
         } else {
             printf("%s: %d tensors, %ld parameters from step %ld (weights %s)\n", out, m.n_tensors, m.n_params, m.step,
@@ -175,6 +239,7 @@ static int cmd_export(const char *root, long step, const char *out)
             rc = RM_EXIT_OK;
         }
     }
+    free(laid);
     free(state[0]);
     rm_ckpt_manifest_free(&m);
     return rc;
@@ -189,7 +254,12 @@ int rm_ckpt_tool_main(int argc, char **argv)
     const char *cmd = argv[0], *run_dir = argv[1], *out = NULL;
     long step = -1;
     for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--step") == 0 && i + 1 < argc) {
+        if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
+            if (strcmp(argv[++i], "safetensors") != 0) {
+                rm_error_log("--format %s: the export formats are: safetensors", argv[i]);
+                return RM_EXIT_USAGE;
+            }
+        } else if (strcmp(argv[i], "--step") == 0 && i + 1 < argc) {
             char *end;
             step = strtol(argv[++i], &end, 10);
             if (*end || step < 0) {

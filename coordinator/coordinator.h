@@ -9,7 +9,7 @@
 
 #include "ckpt_coord.h"
 #include "config.h"
-#include "model_shape.h"
+#include "model.h"
 #include "observe.h"
 #include "order.h"
 #include "progress.h"
@@ -62,7 +62,7 @@ typedef struct step_flags {
 typedef struct coordinator {
     rm_config cfg;
     rm_dataset_facts facts;
-    rm_model_shape shape;
+    rm_model model;
     rm_run_dir rd;
     rm_progress progress;
     rm_sampler sampler;
@@ -95,6 +95,7 @@ typedef struct coordinator {
     double train_s;   /* the slowest worker's total step time (metrics_train_seconds) */
     double started_s;
     double last_eval_accuracy, last_eval_loss;
+    double peak_flops; /* the workers' measured sgemm rates, summed: the bound MFU is taken against */
     double last_loss;
     /* Smoothed (EMA) step and phase times of the slowest worker, for the
      * progress display: one step's figure is too noisy to read. */

@@ -11,7 +11,7 @@
 #include "hash.h"
 #include "json.h"
 #include "log.h"
-#include "model_shape.h"
+#include "model.h"
 #include "mpi_check.h"
 #include "order.h"
 #include "progress.h"
@@ -291,7 +291,7 @@ static int finish(coordinator *c, rm_error *err)
 static int find_resume_point(coordinator *c, rm_error *err)
 {
     rm_resume_point rp;
-    if (rm_resume_find(&c->cfg, c->dataset_hash, c->shape.n_params, &rp, err) != RM_OK)
+    if (rm_resume_find(&c->cfg, c->dataset_hash, c->model.n_params, &rp, err) != RM_OK)
         return RM_ERR;
     long committed = -1;
     if (rp.found) {
@@ -323,7 +323,7 @@ static int find_resume_point(coordinator *c, rm_error *err)
     if (rm_resume_read_skips(c->rd.path, &c->skip_steps, &c->n_skip_steps, err) != RM_OK)
         return RM_ERR;
     c->last_ckpt_request_s = rm_now_s();
-    return rm_ckpt_coord_init(&c->ckpt, &c->cfg, &c->shape, c->workers, c->facts.train_samples, c->dataset_hash,
+    return rm_ckpt_coord_init(&c->ckpt, &c->cfg, &c->model, c->workers, c->facts.train_samples, c->dataset_hash,
                               committed, err);
 }
 
@@ -337,7 +337,8 @@ static int setup(coordinator *c, const char *config_path, char *const *sets, int
                        c->cfg.workers);
     if (!c->cfg.run_dir[0])
         rm_run_dir_default(config_path, c->cfg.run_dir, sizeof c->cfg.run_dir);
-    rm_model_shape_init(&c->shape, &c->cfg, c->facts.input_dim, c->facts.classes);
+    if (rm_model_init(&c->model, &c->cfg, &c->facts, err) != RM_OK)
+        return RM_ERR;
     c->local_batch = c->cfg.global_batch / c->workers;
     c->total_steps = rm_config_total_steps(&c->cfg, c->facts.train_samples);
     c->end_step = c->total_steps;
@@ -367,6 +368,11 @@ static int setup(coordinator *c, const char *config_path, char *const *sets, int
     rm_shard_index idx;
     if (rm_shard_index_read(dir, &idx, err) != RM_OK)
         return RM_ERR;
+    /* token splits: samples are windows of the model's context */
+    if (rm_shard_index_set_context(&idx, dir, c->cfg.model_context, err) != RM_OK) {
+        rm_shard_index_free(&idx);
+        return RM_ERR;
+    }
     c->dataset_hash = idx.index_hash;
     long *sizes = malloc((size_t)idx.n_shards * sizeof *sizes);
     int rc = sizes ? RM_OK : rm_fail(err, "out of memory");
@@ -392,12 +398,15 @@ static void print_start(coordinator *c)
     printf("---\n");
     rm_config_write(&c->cfg, stdout);
     printf("---\n");
-    printf("model: %ld parameters", c->shape.n_params);
-    for (int l = 0; l <= c->shape.n_layers; l++)
-        printf("%s%ld", l ? "-" : " (", c->shape.dims[l]);
-    printf("), %ld training samples, %ld steps of %ld samples (%ld per worker), %d workers, backend %s\n",
-           c->facts.train_samples, c->total_steps, c->cfg.global_batch, c->local_batch, c->workers,
-           rm_backend_name(c->cfg.backend));
+    char model[256];
+    rm_model_describe(&c->model, model, sizeof model);
+    printf("model: %s, %ld training samples", model, c->facts.train_samples);
+    if (c->model.positions > 1)
+        printf(" (%ld tokens each)", c->model.positions);
+    printf(", %ld steps of %ld samples (%ld per worker", c->total_steps, c->cfg.global_batch, c->local_batch);
+    if (c->cfg.grad_accum > 1)
+        printf(", %ld micro-steps of %ld", c->cfg.grad_accum, c->local_batch / c->cfg.grad_accum);
+    printf("), %d workers, backend %s\n", c->workers, rm_backend_name(c->cfg.backend));
     fflush(stdout);
 }
 

@@ -23,15 +23,16 @@
 #define RINGMASTER_DOCTOR_H
 
 #include "config.h"
-#include "model_shape.h"
+#include "model.h"
 
 #include <stdio.h>
 
-#define RM_DOCTOR_MAX_GEMMS (3 * RM_MAX_LAYERS)
+#define RM_DOCTOR_MAX_GEMMS 192 /* listed; products past these still count in gemm_s */
 
 typedef struct rm_doctor_gemm {
-    char what[48]; /* "layer 1 forward" */
+    char what[80]; /* "layers.0.weight forward" */
     long m, n, k;
+    int ta, tb;     /* CBLAS transposes */
     double seconds; /* per call */
     double gflops;
 } rm_doctor_gemm;
@@ -70,11 +71,11 @@ typedef struct rm_doctor_prediction {
 void rm_doctor_predict(const rm_config *cfg, const rm_doctor_rank *ranks, int n, rm_doctor_prediction *p);
 
 /* The readable table. */
-void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model_shape *shape, const rm_doctor_rank *ranks, int n,
+void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model *model, const rm_doctor_rank *ranks, int n,
                      const rm_doctor_prediction *p);
 
 /* The JSON report (documented in docs/doctor.md). */
-void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model_shape *shape, const rm_doctor_rank *ranks,
+void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model *model, const rm_doctor_rank *ranks,
                           int n, const rm_doctor_prediction *p);
 
 #endif

@@ -22,13 +22,14 @@
 
 #include "coordinator.h"
 
-#include "allreduce.h"
+#include "grad_sync.h"
+#include "grad_sync_mpi.h"
 #include "backend.h"
 #include "config.h"
 #include "fsutil.h"
 #include "loader.h"
 #include "log.h"
-#include "model_shape.h"
+#include "model.h"
 #include "mpi_check.h"
 #include "order.h"
 #include "shard.h"
@@ -60,7 +61,7 @@ typedef struct doctor {
     long reports_sent, assigns_received;
     rm_config cfg;
     rm_dataset_facts facts;
-    rm_model_shape shape;
+    rm_model model;
     long local_batch;
     rm_doctor_rank me;
 } doctor;
@@ -150,7 +151,7 @@ static int probe_loader(doctor *d, rm_error *err)
     snprintf(dir, sizeof dir, "%s/%s", d->cfg.data_dir, d->cfg.train_split);
     rm_dataset ds;
     memset(&ds, 0, sizeof ds);
-    if (rm_dataset_open(dir, &ds, err) != RM_OK)
+    if (rm_dataset_open_context(dir, RM_DATASET_DEFAULT_DECRYPT_BYTES, d->cfg.model_context, &ds, err) != RM_OK)
         return RM_ERR;
     long *sizes = malloc((size_t)ds.index.n_shards * sizeof *sizes);
     uint32_t *samples = malloc((size_t)d->local_batch * sizeof *samples);
@@ -242,22 +243,35 @@ static void time_gemm(doctor *d, const char *what, CBLAS_TRANSPOSE ta, CBLAS_TRA
                       float *A, float *B, float *C)
 {
     int lda = (int)(ta == CblasNoTrans ? k : m), ldb = (int)(tb == CblasNoTrans ? n : k);
-    cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, lda, B, ldb, 0.0f, C, (int)n);
-    long calls = 0;
-    double t0 = rm_now_s(), t;
-    do {
+    /* A model repeats its shapes layer after layer: time each once. */
+    double seconds = -1;
+    for (int i = 0; i < d->me.n_gemms && seconds < 0; i++)
+        if (d->me.gemms[i].m == m && d->me.gemms[i].n == n && d->me.gemms[i].k == k && d->me.gemms[i].ta == (int)ta &&
+            d->me.gemms[i].tb == (int)tb)
+            seconds = d->me.gemms[i].seconds;
+    if (seconds < 0) {
         cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, lda, B, ldb, 0.0f, C, (int)n);
-        calls++;
-        t = rm_now_s() - t0;
-    } while (t < PROBE_S / 8 || calls < 3);
+        long calls = 0;
+        double t0 = rm_now_s(), t;
+        do {
+            cblas_sgemm(CblasRowMajor, ta, tb, (int)m, (int)n, (int)k, 1.0f, A, lda, B, ldb, 0.0f, C, (int)n);
+            calls++;
+            t = rm_now_s() - t0;
+        } while (t < PROBE_S / 8 || calls < 3);
+        seconds = t / (double)calls;
+    }
+    d->me.gemm_s += seconds;
+    if (d->me.n_gemms >= RM_DOCTOR_MAX_GEMMS)
+        return;
     rm_doctor_gemm *g = &d->me.gemms[d->me.n_gemms++];
     snprintf(g->what, sizeof g->what, "%s", what);
     g->m = m;
     g->n = n;
     g->k = k;
-    g->seconds = t / (double)calls;
+    g->ta = (int)ta;
+    g->tb = (int)tb;
+    g->seconds = seconds;
     g->gflops = 2.0 * (double)m * (double)n * (double)k / g->seconds / 1e9;
-    d->me.gemm_s += g->seconds;
 }
 
 /* Receives the stand-in's answers that have arrived (all of them when
@@ -331,14 +345,17 @@ static double median_of(const double *table, long n, int col)
     return m;
 }
 
-/* Every sgemm of one training step at the model's shapes, for one local
- * batch, each timed on its own. */
+/* Every parameter product of one training step at the shapes of the
+ * model's table (each matrix [out x in] applied to a micro-step's rows:
+ * samples x positions), each timed on its own. */
 static int probe_gemms(doctor *d, rm_error *err)
 {
-    const rm_model_shape *s = &d->shape;
-    long n = d->local_batch, widest = 0;
-    for (int l = 0; l <= s->n_layers; l++)
-        widest = s->dims[l] > widest ? s->dims[l] : widest;
+    const rm_model *m = &d->model;
+    long n = d->local_batch / d->cfg.grad_accum * m->positions, widest = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].matmul)
+            for (int k = 0; k < 2; k++)
+                widest = m->tensors[i].shape[k] > widest ? m->tensors[i].shape[k] : widest;
     long big = n > widest ? n : widest;
     float *a = calloc((size_t)big * (size_t)widest, sizeof(float));
     float *b = calloc((size_t)big * (size_t)widest, sizeof(float));
@@ -354,15 +371,18 @@ static int probe_gemms(doctor *d, rm_error *err)
         b[i] = (float)(i % 241) / 241.0f - 0.5f;
     }
     MPI_Barrier(d->comm);
-    for (int l = 0; l < s->n_layers; l++) {
-        long in = s->dims[l], o = s->dims[l + 1];
-        char what[48];
-        snprintf(what, sizeof what, "layer %d forward", l + 1);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const rm_param_tensor *t = &m->tensors[i];
+        if (!t->matmul)
+            continue;
+        long in = t->shape[1], o = t->shape[0];
+        char what[RM_TENSOR_NAME_CAP + 16];
+        snprintf(what, sizeof what, "%s forward", t->name);
         time_gemm(d, what, CblasNoTrans, CblasTrans, n, o, in, a, b, c);
-        snprintf(what, sizeof what, "layer %d weight grad", l + 1);
+        snprintf(what, sizeof what, "%s weight grad", t->name);
         time_gemm(d, what, CblasTrans, CblasNoTrans, o, in, n, a, b, c);
-        if (l > 0) { /* the input needs no gradient */
-            snprintf(what, sizeof what, "layer %d input grad", l + 1);
+        if (t->offset > 0) { /* the first layer's input needs no gradient */
+            snprintf(what, sizeof what, "%s input grad", t->name);
             time_gemm(d, what, CblasNoTrans, CblasNoTrans, n, in, o, a, b, c);
         }
     }
@@ -370,6 +390,27 @@ static int probe_gemms(doctor *d, rm_error *err)
     free(b);
     free(c);
     return RM_OK;
+}
+
+/* A batch of the model's record with deterministic contents: pixel-like
+ * floats and labels, or token ids inside the vocabulary. */
+static void synthetic_batch(const rm_model *m, long n, void *input, void *target)
+{
+    if (m->data_format == RM_DATA_TOKENS) {
+        int32_t *in = input, *tg = target;
+        for (long i = 0; i < n * m->context; i++) {
+            in[i] = (int32_t)((i * 2654435761u) % (unsigned long)m->vocab);
+            tg[i] = (int32_t)((i * 40503u + 7) % (unsigned long)m->vocab);
+        }
+        return;
+    }
+    long dim = m->input_bytes / (long)sizeof(float);
+    float *x = input;
+    uint8_t *labels = target;
+    for (long i = 0; i < n * dim; i++)
+        x[i] = (float)((i * 2654435761u) % 256) / 255.0f;
+    for (long i = 0; i < n; i++)
+        labels[i] = (uint8_t)(i % m->vocab);
 }
 
 /* The training step itself, through the job's backend (the same code, the
@@ -384,10 +425,10 @@ static int probe_gemms(doctor *d, rm_error *err)
  * from drifting into nonsense. */
 static int probe_step(doctor *d, rm_error *err)
 {
-    const rm_model_shape *s = &d->shape;
+    const rm_model *m = &d->model;
     long n = d->local_batch;
-    float *x = malloc((size_t)n * (size_t)s->dims[0] * sizeof(float));
-    uint8_t *labels = malloc((size_t)n);
+    void *x = malloc((size_t)n * (size_t)m->input_bytes);
+    void *labels = malloc((size_t)n * (size_t)m->target_bytes);
     double *times = malloc(3 * MAX_SEQUENCE_STEPS * sizeof(double));
     rm_backend *backend = NULL;
     int rc = RM_ERR;
@@ -395,16 +436,13 @@ static int probe_step(doctor *d, rm_error *err)
         rm_fail(err, "out of memory for the step probe");
         goto out;
     }
-    for (long i = 0; i < n * s->dims[0]; i++)
-        x[i] = (float)((i * 2654435761u) % 256) / 255.0f;
-    for (long i = 0; i < n; i++)
-        labels[i] = (uint8_t)(i % s->dims[s->n_layers]);
-    if (!(backend = rm_backend_create(s, &d->cfg, n, d->comm, NULL, NULL, 0, err)))
+    synthetic_batch(m, n, x, labels);
+    if (!(backend = rm_backend_create(m, &d->cfg, n, d->comm, NULL, NULL, 0, err)))
         goto out;
     d->me.gpu = backend->kind == RM_BACKEND_GPU;
     if (d->me.gpu) {
-        /* the batch as the loader hands it over: floats */
-        size_t bytes = (size_t)n * (size_t)s->dims[0] * sizeof(float);
+        /* the batch as the loader hands it over */
+        size_t bytes = (size_t)n * (size_t)m->input_bytes;
         if (rm_gpu_h2d_rate(bytes, &d->me.h2d_gb_s, err) != RM_OK)
             goto out;
         d->me.h2d_batch_s = d->me.h2d_gb_s > 0 ? (double)bytes / (d->me.h2d_gb_s * 1e9) : 0;
@@ -417,7 +455,8 @@ static int probe_step(doctor *d, rm_error *err)
     for (long warm = 3; more; warm--) {
         rm_step_stats stats = {0};
         double t0 = rm_now_s();
-        if (backend->backward(backend, x, labels, n, 1.0f / (float)d->cfg.global_batch, 0, &stats, err) != RM_OK)
+        if (backend->backward(backend, x, labels, n, 1.0f / (float)(d->cfg.global_batch * m->positions), 0, &stats,
+                              err) != RM_OK)
             goto out;
         double t1 = rm_now_s();
         RM_MPI_CHECK(MPI_Send(msg, sizeof(rm_msg_progress), MPI_BYTE, 0, TAG_PROGRESS, MPI_COMM_WORLD), err);
@@ -463,15 +502,25 @@ static int probe_allreduce(doctor *d, rm_error *err)
 {
     if (d->ranks == 1)
         return RM_OK; /* nothing to reduce */
-    long np = d->shape.n_params;
+    long np = d->model.n_params;
     float *grads = malloc((size_t)np * sizeof(float));
     if (!grads)
         return rm_fail(err, "out of memory for the all-reduce probe");
     for (long i = 0; i < np; i++)
         grads[i] = 1.0f;
-    rm_allreduce ar;
     long bucket_floats = (long)(d->cfg.bucket_mb * 1024.0 * 1024.0 / sizeof(float));
-    if (rm_allreduce_init(&ar, d->comm, grads, np, bucket_floats, err) != RM_OK) {
+    if (bucket_floats < 1)
+        bucket_floats = 1;
+    rm_grad_sync_mpi mpi;
+    rm_grad_sync ar;
+    memset(&ar, 0, sizeof ar);
+    if (rm_grad_sync_mpi_init(&mpi, d->comm, grads, (int)((np + bucket_floats - 1) / bucket_floats), err) != RM_OK) {
+        free(grads);
+        return RM_ERR;
+    }
+    rm_grad_transport tp = rm_grad_sync_mpi_transport(&mpi);
+    if (rm_grad_sync_init(&ar, np, bucket_floats, d->rank, &tp, err) != RM_OK) {
+        rm_grad_sync_mpi_free(&mpi);
         free(grads);
         return RM_ERR;
     }
@@ -479,12 +528,12 @@ static int probe_allreduce(doctor *d, rm_error *err)
     long reps = 0;
     double t = 0;
     for (int warm = 0; warm < 3 && rc == RM_OK; warm++)
-        rc = rm_allreduce_ready_from(&ar, 0, err) == RM_OK ? rm_allreduce_finish(&ar, err) : RM_ERR;
+        rc = rm_grad_sync_finish(&ar, err);
     /* Every rank runs the same number of reductions: rank 0 decides. */
     while (rc == RM_OK) {
         MPI_Barrier(d->comm);
         double t0 = rm_now_s();
-        if (rm_allreduce_ready_from(&ar, 0, err) != RM_OK || rm_allreduce_finish(&ar, err) != RM_OK) {
+        if (rm_grad_sync_finish(&ar, err) != RM_OK) {
             rc = RM_ERR;
             break;
         }
@@ -497,7 +546,8 @@ static int probe_allreduce(doctor *d, rm_error *err)
         if (!more)
             break;
     }
-    rm_allreduce_free(&ar);
+    rm_grad_sync_free(&ar);
+    rm_grad_sync_mpi_free(&mpi);
     free(grads);
     if (rc != RM_OK)
         return RM_ERR;
@@ -529,13 +579,13 @@ static int run(doctor *d, const char *out_path, rm_error *err)
         return RM_OK;
     rm_doctor_prediction p;
     rm_doctor_predict(&d->cfg, all, d->ranks, &p);
-    rm_doctor_print(stdout, &d->cfg, &d->shape, all, d->ranks, &p);
+    rm_doctor_print(stdout, &d->cfg, &d->model, all, d->ranks, &p);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     int rc = RM_ERR;
     if (f) {
-        rm_doctor_write_json(f, &d->cfg, &d->shape, all, d->ranks, &p);
+        rm_doctor_write_json(f, &d->cfg, &d->model, all, d->ranks, &p);
         fclose(f);
         rc = rm_write_file_atomic(out_path, text, len, err);
         if (rc == RM_OK)
@@ -583,8 +633,12 @@ int main(int argc, char **argv)
     } else if (world_rank == 0) {
         rc = stand_in(&d, d.ranks, &err);
     } else {
-        rm_model_shape_init(&d.shape, &d.cfg, d.facts.input_dim, d.facts.classes);
         d.local_batch = d.cfg.global_batch / d.ranks;
+        if (rm_model_init(&d.model, &d.cfg, &d.facts, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+            MPI_Abort(MPI_COMM_WORLD, 1);
+            return 1;
+        }
         d.me.rank = d.rank;
         snprintf(d.me.host, sizeof d.me.host, "%s", rm_log_host());
         openblas_set_num_threads((int)d.cfg.threads_per_worker);

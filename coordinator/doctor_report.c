@@ -58,15 +58,15 @@ static double worst(const rm_doctor_rank *ranks, int n, size_t offset, int lowes
 
 #define WORST(field, lowest) worst(ranks, n, offsetof(rm_doctor_rank, field), lowest)
 
-void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model_shape *shape, const rm_doctor_rank *ranks, int n,
+void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model *model, const rm_doctor_rank *ranks, int n,
                      const rm_doctor_prediction *p)
 {
     long local = cfg->global_batch / n;
-    double grad_mb = (double)shape->n_params * sizeof(float) / 1e6;
-    fprintf(out, "ringmaster doctor: %d worker%s, backend %s, model", n, n == 1 ? "" : "s", rm_backend_name(cfg->backend));
-    for (int l = 0; l <= shape->n_layers; l++)
-        fprintf(out, "%s%ld", l ? "-" : " ", shape->dims[l]);
-    fprintf(out, " (%ld parameters), global batch %ld (%ld per worker)\n\n", shape->n_params, cfg->global_batch, local);
+    double grad_mb = (double)model->n_params * sizeof(float) / 1e6;
+    char model_text[256];
+    rm_model_describe(model, model_text, sizeof model_text);
+    fprintf(out, "ringmaster doctor: %d worker%s, backend %s, model %s, global batch %ld (%ld per worker)\n\n", n,
+            n == 1 ? "" : "s", rm_backend_name(cfg->backend), model_text, cfg->global_batch, local);
     fprintf(out, "%-34s %14s %14s\n", "pipe (slowest rank)", "measured", "per step");
     fprintf(out, "%-34s %14s %14s\n", "----------------------------------", "--------------", "--------------");
     fprintf(out, "%-34s %9.0f MB/s %14s\n", "storage read, cold cache", WORST(storage_cold_mb_s, 1), "");
@@ -119,14 +119,14 @@ static void member(FILE *out, const char *indent, const char *key, double v, int
     fputs(last ? "\n" : ",\n", out);
 }
 
-void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model_shape *shape, const rm_doctor_rank *ranks,
+void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model *model, const rm_doctor_rank *ranks,
                           int n, const rm_doctor_prediction *p)
 {
     fputs("{\n  \"config\": ", out);
     rm_json_string(out, cfg->source_path);
     fprintf(out, ",\n  \"workers\": %d,\n  \"backend\": \"%s\",\n  \"global_batch\": %ld,\n  \"parameters\": %ld,\n",
-            n, rm_backend_name(cfg->backend), cfg->global_batch, shape->n_params);
-    fprintf(out, "  \"gradient_bytes\": %ld,\n  \"bucket_mb\": ", shape->n_params * (long)sizeof(float));
+            n, rm_backend_name(cfg->backend), cfg->global_batch, model->n_params);
+    fprintf(out, "  \"gradient_bytes\": %ld,\n  \"bucket_mb\": ", model->n_params * (long)sizeof(float));
     rm_json_number(out, cfg->bucket_mb);
     fputs(",\n  \"predicted_step_s\": ", out);
     rm_json_number(out, p->step_s);

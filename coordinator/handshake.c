@@ -94,6 +94,7 @@ int handshake_run(coordinator *c, rm_error *err)
         seen++;
         c->info[w].pid = h.pid;
         snprintf(c->info[w].host, sizeof c->info[w].host, "%s", h.host);
+        c->peak_flops += h.peak_flops;
         if (h.protocol_version != RM_PROTOCOL_VERSION) {
             rm_fail(err, "worker %d (rank %d, host %s) speaks protocol %d, the coordinator %d: mixed ringmaster builds",
                     w, w + 1, h.host, h.protocol_version, RM_PROTOCOL_VERSION);
@@ -109,9 +110,9 @@ int handshake_run(coordinator *c, rm_error *err)
                     w, w + 1, h.host, h.pid, a, b);
             goto out;
         }
-        if (h.param_count != c->shape.n_params) {
+        if (h.param_count != c->model.n_params) {
             rm_fail(err, "worker %d (rank %d, host %s) built a model of %lld parameters, expected %ld", w, w + 1, h.host,
-                    (long long)h.param_count, c->shape.n_params);
+                    (long long)h.param_count, c->model.n_params);
             goto out;
         }
         if (++hellos == 1)

@@ -44,7 +44,8 @@ static void write_phase(FILE *f, const char *name, const double pair[2])
 /* All reports of one step are in: log it, show progress. */
 void metrics_complete_step(coordinator *c, step_acc *s)
 {
-    double loss = s->loss_sum / s->count;
+    /* per prediction: per sample, or per token of a sequence model */
+    double loss = s->loss_sum / (s->count * (double)c->model.positions);
     double step_s = s->step_s[1];
     double samples_per_s = step_s > 0 ? (double)c->cfg.global_batch / step_s : 0;
     double epoch = (double)(s->step + 1) * (double)c->cfg.global_batch / (double)c->facts.train_samples;
@@ -61,8 +62,10 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     rm_json_number(f, epoch);
     fputs(",\"loss\":", f);
     rm_json_number(f, loss);
-    fputs(",\"train_accuracy\":", f);
-    rm_json_number(f, s->correct / s->count);
+    if (c->model.positions == 1) {
+        fputs(",\"train_accuracy\":", f);
+        rm_json_number(f, s->correct / s->count);
+    }
     fputs(",\"lr\":", f);
     rm_json_number(f, s->lr);
     fputs(",\"grad_norm\":", f);
@@ -72,6 +75,14 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     fprintf(f, ",\"batch_digest\":\"%016llx\"", (unsigned long long)s->batch_digest);
     fputs(",\"samples_per_second\":", f);
     rm_json_number(f, samples_per_s);
+    if (c->model.positions > 1) {
+        fputs(",\"tokens_per_second\":", f);
+        rm_json_number(f, samples_per_s * (double)c->model.positions);
+    }
+    if (c->peak_flops > 0) {
+        fputs(",\"mfu\":", f);
+        rm_json_number(f, samples_per_s * c->model.train_flops_per_sample / c->peak_flops);
+    }
     write_phase(f, "step_s", s->step_s);
     write_phase(f, "data_wait_s", s->data_wait_s);
     write_phase(f, "compute_s", s->compute_s);
@@ -96,12 +107,44 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     s->step = -1;
 }
 
+/* A sequence model's evaluation: loss in nats per token, and in bits per
+ * byte where each token is a byte. */
+static void complete_token_eval(coordinator *c, eval_acc *e, double loss)
+{
+    double tokens = e->count * (double)c->model.positions;
+    int bytes = strcmp(c->facts.tokenizer, "bytes") == 0;
+    fprintf(c->rd.eval, "{\"step\":%ld,\"val_loss\":", e->step + 1);
+    rm_json_number(c->rd.eval, loss);
+    if (bytes) {
+        fputs(",\"bits_per_byte\":", c->rd.eval);
+        rm_json_number(c->rd.eval, loss / log(2.0));
+    }
+    fprintf(c->rd.eval, ",\"tokens\":%.0f,\"seconds\":", tokens);
+    rm_json_number(c->rd.eval, e->eval_s);
+    fputs("}\n", c->rd.eval);
+    fflush(c->rd.eval);
+    if (c->cfg.verbosity != RM_VERBOSITY_QUIET) {
+        rm_progress_break(&c->progress);
+        if (bytes)
+            rm_info("step %ld: %s loss %.4f nats/token (%.4f bits/byte, %.0f tokens)", e->step + 1, c->cfg.eval_split,
+                    loss, loss / log(2.0), tokens);
+        else
+            rm_info("step %ld: %s loss %.4f nats/token (%.0f tokens)", e->step + 1, c->cfg.eval_split, loss, tokens);
+    }
+}
+
 static void complete_eval(coordinator *c, eval_acc *e)
 {
-    double acc = e->correct / e->count, loss = e->loss_sum / e->count;
+    double acc = e->correct / e->count, loss = e->loss_sum / (e->count * (double)c->model.positions);
     c->last_eval_accuracy = acc;
     c->last_eval_loss = loss;
     c->evals_done++;
+    if (c->model.positions > 1) {
+        complete_token_eval(c, e, loss);
+        memset(e, 0, sizeof *e);
+        e->step = -1;
+        return;
+    }
     observe_eval(c->obs, e->step, acc);
     fprintf(c->rd.eval, "{\"step\":%ld,\"test_accuracy\":", e->step + 1);
     rm_json_number(c->rd.eval, acc);
@@ -159,9 +202,9 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     rm_hash_hex(rm_config_hash(&c->cfg), cfg_hash);
     long trained = c->steps_done * c->cfg.global_batch; /* in this attempt */
     double sps = c->train_s > 0 ? (double)trained / c->train_s : 0;
-    double flops = rm_model_shape_train_flops_per_sample(&c->shape);
+    double flops = c->model.train_flops_per_sample;
     fputs("{\n  \"status\": \"completed\",\n  \"test_accuracy\": ", f);
-    if (c->evals_done)
+    if (c->evals_done && c->model.positions == 1)
         rm_json_number(f, c->last_eval_accuracy);
     else
         fputs("null", f);
@@ -170,12 +213,31 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
         rm_json_number(f, c->last_eval_loss);
     else
         fputs("null", f);
+    fputs(",\n  \"val_loss\": ", f);
+    if (c->evals_done)
+        rm_json_number(f, c->last_eval_loss);
+    else
+        fputs("null", f);
     fputs(",\n  \"final_train_loss\": ", f);
     rm_json_number(f, c->last_loss);
     fputs(",\n  \"samples_per_second\": ", f);
     rm_json_number(f, sps);
+    if (c->model.positions > 1) {
+        fputs(",\n  \"tokens_per_second\": ", f);
+        rm_json_number(f, sps * (double)c->model.positions);
+    }
+    fprintf(f, ",\n  \"model\": \"%s\"", c->model.name);
     fputs(",\n  \"achieved_flops_per_second\": ", f);
     rm_json_number(f, sps * flops);
+    /* model FLOPs (6 per weight per position, plus attention) over what
+     * the workers' own sgemm does at best, measured at start-up */
+    fputs(",\n  \"sgemm_peak_flops_per_second\": ", f);
+    rm_json_number(f, c->peak_flops);
+    fputs(",\n  \"mfu\": ", f);
+    if (c->peak_flops > 0)
+        rm_json_number(f, sps * flops / c->peak_flops);
+    else
+        fputs("null", f);
     fprintf(f, ",\n  \"steps\": %ld,\n  \"samples\": %ld,\n  \"epochs\": ", c->total_steps,
             c->total_steps * c->cfg.global_batch);
     rm_json_number(f, (double)c->total_steps * (double)c->cfg.global_batch / (double)c->facts.train_samples);
@@ -184,7 +246,7 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     fputs(",\n  \"wall_seconds\": ", f);
     rm_json_number(f, wall_s);
     fprintf(f, ",\n  \"workers\": %d,\n  \"global_batch\": %ld,\n  \"backend\": \"%s\",\n  \"parameters\": %ld",
-            c->workers, c->cfg.global_batch, rm_backend_name(c->backend), c->shape.n_params);
+            c->workers, c->cfg.global_batch, rm_backend_name(c->backend), c->model.n_params);
     fprintf(f, ",\n  \"resumed_from_step\": %ld,\n  \"checkpoints_committed\": %ld,\n  \"checkpoints_failed\": %ld",
             c->first_step, c->ckpt.committed, c->ckpt.failed);
     fputs(",\n  \"checkpoint_stall_mean_s\": ", f);
@@ -202,9 +264,14 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     free(text);
     if (rc == RM_OK && c->cfg.verbosity != RM_VERBOSITY_QUIET) {
         rm_progress_break(&c->progress);
-        printf("done: %ld steps on %d workers, %s accuracy %.4f, %.0f samples/s, weights %s\nrun directory: %s\n",
-               c->total_steps, c->workers, c->evals_done ? c->cfg.eval_split : "no eval,",
-               c->evals_done ? c->last_eval_accuracy : 0.0, sps, digest, c->rd.path);
+        if (c->model.positions > 1)
+            printf("done: %ld steps on %d workers, %s loss %.4f, %.0f tokens/s, weights %s\nrun directory: %s\n",
+                   c->total_steps, c->workers, c->evals_done ? c->cfg.eval_split : "no eval,",
+                   c->evals_done ? c->last_eval_loss : 0.0, sps * (double)c->model.positions, digest, c->rd.path);
+        else
+            printf("done: %ld steps on %d workers, %s accuracy %.4f, %.0f samples/s, weights %s\nrun directory: %s\n",
+                   c->total_steps, c->workers, c->evals_done ? c->cfg.eval_split : "no eval,",
+                   c->evals_done ? c->last_eval_accuracy : 0.0, sps, digest, c->rd.path);
         fflush(stdout);
     }
     return rc;

@@ -149,6 +149,9 @@ static int write_eval_dat(const char *eval_path, const char *dat_path, long *n_e
         double step, acc;
         if (line[strspn(line, " \t\r\n")] == '\0')
             continue;
+        double val_loss;
+        if (rm_json_find_number(line, "val_loss", &val_loss) == RM_OK)
+            continue; /* a language model's evaluation: a loss, no accuracy to chart */
         if (rm_json_find_number(line, "step", &step) != RM_OK ||
             rm_json_find_number(line, "test_accuracy", &acc) != RM_OK) {
             rc = rm_fail(err, "%s:%ld: not an evaluation line (no step or test_accuracy)", eval_path, lineno);

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "run_dir.h"
 #include "security_tool.h"
+#include "token_import.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -42,6 +43,14 @@ static void usage(FILE *out)
             "  ringmaster data import-idx --images FILE --labels FILE --out DIR [--shard-samples N]\n"
             "                            [--encrypt --key-file KEY]\n"
             "      convert MNIST-style IDX files (gzipped or not) into a shard set (sealed with KEY)\n"
+            "  ringmaster data import-text FILE... --out DIR --tokenizer bytes [--val-fraction F (0.1)]\n"
+            "                            [--split-on-blank-lines] [--shard-tokens N] [--encrypt --key-file KEY]\n"
+            "      tokenize text into token splits DIR/train and DIR/val: a document per file (or per\n"
+            "      blank-line-separated block), whole documents to val, each followed by end-of-text\n"
+            "  ringmaster data import-tokens FILE.bin... --out DIR/SPLIT [--vocab N] [--eot N] [--tokenizer NAME]\n"
+            "                            [--shard-tokens N] [--encrypt --key-file KEY]\n"
+            "      convert llm.c token files (uint16, magic 20240520; default gpt2: vocab 50257, eot 50256)\n"
+            "      into one token split\n"
             "  ringmaster keygen FILE\n"
             "      write a new encryption key (32 random bytes, mode 0600) for security.key_file\n"
             "  ringmaster audit verify RUN_DIR\n"
@@ -310,6 +319,40 @@ static int cmd_run(int argc, char **argv)
     return rc;
 }
 
+/* --encrypt --key-file KEY, as every import command takes them: loads the
+ * process key (and turns core dumps off) when asked. Returns the exit
+ * status to end with (0: go on), having said why. */
+static int load_import_key(int encrypt, const char *key_file)
+{
+    if (encrypt != (key_file != NULL)) {
+        rm_error_log("--encrypt and --key-file go together");
+        return 2;
+    }
+    if (!encrypt)
+        return 0;
+    rm_security_no_core_dumps(1);
+    rm_error err;
+    if (rm_security_load(key_file, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* A count option's value: a whole number of at least min. */
+static int parse_count(const char *flag, const char *val, long min, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (errno || end == val || *end || v < min) {
+        rm_error_log("%s must be an integer of at least %ld, got '%s'", flag, min, val);
+        return RM_ERR;
+    }
+    *out = v;
+    return RM_OK;
+}
+
 static int cmd_import_idx(int argc, char **argv)
 {
     const char *images = NULL, *labels = NULL, *out = NULL, *key_file = NULL;
@@ -352,19 +395,11 @@ static int cmd_import_idx(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (encrypt != (key_file != NULL)) {
-        rm_error_log("--encrypt and --key-file go together");
-        return 2;
-    }
+    int status = load_import_key(encrypt, key_file);
+    if (status != 0)
+        return status;
     rm_idx_import_result res;
     rm_error err;
-    if (encrypt) {
-        rm_security_no_core_dumps(1);
-        if (rm_security_load(key_file, &err) != RM_OK) {
-            rm_error_log("%s", err.msg);
-            return 1;
-        }
-    }
     int rc = rm_idx_import_sealed(images, labels, out, shard_samples, rm_security_key(), &res, &err);
     rm_security_unload();
     if (rc != RM_OK) {
@@ -374,6 +409,138 @@ static int cmd_import_idx(int argc, char **argv)
     printf("%s: %ld samples, %ld inputs, %ld classes, %d shards%s\n", out, res.samples, res.input_dim, res.classes,
            res.shards, encrypt ? ", encrypted" : "");
     return 0;
+}
+
+static void print_split(const char *name, const rm_token_split_summary *s)
+{
+    printf("%s%s%ld document%s, %ld tokens, %d shard%s", name, name[0] ? " " : "", s->documents,
+           s->documents == 1 ? "" : "s", s->tokens, s->shards, s->shards == 1 ? "" : "s");
+}
+
+/* The arguments import-text and import-tokens share: input files and the
+ * options that take values, in any order. Returns the exit status to end
+ * with (0: go on). files has room for argc entries. */
+typedef struct token_import_args {
+    const char **files;
+    int n_files;
+    const char *out, *tokenizer, *key_file;
+    int encrypt, split_on_blank_lines;
+    double val_fraction;
+    long shard_tokens, vocab, eot;
+} token_import_args;
+
+static int parse_token_import(int argc, char **argv, int text, token_import_args *a)
+{
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (arg[0] != '-') {
+            a->files[a->n_files++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--encrypt") == 0) {
+            a->encrypt = 1;
+            continue;
+        }
+        if (text && strcmp(arg, "--split-on-blank-lines") == 0) {
+            a->split_on_blank_lines = 1;
+            continue;
+        }
+        int known = strcmp(arg, "--out") == 0 || strcmp(arg, "--tokenizer") == 0 || strcmp(arg, "--key-file") == 0 ||
+                    strcmp(arg, "--shard-tokens") == 0 ||
+                    (text ? strcmp(arg, "--val-fraction") == 0
+                          : strcmp(arg, "--vocab") == 0 || strcmp(arg, "--eot") == 0);
+        if (!known) {
+            rm_error_log("unknown option %s", arg);
+            usage(stderr);
+            return 2;
+        }
+        if (!val) {
+            rm_error_log("%s needs a value", arg);
+            return 2;
+        }
+        i++;
+        if (strcmp(arg, "--out") == 0) {
+            a->out = val;
+        } else if (strcmp(arg, "--tokenizer") == 0) {
+            a->tokenizer = val;
+        } else if (strcmp(arg, "--key-file") == 0) {
+            a->key_file = val;
+        } else if (strcmp(arg, "--val-fraction") == 0) {
+            char *end;
+            a->val_fraction = strtod(val, &end);
+            if (end == val || *end) {
+                rm_error_log("--val-fraction must be a number, got '%s'", val);
+                return 2;
+            }
+        } else if (parse_count(arg, val, strcmp(arg, "--eot") == 0 ? 0 : 2,
+                               strcmp(arg, "--shard-tokens") == 0 ? &a->shard_tokens
+                               : strcmp(arg, "--vocab") == 0      ? &a->vocab
+                                                                  : &a->eot) != RM_OK) {
+            return 2;
+        }
+    }
+    const char *cmd = text ? "data import-text" : "data import-tokens";
+    if (a->n_files == 0 || !a->out || (text && !a->tokenizer)) {
+        rm_error_log("%s needs input files%s", cmd, text ? ", --out and --tokenizer" : " and --out");
+        usage(stderr);
+        return 2;
+    }
+    return load_import_key(a->encrypt, a->key_file);
+}
+
+static int cmd_import_text(int argc, char **argv)
+{
+    token_import_args a = {.files = calloc((size_t)argc + 1, sizeof(char *)), .val_fraction = 0.1,
+                           .shard_tokens = RM_TOKEN_SHARD_DEFAULT};
+    if (!a.files)
+        return 1;
+    int status = parse_token_import(argc, argv, 1, &a);
+    if (status == 0) {
+        rm_text_import_options opt = {a.tokenizer, a.val_fraction, a.split_on_blank_lines, a.shard_tokens,
+                                      rm_security_key()};
+        rm_token_split_summary train, val;
+        rm_error err;
+        if (rm_token_import_text(a.files, a.n_files, a.out, &opt, &train, &val, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+            status = 1;
+        } else {
+            printf("%s: ", a.out);
+            print_split("train", &train);
+            if (a.val_fraction > 0) {
+                printf("; ");
+                print_split("val", &val);
+            }
+            printf(" (tokenizer %s%s)\n", a.tokenizer, a.encrypt ? ", encrypted" : "");
+        }
+    }
+    rm_security_unload();
+    free(a.files);
+    return status;
+}
+
+static int cmd_import_tokens(int argc, char **argv)
+{
+    token_import_args a = {.files = calloc((size_t)argc + 1, sizeof(char *)), .vocab = 0, .eot = -1,
+                           .shard_tokens = RM_TOKEN_SHARD_DEFAULT};
+    if (!a.files)
+        return 1;
+    int status = parse_token_import(argc, argv, 0, &a);
+    if (status == 0) {
+        rm_llmc_import_options opt = {a.tokenizer, a.vocab, a.eot, a.shard_tokens, rm_security_key()};
+        rm_token_split_summary split;
+        rm_error err;
+        if (rm_token_import_llmc(a.files, a.n_files, a.out, &opt, &split, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+            status = 1;
+        } else {
+            printf("%s: %d file%s: ", a.out, a.n_files, a.n_files == 1 ? "" : "s");
+            print_split("", &split);
+            printf(" (tokenizer %s%s)\n", a.tokenizer ? a.tokenizer : "gpt2", a.encrypt ? ", encrypted" : "");
+        }
+    }
+    rm_security_unload();
+    free(a.files);
+    return status;
 }
 
 int main(int argc, char **argv)
@@ -399,6 +566,15 @@ int main(int argc, char **argv)
         return rm_ckpt_tool_main(argc - 2, argv + 2);
     if (strcmp(cmd, "data") == 0 && argc >= 3 && strcmp(argv[2], "import-idx") == 0)
         return cmd_import_idx(argc - 3, argv + 3);
+    if (strcmp(cmd, "data") == 0 && argc >= 3 && strcmp(argv[2], "import-text") == 0)
+        return cmd_import_text(argc - 3, argv + 3);
+    if (strcmp(cmd, "data") == 0 && argc >= 3 && strcmp(argv[2], "import-tokens") == 0)
+        return cmd_import_tokens(argc - 3, argv + 3);
+    if (strcmp(cmd, "data") == 0) {
+        rm_error_log("data needs a command: import-idx, import-text or import-tokens");
+        usage(stderr);
+        return 2;
+    }
     if (strcmp(cmd, "doctor") == 0)
         return rm_doctor_cmd_main(argc - 2, argv + 2);
     if (strcmp(cmd, "plot") == 0)

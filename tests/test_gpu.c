@@ -19,6 +19,7 @@
 #include "model_shape.h"
 #include "nccl_transport.h"
 #include "optimizer.h"
+#include "shard.h"
 #include "test_util.h"
 
 #include <check.h>
@@ -283,7 +284,10 @@ START_TEST(optimizers_match_cpu)
     cfg.weight_decay = 0.01;
     rm_optimizer cpu;
     rm_error err;
-    ck_assert_msg(rm_optimizer_init(&cpu, &cfg, n, &err) == RM_OK, "%s", err.msg);
+    rm_model flat;
+    ck_assert_msg(rm_model_init_flat(&flat, n, 1, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_optimizer_init(&cpu, &cfg, &flat, &err) == RM_OK, "%s", err.msg);
+    rm_model_free(&flat);
     float *w = random_floats(n, 9, 1.0), *w_gpu = malloc((size_t)n * 4), *m_gpu = malloc((size_t)n * 4);
     float *dw = to_device(w, (size_t)n * 4), *dg = to_device(NULL, (size_t)n * 4);
     float *dm = to_device(NULL, (size_t)n * 4), *dv = to_device(NULL, (size_t)n * 4);
@@ -366,7 +370,7 @@ START_TEST(mlp_products_match_cpu)
     double cpu_loss;
     long cpu_correct;
     rm_mlp_cpu_forward(&cpu, params, x, labels, BATCH, &cpu_loss, &cpu_correct);
-    ck_assert_msg(rm_mlp_cpu_backward(&cpu, params, grads, labels, BATCH, grad_scale, NULL, NULL, &err) == RM_OK, "%s",
+    ck_assert_msg(rm_mlp_cpu_backward(&cpu, params, grads, labels, BATCH, grad_scale, 0, NULL, NULL, &err) == RM_OK, "%s",
                   err.msg);
 
     cublasHandle_t blas;
@@ -411,11 +415,18 @@ END_TEST
 
 /* --- whole steps, backend against backend -------------------------------- */
 
+/* One model per backend kind; a backend holds on to its model. */
+static rm_model backend_models[2];
+
 static rm_backend *make_backend(int gpu, const rm_config *cfg, const rm_model_shape *s)
 {
     rm_error err;
-    rm_backend *b = gpu ? rm_backend_gpu_create(s, cfg, BATCH, MPI_COMM_SELF, NULL, NULL, 1.0, &err)
-                        : rm_backend_cpu_create(s, cfg, BATCH, MPI_COMM_SELF, NULL, NULL, 1.0, &err);
+    rm_dataset_facts facts = {.data_format = RM_DATA_RECORDS, .input_dim = s->dims[0], .classes = s->dims[s->n_layers]};
+    rm_model *m = &backend_models[gpu];
+    rm_model_free(m);
+    ck_assert_msg(rm_model_init(m, cfg, &facts, &err) == RM_OK, "%s", err.msg);
+    rm_backend *b = gpu ? rm_backend_gpu_create(m, cfg, BATCH, MPI_COMM_SELF, NULL, NULL, 1.0, &err)
+                        : rm_backend_cpu_create(m, cfg, BATCH, MPI_COMM_SELF, NULL, NULL, 1.0, &err);
     ck_assert_msg(b != NULL, "%s backend: %s", gpu ? "gpu" : "cpu", err.msg);
     return b;
 }

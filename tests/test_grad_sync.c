@@ -1,11 +1,13 @@
-/* The GPU backend's gradient all-reduce logic (grad_sync.c: bucket
- * schedule, gating, wait, heartbeat, watchdog) under a real mpirun with 3
- * ranks, over the MPI transport on host memory instead of NCCL: the same
- * code the NCCL path runs, checked where there is no GPU.
+/* The gradient engine (grad_sync.c: bucket schedule, gating, wait,
+ * heartbeat, watchdog, timeline) under a real mpirun with 3 ranks, over
+ * its MPI transport on host memory: the CPU backend's path, and the same
+ * schedule the GPU backend runs over NCCL, checked where there is no GPU.
+ * Also the single-host shared-memory reduction (shm_reduce.c).
  *
  * Sums use small integers, exact in float whatever order the ranks add
- * them in. As in test_allreduce.c, the runner cannot fork under MPI
- * (CK_NOFORK; the ctest TIMEOUT guards against a hang), and every test
+ * them in. Forking after MPI_Init is unsafe (the child shares the parent's
+ * network endpoints and shared-memory segments), so the runner uses
+ * CK_NOFORK (the ctest TIMEOUT guards against a hang), and every test
  * counts its own mismatches and asserts only after all ranks agree on the
  * total, so a failure never leaves a rank waiting in a collective. */
 #include "config.h"
@@ -13,7 +15,9 @@
 #include "grad_sync_mpi.h"
 #include "local_rank.h"
 #include "model_shape.h"
+#include "shm_reduce.h"
 #include "test_util.h"
+#include "timer.h"
 
 #include <check.h>
 #include <math.h>
@@ -99,7 +103,7 @@ static void watched_init(watched *w, float *grads, long n, long bucket_floats, r
     ck_assert_msg(rm_grad_sync_mpi_init(&w->mpi, MPI_COMM_WORLD, grads, n_buckets, &err) == RM_OK, "%s", err.msg);
     w->inner = rm_grad_sync_mpi_transport(&w->mpi);
     w->grads = grads;
-    rm_grad_transport tp = {"watched-mpi", w, watched_gate, watched_start, watched_poll, watched_abort};
+    rm_grad_transport tp = {"watched-mpi", w, watched_gate, watched_start, watched_poll, watched_abort, NULL};
     ck_assert_msg(rm_grad_sync_init(gs, n, bucket_floats, rank, &tp, &err) == RM_OK, "%s", err.msg);
     ck_assert_int_eq(gs->n_buckets, n_buckets);
 }
@@ -339,6 +343,97 @@ START_TEST(local_rank_and_device_choice)
 }
 END_TEST
 
+/* The timeline: on a traced step every bucket gets a start time and a
+ * completion time after it, within the step; untraced steps record none. */
+START_TEST(traced_step_times_every_bucket)
+{
+    const long n = 1001, bucket_floats = 100;
+    float *grads = malloc((size_t)n * sizeof *grads);
+    ck_assert_ptr_nonnull(grads);
+    rm_grad_sync_mpi mpi;
+    rm_grad_sync gs;
+    rm_error err;
+    int n_buckets = (int)((n + bucket_floats - 1) / bucket_floats);
+    ck_assert_msg(rm_grad_sync_mpi_init(&mpi, MPI_COMM_WORLD, grads, n_buckets, &err) == RM_OK, "%s", err.msg);
+    rm_grad_transport tp = rm_grad_sync_mpi_transport(&mpi);
+    ck_assert_msg(rm_grad_sync_init(&gs, n, bucket_floats, rank, &tp, &err) == RM_OK, "%s", err.msg);
+    long bad = 0;
+    for (int step = 0; step < 2; step++) {
+        gs.trace = step == 1;
+        for (long i = 0; i < n; i++)
+            grads[i] = input_at(rank, i, step);
+        double t0 = rm_now_s();
+        for (long off = n - 250; off > 0; off -= 250)
+            ck_assert_msg(rm_grad_sync_ready_from(&gs, off, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(rm_grad_sync_finish(&gs, &err) == RM_OK, "%s", err.msg);
+        double t1 = rm_now_s();
+        for (int k = 0; k < gs.n_buckets; k++) {
+            if (!gs.trace) {
+                bad += gs.trace_start_s[k] != 0 || gs.trace_done_s[k] != 0;
+                continue;
+            }
+            bad += gs.trace_start_s[k] < t0 || gs.trace_start_s[k] > t1;
+            bad += gs.trace_done_s[k] < gs.trace_start_s[k] || gs.trace_done_s[k] > t1;
+        }
+        for (long i = 0; i < n; i++)
+            bad += grads[i] != exact_sum(i, step);
+    }
+    rm_grad_sync_free(&gs);
+    rm_grad_sync_mpi_free(&mpi);
+    free(grads);
+    assert_all_ranks_ok(bad, "bucket timeline");
+}
+END_TEST
+
+/* The shared-memory reduction: each rank's slice of its own segment holds
+ * the exact sum, the norm is that of the whole summed gradient, the
+ * parameters start as the given copy and a rank's writes to its slice are
+ * seen by every rank after the sync. _i runs over sizes. */
+START_TEST(shm_sum_is_exact_and_params_are_shared)
+{
+    long n = sizes[_i];
+    int possible = 0;
+    char why[256] = "";
+    rm_error err;
+    ck_assert_msg(rm_shm_reduce_possible(MPI_COMM_WORLD, n, &possible, why, sizeof why, &err) == RM_OK, "%s",
+                  err.msg);
+    ck_assert_msg(possible, "the test's ranks are all on one node, yet shared memory was refused: %s", why);
+    float *init = malloc((size_t)n * sizeof *init);
+    ck_assert_ptr_nonnull(init);
+    for (long i = 0; i < n; i++)
+        init[i] = (float)(i % 11);
+    rm_shm_reduce r;
+    ck_assert_msg(rm_shm_reduce_init(&r, MPI_COMM_WORLD, n, init, &err) == RM_OK, "%s", err.msg);
+    long bad = 0;
+    bad += r.lo != n * rank / size || r.hi != n * (rank + 1) / size;
+    for (long i = 0; i < n; i++)
+        bad += r.params[i] != init[i];
+    for (int step = 0; step < 2; step++) {
+        for (long i = 0; i < n; i++)
+            r.grads[i] = input_at(rank, i, step);
+        double norm = -1, exact = 0;
+        ck_assert_msg(rm_shm_reduce_sum(&r, &norm, &err) == RM_OK, "%s", err.msg);
+        for (long i = 0; i < n; i++)
+            exact += (double)exact_sum(i, step) * exact_sum(i, step);
+        bad += fabs(norm - sqrt(exact)) > 1e-9 * sqrt(exact);
+        for (long i = r.lo; i < r.hi; i++)
+            bad += r.grads[i] != exact_sum(i, step);
+        /* each rank writes its slice of the parameters; all see all */
+        for (long i = r.lo; i < r.hi; i++)
+            r.params[i] = (float)(step * 1000 + i);
+        ck_assert_msg(rm_shm_reduce_sync(&r, &err) == RM_OK, "%s", err.msg);
+        for (long i = 0; i < n; i++)
+            bad += r.params[i] != (float)(step * 1000 + i);
+        ck_assert_msg(rm_shm_reduce_sync(&r, &err) == RM_OK, "%s", err.msg);
+    }
+    rm_shm_reduce_free(&r);
+    free(init);
+    char what[64];
+    snprintf(what, sizeof what, "shared-memory reduction, n %ld", n);
+    assert_all_ranks_ok(bad, what);
+}
+END_TEST
+
 static Suite *grad_sync_suite(void)
 {
     Suite *s = suite_create("grad_sync");
@@ -349,6 +444,8 @@ static Suite *grad_sync_suite(void)
     tcase_add_test(tc, watchdog_and_heartbeat_while_a_peer_is_late);
     tcase_add_test(tc, one_rank_has_nothing_to_move);
     tcase_add_test(tc, local_rank_and_device_choice);
+    tcase_add_test(tc, traced_step_times_every_bucket);
+    tcase_add_loop_test(tc, shm_sum_is_exact_and_params_are_shared, 0, N_SIZES);
     suite_add_tcase(s, tc);
     return s;
 }

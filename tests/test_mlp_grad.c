@@ -128,7 +128,7 @@ static void product_gradients(fixture *f, float *grads, double *loss_sum, long *
     rm_error err;
     ck_assert_msg(rm_mlp_cpu_init(&mlp, &f->shape, BATCH, &err) == RM_OK, "%s", err.msg);
     rm_mlp_cpu_forward(&mlp, f->params, f->x, f->labels, BATCH, loss_sum, correct);
-    ck_assert_msg(rm_mlp_cpu_backward(&mlp, f->params, grads, f->labels, BATCH, 1.0f, NULL, NULL, &err) == RM_OK,
+    ck_assert_msg(rm_mlp_cpu_backward(&mlp, f->params, grads, f->labels, BATCH, 1.0f, 0, NULL, NULL, &err) == RM_OK,
                   "%s", err.msg);
     rm_mlp_cpu_free(&mlp);
 }
@@ -286,7 +286,7 @@ START_TEST(grad_ready_reports_final_regions_from_the_end)
     long correct;
     ck_assert_msg(rm_mlp_cpu_init(&mlp, &f.shape, BATCH, &err) == RM_OK, "%s", err.msg);
     rm_mlp_cpu_forward(&mlp, f.params, f.x, f.labels, BATCH, &loss, &correct);
-    ck_assert_msg(rm_mlp_cpu_backward(&mlp, f.params, grads, f.labels, BATCH, 1.0f, record_ready, &log, &err) ==
+    ck_assert_msg(rm_mlp_cpu_backward(&mlp, f.params, grads, f.labels, BATCH, 1.0f, 0, record_ready, &log, &err) ==
                       RM_OK,
                   "%s", err.msg);
     rm_mlp_cpu_free(&mlp);
@@ -327,7 +327,7 @@ START_TEST(grad_ready_failure_stops_backward)
     long correct;
     ck_assert_msg(rm_mlp_cpu_init(&mlp, &f.shape, BATCH, &err) == RM_OK, "%s", err.msg);
     rm_mlp_cpu_forward(&mlp, f.params, f.x, f.labels, BATCH, &loss, &correct);
-    ck_assert_int_eq(rm_mlp_cpu_backward(&mlp, f.params, grads, f.labels, BATCH, 1.0f, record_ready, &log, &err),
+    ck_assert_int_eq(rm_mlp_cpu_backward(&mlp, f.params, grads, f.labels, BATCH, 1.0f, 0, record_ready, &log, &err),
                      RM_ERR);
     rm_mlp_cpu_free(&mlp);
     ck_assert_int_eq(log.calls, 1); /* no call after the failed one */
@@ -346,8 +346,8 @@ START_TEST(grad_scale_scales_the_gradient)
     long correct;
     ck_assert_msg(rm_mlp_cpu_init(&mlp, &f.shape, BATCH, &err) == RM_OK, "%s", err.msg);
     rm_mlp_cpu_forward(&mlp, f.params, f.x, f.labels, BATCH, &loss, &correct);
-    ck_assert(rm_mlp_cpu_backward(&mlp, f.params, full, f.labels, BATCH, 1.0f, NULL, NULL, &err) == RM_OK);
-    ck_assert(rm_mlp_cpu_backward(&mlp, f.params, quarter, f.labels, BATCH, 0.25f, NULL, NULL, &err) == RM_OK);
+    ck_assert(rm_mlp_cpu_backward(&mlp, f.params, full, f.labels, BATCH, 1.0f, 0, NULL, NULL, &err) == RM_OK);
+    ck_assert(rm_mlp_cpu_backward(&mlp, f.params, quarter, f.labels, BATCH, 0.25f, 0, NULL, NULL, &err) == RM_OK);
     rm_mlp_cpu_free(&mlp);
     for (long k = 0; k < f.shape.n_params; k++)
         ck_assert_msg(fabsf(quarter[k] - 0.25f * full[k]) <= 1e-6f * (fabsf(full[k]) + 1e-3f),
@@ -387,7 +387,10 @@ static void optimizer_for(rm_optimizer *opt, int kind, double weight_decay)
     cfg.eps = 1e-8;
     cfg.weight_decay = weight_decay;
     rm_error err;
-    ck_assert_msg(rm_optimizer_init(opt, &cfg, 3, &err) == RM_OK, "%s", err.msg);
+    rm_model flat;
+    ck_assert_msg(rm_model_init_flat(&flat, 3, 1, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_optimizer_init(opt, &cfg, &flat, &err) == RM_OK, "%s", err.msg);
+    rm_model_free(&flat);
 }
 
 static const float w0[3] = {1.0f, -2.0f, 0.5f};

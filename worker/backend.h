@@ -10,7 +10,7 @@
 
 #include "config.h"
 #include "error.h"
-#include "model_shape.h"
+#include "model.h"
 
 #include <mpi.h>
 #include <stddef.h>
@@ -46,10 +46,12 @@ struct rm_backend {
     const char *name;
     int kind;    /* RM_BACKEND_CPU or RM_BACKEND_GPU */
     int n_state; /* state tensors per parameter: params + optimizer moments */
-    /* x: n x input_dim floats, labels: n bytes. grad_scale: 1 / global batch,
-     * so the all-reduced sum is the global mean whatever the worker count.
+    long max_micro_batch; /* samples one forward holds (a micro-step, or an evaluation chunk) */
+    /* input, target: n samples as the model's batch holds them (model.h).
+     * grad_scale: 1 / (global batch x the model's positions), so the
+     * all-reduced sum is the global mean whatever the worker count.
      * poison: make the gradient non-finite (fault-injection knob). */
-    int (*backward)(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, int poison,
+    int (*backward)(rm_backend *b, const void *input, const void *target, long n, float grad_scale, int poison,
                     rm_step_stats *stats, rm_error *err);
     int (*reduce)(rm_backend *b, rm_step_stats *stats, rm_error *err);
     int (*update)(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err);
@@ -58,7 +60,7 @@ struct rm_backend {
      * added to stats->snapshot_s. */
     int (*update_snapshot)(rm_backend *b, double lr, long begin, long end, float *const *dst, long *opt_steps,
                            rm_step_stats *stats, rm_error *err);
-    int (*evaluate)(rm_backend *b, const float *x, const uint8_t *labels, long n, double *loss_sum, long *correct,
+    int (*evaluate)(rm_backend *b, const void *input, const void *target, long n, double *loss_sum, long *correct,
                     rm_error *err);
     /* Copies the parameters to host memory (n_params floats). */
     int (*read_params)(rm_backend *b, float *out, rm_error *err);
@@ -71,7 +73,7 @@ struct rm_backend {
     /* Optional (NULL: nothing to gain): the batch the next backward will
      * get, while this step still computes, so its copy to the device runs
      * behind the compute. The memory must stay unchanged until then. */
-    int (*prefetch)(rm_backend *b, const float *x, const uint8_t *labels, long n, rm_error *err);
+    int (*prefetch)(rm_backend *b, const void *input, const void *target, long n, rm_error *err);
     /* Optional: host memory that will hold batches (the loader's buffers),
      * page-locked so that batches copy to the device straight from it. The
      * memory must outlive the backend (destroy releases it first). Best
@@ -86,14 +88,14 @@ typedef int (*rm_heartbeat_fn)(void *ctx, rm_error *err);
 /* max_batch: the largest n passed to backward or evaluate. comm: the
  * workers' communicator (not MPI_COMM_WORLD, which holds the coordinator).
  * heartbeat (may be NULL) is called about every heartbeat_s while waiting
- * for gradients. */
-rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+ * for gradients. The model must outlive the backend. */
+rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err);
 
 /* The GPU backend (gpu/backend_gpu.c): one CUDA device per worker, picked
  * from the local rank, cuBLAS + kernels, NCCL over comm. Collective over
  * comm (device choice, NCCL communicator). */
-rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err);
 
 /* Number of usable CUDA devices here (>= 1), or 0 with the reason in why
@@ -110,7 +112,7 @@ int rm_gpu_h2d_rate(size_t bytes, double *gb_s, rm_error *err);
  * when every worker has one, else the CPU with a one-line notice. Every
  * worker takes the same, since their collectives must match: collective
  * over comm unless launch.backend is cpu. */
-rm_backend *rm_backend_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+rm_backend *rm_backend_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                               rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err);
 
 #endif

@@ -1,18 +1,25 @@
-/* The CPU backend: OpenBLAS for the matrix products, the optimizer on the
- * host, and the gradient sum one of two ways (launch.cpu_reduce):
+/* The CPU backend: the model's CPU table (model_cpu.h) for forward and
+ * backward, the optimizer on the host, and the gradient sum one of two
+ * ways (launch.cpu_reduce):
  *   shm  every worker on one node: through node-shared memory, each worker
  *        summing and updating its 1/N slice of one shared copy of the
  *        parameters (shm_reduce.h);
- *   mpi  MPI_Iallreduce per gradient bucket, started as backward produces
- *        it, every worker updating its whole private copy (allreduce.h).
+ *   mpi  the gradient engine (grad_sync.h) over its MPI transport: one
+ *        MPI_Iallreduce per bucket, started as backward produces it, every
+ *        worker updating its whole private copy.
  * The choice needs collectives, so it is made at the first training step
  * or resume, which every worker reaches together: a worker that fails
  * during setup leaves no other blocked in a collective. For two workers
- * both ways give the same bits (a + b is one rounding whichever rank adds). */
-#include "allreduce.h"
+ * both ways give the same bits (a + b is one rounding whichever rank adds).
+ *
+ * train.grad_accum K: backward runs K micro-steps of n / K samples,
+ * adding into the gradient; only the last one starts buckets, so they
+ * overlap its backward and the gradient is reduced once per step. */
 #include "backend.h"
+#include "grad_sync.h"
+#include "grad_sync_mpi.h"
 #include "log.h"
-#include "mlp_cpu.h"
+#include "model_cpu.h"
 #include "optimizer.h"
 #include "shm_reduce.h"
 #include "timer.h"
@@ -26,11 +33,16 @@ enum reduce_mode { REDUCE_UNDECIDED, REDUCE_MPI, REDUCE_SHM };
 
 typedef struct cpu_backend {
     rm_backend base;
-    rm_model_shape shape;
+    const rm_model *model;
+    const rm_model_cpu_ops *ops;
+    void *impl; /* the model's activations */
+    long n_params;
+    long grad_accum;
     int requested; /* launch.cpu_reduce */
+    double grad_clip;
     int mode;
     MPI_Comm comm;
-    int comm_size;
+    int comm_size, rank;
     long bucket_floats;
     rm_peer_wait peer_wait;
     /* params and grads point at the private buffers below (mpi, and
@@ -38,10 +50,10 @@ typedef struct cpu_backend {
     float *params, *grads;
     float *own_params, *own_grads;
     long lo, hi; /* the slice this worker updates */
-    rm_mlp_cpu mlp;
     rm_optimizer opt;
-    rm_allreduce ar;
     rm_shm_reduce shm;
+    rm_grad_sync sync;
+    rm_grad_sync_mpi mpi;
     /* shm on traced steps: the reduction of this worker's slice, shown on
      * the timeline as its one bucket */
     double shm_trace_start_s, shm_trace_done_s;
@@ -52,32 +64,48 @@ static int grad_ready(void *ctx, long offset, rm_error *err)
     cpu_backend *cb = ctx;
     if (cb->mode == REDUCE_SHM) /* summed after backward, in place */
         return RM_OK;
-    return rm_allreduce_ready_from(&cb->ar, offset, err);
+    return rm_grad_sync_ready_from(&cb->sync, offset, err);
+}
+
+static int start_engine(cpu_backend *cb, rm_error *err)
+{
+    int one_rank = cb->comm_size == 1;
+    if (!one_rank) {
+        long n_buckets = (cb->n_params + cb->bucket_floats - 1) / cb->bucket_floats;
+        if (rm_grad_sync_mpi_init(&cb->mpi, cb->comm, cb->own_grads, (int)n_buckets, err) != RM_OK)
+            return RM_ERR;
+    }
+    rm_grad_transport tp = rm_grad_sync_mpi_transport(&cb->mpi);
+    if (rm_grad_sync_init(&cb->sync, cb->n_params, cb->bucket_floats, cb->rank, one_rank ? NULL : &tp, err) != RM_OK)
+        return RM_ERR;
+    if (!one_rank && cb->sync.n_buckets != cb->mpi.n_buckets)
+        return rm_fail(err, "gradient buckets: the engine cut %d, the transport expects %d", cb->sync.n_buckets,
+                       cb->mpi.n_buckets);
+    cb->sync.peer_wait = cb->peer_wait;
+    return RM_OK;
 }
 
 static int choose_reduce(cpu_backend *cb, rm_error *err)
 {
     if (cb->mode != REDUCE_UNDECIDED)
         return RM_OK;
-    int shm = 0, rank = 0;
+    int shm = 0;
     char why[256] = "";
     if (cb->comm_size > 1 && cb->requested != RM_CPU_REDUCE_MPI) {
-        if (rm_shm_reduce_possible(cb->comm, cb->shape.n_params, &shm, why, sizeof why, err) != RM_OK)
+        if (rm_shm_reduce_possible(cb->comm, cb->n_params, &shm, why, sizeof why, err) != RM_OK)
             return RM_ERR;
         if (!shm && cb->requested == RM_CPU_REDUCE_SHM)
             return rm_fail(err, "launch.cpu_reduce is shm but %s (use mpi or auto)", why);
-        MPI_Comm_rank(cb->comm, &rank);
-        if (!shm && rank == 0)
+        if (!shm && cb->rank == 0)
             rm_info("launch.cpu_reduce auto: %s, so gradients go through MPI", why);
     }
     if (!shm) {
-        if (rm_allreduce_init(&cb->ar, cb->comm, cb->own_grads, cb->shape.n_params, cb->bucket_floats, err) != RM_OK)
+        if (start_engine(cb, err) != RM_OK)
             return RM_ERR;
-        cb->ar.peer_wait = cb->peer_wait;
         cb->mode = REDUCE_MPI;
         return RM_OK;
     }
-    if (rm_shm_reduce_init(&cb->shm, cb->comm, cb->shape.n_params, cb->own_params, err) != RM_OK)
+    if (rm_shm_reduce_init(&cb->shm, cb->comm, cb->n_params, cb->own_params, err) != RM_OK)
         return RM_ERR;
     cb->shm.peer_wait = cb->peer_wait;
     cb->params = cb->shm.params;
@@ -94,18 +122,34 @@ static int choose_reduce(cpu_backend *cb, rm_error *err)
     return RM_OK;
 }
 
-static int cpu_backward(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, int poison,
+static int cpu_backward(rm_backend *b, const void *input, const void *target, long n, float grad_scale, int poison,
                         rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
     if (choose_reduce(cb, err) != RM_OK)
         return RM_ERR;
-    cb->ar.trace = stats->trace_buckets;
+    if (n % cb->grad_accum != 0)
+        return rm_fail(err, "a batch of %ld samples does not split into %ld micro-steps (train.grad_accum)", n,
+                       cb->grad_accum);
+    cb->sync.trace = stats->trace_buckets && cb->mode == REDUCE_MPI;
+    long micro = n / cb->grad_accum;
+    const uint8_t *in = input, *tg = target;
     double t0 = rm_now_s();
-    rm_mlp_cpu_forward(&cb->mlp, cb->params, x, labels, n, &stats->loss_sum, &stats->correct);
-    if (rm_mlp_cpu_backward(&cb->mlp, cb->params, cb->grads, labels, n, poison ? NAN : grad_scale, grad_ready, cb,
-                            err) != RM_OK)
-        return RM_ERR;
+    stats->loss_sum = 0;
+    stats->correct = 0;
+    for (long k = 0; k < cb->grad_accum; k++) {
+        int last = k == cb->grad_accum - 1;
+        double loss;
+        long correct;
+        const void *tk = tg + (size_t)(k * micro) * (size_t)cb->model->target_bytes;
+        if (cb->ops->forward(cb->impl, cb->params, in + (size_t)(k * micro) * (size_t)cb->model->input_bytes, tk,
+                             micro, &loss, &correct, err) != RM_OK ||
+            cb->ops->backward(cb->impl, cb->params, cb->grads, tk, micro, poison ? NAN : grad_scale, k > 0,
+                              last ? grad_ready : NULL, cb, err) != RM_OK)
+            return RM_ERR;
+        stats->loss_sum += loss;
+        stats->correct += correct;
+    }
     stats->compute_s = rm_now_s() - t0;
     return RM_OK;
 }
@@ -129,19 +173,17 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
         }
         return RM_OK;
     }
-    if (cb->ar.trace && rm_allreduce_trace_wait(&cb->ar, err) != RM_OK)
-        return RM_ERR;
-    if (rm_allreduce_finish(&cb->ar, err) != RM_OK)
+    if (rm_grad_sync_finish(&cb->sync, err) != RM_OK)
         return RM_ERR;
     stats->allreduce_wait_s = rm_now_s() - t0;
-    if (cb->ar.trace && cb->ar.comm_size > 1) {
-        stats->n_buckets = cb->ar.n_buckets;
-        stats->bucket_start_s = cb->ar.trace_start_s;
-        stats->bucket_done_s = cb->ar.trace_done_s;
-        stats->bucket_begin = cb->ar.bucket_start;
-        stats->bucket_end = cb->ar.bucket_end;
+    if (cb->sync.trace && cb->comm_size > 1) {
+        stats->n_buckets = cb->sync.n_buckets;
+        stats->bucket_start_s = cb->sync.trace_start_s;
+        stats->bucket_done_s = cb->sync.trace_done_s;
+        stats->bucket_begin = cb->sync.bucket_start;
+        stats->bucket_end = cb->sync.bucket_end;
     }
-    stats->grad_norm = sqrt((double)cblas_sdot((int)cb->shape.n_params, cb->grads, 1, cb->grads, 1));
+    stats->grad_norm = sqrt((double)cblas_sdot((int)cb->n_params, cb->grads, 1, cb->grads, 1));
     return RM_OK;
 }
 
@@ -162,23 +204,40 @@ static int cpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *
 {
     cpu_backend *cb = (cpu_backend *)b;
     double t0 = rm_now_s();
+    cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
     rm_optimizer_step(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi);
     stats->optimizer_s = rm_now_s() - t0;
     return publish_params(cb, stats, err);
 }
 
-static int cpu_evaluate(rm_backend *b, const float *x, const uint8_t *labels, long n, double *loss_sum, long *correct,
+static int cpu_evaluate(rm_backend *b, const void *input, const void *target, long n, double *loss_sum, long *correct,
                         rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    rm_mlp_cpu_forward(&cb->mlp, cb->params, x, labels, n, loss_sum, correct);
+    /* in micro-batches: the activations hold no more than one */
+    long micro = n, cap = cb->base.max_micro_batch;
+    if (micro > cap)
+        micro = cap;
+    const uint8_t *in = input, *tg = target;
+    *loss_sum = 0;
+    *correct = 0;
+    for (long at = 0; at < n; at += micro) {
+        long m = n - at < micro ? n - at : micro;
+        double loss;
+        long right;
+        if (cb->ops->forward(cb->impl, cb->params, in + (size_t)at * (size_t)cb->model->input_bytes,
+                             tg + (size_t)at * (size_t)cb->model->target_bytes, m, &loss, &right, err) != RM_OK)
+            return RM_ERR;
+        *loss_sum += loss;
+        *correct += right;
+    }
     return RM_OK;
 }
 
 static int cpu_read_params(rm_backend *b, float *out, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    memcpy(out, cb->params, (size_t)cb->shape.n_params * sizeof(float));
+    memcpy(out, cb->params, (size_t)cb->n_params * sizeof(float));
     return RM_OK;
 }
 
@@ -190,6 +249,7 @@ static int cpu_update_snapshot(rm_backend *b, double lr, long begin, long end, f
         return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
                        end, cb->lo, cb->hi);
     double t0 = rm_now_s();
+    cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
     stats->snapshot_s =
         rm_optimizer_step_snapshot(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi, begin, end, dst);
     stats->optimizer_s = rm_now_s() - t0 - stats->snapshot_s;
@@ -219,7 +279,7 @@ static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps,
     memcpy(cb->params + cb->lo, state[0] + cb->lo, (size_t)(cb->hi - cb->lo) * sizeof(float));
     float *dst[3] = {NULL, cb->opt.m, cb->opt.v};
     for (int k = 1; k < b->n_state; k++)
-        memcpy(dst[k], state[k], (size_t)cb->shape.n_params * sizeof(float));
+        memcpy(dst[k], state[k], (size_t)cb->n_params * sizeof(float));
     cb->opt.t = opt_steps;
     return publish_params(cb, NULL, err);
 }
@@ -229,26 +289,37 @@ static void cpu_destroy(rm_backend *b)
     cpu_backend *cb = (cpu_backend *)b;
     if (!cb)
         return;
-    rm_allreduce_free(&cb->ar);
+    rm_grad_sync_free(&cb->sync);
+    rm_grad_sync_mpi_free(&cb->mpi);
     rm_shm_reduce_free(&cb->shm);
     rm_optimizer_free(&cb->opt);
-    rm_mlp_cpu_free(&cb->mlp);
+    if (cb->ops)
+        cb->ops->destroy(cb->impl);
     free(cb->own_params);
     free(cb->own_grads);
     free(cb);
 }
 
-rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
 {
+    const rm_model_cpu_ops *ops = rm_model_cpu_ops_for(model, err);
+    if (!ops)
+        return NULL;
     cpu_backend *cb = calloc(1, sizeof *cb);
     if (!cb) {
         rm_fail(err, "out of memory");
         return NULL;
     }
+    /* Activations for one micro-step of a training batch, or for an
+     * evaluation chunk when that is larger. */
+    long micro = max_batch / cfg->grad_accum;
+    if (micro < 1)
+        micro = 1;
     cb->base = (rm_backend){
         .name = "cpu",
         .n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2,
+        .max_micro_batch = micro,
         .backward = cpu_backward,
         .reduce = cpu_reduce,
         .update = cpu_update,
@@ -259,31 +330,37 @@ rm_backend *rm_backend_cpu_create(const rm_model_shape *shape, const rm_config *
         .restore = cpu_restore,
         .destroy = cpu_destroy,
     };
-    cb->shape = *shape;
+    cb->model = model;
+    cb->ops = ops;
+    cb->n_params = model->n_params;
+    cb->grad_accum = cfg->grad_accum;
+    cb->grad_clip = cfg->grad_clip;
     cb->requested = cfg->cpu_reduce;
     cb->comm = comm;
     cb->shm.node_comm = MPI_COMM_NULL;
     cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
     cb->lo = 0;
-    cb->hi = shape->n_params;
-    if (MPI_Comm_size(comm, &cb->comm_size) != MPI_SUCCESS) {
+    cb->hi = model->n_params;
+    if (MPI_Comm_size(comm, &cb->comm_size) != MPI_SUCCESS || MPI_Comm_rank(comm, &cb->rank) != MPI_SUCCESS) {
         free(cb);
-        rm_fail(err, "MPI_Comm_size failed on the workers' communicator");
+        rm_fail(err, "MPI_Comm_size/rank failed on the workers' communicator");
         return NULL;
     }
     /* One BLAS thread per worker by default: workers are the parallelism. */
     openblas_set_num_threads((int)cfg->threads_per_worker);
-    cb->params = cb->own_params = malloc((size_t)shape->n_params * sizeof(float));
-    cb->grads = cb->own_grads = calloc((size_t)shape->n_params, sizeof(float));
+    cb->params = cb->own_params = malloc((size_t)model->n_params * sizeof(float));
+    cb->grads = cb->own_grads = calloc((size_t)model->n_params, sizeof(float));
     if (!cb->params || !cb->grads) {
         cpu_destroy(&cb->base);
-        rm_fail(err, "out of memory for %ld parameters", shape->n_params);
+        rm_fail(err, "out of memory for %ld parameters", model->n_params);
         return NULL;
     }
-    rm_mlp_init_params(shape, (uint64_t)cfg->seed, cb->params);
+    ops->init_params(model, (uint64_t)cfg->seed, cb->params);
     cb->bucket_floats = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
-    if (rm_mlp_cpu_init(&cb->mlp, shape, max_batch, err) != RM_OK ||
-        rm_optimizer_init(&cb->opt, cfg, shape->n_params, err) != RM_OK) {
+    if (cb->bucket_floats < 1)
+        cb->bucket_floats = 1;
+    if (ops->create(model, micro, (int)cfg->threads_per_worker, &cb->impl, err) != RM_OK ||
+        rm_optimizer_init(&cb->opt, cfg, model, err) != RM_OK) {
         cpu_destroy(&cb->base);
         return NULL;
     }

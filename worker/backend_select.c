@@ -22,7 +22,7 @@ int rm_gpu_h2d_rate(size_t bytes, double *gb_s, rm_error *err)
     return rm_fail(err, "this build of ringmaster has no GPU backend");
 }
 
-rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
 {
     char why[512];
@@ -41,11 +41,15 @@ static int first_without_gpu(MPI_Comm comm, int rank, int usable, int *first, rm
     return RM_OK;
 }
 
-rm_backend *rm_backend_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+rm_backend *rm_backend_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                               rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
 {
-    if (cfg->backend == RM_BACKEND_CPU)
-        return rm_backend_cpu_create(shape, cfg, max_batch, comm, heartbeat, heartbeat_ctx, heartbeat_s, err);
+    if (cfg->backend == RM_BACKEND_GPU && !rm_model_runs_on(model, RM_BACKEND_GPU)) {
+        rm_fail(err, "model %s has no GPU implementation (it runs on: cpu); use launch.backend cpu", model->name);
+        return NULL;
+    }
+    if (cfg->backend == RM_BACKEND_CPU || !rm_model_runs_on(model, RM_BACKEND_GPU))
+        return rm_backend_cpu_create(model, cfg, max_batch, comm, heartbeat, heartbeat_ctx, heartbeat_s, err);
     int rank = 0, first = INT_MAX;
     if (MPI_Comm_rank(comm, &rank) != MPI_SUCCESS) {
         rm_fail(err, "MPI_Comm_rank failed on the workers' communicator");
@@ -56,7 +60,7 @@ rm_backend *rm_backend_create(const rm_model_shape *shape, const rm_config *cfg,
     if (first_without_gpu(comm, rank, devices > 0, &first, err) != RM_OK)
         return NULL;
     if (first == INT_MAX)
-        return rm_backend_gpu_create(shape, cfg, max_batch, comm, heartbeat, heartbeat_ctx, heartbeat_s, err);
+        return rm_backend_gpu_create(model, cfg, max_batch, comm, heartbeat, heartbeat_ctx, heartbeat_s, err);
     if (cfg->backend == RM_BACKEND_GPU) {
         if (first == rank)
             rm_fail(err, "worker %d on %s: launch.backend is gpu but %s", rank, rm_log_host(), why);
@@ -67,5 +71,5 @@ rm_backend *rm_backend_create(const rm_model_shape *shape, const rm_config *cfg,
     if (first == rank)
         rm_info("launch.backend auto: worker %d has no usable GPU (%s): every worker uses the CPU backend%s", rank,
                 why, cfg->precision != RM_PREC_FP32 ? ", in fp32" : "");
-    return rm_backend_cpu_create(shape, cfg, max_batch, comm, heartbeat, heartbeat_ctx, heartbeat_s, err);
+    return rm_backend_cpu_create(model, cfg, max_batch, comm, heartbeat, heartbeat_ctx, heartbeat_s, err);
 }

@@ -25,7 +25,9 @@ int rm_grad_sync_init(rm_grad_sync *gs, long n, long bucket_floats, int rank, co
     gs->n_buckets = (int)((n + bucket_floats - 1) / bucket_floats);
     gs->bucket_start = malloc((size_t)gs->n_buckets * sizeof *gs->bucket_start);
     gs->bucket_end = malloc((size_t)gs->n_buckets * sizeof *gs->bucket_end);
-    if (!gs->bucket_start || !gs->bucket_end) {
+    gs->trace_start_s = calloc((size_t)gs->n_buckets, sizeof *gs->trace_start_s);
+    gs->trace_done_s = calloc((size_t)gs->n_buckets, sizeof *gs->trace_done_s);
+    if (!gs->bucket_start || !gs->bucket_end || !gs->trace_start_s || !gs->trace_done_s) {
         rm_grad_sync_free(gs);
         return rm_fail(err, "out of memory for %ld gradient buckets", (n + bucket_floats - 1) / bucket_floats);
     }
@@ -40,7 +42,26 @@ void rm_grad_sync_free(rm_grad_sync *gs)
 {
     free(gs->bucket_start);
     free(gs->bucket_end);
+    free(gs->trace_start_s);
+    free(gs->trace_done_s);
     memset(gs, 0, sizeof *gs);
+}
+
+/* Timeline: marks the started buckets found complete (all_done: every
+ * one). Asking the transport changes nothing for the reduction itself. */
+static int trace_poll(rm_grad_sync *gs, int all_done, rm_error *err)
+{
+    double now = rm_now_s();
+    for (int k = 0; k < gs->next_bucket; k++) {
+        if (gs->trace_done_s[k] > 0)
+            continue;
+        int done = all_done;
+        if (!done && gs->tp.bucket_done && gs->tp.bucket_done(gs->tp.ctx, k, &done, err) != RM_OK)
+            return RM_ERR;
+        if (done)
+            gs->trace_done_s[k] = now;
+    }
+    return RM_OK;
 }
 
 int rm_grad_sync_ready_from(rm_grad_sync *gs, long offset, rm_error *err)
@@ -56,10 +77,14 @@ int rm_grad_sync_ready_from(rm_grad_sync *gs, long offset, rm_error *err)
         return RM_ERR;
     while (gs->next_bucket < gs->n_buckets && gs->bucket_start[gs->next_bucket] >= offset) {
         int k = gs->next_bucket++;
+        if (gs->trace) {
+            gs->trace_start_s[k] = rm_now_s();
+            gs->trace_done_s[k] = 0;
+        }
         if (gs->tp.start(gs->tp.ctx, k, gs->bucket_start[k], gs->bucket_end[k] - gs->bucket_start[k], err) != RM_OK)
             return RM_ERR;
     }
-    return RM_OK;
+    return gs->trace ? trace_poll(gs, 0, err) : RM_OK;
 }
 
 int rm_grad_sync_finish(rm_grad_sync *gs, rm_error *err)
@@ -75,6 +100,8 @@ int rm_grad_sync_finish(rm_grad_sync *gs, rm_error *err)
     for (long spins = 0;; spins++) {
         int done = 0;
         if (gs->tp.poll(gs->tp.ctx, &done, err) != RM_OK)
+            return RM_ERR;
+        if (gs->trace && trace_poll(gs, done, err) != RM_OK)
             return RM_ERR;
         if (done)
             break;

@@ -1,9 +1,13 @@
-/* Bucketed gradient all-reduce, independent of where the gradient lives
- * and what moves it: the schedule (which bucket starts when), the wait,
- * the heartbeat while waiting and the watchdog. A transport does the
- * moving: NCCL on device memory for the GPU backend (gpu/nccl_transport.c),
- * MPI on host memory (grad_sync_mpi.c), which is how CI runs this very
- * code over several ranks without a GPU.
+/* The gradient engine: bucketed all-reduce, independent of where the
+ * gradient lives and what moves it: the schedule (which bucket starts
+ * when), the wait, the heartbeat while waiting, the watchdog and the
+ * timeline's bucket times. A transport does the moving: NCCL on device
+ * memory for the GPU backend (gpu/nccl_transport.c), MPI on host memory
+ * for the CPU backend (grad_sync_mpi.c), which is also how CI runs the
+ * GPU backend's schedule over several ranks without a GPU. (On one node
+ * the CPU backend may sum through shared memory instead, shm_reduce.h:
+ * there backward writes straight into the shared segments, so nothing
+ * is moved bucket by bucket.)
  *
  * The flat gradient buffer is cut into buckets from its end, because
  * backward produces gradients from the last layer to the first. When the
@@ -36,6 +40,10 @@ typedef struct rm_grad_transport {
     int (*poll)(void *ctx, int *done, rm_error *err);
     /* The watchdog gave up: end what is in flight so nothing waits on it. */
     void (*abort)(void *ctx);
+    /* Optional, for the timeline: sets *done once bucket k (the k-th
+     * started this step) has completed; must not block. Without it every
+     * bucket is taken as done when the last one is. */
+    int (*bucket_done)(void *ctx, int k, int *done, rm_error *err);
 } rm_grad_transport;
 
 typedef struct rm_grad_sync {
@@ -53,6 +61,10 @@ typedef struct rm_grad_sync {
      * fails naming this rank; 0 waits forever. */
     double watchdog_s;
     double wait_s; /* blocked in the last rm_grad_sync_finish */
+    /* Timeline: set trace before a step's first ready_from; bucket k then
+     * gets its start and completion time (rm_now_s clock). */
+    int trace;
+    double *trace_start_s, *trace_done_s;
     long steps;    /* completed syncs */
     int aborted;
 } rm_grad_sync;

@@ -57,6 +57,17 @@ static void mpi_abort(void *ctx)
     (void)ctx;
 }
 
+/* MPI_Test frees a completed request (it becomes MPI_REQUEST_NULL, which
+ * the later MPI_Testall takes as complete). */
+static int mpi_bucket_done(void *ctx, int k, int *done, rm_error *err)
+{
+    rm_grad_sync_mpi *t = ctx;
+    *done = 1;
+    if (k < t->started)
+        RM_MPI_CHECK(MPI_Test(&t->requests[k], done, MPI_STATUS_IGNORE), err);
+    return RM_OK;
+}
+
 rm_grad_transport rm_grad_sync_mpi_transport(rm_grad_sync_mpi *t)
 {
     return (rm_grad_transport){
@@ -66,6 +77,7 @@ rm_grad_transport rm_grad_sync_mpi_transport(rm_grad_sync_mpi *t)
         .start = mpi_start,
         .poll = mpi_poll,
         .abort = mpi_abort,
+        .bucket_done = mpi_bucket_done,
     };
 }
 

@@ -6,25 +6,67 @@
 #include <string.h>
 #include <time.h>
 
+void rm_sample_bytes(const rm_dataset *ds, long *input_bytes, long *target_bytes)
+{
+    if (ds->index.format == RM_DATA_TOKENS) {
+        *input_bytes = *target_bytes = ds->index.context * (long)sizeof(int32_t);
+    } else {
+        *input_bytes = ds->index.input_dim * (long)sizeof(float);
+        *target_bytes = 1;
+    }
+}
+
+/* A window of context + 1 tokens: inputs are its first context tokens,
+ * targets its last context (each position predicts the next token). */
+static int decode_tokens(const rm_dataset *ds, long i, const uint8_t *rec, int32_t *input, int32_t *target,
+                         rm_error *err)
+{
+    long T = ds->index.context, vocab = ds->index.vocab;
+    int wide = ds->index.token_bytes == 4;
+    for (long t = 0; t <= T; t++) {
+        const uint8_t *p = rec + t * (wide ? 4 : 2);
+        uint32_t tok = wide ? (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24
+                            : (uint32_t)p[0] | (uint32_t)p[1] << 8;
+        if (tok >= (uint32_t)vocab)
+            return rm_fail(err, "sample %ld: token %u at position %ld is outside the vocabulary of %ld", i, tok, t,
+                           vocab);
+        if (t < T)
+            input[t] = (int32_t)tok;
+        if (t > 0)
+            target[t - 1] = (int32_t)tok;
+    }
+    return RM_OK;
+}
+
+int rm_sample_decode(const rm_dataset *ds, long i, void *input, void *target, rm_error *err)
+{
+    const rm_shard_index *idx = &ds->index;
+    if (i < 0 || i >= idx->samples)
+        return rm_fail(err, "sample %ld is outside the dataset (%ld samples)", i, idx->samples);
+    const uint8_t *rec = rm_dataset_record(ds, i); /* may verify or decrypt a shard: off the compute thread */
+    if (!rec)
+        return rm_fail(err, "%s", rm_dataset_error(ds));
+    if (idx->format == RM_DATA_TOKENS)
+        return decode_tokens(ds, i, rec, input, target, err);
+    if (rec[0] >= idx->classes)
+        return rm_fail(err, "sample %ld has label %u but the dataset has %ld classes", i, rec[0], idx->classes);
+    *(uint8_t *)target = rec[0];
+    const float scale = 1.0f / 255.0f;
+    float *row = input;
+    for (long j = 0; j < idx->input_dim; j++)
+        row[j] = (float)rec[1 + j] * scale;
+    return RM_OK;
+}
+
 /* Fills one batch from the mapped shards; runs on the loader thread. */
 static int fill_batch(rm_loader *ld, rm_batch *b, rm_error *err)
 {
-    const rm_shard_index *idx = &ld->ds->index;
-    const float scale = 1.0f / 255.0f;
     for (long i = 0; i < b->assign.count; i++) {
-        uint32_t s = b->samples[i];
-        if ((long)s >= idx->samples)
-            return rm_fail(err, "step %ld: sample %u is outside the dataset (%ld samples)", (long)b->assign.step, s,
-                           idx->samples);
-        const uint8_t *rec = rm_dataset_record(ld->ds, s); /* may decrypt a shard: here, off the compute thread */
-        if (!rec)
-            return rm_fail(err, "%s", rm_dataset_error(ld->ds));
-        if (rec[0] >= idx->classes)
-            return rm_fail(err, "sample %u has label %u but the dataset has %ld classes", s, rec[0], idx->classes);
-        b->labels[i] = rec[0];
-        float *row = b->x + i * ld->input_dim;
-        for (long j = 0; j < ld->input_dim; j++)
-            row[j] = (float)rec[1 + j] * scale;
+        uint8_t *in = (uint8_t *)b->input + (size_t)i * (size_t)ld->input_bytes;
+        uint8_t *tg = (uint8_t *)b->target + (size_t)i * (size_t)ld->target_bytes;
+        rm_error why;
+        if (rm_sample_decode(ld->ds, b->samples[i], in, tg, &why) != RM_OK)
+            return rm_fail(err, "step %ld: %s", (long)b->assign.step, why.msg);
     }
     return RM_OK;
 }
@@ -32,7 +74,7 @@ static int fill_batch(rm_loader *ld, rm_batch *b, rm_error *err)
 /* Stretches the read of batch b to what throttle_bytes_per_s allows. */
 static void throttle(const rm_loader *ld, const rm_batch *b, double spent_s)
 {
-    double bytes = (double)b->assign.count * (double)ld->ds->index.record_bytes;
+    double bytes = (double)b->assign.count * (double)rm_dataset_sample_bytes(ld->ds);
     double wait_s = bytes / ld->throttle_bytes_per_s - spent_s;
     if (wait_s <= 0)
         return;
@@ -84,7 +126,7 @@ int rm_loader_start(rm_loader *ld, const rm_dataset *ds, long batch_cap, int pre
 {
     memset(ld, 0, sizeof *ld);
     ld->ds = ds;
-    ld->input_dim = ds->index.input_dim;
+    rm_sample_bytes(ds, &ld->input_bytes, &ld->target_bytes);
     ld->batch_cap = batch_cap;
     ld->n_slots = prefetch;
     ld->n_assign = max_pending;
@@ -95,10 +137,10 @@ int rm_loader_start(rm_loader *ld, const rm_dataset *ds, long batch_cap, int pre
         goto oom;
     for (int i = 0; i < prefetch; i++) {
         rm_batch *b = &ld->slots[i];
-        b->x = malloc((size_t)batch_cap * (size_t)ld->input_dim * sizeof(float));
-        b->labels = malloc((size_t)batch_cap);
+        b->input = malloc((size_t)batch_cap * (size_t)ld->input_bytes);
+        b->target = malloc((size_t)batch_cap * (size_t)ld->target_bytes);
         b->samples = malloc((size_t)batch_cap * sizeof(uint32_t));
-        if (!b->x || !b->labels || !b->samples)
+        if (!b->input || !b->target || !b->samples)
             goto oom;
     }
     pthread_mutex_init(&ld->mu, NULL);
@@ -126,8 +168,8 @@ void rm_loader_stop(rm_loader *ld)
         pthread_cond_destroy(&ld->changed);
     }
     for (int i = 0; ld->slots && i < ld->n_slots; i++) {
-        free(ld->slots[i].x);
-        free(ld->slots[i].labels);
+        free(ld->slots[i].input);
+        free(ld->slots[i].target);
         free(ld->slots[i].samples);
     }
     free(ld->slots);

@@ -1,6 +1,9 @@
-/* The loader thread: turns sample assignments into ready batches (floats
- * in [0,1] and labels) ahead of compute, so that a step waits on storage
- * only when storage is slower than compute.
+/* The loader thread: turns sample assignments into ready batches ahead of
+ * compute, so that a step waits on storage only when storage is slower
+ * than compute. What a sample becomes depends only on the dataset's
+ * format: a labelled record gives input_dim floats in [0,1] and a label
+ * byte; a token window gives context int32 inputs and context int32
+ * next-token targets. (A model declares which format it reads.)
  *
  * The main thread pushes assignments in step order and takes batches in
  * the same order; the loader fills up to `prefetch` batches ahead. */
@@ -16,14 +19,14 @@
 
 typedef struct rm_batch {
     rm_msg_assign assign;
-    float *x;         /* n x input_dim */
-    uint8_t *labels;  /* n */
+    void *input;  /* n x input_bytes */
+    void *target; /* n x target_bytes */
     uint32_t *samples;
 } rm_batch;
 
 typedef struct rm_loader {
     const rm_dataset *ds;
-    long input_dim, batch_cap;
+    long input_bytes, target_bytes, batch_cap;
     int n_slots, n_assign;
     rm_batch *slots;       /* ring of n_slots batches */
     rm_msg_assign *assigns; /* ring of n_assign pending assignments */
@@ -41,6 +44,12 @@ typedef struct rm_loader {
     double throttle_bytes_per_s;
     long throttle_from_step;
 } rm_loader;
+
+/* Bytes one sample takes in a batch's input and target. */
+void rm_sample_bytes(const rm_dataset *ds, long *input_bytes, long *target_bytes);
+
+/* Decodes sample i of ds into input and target (rm_sample_bytes each). */
+int rm_sample_decode(const rm_dataset *ds, long i, void *input, void *target, rm_error *err);
 
 /* ds must outlive the loader. prefetch >= 1 batches of up to batch_cap
  * samples; up to max_pending assignments may wait to be loaded. */

@@ -110,8 +110,9 @@ void rm_mlp_cpu_forward(rm_mlp_cpu *mlp, const float *params, const float *x, co
 }
 
 int rm_mlp_cpu_backward(rm_mlp_cpu *mlp, const float *params, float *grads, const uint8_t *labels, long n,
-                        float grad_scale, rm_grad_ready_fn ready, void *ready_ctx, rm_error *err)
+                        float grad_scale, int accumulate, rm_grad_ready_fn ready, void *ready_ctx, rm_error *err)
 {
+    const float beta = accumulate ? 1.0f : 0.0f;
     const rm_model_shape *s = &mlp->shape;
     int L = s->n_layers;
     long classes = s->dims[L];
@@ -141,9 +142,10 @@ int rm_mlp_cpu_backward(rm_mlp_cpu *mlp, const float *params, float *grads, cons
         const float *a_in = mlp->acts[l];
         /* dW = dz^T a_in: [out x in] */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)out, (int)in, (int)n, 1.0f, dz, (int)out, a_in,
-                    (int)in, 0.0f, grads + s->weight_offset[l], (int)in);
+                    (int)in, beta, grads + s->weight_offset[l], (int)in);
         float *db = grads + s->bias_offset[l];
-        memset(db, 0, (size_t)out * sizeof(float));
+        if (!accumulate)
+            memset(db, 0, (size_t)out * sizeof(float));
         for (long i = 0; i < n; i++) {
             const float *row = dz + i * out;
             for (long j = 0; j < out; j++)

@@ -33,8 +33,9 @@ void rm_mlp_cpu_forward(rm_mlp_cpu *mlp, const float *params, const float *x, co
 typedef int (*rm_grad_ready_fn)(void *ctx, long offset, rm_error *err);
 
 /* Backward after rm_mlp_cpu_forward on the same batch. Gradients of the
- * summed loss times grad_scale are written (not accumulated) into grads. */
+ * summed loss times grad_scale are written into grads (accumulate 0) or
+ * added to them (accumulate 1, for micro-steps after the first). */
 int rm_mlp_cpu_backward(rm_mlp_cpu *mlp, const float *params, float *grads, const uint8_t *labels, long n,
-                        float grad_scale, rm_grad_ready_fn ready, void *ready_ctx, rm_error *err);
+                        float grad_scale, int accumulate, rm_grad_ready_fn ready, void *ready_ctx, rm_error *err);
 
 #endif

@@ -7,9 +7,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, long n_params, rm_error *err)
+static int build_segments(rm_optimizer *opt, const rm_model *model)
 {
+    opt->segments = calloc((size_t)model->n_tensors + 1, sizeof *opt->segments);
+    if (!opt->segments)
+        return RM_ERR;
+    long at = 0;
+    for (int i = 0; i < model->n_tensors; i++) {
+        const rm_param_tensor *t = &model->tensors[i];
+        rm_decay_segment *last = opt->n_segments ? &opt->segments[opt->n_segments - 1] : NULL;
+        if (last && last->decay == t->decay && last->end == t->offset) {
+            last->end = t->offset + t->numel;
+        } else {
+            opt->segments[opt->n_segments++] = (rm_decay_segment){t->offset, t->offset + t->numel, t->decay};
+        }
+        at = t->offset + t->numel;
+    }
+    return at == model->n_params ? RM_OK : RM_ERR;
+}
+
+float rm_optimizer_clip_factor(double grad_clip, double norm)
+{
+    if (grad_clip <= 0 || !(norm > grad_clip))
+        return 1.0f;
+    return (float)(grad_clip / norm);
+}
+
+int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, const rm_model *model, rm_error *err)
+{
+    long n_params = model->n_params;
     memset(opt, 0, sizeof *opt);
+    opt->grad_mult = 1.0f;
+    if (build_segments(opt, model) != RM_OK) {
+        rm_optimizer_free(opt);
+        return rm_fail(err, "the parameter table of model %s does not cover its %ld parameters in order", model->name,
+                       n_params);
+    }
     opt->kind = cfg->optimizer;
     opt->n = n_params;
     opt->momentum = cfg->momentum;
@@ -31,51 +64,63 @@ void rm_optimizer_free(rm_optimizer *opt)
 {
     free(opt->m);
     free(opt->v);
+    free(opt->segments);
     memset(opt, 0, sizeof *opt);
 }
 
 /* Updates [lo, hi). */
 RM_SIMD_CLONES
-static void sgd_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, long lo, long hi)
+static void sgd_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, float wd, float gm,
+                      long lo, long hi)
 {
-    const float mu = (float)opt->momentum, wd = (float)opt->weight_decay;
+    const float mu = (float)opt->momentum;
     float *restrict vel = opt->m;
     if (wd == 0.0f) { /* memory-bound: skip the decay term's read of w */
         for (long i = lo; i < hi; i++) {
-            vel[i] = mu * vel[i] + g[i];
+            vel[i] = mu * vel[i] + g[i] * gm;
             w[i] -= lr * vel[i];
         }
         return;
     }
     for (long i = lo; i < hi; i++) {
-        float grad = g[i] + wd * w[i];
+        float grad = g[i] * gm + wd * w[i];
         vel[i] = mu * vel[i] + grad;
         w[i] -= lr * vel[i];
     }
 }
 
 RM_SIMD_CLONES
-static void adamw_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, long lo, long hi)
+static void adamw_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, float wd, float gm,
+                        long lo, long hi)
 {
     const float b1 = (float)opt->beta1, b2 = (float)opt->beta2, eps = (float)opt->eps;
-    const float wd = (float)opt->weight_decay;
     const float c1 = (float)(1.0 / (1.0 - pow(opt->beta1, (double)opt->t)));
     const float c2 = (float)(1.0 / sqrt(1.0 - pow(opt->beta2, (double)opt->t)));
     float *restrict m = opt->m, *restrict v = opt->v;
     for (long i = lo; i < hi; i++) {
-        m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        float gi = g[i] * gm; /* exact when gm is 1 */
+        m[i] = b1 * m[i] + (1.0f - b1) * gi;
+        v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
         float update = (m[i] * c1) / (sqrtf(v[i]) * c2 + eps);
         w[i] -= lr * (update + wd * w[i]);
     }
 }
 
+/* Updates [lo, hi), cut where the decay setting changes. */
 static void update_range(rm_optimizer *opt, float *w, const float *g, float lr, long lo, long hi)
 {
-    if (opt->kind == RM_OPT_SGD)
-        sgd_range(opt, w, g, lr, lo, hi);
-    else
-        adamw_range(opt, w, g, lr, lo, hi);
+    for (int k = 0; k < opt->n_segments && lo < hi; k++) {
+        const rm_decay_segment *seg = &opt->segments[k];
+        if (seg->end <= lo)
+            continue;
+        long to = seg->end < hi ? seg->end : hi;
+        float wd = seg->decay ? (float)opt->weight_decay : 0.0f;
+        if (opt->kind == RM_OPT_SGD)
+            sgd_range(opt, w, g, lr, wd, opt->grad_mult, lo, to);
+        else
+            adamw_range(opt, w, g, lr, wd, opt->grad_mult, lo, to);
+        lo = to;
+    }
 }
 
 void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr, long lo, long hi)

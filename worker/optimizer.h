@@ -4,18 +4,37 @@
 #define RINGMASTER_OPTIMIZER_H
 
 #include "config.h"
+#include "model.h"
+
+/* A run of the flat buffer with one decay setting. */
+typedef struct rm_decay_segment {
+    long begin, end;
+    int decay;
+} rm_decay_segment;
 
 typedef struct rm_optimizer {
     int kind;
     long n;
     double momentum, beta1, beta2, eps, weight_decay;
+    /* Which parameters decay, from the model's table: consecutive tensors
+     * of one setting merged, covering [0, n) in order. */
+    rm_decay_segment *segments;
+    int n_segments;
+    /* Multiplies the gradient in the next step: the clip factor of
+     * train.grad_clip (1 leaves it as it is, bit for bit). */
+    float grad_mult;
     float *m; /* SGD velocity or AdamW first moment */
     float *v; /* AdamW second moment */
     long t;   /* steps taken */
 } rm_optimizer;
 
-int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, long n_params, rm_error *err);
+/* State for the model's parameters; decay follows each tensor's flag. */
+int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, const rm_model *model, rm_error *err);
 void rm_optimizer_free(rm_optimizer *opt);
+
+/* The factor train.grad_clip puts on a gradient of global norm `norm`:
+ * clip / norm when the norm exceeds it, else 1. */
+float rm_optimizer_clip_factor(double grad_clip, double norm);
 
 /* One update of params[lo, hi) from grads[lo, hi) (already averaged over
  * the global batch); the rest of the state is left as it is. A worker that

@@ -9,9 +9,10 @@
 #include "hash.h"
 #include "loader.h"
 #include "log.h"
-#include "model_shape.h"
+#include "model.h"
 #include "mpi_check.h"
 #include "protocol.h"
+#include "sgemm_probe.h"
 #include "shard.h"
 #include "rng.h"
 #include "timer.h"
@@ -34,17 +35,18 @@ typedef struct worker {
     rm_config cfg;
     rm_dataset_facts facts;
     rm_dataset train, eval;
-    rm_model_shape shape;
+    rm_model model;
     rm_backend *backend;
     rm_loader loader;
     rm_ckpt_writer writer;
     char ckpt_root[RM_DIR_CAP];
     long snapshot_opt_steps; /* optimizer updates in the snapshot being written */
     long local_batch;
+    long eval_chunk; /* samples per evaluate call */
+    long input_bytes, target_bytes; /* per sample in a batch */
     uint32_t *assign_buf; /* receive buffer: header + samples */
     size_t assign_buf_bytes;
-    float *eval_x;
-    uint8_t *eval_labels;
+    void *eval_input, *eval_target;
     long step; /* step in progress, for messages */
     rm_trace trace;            /* observe.trace_steps */
     double ckpt_submit_s;      /* when the checkpoint being written was handed over */
@@ -79,12 +81,12 @@ static void worker_fatal(worker *w, const char *reason)
 
 static int weights_digest(worker *w, uint64_t *digest, rm_error *err)
 {
-    float *host = malloc((size_t)w->shape.n_params * sizeof(float));
+    float *host = malloc((size_t)w->model.n_params * sizeof(float));
     if (!host)
         return rm_fail(err, "out of memory");
     int rc = w->backend->read_params(w->backend, host, err);
     if (rc == RM_OK)
-        *digest = rm_hash64(host, (size_t)w->shape.n_params * sizeof(float));
+        *digest = rm_hash64(host, (size_t)w->model.n_params * sizeof(float));
     free(host);
     return rc;
 }
@@ -133,26 +135,38 @@ static int receive_assignment(worker *w, int block, int *got, rm_error *err)
     return rm_loader_push(&w->loader, &a, (const uint32_t *)((const char *)w->assign_buf + sizeof a), err);
 }
 
-/* Evaluates this worker's contiguous part of the eval split. */
+/* Samples evaluated: the whole split, or for a model with several
+ * predictions per sample at most train.eval_tokens of them (at least one
+ * sample). The same on every worker. */
+static long eval_samples(const worker *w)
+{
+    long m = w->eval.index.samples;
+    if (w->model.positions > 1 && w->cfg.eval_tokens > 0) {
+        long cap = w->cfg.eval_tokens / w->model.positions;
+        if (cap < 1)
+            cap = 1;
+        if (cap < m)
+            m = cap;
+    }
+    return m;
+}
+
+/* Evaluates this worker's contiguous part of the evaluated samples. */
 static int evaluate(worker *w, long step, rm_error *err)
 {
     double t0 = rm_now_s();
     rm_msg_eval_result res = {.step = step};
-    long m = w->eval.index.samples, d = w->eval.index.input_dim;
+    long m = eval_samples(w);
     long begin = m * w->worker / w->workers, end = m * (w->worker + 1) / w->workers;
-    for (long at = begin; at < end; at += EVAL_CHUNK) {
-        long n = end - at < EVAL_CHUNK ? end - at : EVAL_CHUNK;
-        for (long i = 0; i < n; i++) {
-            const uint8_t *rec = rm_dataset_record(&w->eval, at + i);
-            if (!rec)
-                return rm_fail(err, "%s", rm_dataset_error(&w->eval));
-            w->eval_labels[i] = rec[0] < w->eval.index.classes ? rec[0] : 0;
-            for (long j = 0; j < d; j++)
-                w->eval_x[i * d + j] = (float)rec[1 + j] * (1.0f / 255.0f);
-        }
+    for (long at = begin; at < end; at += w->eval_chunk) {
+        long n = end - at < w->eval_chunk ? end - at : w->eval_chunk;
+        for (long i = 0; i < n; i++)
+            if (rm_sample_decode(&w->eval, at + i, (uint8_t *)w->eval_input + (size_t)i * (size_t)w->input_bytes,
+                                 (uint8_t *)w->eval_target + (size_t)i * (size_t)w->target_bytes, err) != RM_OK)
+                return RM_ERR;
         double loss;
         long correct;
-        if (w->backend->evaluate(w->backend, w->eval_x, w->eval_labels, n, &loss, &correct, err) != RM_OK)
+        if (w->backend->evaluate(w->backend, w->eval_input, w->eval_target, n, &loss, &correct, err) != RM_OK)
             return RM_ERR;
         res.loss_sum += loss;
         res.correct += correct;
@@ -186,14 +200,14 @@ static int setup_local(worker *w, const char *config_path, char *const *sets, in
     char dir[2 * RM_PATH_CAP];
     snprintf(dir, sizeof dir, "%s/%s", w->cfg.data_dir, w->cfg.train_split);
     uint64_t decrypt_budget = (uint64_t)w->cfg.decrypt_cache_mb << 20;
-    if (rm_dataset_open_budget(dir, decrypt_budget, &w->train, err) != RM_OK)
+    if (rm_dataset_open_context(dir, decrypt_budget, w->cfg.model_context, &w->train, err) != RM_OK)
         return RM_ERR;
     if (w->cfg.eval_split[0]) {
         snprintf(dir, sizeof dir, "%s/%s", w->cfg.data_dir, w->cfg.eval_split);
-        if (rm_dataset_open_budget(dir, decrypt_budget, &w->eval, err) != RM_OK)
+        if (rm_dataset_open_context(dir, decrypt_budget, w->cfg.model_context, &w->eval, err) != RM_OK)
             return RM_ERR;
     }
-    return RM_OK;
+    return rm_model_init(&w->model, &w->cfg, &w->facts, err);
 }
 
 /* Backends may need collectives to start (choosing a device together,
@@ -212,18 +226,24 @@ static int setup(worker *w, const char *config_path, char *const *sets, int n_se
         *follows = first;
         return rm_fail(err, "stopped because worker %d could not set up", first);
     }
-    rm_model_shape_init(&w->shape, &w->cfg, w->facts.input_dim, w->facts.classes);
     w->local_batch = w->cfg.global_batch / w->workers;
-    long max_batch = w->local_batch > EVAL_CHUNK ? w->local_batch : EVAL_CHUNK;
-    w->backend = rm_backend_create(&w->shape, &w->cfg, max_batch, w->comm, heartbeat, w, w->cfg.hang_timeout_s / 4,
+    /* One prediction per sample: evaluate in large chunks. Many (a
+     * sequence): a chunk is one training micro-step, whose activations the
+     * backend holds anyway. */
+    long micro = w->local_batch / w->cfg.grad_accum;
+    w->eval_chunk = w->model.positions > 1 ? micro : EVAL_CHUNK;
+    long max_batch = w->local_batch > w->eval_chunk ? w->local_batch : w->eval_chunk;
+    w->backend = rm_backend_create(&w->model, &w->cfg, max_batch, w->comm, heartbeat, w, w->cfg.hang_timeout_s / 4,
                                    err);
     if (!w->backend)
         return RM_ERR;
+    w->input_bytes = w->model.input_bytes;
+    w->target_bytes = w->model.target_bytes;
     w->assign_buf_bytes = sizeof(rm_msg_assign) + (size_t)w->local_batch * sizeof(uint32_t);
     w->assign_buf = malloc(w->assign_buf_bytes);
-    w->eval_x = malloc((size_t)EVAL_CHUNK * (size_t)w->facts.input_dim * sizeof(float));
-    w->eval_labels = malloc(EVAL_CHUNK);
-    if (!w->assign_buf || !w->eval_x || !w->eval_labels)
+    w->eval_input = malloc((size_t)w->eval_chunk * (size_t)w->input_bytes);
+    w->eval_target = malloc((size_t)w->eval_chunk * (size_t)w->target_bytes);
+    if (!w->assign_buf || !w->eval_input || !w->eval_target)
         return rm_fail(err, "out of memory");
     return RM_OK;
 }
@@ -236,7 +256,9 @@ static int handshake(worker *w, rm_msg_start *start, rm_error *err)
         .pid = (int32_t)getpid(),
         .backend = w->backend->kind,
         .config_hash = rm_config_hash(&w->cfg),
-        .param_count = w->shape.n_params,
+        .param_count = w->model.n_params,
+        /* the host's products set the bound only where they run */
+        .peak_flops = w->backend->kind == RM_BACKEND_CPU ? rm_sgemm_peak_flops(0.2) : 0,
     };
     snprintf(hello.host, sizeof hello.host, "%s", rm_log_host());
     if (weights_digest(w, &hello.init_digest, err) != RM_OK)
@@ -261,9 +283,9 @@ static int resume(worker *w, const char *dir, rm_error *err)
         return RM_ERR;
     int rc = RM_ERR;
     float *state[3] = {NULL, NULL, NULL};
-    if (m.n_params != w->shape.n_params || m.n_state != w->backend->n_state) {
+    if (m.n_params != w->model.n_params || m.n_state != w->backend->n_state) {
         rm_fail(err, "%s: holds %ld parameters x %d tensors, this job needs %ld x %d", dir, m.n_params, m.n_state,
-                w->shape.n_params, w->backend->n_state);
+                w->model.n_params, w->backend->n_state);
         goto out;
     }
     for (int k = 0; k < m.n_state; k++)
@@ -393,15 +415,15 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         rm_trace_init(&w->trace, (const long[2]){0, 0}, w->worker, rm_log_host());
     if (w->backend->pin_host)
         for (int i = 0; i < w->loader.n_slots; i++)
-            w->backend->pin_host(w->backend, w->loader.slots[i].x,
-                                 (size_t)w->local_batch * (size_t)w->facts.input_dim * sizeof(float));
+            w->backend->pin_host(w->backend, w->loader.slots[i].input, (size_t)w->local_batch * (size_t)w->input_bytes);
     snprintf(w->ckpt_root, sizeof w->ckpt_root, "%s", start->ckpt_root);
-    long n = w->shape.n_params;
+    long n = w->model.n_params;
     if (rm_ckpt_writer_start(&w->writer, w->worker, n * w->worker / w->workers, n * (w->worker + 1) / w->workers,
                              w->backend->n_state, err) != RM_OK)
         return RM_ERR;
     w->writer.delay_s = w->cfg.debug_ckpt_write_delay_s;
-    float grad_scale = 1.0f / (float)w->cfg.global_batch;
+    /* the mean over every prediction of the global batch */
+    float grad_scale = 1.0f / (float)(w->cfg.global_batch * w->model.positions);
     for (w->step = start->first_step; w->step < start->total_steps; w->step++) {
         /* Hand every assignment that has arrived to the loader; block only
          * if the loader has nothing left to prepare. */
@@ -425,7 +447,7 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         double lr = rm_config_lr_at(&w->cfg, w->step, start->total_steps);
         rm_step_stats stats = {.trace_buckets = rm_trace_wants(&w->trace, w->step)};
         int poison = w->step == w->cfg.debug_nan_at_step;
-        if (w->backend->backward(w->backend, b->x, b->labels, b->assign.count, grad_scale, poison, &stats, err) != RM_OK)
+        if (w->backend->backward(w->backend, b->input, b->target, b->assign.count, grad_scale, poison, &stats, err) != RM_OK)
             return RM_ERR;
         if (w->worker == w->cfg.debug_slow_worker && w->cfg.debug_slow_factor > 1)
             stretch_compute(w, &stats);
@@ -433,7 +455,7 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
          * device while this step computes. */
         rm_batch *next;
         if (w->backend->prefetch && rm_loader_peek(&w->loader, &next) &&
-            w->backend->prefetch(w->backend, next->x, next->labels, next->assign.count, err) != RM_OK)
+            w->backend->prefetch(w->backend, next->input, next->target, next->assign.count, err) != RM_OK)
             return RM_ERR;
         /* Say we reached the collective before blocking in it. */
         rm_msg_progress progress = {.step = w->step};
@@ -622,8 +644,9 @@ int main(int argc, char **argv)
     rm_dataset_close(&w.train);
     rm_dataset_close(&w.eval);
     free(w.assign_buf);
-    free(w.eval_x);
-    free(w.eval_labels);
+    free(w.eval_input);
+    free(w.eval_target);
+    rm_model_free(&w.model);
     MPI_Comm_free(&w.comm);
     MPI_Finalize();
     return rc;

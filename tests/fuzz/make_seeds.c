@@ -101,12 +101,12 @@ static void ckpt_seed(const char *corpus, const char *name, int n_state)
         exit(1);
     }
     m.files = &file;
-    rm_model_shape shape = {.n_layers = 1};
-    shape.dims[0] = 3;
-    shape.dims[1] = 3;
-    shape.weight_offset[0] = 0;
-    shape.bias_offset[0] = 9;
-    if (rm_ckpt_manifest_write(dir, &m, &shape, &err) != RM_OK) {
+    rm_config cfg;
+    rm_config_defaults(&cfg);
+    cfg.n_hidden = 0;
+    rm_dataset_facts facts = {.input_dim = 3, .classes = 3};
+    rm_model model;
+    if (rm_model_init(&model, &cfg, &facts, &err) != RM_OK || rm_ckpt_manifest_write(dir, &m, &model, &err) != RM_OK) {
         fprintf(stderr, "%s\n", err.msg);
         exit(1);
     }

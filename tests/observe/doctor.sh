@@ -9,9 +9,9 @@ source "$(dirname "$0")/lib.sh"
 "$RINGMASTER" doctor "$CONFIG" --set data.dir="$DATA" --run-dir "$WORK/run" >doctor.txt 2>&1 ||
   { cat doctor.txt; fail "doctor failed"; }
 cat doctor.txt
-expect_in doctor.txt "ringmaster doctor: 2 workers, backend cpu, model 784-512-256-10 (535818 parameters)"
+expect_in doctor.txt "ringmaster doctor: 2 workers, backend cpu, model mlp, 535818 parameters (784-512-256-10)"
 for row in "storage read, cold cache" "storage read, warm cache" "memory bandwidth (triad)" "host-to-device" \
-  "sgemm layer 1 forward 64x512x784" "all-reduce busbw (x 2(n-1)/n)" "predicted throughput:" "bottleneck: compute"; do
+  "sgemm layers.0.weight forward 64x512x784" "all-reduce busbw (x 2(n-1)/n)" "predicted throughput:" "bottleneck: compute"; do
   expect_in doctor.txt "$row"
 done
 grep -q -- "-np 3 .*ringmaster-doctor" doctor.txt || fail "doctor did not run on the job's ranks (2 workers + coordinator)"
@@ -42,10 +42,10 @@ for r in d["ranks"]:
     assert abs(r["allreduce_busbw_gb_s"] - r["allreduce_algbw_gb_s"] * 2 * (2 - 1) / 2) < 1e-9, r
     assert abs(r["allreduce_algbw_gb_s"] - 535818 * 4 / r["allreduce_s"] / 1e9) < 1e-6 * r["allreduce_algbw_gb_s"], r
     shapes = [(g["what"], g["m"], g["n"], g["k"]) for g in r["gemms"]]
-    assert shapes == [("layer 1 forward", 64, 512, 784), ("layer 1 weight grad", 512, 784, 64),
-                      ("layer 2 forward", 64, 256, 512), ("layer 2 weight grad", 256, 512, 64),
-                      ("layer 2 input grad", 64, 512, 256), ("layer 3 forward", 64, 10, 256),
-                      ("layer 3 weight grad", 10, 256, 64), ("layer 3 input grad", 64, 256, 10)], shapes
+    assert shapes == [("layers.0.weight forward", 64, 512, 784), ("layers.0.weight weight grad", 512, 784, 64),
+                      ("layers.1.weight forward", 64, 256, 512), ("layers.1.weight weight grad", 256, 512, 64),
+                      ("layers.1.weight input grad", 64, 512, 256), ("layers.2.weight forward", 64, 10, 256),
+                      ("layers.2.weight weight grad", 10, 256, 64), ("layers.2.weight input grad", 64, 256, 10)], shapes
     assert all(g["gflops"] > 0 for g in r["gemms"])
 s = json.load(open(slow))
 assert s["bottleneck"] == "storage", s["bottleneck"]

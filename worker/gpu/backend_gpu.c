@@ -199,8 +199,10 @@ static int take_input(gpu_backend *gb, const float *x, const uint8_t *labels, lo
     return RM_OK;
 }
 
-static int gpu_prefetch(rm_backend *b, const float *x, const uint8_t *labels, long n, rm_error *err)
+static int gpu_prefetch(rm_backend *b, const void *input, const void *target, long n, rm_error *err)
 {
+    const float *x = input;
+    const uint8_t *labels = target;
     gpu_backend *gb = (gpu_backend *)b;
     int slot;
     if (stage(gb, x, labels, n, &slot, err) != RM_OK)
@@ -218,13 +220,13 @@ static int grad_ready(void *ctx, long offset, rm_error *err)
     return rm_grad_sync_ready_from(ctx, offset, err);
 }
 
-static int gpu_backward(rm_backend *b, const float *x, const uint8_t *labels, long n, float grad_scale, int poison,
+static int gpu_backward(rm_backend *b, const void *input, const void *target, long n, float grad_scale, int poison,
                         rm_step_stats *stats, rm_error *err)
 {
     gpu_backend *gb = (gpu_backend *)b;
     gb->backward_t0 = rm_now_s();
     int slot;
-    if (take_input(gb, x, labels, n, &slot, err) != RM_OK)
+    if (take_input(gb, input, target, n, &slot, err) != RM_OK)
         return RM_ERR;
     input_slot *s = &gb->slots[slot];
     if (rm_mlp_gpu_forward(&gb->mlp, gb->params, gb->params16, s->dev_x, s->dev_labels, n, 1,
@@ -326,12 +328,12 @@ static int gpu_update_snapshot(rm_backend *b, double lr, long begin, long end, f
     return RM_OK;
 }
 
-static int gpu_evaluate(rm_backend *b, const float *x, const uint8_t *labels, long n, double *loss_sum, long *correct,
+static int gpu_evaluate(rm_backend *b, const void *input, const void *target, long n, double *loss_sum, long *correct,
                         rm_error *err)
 {
     gpu_backend *gb = (gpu_backend *)b;
     int slot;
-    if (take_input(gb, x, labels, n, &slot, err) != RM_OK)
+    if (take_input(gb, input, target, n, &slot, err) != RM_OK)
         return RM_ERR;
     input_slot *s = &gb->slots[slot];
     if (rm_mlp_gpu_forward(&gb->mlp, gb->params, gb->params16, s->dev_x, s->dev_labels, n, 0, 1.0f, err) != RM_OK)
@@ -487,9 +489,19 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
     return RM_OK;
 }
 
-rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *cfg, long max_batch, MPI_Comm comm,
+rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
 {
+    /* The GPU table of the model seam holds the MLP so far. */
+    if (model->type != RM_MODEL_MLP) {
+        rm_fail(err, "model %s has no GPU implementation (it runs on: cpu); use launch.backend cpu", model->name);
+        return NULL;
+    }
+    if (cfg->grad_accum > 1 || cfg->grad_clip > 0) {
+        rm_fail(err, "train.grad_accum and train.grad_clip are not implemented on the GPU backend yet");
+        return NULL;
+    }
+    const rm_model_shape *shape = &model->mlp;
     gpu_backend *gb = calloc(1, sizeof *gb);
     if (!gb) {
         rm_fail(err, "out of memory");
@@ -499,6 +511,7 @@ rm_backend *rm_backend_gpu_create(const rm_model_shape *shape, const rm_config *
         .name = "gpu",
         .kind = RM_BACKEND_GPU,
         .n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2,
+        .max_micro_batch = max_batch,
         .backward = gpu_backward,
         .reduce = gpu_reduce,
         .update = gpu_update,

@@ -1,0 +1,32 @@
+# Bad GPT jobs and damaged token data get a clear error naming the key,
+# the file or the shard, and nothing runs (or the run stops saying why).
+source "$(dirname "$0")/lib.sh"
+refused() { # refused NAME TEXT ringmaster-args...: exits non-zero and says TEXT
+  local name=$1 text=$2
+  shift 2
+  if "$RM" "$@" >"$WORK/$name.log" 2>&1; then
+    cat "$WORK/$name.log"
+    fail "$name: was accepted"
+  fi
+  expect_in "$WORK/$name.log" "$text"
+}
+sed 's/heads: 2/heads: 3/' "$WORK/job.yaml" >"$WORK/heads.yaml"
+refused heads "heads.yaml:1:" validate "$WORK/heads.yaml"
+expect_in "$WORK/heads.log" "model.dim 32 does not divide into 3 heads"
+refused gpu "model.type gpt runs on the cpu backend only" validate "$WORK/job.yaml" --set launch.backend=gpu
+refused mlp_on_tokens "holds token streams (model.type: gpt trains on them)" validate "$WORK/job.yaml" \
+  --set model.type=mlp
+refused long_context "model.context" validate "$WORK/job.yaml" --set model.context=1000000
+refused accum "train.grad_accum" validate "$WORK/job.yaml" --set train.grad_accum=5
+
+# a damaged shard is named when the loader first reaches it
+cp -r "$DATA" "$WORK/data"
+shard=$(ls "$WORK/data/train"/*.rms | head -1)
+printf 'XX' | dd of="$shard" bs=1 seek=200 conv=notrunc 2>/dev/null
+refused corrupt "$(basename "$shard")" run "$WORK/job.yaml" --set data.dir="$WORK/data" --run-dir "$WORK/corrupt"
+# a truncated one is refused when it is opened
+cp -r "$DATA" "$WORK/data2"
+shard=$(ls "$WORK/data2/train"/*.rms | head -1)
+truncate -s -100 "$shard"
+refused truncated "$(basename "$shard")" run "$WORK/job.yaml" --set data.dir="$WORK/data2" --run-dir "$WORK/truncated"
+echo "gpt bad input: ok"
