@@ -108,7 +108,11 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model *model, con
         fprintf(out, "host-to-device %.3f, ", p->h2d_s * 1e3);
     fprintf(out, "compute %.3f + all-reduce %.3f + optimizer %.3f)\n", p->compute_s * 1e3, p->allreduce_s * 1e3,
             p->optimizer_s * 1e3);
-    fprintf(out, "predicted throughput: %.0f samples/s\n", p->samples_per_s);
+    if (model->positions > 1)
+        fprintf(out, "predicted throughput: %.0f samples/s (%.0f tokens/s)\n", p->samples_per_s,
+                p->samples_per_s * (double)model->positions);
+    else
+        fprintf(out, "predicted throughput: %.0f samples/s\n", p->samples_per_s);
     fprintf(out, "bottleneck: %s (%s)\n", p->bottleneck, p->why);
 }
 

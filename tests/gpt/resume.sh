@@ -1,6 +1,8 @@
 # A GPT run stopped mid-epoch (SIGUSR1: checkpoint, exit 75) and resumed
-# ends on the uninterrupted run's weights, bit for bit; and its final
-# checkpoint exports as Hugging Face GPT-2 safetensors.
+# ends on the uninterrupted run's weights, bit for bit; so does one whose
+# worker is killed (SIGKILL) and which the supervisor restarts from its
+# last checkpoint; and a checkpoint exports as Hugging Face GPT-2
+# safetensors.
 source "$(dirname "$0")/lib.sh"
 "$RM" run "$WORK/job.yaml" --run-dir "$WORK/stopped" --set train.steps=400 \
   --set checkpoint.every_steps=1000 >"$WORK/first.log" 2>&1 &
@@ -26,7 +28,27 @@ from=$(json_field "$WORK/stopped/summary.json" resumed_from_step)
 a=$(digest_of straight400)
 b=$(digest_of stopped)
 [ "$a" = "$b" ] || fail "resumed GPT run ended with weights $b, the uninterrupted one with $a"
-echo "gpt resume: ok (stopped and resumed at step $from; weights $a both ways)"
+echo "gpt resume: ok (stopped and resumed at step $from, and restarted after a killed worker; weights $a all ways)"
+
+# A worker killed mid-run: the supervisor restarts from the newest checkpoint
+"$RM" run "$WORK/job.yaml" --run-dir "$WORK/killed" --set train.steps=400 --set checkpoint.every_steps=50 \
+  --set fault.max_restarts=1 --set fault.restart_backoff_s=0 >"$WORK/killed.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 600); do
+  [ -f "$WORK/killed/metrics.jsonl" ] && [ "$(wc -l <"$WORK/killed/metrics.jsonl")" -ge 120 ] && break
+  sleep 0.05
+done
+victim=$(awk '$2 == "1" {print $4}' "$WORK/killed/ranks.txt")
+[ -n "$victim" ] || fail "no worker 1 in ranks.txt"
+kill -9 "$victim"
+set +e
+wait "$pid"
+status=$?
+set -e
+[ "$status" -eq 0 ] || { cat "$WORK/killed.log"; fail "the killed run did not recover (exit $status)"; }
+grep -q '"exit_status":137' "$WORK/killed/restarts.jsonl" || fail "no restart recorded"
+c=$(digest_of killed)
+[ "$a" = "$c" ] || fail "the run restarted after a killed worker ended with weights $c, the uninterrupted one with $a"
 
 # Export: Hugging Face GPT2LMHeadModel's names, Conv1D weights [in, out],
 # the vocabulary padding stripped, config.json beside the weights.
