@@ -30,7 +30,7 @@ export LSAN_OPTIONS=suppressions=$root/scripts/sanitizers/lsan.supp:print_suppre
 export CK_DEFAULT_TIMEOUT=120 OPENBLAS_NUM_THREADS=1
 
 cd "$build"
-ctest --output-on-failure --timeout 600 -j 1 -R '^(test_config|test_idx|test_order|test_mlp_grad|test_security|test_allreduce|fuzz_replay_.*)$'
+ctest --output-on-failure --timeout 600 -j 1 -R '^(test_config|test_idx|test_order|test_mlp_grad|test_security|test_grad_sync|test_tokens|test_gpt_grad|test_gpt_reference|fuzz_replay_.*)$'
 
 # One short training run under the sanitizers, with everything the
 # security work added on its path.
@@ -80,3 +80,22 @@ grep -q '"resumed_from_step": *[1-9]' "$work/run/summary.json" || { cat "$work/r
 "$rm" audit verify "$work/run" >"$work/audit.log" 2>&1
 reports
 echo "sanitize.sh: unit tests and a resumed encrypted mpirun training run are clean under ASan + UBSan"
+# A GPT on token data: import, two workers through shared memory, export.
+gpt_texts=()
+for f in /usr/share/common-licenses/*; do [ -f "$f" ] && [ ! -L "$f" ] && gpt_texts+=("$f"); done
+if [ ${#gpt_texts[@]} -gt 0 ]; then
+  "$rm" data import-text "${gpt_texts[@]}" --out "$work/text" --tokenizer bytes >"$work/text-import.log" 2>&1
+  status=0
+  "$rm" run "$root/tests/fault/job.yaml" --run-dir "$work/gpt" --set data.dir="$work/text" --set data.eval_split=val \
+    --set model.type=gpt --set model.layers=2 --set model.heads=2 --set model.dim=32 --set model.context=32 \
+    --set train.global_batch=8 --set train.steps=20 --set train.grad_accum=2 --set train.grad_clip=1 \
+    --set train.eval_tokens=2048 --set fault.max_restarts=0 --set checkpoint.every_steps=10 \
+    >"$work/gpt.log" 2>&1 || status=$?
+  reports
+  [ "$status" -eq 0 ] || { cat "$work/gpt.log"; echo "sanitize.sh: the GPT run failed ($status)" >&2; exit 1; }
+  mkdir -p "$work/gpt-export"
+  "$rm" ckpt export "$work/gpt" "$work/gpt-export/model.safetensors" >"$work/gpt-export.log" 2>&1
+  reports
+fi
+echo "sanitize.sh: and a GPT run with its export"
+

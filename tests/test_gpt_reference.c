@@ -37,8 +37,21 @@ typedef struct reference {
     double loss;
 } reference;
 
+/* Sections lie packed in the file, at any alignment: each one found is
+ * copied out to aligned memory, released by free_sections. */
+#define MAX_SECTION_COPIES 32
+static void *section_copies[MAX_SECTION_COPIES];
+static int n_section_copies;
+
+static void free_sections(void)
+{
+    while (n_section_copies > 0)
+        free(section_copies[--n_section_copies]);
+}
+
 /* Finds section `name` with dtype and count (count -1: any; *count_out
- * gets it); aborts the test when missing or malformed. */
+ * gets it); aborts the test when missing or malformed. The copy stays
+ * valid until free_sections. */
 static const void *find_section(const uint8_t *file, size_t len, const char *name, uint32_t dtype, long count,
                                 long *count_out)
 {
@@ -63,7 +76,12 @@ static const void *find_section(const uint8_t *file, size_t len, const char *nam
                           fixture_path, name, (unsigned long)n, count);
             if (count_out)
                 *count_out = (long)n;
-            return data;
+            ck_assert_int_lt(n_section_copies, MAX_SECTION_COPIES);
+            void *copy = malloc(bytes ? bytes : 1);
+            ck_assert_ptr_nonnull(copy);
+            memcpy(copy, data, bytes);
+            section_copies[n_section_copies++] = copy;
+            return copy;
         }
         at += 36 + bytes;
     }
@@ -107,6 +125,7 @@ static void load_reference(reference *r)
 static void free_reference(reference *r)
 {
     free(r->file);
+    free_sections();
 }
 
 /* The fixture's tensor table, written independently in Python, is the C layout. */
