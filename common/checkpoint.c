@@ -147,8 +147,9 @@ int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_
     if (model && model->type == RM_MODEL_GPT)
         fprintf(f,
                 "  \"model\": {\"type\": \"gpt\", \"layers\": %d, \"heads\": %d, \"dim\": %ld, \"context\": %ld, "
-                "\"vocab\": %ld, \"eot\": %ld},\n",
-                model->gpt.layers, model->gpt.heads, model->gpt.dim, model->gpt.context, model->gpt.vocab, model->eot);
+                "\"vocab\": %ld, \"eot\": %ld, \"tokenizer\": \"%s\"},\n",
+                model->gpt.layers, model->gpt.heads, model->gpt.dim, model->gpt.context, model->gpt.vocab, model->eot,
+                model->tokenizer);
     else if (model)
         fprintf(f, "  \"model\": {\"type\": \"%s\"},\n", model->name);
     fprintf(f, "  \"tensors\": [\n");
@@ -332,6 +333,9 @@ int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err)
         const rm_yaml_node *type = rm_yaml_get(model, "type");
         if (type && type->kind == RM_YAML_SCALAR)
             snprintf(m->model.type, sizeof m->model.type, "%s", type->value);
+        const rm_yaml_node *tok = rm_yaml_get(model, "tokenizer");
+        if (tok && tok->kind == RM_YAML_SCALAR)
+            snprintf(m->model.tokenizer, sizeof m->model.tokenizer, "%s", tok->value);
         if (strcmp(m->model.type, "gpt") == 0 &&
             (get_long(model, "layers", &m->model.layers, path, err) != RM_OK ||
              get_long(model, "heads", &m->model.heads, path, err) != RM_OK ||

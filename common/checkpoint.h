@@ -50,6 +50,7 @@ typedef struct rm_ckpt_tensor {
 typedef struct rm_ckpt_model {
     char type[16]; /* "mlp", "gpt"; "" in checkpoints from before the model seam */
     long layers, heads, dim, context, vocab, eot;
+    char tokenizer[32]; /* gpt: the dataset's tokenizer; "" when not recorded */
 } rm_ckpt_model;
 
 typedef struct rm_ckpt_manifest {

@@ -101,6 +101,9 @@ int rm_model_init(rm_model *m, const rm_config *cfg, const rm_dataset_facts *fac
         m->context = m->gpt.context;
         m->vocab = m->gpt.vocab;
         m->eot = facts->eot;
+        /* a name, as the tokenizer table spells them (it goes into JSON as is) */
+        if (facts->tokenizer[strspn(facts->tokenizer, "abcdefghijklmnopqrstuvwxyz0123456789_-")] == '\0')
+            snprintf(m->tokenizer, sizeof m->tokenizer, "%s", facts->tokenizer);
         m->positions = m->context;
         m->input_bytes = m->target_bytes = m->context * (long)sizeof(int32_t);
         m->train_flops_per_sample = rm_gpt_layout_train_flops_per_token(&m->gpt) * (double)m->context;

@@ -49,6 +49,7 @@ typedef struct rm_model {
     long context;   /* tokens per sample (gpt) */
     long vocab;     /* classes (mlp) or token vocabulary (gpt) */
     long eot;       /* end-of-text token (gpt) */
+    char tokenizer[32]; /* the dataset's tokenizer (gpt), for sampling */
     /* Training FLOPs of one sample, forward + backward: 6 per weight per
      * position, plus attention's products for the GPT. */
     double train_flops_per_sample;

@@ -20,9 +20,9 @@ static void usage(void)
     fprintf(stderr, "usage:\n"
                     "  ringmaster ckpt list RUN_DIR\n"
                     "  ringmaster ckpt verify RUN_DIR [--step N]\n"
-                    "  ringmaster ckpt export RUN_DIR [--step N] [--format safetensors] OUT.safetensors\n"
+                    "  ringmaster ckpt export RUN_DIR [--step N] [--format safetensors|llmc] OUT\n"
                     "    (a GPT is written under Hugging Face GPT2LMHeadModel's names and layout, with config.json\n"
-                    "     beside it)\n");
+                    "     beside it; llmc: llm.c's model file, version 3, fp32)\n");
 }
 
 /* The checkpoint root of a run: checkpoint.dir of its config.yaml, or
@@ -200,7 +200,69 @@ static int write_hf_config(const char *weights_path, const rm_ckpt_model *mm, rm
     return RM_OK;
 }
 
-static int cmd_export(const char *root, long step, const char *out)
+/* llm.c's model file (train_gpt2.c's gpt2_build_from_checkpoint): a
+ * header of 256 int32 (magic 20240326, version 3 = fp32, maxT, V, L, NH,
+ * C, Vp), then the parameters tensor kind by tensor kind, every layer's
+ * in turn, [out x in] as here, wte with its padding rows. */
+static int write_llmc(const char *out, const rm_ckpt_manifest *m, const float *params, rm_error *err)
+{
+    static const char *const per_layer[] = {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                                            "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+                                            "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"};
+    if (strcmp(m->model.type, "gpt") != 0)
+        return rm_fail(err, "--format llmc writes GPT-2 models; this checkpoint holds a %s",
+                       m->model.type[0] ? m->model.type : "mlp");
+    const rm_ckpt_tensor *wte = NULL;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, "transformer.wte.weight") == 0)
+            wte = &m->tensors[i];
+    if (!wte)
+        return rm_fail(err, "the checkpoint has no transformer.wte.weight");
+    int32_t header[256] = {20240326, 3, (int32_t)m->model.context, (int32_t)m->model.vocab,
+                           (int32_t)m->model.layers, (int32_t)m->model.heads, (int32_t)m->model.dim,
+                           (int32_t)wte->shape[0]};
+    size_t n_parts = 4 + 12 * (size_t)m->model.layers + 1, k = 0;
+    const void **parts = calloc(n_parts, sizeof *parts);
+    size_t *lens = calloc(n_parts, sizeof *lens);
+    if (!parts || !lens) {
+        free(parts);
+        free(lens);
+        return rm_fail(err, "out of memory");
+    }
+    parts[k] = header;
+    lens[k++] = sizeof header;
+    char name[RM_PATH_CAP];
+    int rc = RM_OK;
+    for (int kind = -2; kind < 12 + 2 && rc == RM_OK; kind++) {
+        for (long l = 0; l < (kind >= 0 && kind < 12 ? m->model.layers : 1) && rc == RM_OK; l++) {
+            if (kind == -2)
+                snprintf(name, sizeof name, "transformer.wte.weight");
+            else if (kind == -1)
+                snprintf(name, sizeof name, "transformer.wpe.weight");
+            else if (kind < 12)
+                snprintf(name, sizeof name, "transformer.h.%ld.%s", l, per_layer[kind]);
+            else
+                snprintf(name, sizeof name, "transformer.ln_f.%s", kind == 12 ? "weight" : "bias");
+            const rm_ckpt_tensor *t = NULL;
+            for (int i = 0; i < m->n_tensors && !t; i++)
+                if (strcmp(m->tensors[i].name, name) == 0)
+                    t = &m->tensors[i];
+            if (!t) {
+                rc = rm_fail(err, "the checkpoint has no tensor %s", name);
+                break;
+            }
+            parts[k] = params + t->offset;
+            lens[k++] = (size_t)(t->shape[0] * (t->ndim == 2 ? t->shape[1] : 1)) * sizeof(float);
+        }
+    }
+    if (rc == RM_OK)
+        rc = rm_write_parts_atomic_mode(out, parts, lens, k, 0644, err);
+    free(parts);
+    free(lens);
+    return rc;
+}
+
+static int cmd_export(const char *root, long step, const char *out, int llmc)
 {
     rm_ckpt_manifest m;
     char dir[RM_PATH_CAP + 48];
@@ -223,7 +285,16 @@ static int cmd_export(const char *root, long step, const char *out)
     int rc = RM_EXIT_FATAL;
     if (!state[0]) {
         rm_error_log("out of memory");
-    } else if (rm_ckpt_load(dir, &m, state, &err) != RM_OK || export_layout(&m, state[0], &laid, &err) != RM_OK) {
+    } else if (rm_ckpt_load(dir, &m, state, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+    } else if (llmc) {
+        if (write_llmc(out, &m, state[0], &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+        } else {
+            printf("%s: llm.c model file (version 3, fp32), %ld parameters from step %ld\n", out, m.n_params, m.step);
+            rc = RM_EXIT_OK;
+        }
+    } else if (export_layout(&m, state[0], &laid, &err) != RM_OK) {
         rm_error_log("%s", err.msg);
     } else {
         char step_text[32], digest[17];
@@ -253,10 +324,14 @@ int rm_ckpt_tool_main(int argc, char **argv)
     }
     const char *cmd = argv[0], *run_dir = argv[1], *out = NULL;
     long step = -1;
+    int llmc = 0;
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--format") == 0 && i + 1 < argc) {
-            if (strcmp(argv[++i], "safetensors") != 0) {
-                rm_error_log("--format %s: the export formats are: safetensors", argv[i]);
+            i++;
+            if (strcmp(argv[i], "llmc") == 0) {
+                llmc = 1;
+            } else if (strcmp(argv[i], "safetensors") != 0) {
+                rm_error_log("--format %s: the export formats are: safetensors, llmc", argv[i]);
                 return RM_EXIT_USAGE;
             }
         } else if (strcmp(argv[i], "--step") == 0 && i + 1 < argc) {
@@ -281,7 +356,7 @@ int rm_ckpt_tool_main(int argc, char **argv)
     if (strcmp(cmd, "verify") == 0 && !out)
         return cmd_list(root, 1, step);
     if (strcmp(cmd, "export") == 0 && out)
-        return cmd_export(root, step, out);
+        return cmd_export(root, step, out, llmc);
     usage();
     return RM_EXIT_USAGE;
 }

@@ -60,6 +60,8 @@ static void usage(FILE *out)
             "      time and name the bottleneck\n"
             "  ringmaster plot RUN_DIR\n"
             "      PNG plots of loss, test accuracy, samples/s and the phase breakdown (gnuplot)\n"
+            "  ringmaster sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] [--seed S]\n"
+            "      text from a GPT run's newest checkpoint that verifies (one process, a key/value cache)\n"
             "  ringmaster version\n");
 }
 
@@ -151,6 +153,30 @@ static int self_dir(char *out, size_t cap)
     exe[n] = '\0';
     snprintf(out, cap, "%s", dirname(exe));
     return RM_OK;
+}
+
+/* `ringmaster sample`: the sampler is its own program beside this one
+ * (it carries the model's compute, which this tool does not link). */
+static int cmd_sample(int argc, char **argv)
+{
+    char dir[PATH_MAX], program[PATH_MAX + 32];
+    if (self_dir(dir, sizeof dir) != RM_OK) {
+        rm_error_log("cannot find the directory of this executable");
+        return RM_EXIT_FATAL;
+    }
+    snprintf(program, sizeof program, "%s/ringmaster-sample", dir);
+    char **args = calloc((size_t)argc + 2, sizeof *args);
+    if (!args) {
+        rm_error_log("out of memory");
+        return RM_EXIT_FATAL;
+    }
+    args[0] = program;
+    for (int i = 0; i < argc; i++)
+        args[i + 1] = argv[i];
+    execv(program, args);
+    rm_error_log("cannot run %s: %s", program, strerror(errno));
+    free(args);
+    return RM_EXIT_FATAL;
 }
 
 static int run_dir_completed(const char *dir)
@@ -577,6 +603,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "doctor") == 0)
         return rm_doctor_cmd_main(argc - 2, argv + 2);
+    if (strcmp(cmd, "sample") == 0)
+        return cmd_sample(argc - 2, argv + 2);
     if (strcmp(cmd, "plot") == 0)
         return rm_plot_main(argc - 2, argv + 2);
     if (strcmp(cmd, "keygen") == 0)
