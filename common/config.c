@@ -56,6 +56,8 @@ static const key_spec keys[] = {
     {"model.heads", INT(model_heads, 1, 1024), "gpt: attention heads (divides model.dim)"},
     {"model.dim", INT(model_dim, 1, 65536), "gpt: embedding width"},
     {"model.context", INT(model_context, 1, 1 << 20), "gpt: tokens per sequence (and positions)"},
+    {"model.init", STR(model_init), "start from these weights (safetensors: Hugging Face GPT-2 or ringmaster's export; "
+                                    "or an llm.c model file); empty: random"},
     {"data.dir", STR(data_dir), "dataset directory (holds one shard set per split)"},
     {"data.train_split", STR(train_split), "split to train on"},
     {"data.eval_split", STR(eval_split), "split to evaluate on; empty: none"},
@@ -591,8 +593,11 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
     if (absolutize(cfg, cfg->data_dir, sizeof cfg->data_dir, "data.dir", err) != RM_OK ||
         absolutize(cfg, cfg->run_dir, sizeof cfg->run_dir, "run_dir", err) != RM_OK ||
         absolutize(cfg, cfg->ckpt_dir, sizeof cfg->ckpt_dir, "checkpoint.dir", err) != RM_OK ||
-        absolutize(cfg, cfg->key_file, sizeof cfg->key_file, "security.key_file", err) != RM_OK)
+        absolutize(cfg, cfg->key_file, sizeof cfg->key_file, "security.key_file", err) != RM_OK ||
+        absolutize(cfg, cfg->model_init, sizeof cfg->model_init, "model.init", err) != RM_OK)
         return RM_ERR;
+    if (cfg->model_init[0] && access(cfg->model_init, R_OK) != 0)
+        return fail_at(cfg, "model.init", err, "cannot read %s: %s", cfg->model_init, strerror(errno));
     rm_error key_why;
     if (cfg->key_file[0] && rm_key_check_file(cfg->key_file, &key_why) != RM_OK)
         return fail_at(cfg, "security.key_file", err, "%s", key_why.msg);

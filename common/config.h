@@ -42,6 +42,7 @@ typedef struct rm_config {
     int n_hidden;
     int activation;
     long model_layers, model_heads, model_dim, model_context;
+    char model_init[RM_PATH_CAP]; /* starting weights (model_init.h); "" = the model's random init */
 
     /* data */
     char data_dir[RM_PATH_CAP];

@@ -20,6 +20,7 @@
 #include "grad_sync_mpi.h"
 #include "log.h"
 #include "model_cpu.h"
+#include "model_init.h"
 #include "optimizer.h"
 #include "shm_reduce.h"
 #include "timer.h"
@@ -356,6 +357,10 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
         return NULL;
     }
     ops->init_params(model, (uint64_t)cfg->seed, cb->params);
+    if (cfg->model_init[0] && rm_model_init_from_file(model, cfg->model_init, cb->params, err) != RM_OK) {
+        cpu_destroy(&cb->base);
+        return NULL;
+    }
     cb->bucket_floats = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
     if (cb->bucket_floats < 1)
         cb->bucket_floats = 1;

@@ -21,6 +21,7 @@
 #include "grad_sync.h"
 #include "mlp_cpu.h"
 #include "mlp_gpu.h"
+#include "model_init.h"
 #include "log.h"
 #include "mpi_check.h"
 #include "nccl_transport.h"
@@ -60,6 +61,7 @@ typedef struct host_results {
 typedef struct gpu_backend {
     rm_backend base;
     rm_model_shape shape;
+    const rm_model *model; /* not owned: the worker's, outlives the backend */
     int precision, optimizer;
     double momentum, beta1, beta2, eps, weight_decay;
     long opt_steps;
@@ -459,6 +461,10 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
     if (!host)
         return rm_fail(err, "out of memory for %zu initial weights", n);
     rm_mlp_init_params(s, (uint64_t)cfg->seed, host);
+    if (cfg->model_init[0] && rm_model_init_from_file(gb->model, cfg->model_init, host, err) != RM_OK) {
+        free(host);
+        return RM_ERR;
+    }
     cudaError_t rc = cudaMemcpyAsync(gb->params, host, n * sizeof(float), cudaMemcpyHostToDevice, gb->compute);
     if (rc == cudaSuccess)
         rc = cudaStreamSynchronize(gb->compute); /* before host is freed */
@@ -525,6 +531,7 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
         .pin_host = gpu_pin_host,
     };
     gb->shape = *shape;
+    gb->model = model;
     gb->precision = cfg->precision;
     gb->optimizer = cfg->optimizer;
     gb->momentum = cfg->momentum;
