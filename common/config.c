@@ -3,6 +3,8 @@
 #include "crypto.h"
 #include "hash.h"
 #include "model.h"
+#include "model_plugin.h"
+#include "rng.h"
 #include "shard.h"
 #include "token_file.h"
 #include "yaml_tree.h"
@@ -30,7 +32,7 @@ typedef struct key_spec {
     const char *doc;
 } key_spec;
 
-static const char *const model_type_names[] = {"mlp", "gpt", NULL};
+static const char *const model_type_names[] = {"mlp", "gpt", "plugin", NULL};
 static const char *const activation_names[] = {"relu", "tanh", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", NULL};
@@ -49,7 +51,9 @@ static const char *const nan_policy_names[] = {"stop", "skip", "rollback", NULL}
 #define ENUM(field, names) KEY_ENUM, OFF(field), 0, 0, 0, names, 0
 
 static const key_spec keys[] = {
-    {"model.type", ENUM(model_type, model_type_names), "mlp (records) | gpt (GPT-2 on token streams)"},
+    {"model.type", ENUM(model_type, model_type_names),
+     "mlp (records) | gpt (GPT-2 on token streams) | plugin (model.library)"},
+    {"model.library", STR(model_library), "plugin: a shared library built against ringmaster_model.h"},
     {"model.hidden", KEY_INT_LIST, OFF(hidden), 1, 65536, 0, NULL, 0, "hidden layer widths, e.g. [512, 256]"},
     {"model.activation", ENUM(activation, activation_names), "relu | tanh"},
     {"model.layers", INT(model_layers, 1, 128), "gpt: transformer blocks"},
@@ -521,7 +525,7 @@ static int check_split(const rm_config *cfg, const char *key, const char *split,
     if (rm_shard_index_read(dir, idx, &why) != RM_OK)
         return fail_at(cfg, key, err, "split '%s' of dataset %s is not usable: %s", split, cfg->data_dir, why.msg);
     int wants = cfg->model_type == RM_MODEL_GPT ? RM_DATA_TOKENS : RM_DATA_RECORDS;
-    if (idx->format != wants)
+    if (cfg->model_type != RM_MODEL_PLUGIN && idx->format != wants) /* a library says which it reads */
         return fail_at(cfg, "model.type", err, "model.type %s reads %s, but split '%s' of %s holds %s",
                        model_type_names[cfg->model_type], wants == RM_DATA_TOKENS ? "token streams" : "labelled records",
                        split, cfg->data_dir,
@@ -529,6 +533,26 @@ static int check_split(const rm_config *cfg, const char *key, const char *split,
                                                      : "labelled records (model.type: mlp trains on them)");
     if (idx->format == RM_DATA_TOKENS && rm_shard_index_set_context(idx, dir, cfg->model_context, &why) != RM_OK)
         return fail_at(cfg, "model.context", err, "%s", why.msg);
+    return RM_OK;
+}
+
+/* A library model: it loads, speaks this ABI and runs on the backend. */
+static int check_plugin(const rm_config *cfg, rm_error *err)
+{
+    if (cfg->model_type != RM_MODEL_PLUGIN)
+        return RM_OK;
+    if (!cfg->model_library[0])
+        return fail_at(cfg, "model.library", err, "model.type plugin needs model.library: the model's shared library");
+    void *handle;
+    rm_error why;
+    const ringmaster_model *p = rm_plugin_open(cfg->model_library, &handle, &why);
+    if (!p)
+        return fail_at(cfg, "model.library", err, "%s", why.msg);
+    int cpu = p->devices & 1u;
+    rm_plugin_close(handle);
+    if (!cpu || cfg->backend == RM_BACKEND_GPU)
+        return fail_at(cfg, "launch.backend", err, "model.library %s runs on: %s; use launch.backend cpu",
+                       cfg->model_library, cpu ? "cpu" : "no device this ringmaster has");
     return RM_OK;
 }
 
@@ -594,7 +618,9 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
         absolutize(cfg, cfg->run_dir, sizeof cfg->run_dir, "run_dir", err) != RM_OK ||
         absolutize(cfg, cfg->ckpt_dir, sizeof cfg->ckpt_dir, "checkpoint.dir", err) != RM_OK ||
         absolutize(cfg, cfg->key_file, sizeof cfg->key_file, "security.key_file", err) != RM_OK ||
-        absolutize(cfg, cfg->model_init, sizeof cfg->model_init, "model.init", err) != RM_OK)
+        absolutize(cfg, cfg->model_init, sizeof cfg->model_init, "model.init", err) != RM_OK ||
+        absolutize(cfg, cfg->model_library, sizeof cfg->model_library, "model.library", err) != RM_OK ||
+        check_plugin(cfg, err) != RM_OK)
         return RM_ERR;
     if (cfg->model_init[0] && access(cfg->model_init, R_OK) != 0)
         return fail_at(cfg, "model.init", err, "cannot read %s: %s", cfg->model_init, strerror(errno));
@@ -815,14 +841,23 @@ static uint64_t hash_keys(const rm_config *cfg, enum write_mode mode)
     return h;
 }
 
+/* A library model is its bytes, not its path: another build of it is
+ * another job and another training. */
+static uint64_t with_library(const rm_config *cfg, uint64_t h)
+{
+    if (cfg->model_type != RM_MODEL_PLUGIN || !cfg->model_library[0])
+        return h;
+    return rm_key(h, rm_plugin_digest(cfg->model_library));
+}
+
 uint64_t rm_config_hash(const rm_config *cfg)
 {
-    return hash_keys(cfg, WRITE_JOB);
+    return with_library(cfg, hash_keys(cfg, WRITE_JOB));
 }
 
 uint64_t rm_config_training_hash(const rm_config *cfg)
 {
-    return hash_keys(cfg, WRITE_TRAINING);
+    return with_library(cfg, hash_keys(cfg, WRITE_TRAINING));
 }
 
 int rm_config_check_token_file(const rm_config *cfg, rm_error *err)

@@ -43,6 +43,7 @@ typedef struct rm_config {
     int activation;
     long model_layers, model_heads, model_dim, model_context;
     char model_init[RM_PATH_CAP]; /* starting weights (model_init.h); "" = the model's random init */
+    char model_library[RM_PATH_CAP]; /* type plugin: the shared library (ringmaster_model.h) */
 
     /* data */
     char data_dir[RM_PATH_CAP];

@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include "model_plugin.h"
 #include "shard.h"
 
 #include <stdarg.h>
@@ -9,7 +10,7 @@
 
 const char *rm_model_type_name(int type)
 {
-    return type == RM_MODEL_GPT ? "gpt" : "mlp";
+    return type == RM_MODEL_GPT ? "gpt" : type == RM_MODEL_PLUGIN ? "plugin" : "mlp";
 }
 
 static rm_param_tensor *add_tensor(rm_model *m, long offset, long rows, long cols, int decay, int transposed,
@@ -80,11 +81,79 @@ static int gpt_tensors(rm_model *m)
     return RM_OK;
 }
 
+_Static_assert((int)RINGMASTER_RECORDS == (int)RM_DATA_RECORDS && (int)RINGMASTER_TOKENS == (int)RM_DATA_TOKENS,
+               "the public header's data formats are the shard format's");
+
+/* A model from a shared library: its table, checked to tile the buffer. */
+static int plugin_init(rm_model *m, const rm_config *cfg, const rm_dataset_facts *facts, rm_error *err)
+{
+    const char *path = cfg->model_library;
+    if (!(m->plugin = rm_plugin_open(path, &m->plugin_handle, err)))
+        return RM_ERR;
+    const ringmaster_model *p = m->plugin;
+    m->name = p->name ? p->name : "plugin";
+    if (p->data_format != facts->data_format)
+        return rm_fail(err, "model.library %s (%s) reads %s, but the dataset holds %s", path, m->name,
+                       p->data_format == RINGMASTER_TOKENS ? "token streams" : "labelled records",
+                       facts->data_format == RM_DATA_TOKENS ? "token streams" : "labelled records");
+    m->devices = (p->devices & 1u) << RM_BACKEND_CPU;
+    m->data_format = facts->data_format;
+    rm_plugin_facts(cfg, facts, &m->plugin_facts);
+    ringmaster_model_tensor *t = calloc(RINGMASTER_MODEL_MAX_TENSORS, sizeof *t);
+    m->tensors = calloc(RINGMASTER_MODEL_MAX_TENSORS, sizeof *m->tensors);
+    if (!t || !m->tensors) {
+        free(t);
+        return rm_fail(err, "out of memory");
+    }
+    char why[512] = "";
+    int n = 0;
+    long n_params = 0;
+    double flops = 0;
+    int rc = RM_OK;
+    if (p->describe(&m->plugin_facts, t, &n, &n_params, &flops, why, sizeof why) != 0)
+        rc = rm_fail(err, "model.library %s (%s): %s", path, m->name, why[0] ? why : "describe failed");
+    else if (n < 1 || n > RINGMASTER_MODEL_MAX_TENSORS || n_params < 1)
+        rc = rm_fail(err, "model.library %s (%s): described %d tensors of %ld parameters", path, m->name, n, n_params);
+    long at = 0;
+    for (int i = 0; rc == RM_OK && i < n; i++) {
+        long numel = t[i].ndim == 2 ? t[i].shape[0] * t[i].shape[1] : t[i].shape[0];
+        if ((t[i].ndim != 1 && t[i].ndim != 2) || numel < 1 || t[i].offset != at ||
+            memchr(t[i].name, '\0', sizeof t[i].name) == NULL) {
+            rc = rm_fail(err, "model.library %s (%s): tensor %d does not continue the flat buffer at %ld", path,
+                         m->name, i, at);
+            break;
+        }
+        add_tensor(m, t[i].offset, t[i].shape[0], t[i].ndim == 2 ? t[i].shape[1] : 0, t[i].decay != 0, 0, "%s",
+                   t[i].name);
+        at += numel;
+    }
+    free(t);
+    if (rc == RM_OK && at != n_params)
+        rc = rm_fail(err, "model.library %s (%s): tensors hold %ld parameters, the library says %ld", path, m->name,
+                     at, n_params);
+    m->n_params = n_params;
+    m->train_flops_per_sample = flops;
+    if (facts->data_format == RM_DATA_TOKENS) {
+        m->context = cfg->model_context;
+        m->positions = m->context;
+        m->vocab = facts->vocab;
+        m->input_bytes = m->target_bytes = m->context * (long)sizeof(int32_t);
+    } else {
+        m->positions = 1;
+        m->vocab = facts->classes;
+        m->input_bytes = facts->input_dim * (long)sizeof(float);
+        m->target_bytes = 1;
+    }
+    return rc;
+}
+
 int rm_model_init(rm_model *m, const rm_config *cfg, const rm_dataset_facts *facts, rm_error *err)
 {
     memset(m, 0, sizeof *m);
     m->type = cfg->model_type;
     m->name = rm_model_type_name(m->type);
+    if (m->type == RM_MODEL_PLUGIN)
+        return plugin_init(m, cfg, facts, err);
     m->data_format = m->type == RM_MODEL_GPT ? RM_DATA_TOKENS : RM_DATA_RECORDS;
     m->devices = m->type == RM_MODEL_GPT ? 1u << RM_BACKEND_CPU : (1u << RM_BACKEND_CPU) | (1u << RM_BACKEND_GPU);
     if (facts->data_format != m->data_format)
@@ -142,6 +211,9 @@ void rm_model_free(rm_model *m)
     free(m->tensors);
     m->tensors = NULL;
     m->n_tensors = 0;
+    rm_plugin_close(m->plugin_handle);
+    m->plugin_handle = NULL;
+    m->plugin = NULL;
 }
 
 int rm_model_runs_on(const rm_model *m, int backend_kind)
@@ -159,6 +231,10 @@ const rm_param_tensor *rm_model_tensor(const rm_model *m, const char *name)
 
 void rm_model_describe(const rm_model *m, char *out, size_t cap)
 {
+    if (m->type == RM_MODEL_PLUGIN) {
+        snprintf(out, cap, "plugin %s, %ld parameters in %d tensors", m->name, m->n_params, m->n_tensors);
+        return;
+    }
     if (m->type == RM_MODEL_GPT) {
         const rm_gpt_layout *g = &m->gpt;
         snprintf(out, cap, "gpt, %ld parameters (%d layers, %d heads, dim %ld, context %ld, vocabulary %ld padded to %ld)",

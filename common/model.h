@@ -15,10 +15,11 @@
 #include "error.h"
 #include "gpt_layout.h"
 #include "model_shape.h"
+#include "ringmaster_model.h"
 
 #define RM_TENSOR_NAME_CAP 64
 
-enum rm_model_type { RM_MODEL_MLP = 0, RM_MODEL_GPT = 1 };
+enum rm_model_type { RM_MODEL_MLP = 0, RM_MODEL_GPT = 1, RM_MODEL_PLUGIN = 2 };
 
 typedef struct rm_param_tensor {
     char name[RM_TENSOR_NAME_CAP];
@@ -55,6 +56,11 @@ typedef struct rm_model {
     double train_flops_per_sample;
     rm_model_shape mlp; /* type mlp */
     rm_gpt_layout gpt;  /* type gpt */
+    /* type plugin: the library's table (model_plugin.h), its handle, and
+     * the facts it was described with */
+    const ringmaster_model *plugin;
+    void *plugin_handle;
+    ringmaster_model_facts plugin_facts;
 } rm_model;
 
 /* Builds the model the config describes on the dataset the facts describe

@@ -90,6 +90,90 @@ static int gpt_backward(void *impl, const float *params, float *grads, const voi
 
 static const rm_model_cpu_ops gpt_ops = {gpt_create, gpt_destroy, gpt_init_params, gpt_forward, gpt_backward};
 
+/* plugin: the library's table (ringmaster_model.h), its messages and its
+ * ready callback adapted to ours */
+
+typedef struct plugin_impl {
+    const rm_model *m;
+    void *impl;
+} plugin_impl;
+
+static int plugin_create(const rm_model *m, long max_batch, int threads, void **impl, rm_error *err)
+{
+    plugin_impl *p = calloc(1, sizeof *p);
+    if (!p)
+        return rm_fail(err, "out of memory");
+    p->m = m;
+    char why[512] = "";
+    if (m->plugin->create(&m->plugin_facts, max_batch, &p->impl, why, sizeof why) != 0) {
+        free(p);
+        return rm_fail(err, "model %s: %s", m->name, why[0] ? why : "create failed");
+    }
+    *impl = p;
+    return RM_OK;
+}
+
+static void plugin_destroy(void *impl)
+{
+    plugin_impl *p = impl;
+    if (!p)
+        return;
+    p->m->plugin->destroy(p->impl);
+    free(p);
+}
+
+static void plugin_init_params(const rm_model *m, uint64_t seed, float *params)
+{
+    m->plugin->init_params(&m->plugin_facts, seed, params);
+}
+
+static int plugin_forward(void *impl, const float *params, const void *input, const void *target, long n,
+                          double *loss_sum, long *correct, rm_error *err)
+{
+    plugin_impl *p = impl;
+    char why[512] = "";
+    *correct = 0;
+    if (p->m->plugin->forward(p->impl, params, input, target, n, loss_sum, correct, why, sizeof why) != 0)
+        return rm_fail(err, "model %s: %s", p->m->name, why[0] ? why : "forward failed");
+    return RM_OK;
+}
+
+typedef struct ready_bridge {
+    rm_grad_ready_fn ready;
+    void *ctx;
+    rm_error *err;
+    int failed;
+} ready_bridge;
+
+static int bridge_ready(void *ctx, long offset)
+{
+    ready_bridge *b = ctx;
+    if (b->ready(b->ctx, offset, b->err) != RM_OK) {
+        b->failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+static int plugin_backward(void *impl, const float *params, float *grads, const void *target, long n, float grad_scale,
+                           int accumulate, rm_grad_ready_fn ready, void *ready_ctx, rm_error *err)
+{
+    plugin_impl *p = impl;
+    ready_bridge b = {ready, ready_ctx, err, 0};
+    char why[512] = "";
+    int rc = p->m->plugin->backward(p->impl, params, grads, target, n, grad_scale, accumulate,
+                                    ready ? bridge_ready : NULL, &b, why, sizeof why);
+    if (b.failed)
+        return RM_ERR; /* err says why: the gradient engine failed */
+    if (rc != 0)
+        return rm_fail(err, "model %s: %s", p->m->name, why[0] ? why : "backward failed");
+    /* a library that never says what is final still gets its gradient reduced */
+    return ready ? ready(ready_ctx, 0, err) : RM_OK;
+}
+
+static const rm_model_cpu_ops plugin_ops = {plugin_create, plugin_destroy, plugin_init_params, plugin_forward,
+                                            plugin_backward};
+
 const rm_model_cpu_ops *rm_model_cpu_ops_for(const rm_model *m, rm_error *err)
 {
     switch (m->type) {
@@ -97,6 +181,10 @@ const rm_model_cpu_ops *rm_model_cpu_ops_for(const rm_model *m, rm_error *err)
         return &mlp_ops;
     case RM_MODEL_GPT:
         return &gpt_ops;
+    case RM_MODEL_PLUGIN:
+        if (m->plugin && (m->plugin->devices & 1u))
+            return &plugin_ops;
+        break;
     }
     rm_fail(err, "model %s has no CPU implementation", m->name);
     return NULL;
