@@ -197,7 +197,9 @@ static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
                               MPI_STATUS_IGNORE),
                      err);
         c->info[w].last_heard_s = rm_now_s();
-        c->info[w].progress = 2 * p.step + 1;
+        /* a heartbeat during an evaluation comes after the step's report */
+        if (2 * p.step + 1 > c->info[w].progress)
+            c->info[w].progress = 2 * p.step + 1;
         return RM_OK;
     }
     case RM_TAG_CKPT_DONE: {

@@ -151,10 +151,14 @@ static long eval_samples(const worker *w)
     return m;
 }
 
-/* Evaluates this worker's contiguous part of the evaluated samples. */
+static int heartbeat(void *ctx, rm_error *err);
+
+/* Evaluates this worker's contiguous part of the evaluated samples,
+ * heartbeating between chunks: a long evaluation (a language model's, on
+ * a busy machine) is work, not a hang. */
 static int evaluate(worker *w, long step, rm_error *err)
 {
-    double t0 = rm_now_s();
+    double t0 = rm_now_s(), last_beat = t0;
     rm_msg_eval_result res = {.step = step};
     long m = eval_samples(w);
     long begin = m * w->worker / w->workers, end = m * (w->worker + 1) / w->workers;
@@ -171,6 +175,11 @@ static int evaluate(worker *w, long step, rm_error *err)
         res.loss_sum += loss;
         res.correct += correct;
         res.count += n;
+        if (rm_now_s() - last_beat > w->cfg.hang_timeout_s / 4) {
+            last_beat = rm_now_s();
+            if (heartbeat(w, err) != RM_OK)
+                return RM_ERR;
+        }
     }
     res.eval_s = rm_now_s() - t0;
     RM_MPI_CHECK(MPI_Send(&res, sizeof res, MPI_BYTE, 0, RM_TAG_EVAL_RESULT, MPI_COMM_WORLD), err);
