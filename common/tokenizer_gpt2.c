@@ -4,6 +4,7 @@
 #include "fsutil.h"
 #include "hash.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pcre2.h>
 #include <stdio.h>
@@ -197,9 +198,12 @@ static int load_encoder(rm_gpt2 *g, const char *path, const char *text, size_t l
                 char e = (char)s[1];
                 s += 2;
                 if (e == 'u') {
-                    if (end - s < 4 || sscanf((const char *)s, "%4x", &cp) != 1)
+                    /* by hand: sscanf would measure the whole rest of the file each time */
+                    int digits = 0;
+                    for (cp = 0; digits < 4 && s < end && isxdigit(*s); digits++, s++)
+                        cp = cp << 4 | (uint32_t)(isdigit(*s) ? *s - '0' : (tolower(*s) - 'a' + 10));
+                    if (digits < 4)
                         break;
-                    s += 4;
                 } else {
                     const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t", *at = strchr(from, e);
                     if (!at || !e)

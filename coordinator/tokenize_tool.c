@@ -11,12 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static void tokenize_usage(void)
 {
-    fprintf(stderr, "usage: ringmaster data tokenize --tokenizer gpt2|bytes [--vocab-dir DIR] [--decode] FILE\n"
+    fprintf(stderr, "usage: ringmaster data tokenize --tokenizer gpt2|bytes [--vocab-dir DIR] [--decode] [--stats] FILE\n"
                     "  prints FILE's token ids, space-separated (FILE '-': standard input); with --decode reads\n"
-                    "  ids and writes their text\n");
+                    "  ids and writes their text; --stats: the encoding speed (one thread) on stderr\n");
 }
 
 /* Reads all of path ('-': stdin) into a buffer the caller frees. */
@@ -52,6 +53,29 @@ static uint8_t *read_all(const char *path, size_t *len, rm_error *err)
     }
     *len = n;
     return buf;
+}
+
+static int count_ids(void *ctx, const uint32_t *tokens, size_t n, rm_error *err)
+{
+    (void)tokens, (void)err;
+    *(long *)ctx += (long)n;
+    return RM_OK;
+}
+
+/* Encodes text once into a counter, timed: the encoder alone, without
+ * reading, loading or printing. */
+static int print_stats(rm_text_tokenizer *t, const uint8_t *text, size_t len, rm_error *err)
+{
+    long tokens = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (rm_tokenizer_encode(t, text, len, count_ids, &tokens, err) != RM_OK)
+        return RM_ERR;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    fprintf(stderr, "%s: %zu bytes, %ld tokens in %.3f s: %.2f MB/s\n", t->tok->name, len, tokens, s,
+            s > 0 ? (double)len / 1e6 / s : 0.0);
+    return RM_OK;
 }
 
 typedef struct id_printer {
@@ -98,10 +122,12 @@ static int decode_ids(rm_text_tokenizer *t, const char *path, const uint8_t *tex
 int rm_tokenize_tool_main(int argc, char **argv)
 {
     const char *name = NULL, *vocab_dir = NULL, *path = NULL;
-    int decode = 0;
+    int decode = 0, stats = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--decode") == 0) {
             decode = 1;
+        } else if (strcmp(argv[i], "--stats") == 0) {
+            stats = 1;
         } else if ((strcmp(argv[i], "--tokenizer") == 0 || strcmp(argv[i], "--vocab-dir") == 0) && i + 1 < argc) {
             *(argv[i][2] == 't' ? &name : &vocab_dir) = argv[i + 1];
             i++;
@@ -131,7 +157,9 @@ int rm_tokenize_tool_main(int argc, char **argv)
         status = decode_ids(&t, path, text, len, &err);
     } else if (text) {
         id_printer p = {0};
-        status = rm_tokenizer_encode(&t, text, len, print_ids, &p, &err);
+        status = stats ? print_stats(&t, text, len, &err) : RM_OK;
+        if (status == RM_OK)
+            status = rm_tokenizer_encode(&t, text, len, print_ids, &p, &err);
         if (status == RM_OK && p.printed)
             putchar('\n');
     }
