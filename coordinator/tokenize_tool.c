@@ -108,10 +108,13 @@ static int decode_ids(rm_text_tokenizer *t, const char *path, const uint8_t *tex
         const uint8_t *bytes = NULL;
         if (i > start && id <= UINT32_MAX && (i == len || text[i] <= ' '))
             bytes = rm_tokenizer_token_bytes(t, (uint32_t)id, &n);
-        if (!bytes)
-            return rm_fail(err, "%s: id %ld ('%.*s') is not a token of %s (vocabulary %ld)", path, at,
-                           (int)(i + 1 - start < 24 ? i + 1 - start : 24), (const char *)text + start, t->tok->name,
-                           t->tok->vocab);
+        if (!bytes) {
+            size_t word_end = start;
+            while (word_end < len && word_end - start < 24 && text[word_end] > ' ')
+                word_end++;
+            return rm_fail(err, "%s: '%.*s' (id number %ld) is not a token of %s (vocabulary %ld)", path,
+                           (int)(word_end - start), (const char *)text + start, at, t->tok->name, t->tok->vocab);
+        }
         if (fwrite(bytes, 1, n, stdout) != n)
             return rm_fail_errno(err, errno, "writing text");
         at++;
