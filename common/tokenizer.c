@@ -103,3 +103,14 @@ void rm_tokenizer_close(rm_text_tokenizer *t)
     t->tok = NULL;
     t->state = NULL;
 }
+
+int rm_tokenizer_encode(rm_text_tokenizer *t, const uint8_t *text, size_t len, rm_token_sink sink, void *ctx,
+                        rm_error *err)
+{
+    return t->tok->encode(t->state, text, len, sink, ctx, err);
+}
+
+const uint8_t *rm_tokenizer_token_bytes(const rm_text_tokenizer *t, uint32_t id, size_t *len)
+{
+    return t->tok->token_bytes(t->state, id, len);
+}

@@ -47,15 +47,10 @@ typedef struct rm_text_tokenizer {
 int rm_tokenizer_open(const char *name, const char *vocab_dir, rm_text_tokenizer *out, rm_error *err);
 void rm_tokenizer_close(rm_text_tokenizer *t);
 
-static inline int rm_tokenizer_encode(rm_text_tokenizer *t, const uint8_t *text, size_t len, rm_token_sink sink,
-                                      void *ctx, rm_error *err)
-{
-    return t->tok->encode(t->state, text, len, sink, ctx, err);
-}
-
-static inline const uint8_t *rm_tokenizer_token_bytes(const rm_text_tokenizer *t, uint32_t id, size_t *len)
-{
-    return t->tok->token_bytes(t->state, id, len);
-}
+/* Encodes text with t (tok->encode with its state). */
+int rm_tokenizer_encode(rm_text_tokenizer *t, const uint8_t *text, size_t len, rm_token_sink sink, void *ctx,
+                        rm_error *err);
+/* The bytes token id stands for, owned by t; NULL when id is not a token. */
+const uint8_t *rm_tokenizer_token_bytes(const rm_text_tokenizer *t, uint32_t id, size_t *len);
 
 #endif
