@@ -51,7 +51,7 @@ static void usage(FILE *out)
             "      blank-line-separated block), whole documents to val, each followed by end-of-text;\n"
             "      gpt2 reads encoder.json and vocab.bpe from --vocab-dir (data/gpt2-vocab:\n"
             "      scripts/fetch-gpt2-vocab.sh fetches them)\n"
-            "  ringmaster data tokenize --tokenizer bytes|gpt2 [--vocab-dir DIR] [--decode] FILE\n"
+            "  ringmaster data tokenize --tokenizer bytes|gpt2 [--vocab-dir DIR] [--decode] [--stats] FILE\n"
             "      print FILE's token ids, space-separated; --decode: ids back to text\n"
             "  ringmaster data import-tokens FILE.bin... --out DIR/SPLIT [--vocab N] [--eot N] [--tokenizer NAME]\n"
             "                            [--shard-tokens N] [--encrypt --key-file KEY]\n"
