@@ -3,6 +3,7 @@
 
 #include "fsutil.h"
 #include "hash.h"
+#include "utf8_repair.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -665,67 +666,6 @@ static void cache_put(rm_gpt2 *g, cache_slot *s, const uint8_t *word, size_t n, 
 
 /* ---- text ---- */
 
-/* The WHATWG UTF-8 decoder's repair (what TextDecoder, and so the
- * reference's JavaScript reading a file, does): each maximal prefix of a
- * valid sequence that cannot be completed, and each byte that starts none,
- * becomes U+FFFD. Returns NULL when text is valid UTF-8 (use it as it is),
- * else a repaired copy the caller frees, its length in *out_len; sets
- * *failed on out of memory. */
-static uint8_t *repair_utf8(const uint8_t *s, size_t len, size_t *out_len, int *failed)
-{
-    uint8_t *out = NULL;
-    size_t n = 0;
-    *failed = 0;
-    for (size_t i = 0; i < len;) {
-        uint8_t b = s[i];
-        size_t need;
-        uint8_t lo = 0x80, hi = 0xBF;
-        if (b < 0x80) {
-            need = 0;
-        } else if (b >= 0xC2 && b <= 0xDF) {
-            need = 1;
-        } else if (b >= 0xE0 && b <= 0xEF) {
-            need = 2;
-            lo = b == 0xE0 ? 0xA0 : 0x80;
-            hi = b == 0xED ? 0x9F : 0xBF;
-        } else if (b >= 0xF0 && b <= 0xF4) {
-            need = 3;
-            lo = b == 0xF0 ? 0x90 : 0x80;
-            hi = b == 0xF4 ? 0x8F : 0xBF;
-        } else {
-            need = SIZE_MAX; /* starts no sequence */
-        }
-        size_t j = i + 1;
-        int valid = need != SIZE_MAX;
-        for (size_t k = 0; valid && k < need; k++) {
-            valid = j < len && s[j] >= lo && s[j] <= hi;
-            j += valid;
-            lo = 0x80, hi = 0xBF;
-        }
-        if (valid) {
-            if (out)
-                memcpy(out + n, s + i, j - i), n += j - i;
-            i = j;
-            continue;
-        }
-        if (!out) {
-            out = malloc(len * 3); /* each byte at worst becomes 3 */
-            if (!out) {
-                *failed = 1;
-                return NULL;
-            }
-            memcpy(out, s, i);
-            n = i;
-        }
-        memcpy(out + n, "\xEF\xBF\xBD", 3);
-        n += 3;
-        /* the byte that broke the sequence (at j) starts the next one */
-        i = j;
-    }
-    *out_len = n;
-    return out;
-}
-
 typedef struct token_out {
     uint32_t buf[OUT_CHUNK];
     size_t n;
@@ -748,12 +688,14 @@ static int emit(token_out *o, const uint32_t *ids, size_t n, rm_error *err)
 
 int rm_gpt2_encode(rm_gpt2 *g, const uint8_t *text, size_t len, rm_token_sink sink, void *ctx, rm_error *err)
 {
-    int failed;
-    size_t repaired_len;
-    uint8_t *repaired = repair_utf8(text, len, &repaired_len, &failed);
-    if (failed)
-        return rm_fail(err, "out of memory repairing invalid UTF-8 in %zu bytes of text", len);
-    if (repaired) {
+    /* the text as the reference's JavaScript reads it (tokenizer_gpt2.h) */
+    size_t replacements, repaired_len = rm_utf8_repaired_len(text, len, &replacements);
+    uint8_t *repaired = NULL;
+    if (replacements) {
+        repaired = malloc(repaired_len);
+        if (!repaired)
+            return rm_fail(err, "out of memory repairing invalid UTF-8 in %zu bytes of text", len);
+        rm_utf8_repair(text, len, repaired);
         text = repaired;
         len = repaired_len;
     }
