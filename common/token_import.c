@@ -296,7 +296,7 @@ static void input_close(input_map *m)
 /* ---- text ---- */
 
 typedef struct text_import {
-    const rm_tokenizer *tok;
+    rm_text_tokenizer tok;
     double val_fraction;
     split_writer train, val;
     long documents; /* so far, over all files: the next document's ordinal */
@@ -308,8 +308,8 @@ static int put_document(text_import *t, const uint8_t *text, size_t len, rm_erro
 {
     double f = t->val_fraction, k = (double)t->documents;
     split_writer *w = f > 0 && floor((k + 1) * f) > floor(k * f) ? &t->val : &t->train;
-    uint32_t eot = (uint32_t)t->tok->eot;
-    if (t->tok->encode(text, len, writer_put, w, err) != RM_OK || writer_put(w, &eot, 1, err) != RM_OK)
+    uint32_t eot = (uint32_t)t->tok.tok->eot;
+    if (rm_tokenizer_encode(&t->tok, text, len, writer_put, w, err) != RM_OK || writer_put(w, &eot, 1, err) != RM_OK)
         return RM_ERR;
     w->documents++;
     t->documents++;
@@ -379,11 +379,6 @@ int rm_token_import_text(const char *const *files, int n_files, const char *out_
 {
     if (n_files < 1)
         return rm_fail(err, "no input files");
-    const rm_tokenizer *tok = rm_tokenizer_find(opt->tokenizer, err);
-    if (!tok)
-        return RM_ERR;
-    if (!tok->encode)
-        return rm_fail(err, "--tokenizer %s: %s", tok->name, tok->unavailable);
     double f = opt->val_fraction;
     if (!(f >= 0 && f < 1))
         return rm_fail(err, "--val-fraction %g: must be at least 0 and below 1 (1 would leave the train split empty)",
@@ -393,7 +388,9 @@ int rm_token_import_text(const char *const *files, int n_files, const char *out_
 
     text_import t;
     memset(&t, 0, sizeof t);
-    t.tok = tok;
+    if (rm_tokenizer_open(opt->tokenizer, opt->vocab_dir, &t.tok, err) != RM_OK)
+        return RM_ERR;
+    const rm_tokenizer *tok = t.tok.tok;
     t.val_fraction = f;
     staging o;
     memset(&o, 0, sizeof o);
@@ -434,6 +431,7 @@ out:
         staging_abandon(&o);
     writer_free(&t.train);
     writer_free(&t.val);
+    rm_tokenizer_close(&t.tok);
     return rc;
 }
 

@@ -30,6 +30,7 @@ typedef struct rm_token_split_summary {
 
 typedef struct rm_text_import_options {
     const char *tokenizer;    /* a name rm_tokenizer_find knows and can encode with */
+    const char *vocab_dir;    /* the tokenizer's files (gpt2: encoder.json, vocab.bpe); NULL: its default */
     double val_fraction;      /* 0 <= f < 1; 0: no val split */
     int split_on_blank_lines; /* a document per blank-line-separated block, not per file */
     long shard_tokens;        /* at most this many tokens per shard */

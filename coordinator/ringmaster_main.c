@@ -15,6 +15,7 @@
 #include "run_dir.h"
 #include "security_tool.h"
 #include "token_import.h"
+#include "tokenize_tool.h"
 
 #include <errno.h>
 #include <libgen.h>
@@ -43,10 +44,15 @@ static void usage(FILE *out)
             "  ringmaster data import-idx --images FILE --labels FILE --out DIR [--shard-samples N]\n"
             "                            [--encrypt --key-file KEY]\n"
             "      convert MNIST-style IDX files (gzipped or not) into a shard set (sealed with KEY)\n"
-            "  ringmaster data import-text FILE... --out DIR --tokenizer bytes [--val-fraction F (0.1)]\n"
-            "                            [--split-on-blank-lines] [--shard-tokens N] [--encrypt --key-file KEY]\n"
+            "  ringmaster data import-text FILE... --out DIR --tokenizer bytes|gpt2 [--vocab-dir DIR]\n"
+            "                            [--val-fraction F (0.1)] [--split-on-blank-lines] [--shard-tokens N]\n"
+            "                            [--encrypt --key-file KEY]\n"
             "      tokenize text into token splits DIR/train and DIR/val: a document per file (or per\n"
-            "      blank-line-separated block), whole documents to val, each followed by end-of-text\n"
+            "      blank-line-separated block), whole documents to val, each followed by end-of-text;\n"
+            "      gpt2 reads encoder.json and vocab.bpe from --vocab-dir (data/gpt2-vocab:\n"
+            "      scripts/fetch-gpt2-vocab.sh fetches them)\n"
+            "  ringmaster data tokenize --tokenizer bytes|gpt2 [--vocab-dir DIR] [--decode] [--stats] FILE\n"
+            "      print FILE's token ids, space-separated; --decode: ids back to text\n"
             "  ringmaster data import-tokens FILE.bin... --out DIR/SPLIT [--vocab N] [--eot N] [--tokenizer NAME]\n"
             "                            [--shard-tokens N] [--encrypt --key-file KEY]\n"
             "      convert llm.c token files (uint16, magic 20240520; default gpt2: vocab 50257, eot 50256)\n"
@@ -449,7 +455,7 @@ static void print_split(const char *name, const rm_token_split_summary *s)
 typedef struct token_import_args {
     const char **files;
     int n_files;
-    const char *out, *tokenizer, *key_file;
+    const char *out, *tokenizer, *key_file, *vocab_dir;
     int encrypt, split_on_blank_lines;
     double val_fraction;
     long shard_tokens, vocab, eot;
@@ -473,7 +479,7 @@ static int parse_token_import(int argc, char **argv, int text, token_import_args
         }
         int known = strcmp(arg, "--out") == 0 || strcmp(arg, "--tokenizer") == 0 || strcmp(arg, "--key-file") == 0 ||
                     strcmp(arg, "--shard-tokens") == 0 ||
-                    (text ? strcmp(arg, "--val-fraction") == 0
+                    (text ? strcmp(arg, "--val-fraction") == 0 || strcmp(arg, "--vocab-dir") == 0
                           : strcmp(arg, "--vocab") == 0 || strcmp(arg, "--eot") == 0);
         if (!known) {
             rm_error_log("unknown option %s", arg);
@@ -491,6 +497,8 @@ static int parse_token_import(int argc, char **argv, int text, token_import_args
             a->tokenizer = val;
         } else if (strcmp(arg, "--key-file") == 0) {
             a->key_file = val;
+        } else if (strcmp(arg, "--vocab-dir") == 0) {
+            a->vocab_dir = val;
         } else if (strcmp(arg, "--val-fraction") == 0) {
             char *end;
             a->val_fraction = strtod(val, &end);
@@ -522,7 +530,7 @@ static int cmd_import_text(int argc, char **argv)
         return 1;
     int status = parse_token_import(argc, argv, 1, &a);
     if (status == 0) {
-        rm_text_import_options opt = {a.tokenizer, a.val_fraction, a.split_on_blank_lines, a.shard_tokens,
+        rm_text_import_options opt = {a.tokenizer, a.vocab_dir, a.val_fraction, a.split_on_blank_lines, a.shard_tokens,
                                       rm_security_key()};
         rm_token_split_summary train, val;
         rm_error err;
@@ -596,8 +604,10 @@ int main(int argc, char **argv)
         return cmd_import_text(argc - 3, argv + 3);
     if (strcmp(cmd, "data") == 0 && argc >= 3 && strcmp(argv[2], "import-tokens") == 0)
         return cmd_import_tokens(argc - 3, argv + 3);
+    if (strcmp(cmd, "data") == 0 && argc >= 3 && strcmp(argv[2], "tokenize") == 0)
+        return rm_tokenize_tool_main(argc - 3, argv + 3);
     if (strcmp(cmd, "data") == 0) {
-        rm_error_log("data needs a command: import-idx, import-text or import-tokens");
+        rm_error_log("data needs a command: import-idx, import-text, import-tokens or tokenize");
         usage(stderr);
         return 2;
     }

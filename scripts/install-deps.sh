@@ -8,13 +8,16 @@ packages=(
   openmpi-bin libopenmpi-dev
   libyaml-dev check libopenblas-dev zlib1g-dev libxxhash-dev
   libmicrohttpd-dev gnuplot-nox libsodium-dev
+  libpcre2-dev
   dataset-fashion-mnist
   python3
 )
 # --tests: what the test suite drives besides ringmaster (a real Slurm,
-# curl for /metrics)
+# curl for /metrics, node and npm for the reference GPT-2 encoders)
 if [ "${1:-}" = "--tests" ]; then
-  packages+=(slurm-wlm munge curl)
+  packages+=(slurm-wlm munge curl nodejs)
+  # Debian packs npm apart; NodeSource's nodejs carries its own
+  command -v npm >/dev/null || packages+=(npm)
 fi
 # --fuzz: clang with libFuzzer, for scripts/fuzz.sh
 if [ "${1:-}" = "--fuzz" ]; then

@@ -97,7 +97,7 @@ static void expect_byte_stream(const char *dir, const char *const *docs, const s
 
 static rm_text_import_options text_options(double val_fraction, long shard_tokens)
 {
-    return (rm_text_import_options){"bytes", val_fraction, 0, shard_tokens, NULL};
+    return (rm_text_import_options){"bytes", NULL, val_fraction, 0, shard_tokens, NULL};
 }
 
 static void split_path(char *out, const char *split)
@@ -624,7 +624,9 @@ START_TEST(failed_text_import_leaves_nothing)
     expect_text_refused(&good, 1, &opt, "--val-fraction 1", "below 1");
     opt.val_fraction = 0;
     opt.tokenizer = "gpt2";
-    expect_text_refused(&good, 1, &opt, "--tokenizer gpt2", "not available yet");
+    opt.vocab_dir = scratch; /* no encoder.json there: named, with the script that fetches it */
+    expect_text_refused(&good, 1, &opt, "encoder.json", "fetch-gpt2-vocab.sh");
+    opt.vocab_dir = NULL;
     opt.tokenizer = "nope";
     expect_text_refused(&good, 1, &opt, "'nope'", "unknown tokenizer");
     opt.tokenizer = "bytes";
