@@ -155,10 +155,14 @@ int rm_audit_append(const char *run_dir, const char *event, const char *fields, 
         rm_fail(err, "%s: audit record for '%s' is too long or spans lines", path, event);
         goto out;
     }
-    /* one write: a line is all there or (after a crash) visibly torn */
+    /* one write: a line is all there or (after a crash) visibly torn; a
+     * short write (disk full) is cut back, never left half there */
     ssize_t w = write(fd, line, (size_t)n);
     if (w != n) {
-        rm_fail_errno(err, w < 0 ? errno : EIO, "%s: write failed", path);
+        rm_fail_errno(err, w < 0 ? errno : ENOSPC, "%s: write failed", path);
+        if (w > 0 && ftruncate(fd, st.st_size) != 0)
+            snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg),
+                     " (its last line could not be cut back)");
         goto out;
     }
     if (fsync(fd) != 0) {

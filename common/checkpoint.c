@@ -680,8 +680,8 @@ static int sealed_for_another_key(const char *dir, rm_error *err)
     return other;
 }
 
-int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
-                        void *ctx, rm_error *err)
+static int find_newest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
+                       void *ctx, int verify, rm_error *err)
 {
     long *steps;
     int n;
@@ -707,7 +707,7 @@ int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t
             return RM_ERR;
         }
         if (rm_ckpt_manifest_read(dir, m, &why) == RM_OK) {
-            if (m->step == steps[i] && rm_ckpt_verify(dir, m, &why) == RM_OK) {
+            if (m->step == steps[i] && (!verify || rm_ckpt_verify(dir, m, &why) == RM_OK)) {
                 free(steps);
                 return RM_OK;
             }
@@ -722,4 +722,28 @@ int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t
     dir[0] = '\0';
     err->msg[0] = '\0';
     return RM_ERR;
+}
+
+int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
+                        void *ctx, rm_error *err)
+{
+    return find_newest(root, m, dir, dir_cap, skipped, ctx, 1, err);
+}
+
+int rm_ckpt_find_newest_manifest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_error *err)
+{
+    return find_newest(root, m, dir, dir_cap, NULL, NULL, 0, err);
+}
+
+int rm_ckpt_check_job(const rm_ckpt_manifest *m, const char *dir, uint64_t training_hash, uint64_t dataset_hash,
+                      long n_params, rm_error *err)
+{
+    if (m->training_hash != training_hash)
+        return rm_fail(err,
+                       "checkpoint %s was made by a different model, data or train config; resume it with the config "
+                       "in its run directory, or start in a new --run-dir",
+                       dir);
+    if (m->dataset_hash != dataset_hash || (n_params >= 0 && m->n_params != n_params))
+        return rm_fail(err, "checkpoint %s was made on another dataset index or model size", dir);
+    return RM_OK;
 }

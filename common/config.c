@@ -148,6 +148,7 @@ void rm_config_defaults(rm_config *cfg)
     cfg->seed = 1;
     cfg->bucket_mb = 1;
     cfg->ckpt_keep = 3;
+    cfg->ckpt_on_error = RM_CKPT_ON_ERROR_STOP; /* a checkpoint that was not written is a stop, unless asked */
     cfg->max_restarts = 3;
     cfg->restart_backoff_s = 1;
     cfg->hang_timeout_s = 60;

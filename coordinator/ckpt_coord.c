@@ -144,6 +144,7 @@ int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_d
                  "\"step\":%ld,\"dir\":\"%s\",\"manifest_blake2b\":\"%s\",\"write_s\":%.6f,\"commit_s\":%.6f",
                  p->step, name, digest, p->write_s_max, rm_now_s() - t0);
         rm_run_dir_event(rd, "checkpoint", fields);
+        rm_run_dir_sync(rd); /* the logs up to this checkpoint are on disk with it (a failure stops the job) */
     }
     p->step = -1;
     return RM_OK;
