@@ -132,6 +132,8 @@ int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_
             m->created_unix);
     fprintf(f, "  \"config_hash\": \"%s\",\n  \"training_hash\": \"%s\",\n  \"dataset_index_hash\": \"%s\",\n", cfg,
             train, data);
+    if (m->audit_seq > 0)
+        fprintf(f, "  \"audit\": {\"seq\": %ld, \"head\": \"%s\"},\n", m->audit_seq, m->audit_head);
     fprintf(f, "  \"files\": [\n");
     for (int i = 0; i < m->n_files; i++) {
         const rm_ckpt_file *cf = &m->files[i];
@@ -327,6 +329,17 @@ int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err)
         }
     }
     m->n_tensors = (int)tensors->count;
+    const rm_yaml_node *audit = rm_yaml_get(root, "audit");
+    if (audit) { /* checkpoints from before the audit head was recorded have none */
+        const rm_yaml_node *head = rm_yaml_get(audit, "head");
+        if (audit->kind != RM_YAML_MAPPING || get_long(audit, "seq", &m->audit_seq, path, err) != RM_OK ||
+            m->audit_seq < 1 || !head || head->kind != RM_YAML_SCALAR || strlen(head->value) != 64 ||
+            head->value[strspn(head->value, "0123456789abcdef")] != '\0') {
+            rm_fail(err, "%s: malformed audit head", path);
+            goto out;
+        }
+        snprintf(m->audit_head, sizeof m->audit_head, "%s", head->value);
+    }
     const rm_yaml_node *model = rm_yaml_get(root, "model");
     if (model && model->kind == RM_YAML_MAPPING) {
         const rm_yaml_node *type = rm_yaml_get(model, "type");

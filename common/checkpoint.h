@@ -69,6 +69,10 @@ typedef struct rm_ckpt_manifest {
     int n_tensors;
     rm_ckpt_tensor *tensors; /* owned; names and shapes inside the parameters */
     rm_ckpt_model model;
+    /* The audit trail's head when the checkpoint was committed (audit.h):
+     * its last line's seq (0: none recorded) and BLAKE2b-256. */
+    long audit_seq;
+    char audit_head[65];
 } rm_ckpt_manifest;
 
 /* "step-00000100" */

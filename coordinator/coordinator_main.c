@@ -587,10 +587,13 @@ int main(int argc, char **argv)
             rm_info("stopped on %s after step %ld with a checkpoint (exit %d%s)", signal_name(c.stopping_on_signal),
                     c.end_step, exit_code, exit_code == RM_EXIT_REQUEUE ? ": requeue me" : "");
     } else {
+        /* run_end first: summary.json records the trail's head with it */
+        rm_run_dir_event(&c.rd, "end", "\"status\":\"completed\"");
+        if (c.rd.write_failed)
+            abort_on_write_failure(&c);
         if (metrics_write_summary(&c, rm_now_s() - t0, &err) != RM_OK)
             coordinator_abort_code(&c, -1, c.total_steps, err.msg,
                                    rm_error_is_storage(&err) ? RM_EXIT_STORAGE : RM_EXIT_FAILED);
-        rm_run_dir_event(&c.rd, "end", "\"status\":\"completed\"");
     }
     if (c.rd.write_failed || rm_run_dir_sync(&c.rd) != RM_OK)
         abort_on_write_failure(&c);

@@ -1,6 +1,7 @@
 /* What the coordinator records about training: one metrics.jsonl line per
  * step, eval.jsonl per evaluation, the progress display and summary.json. */
 #include "coordinator.h"
+#include "audit.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "json.h"
@@ -282,7 +283,16 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     fputs(",\n  \"step_seconds_mean\": ", f);
     rm_json_number(f, c->steps_done ? c->train_s / (double)c->steps_done : 0);
     observe_write_summary(c->obs, sps, f);
-    fprintf(f, ",\n  \"weights_digest\": \"%s\",\n  \"config_hash\": \"%s\"\n}\n", digest, cfg_hash);
+    fprintf(f, ",\n  \"weights_digest\": \"%s\",\n  \"config_hash\": \"%s\"", digest, cfg_hash);
+    /* the audit trail's end (its run_end line): a trail cut short is found */
+    long audit_seq;
+    char audit_head[65];
+    if (rm_audit_head(c->rd.path, &audit_seq, audit_head, err) != RM_OK) {
+        fclose(f);
+        free(text);
+        return RM_ERR;
+    }
+    fprintf(f, ",\n  \"audit_seq\": %ld,\n  \"audit_head\": \"%s\"\n}\n", audit_seq, audit_head);
     fclose(f);
     char path[RM_PATH_CAP + 32];
     snprintf(path, sizeof path, "%s/summary.json", c->rd.path);
