@@ -132,6 +132,8 @@ int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_
             m->created_unix);
     fprintf(f, "  \"config_hash\": \"%s\",\n  \"training_hash\": \"%s\",\n  \"dataset_index_hash\": \"%s\",\n", cfg,
             train, data);
+    if (m->audit_seq > 0)
+        fprintf(f, "  \"audit\": {\"seq\": %ld, \"head\": \"%s\"},\n", m->audit_seq, m->audit_head);
     fprintf(f, "  \"files\": [\n");
     for (int i = 0; i < m->n_files; i++) {
         const rm_ckpt_file *cf = &m->files[i];
@@ -328,6 +330,17 @@ int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err)
         }
     }
     m->n_tensors = (int)tensors->count;
+    const rm_yaml_node *audit = rm_yaml_get(root, "audit");
+    if (audit) { /* checkpoints from before the audit head was recorded have none */
+        const rm_yaml_node *head = rm_yaml_get(audit, "head");
+        if (audit->kind != RM_YAML_MAPPING || get_long(audit, "seq", &m->audit_seq, path, err) != RM_OK ||
+            m->audit_seq < 1 || !head || head->kind != RM_YAML_SCALAR || strlen(head->value) != 64 ||
+            head->value[strspn(head->value, "0123456789abcdef")] != '\0') {
+            rm_fail(err, "%s: malformed audit head", path);
+            goto out;
+        }
+        snprintf(m->audit_head, sizeof m->audit_head, "%s", head->value);
+    }
     const rm_yaml_node *model = rm_yaml_get(root, "model");
     if (model && model->kind == RM_YAML_MAPPING) {
         const rm_yaml_node *type = rm_yaml_get(model, "type");
@@ -684,8 +697,8 @@ static int sealed_for_another_key(const char *dir, rm_error *err)
     return other;
 }
 
-int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
-                        void *ctx, rm_error *err)
+static int find_newest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
+                       void *ctx, int verify, rm_error *err)
 {
     long *steps;
     int n;
@@ -711,7 +724,7 @@ int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t
             return RM_ERR;
         }
         if (rm_ckpt_manifest_read(dir, m, &why) == RM_OK) {
-            if (m->step == steps[i] && rm_ckpt_verify(dir, m, &why) == RM_OK) {
+            if (m->step == steps[i] && (!verify || rm_ckpt_verify(dir, m, &why) == RM_OK)) {
                 free(steps);
                 return RM_OK;
             }
@@ -726,4 +739,28 @@ int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t
     dir[0] = '\0';
     err->msg[0] = '\0';
     return RM_ERR;
+}
+
+int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
+                        void *ctx, rm_error *err)
+{
+    return find_newest(root, m, dir, dir_cap, skipped, ctx, 1, err);
+}
+
+int rm_ckpt_find_newest_manifest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_error *err)
+{
+    return find_newest(root, m, dir, dir_cap, NULL, NULL, 0, err);
+}
+
+int rm_ckpt_check_job(const rm_ckpt_manifest *m, const char *dir, uint64_t training_hash, uint64_t dataset_hash,
+                      long n_params, rm_error *err)
+{
+    if (m->training_hash != training_hash)
+        return rm_fail(err,
+                       "checkpoint %s was made by a different model, data or train config; resume it with the config "
+                       "in its run directory, or start in a new --run-dir",
+                       dir);
+    if (m->dataset_hash != dataset_hash || (n_params >= 0 && m->n_params != n_params))
+        return rm_fail(err, "checkpoint %s was made on another dataset index or model size", dir);
+    return RM_OK;
 }

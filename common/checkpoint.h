@@ -70,6 +70,10 @@ typedef struct rm_ckpt_manifest {
     int n_tensors;
     rm_ckpt_tensor *tensors; /* owned; names and shapes inside the parameters */
     rm_ckpt_model model;
+    /* The audit trail's head when the checkpoint was committed (audit.h):
+     * its last line's seq (0: none recorded) and BLAKE2b-256. */
+    long audit_seq;
+    char audit_head[65];
 } rm_ckpt_manifest;
 
 /* "step-00000100" */
@@ -109,6 +113,16 @@ int rm_ckpt_list(const char *root, long **steps, int *n, rm_error *err);
 typedef void (*rm_ckpt_skip_fn)(void *ctx, const char *dir, const char *reason);
 int rm_ckpt_find_latest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_ckpt_skip_fn skipped,
                         void *ctx, rm_error *err);
+
+/* The same without reading the checkpoint files: the newest checkpoint
+ * whose manifest reads (a quick look before a resume is accepted). */
+int rm_ckpt_find_newest_manifest(const char *root, rm_ckpt_manifest *m, char *dir, size_t dir_cap, rm_error *err);
+
+/* RM_OK if the checkpoint in dir belongs to the job with these hashes (and
+ * model size; n_params < 0: not checked): resuming another job's would
+ * silently train something else. */
+int rm_ckpt_check_job(const rm_ckpt_manifest *m, const char *dir, uint64_t training_hash, uint64_t dataset_hash,
+                      long n_params, rm_error *err);
 
 /* BLAKE2b-256 of dir/manifest.json, 64 hex digits: the manifest names
  * every file by checksum, so this digest names the whole checkpoint. */

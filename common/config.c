@@ -154,6 +154,7 @@ void rm_config_defaults(rm_config *cfg)
     cfg->seed = 1;
     cfg->bucket_mb = 1;
     cfg->ckpt_keep = 3;
+    cfg->ckpt_on_error = RM_CKPT_ON_ERROR_STOP; /* a checkpoint that was not written is a stop, unless asked */
     cfg->max_restarts = 3;
     cfg->restart_backoff_s = 1;
     cfg->hang_timeout_s = 60;
@@ -296,12 +297,31 @@ static int parse_double(const char *s, double *out)
     return RM_OK;
 }
 
+/* A number as a reader wants it: 16777216, not 1.67772e+07. */
+static void format_number(double v, char *out, size_t cap)
+{
+    if (v == floor(v) && fabs(v) < 1e16) {
+        snprintf(out, cap, "%.0f", v);
+        return;
+    }
+    for (int digits = 6; digits <= 17; digits++) { /* the shortest that reads back the same */
+        snprintf(out, cap, "%.*g", digits, v);
+        if (strtod(out, NULL) == v)
+            return;
+    }
+}
+
 static int check_range(const key_spec *k, double v, const char *loc, rm_error *err)
 {
     int low = k->min_exclusive ? v <= k->min : v < k->min;
-    if (low || v > k->max)
-        return rm_fail(err, "%s: %s = %g is out of range: must be %s %g and <= %g", loc, k->path, v,
-                       k->min_exclusive ? ">" : ">=", k->min, k->max);
+    if (low || v > k->max) {
+        char got[40], lo[40], hi[40];
+        format_number(v, got, sizeof got);
+        format_number(k->min, lo, sizeof lo);
+        format_number(k->max, hi, sizeof hi);
+        return rm_fail(err, "%s: %s = %s is out of range: must be %s %s and <= %s", loc, k->path, got,
+                       k->min_exclusive ? ">" : ">=", lo, hi);
+    }
     return RM_OK;
 }
 
@@ -409,8 +429,12 @@ static int assign(rm_config *cfg, const key_spec *k, const rm_yaml_node *n, cons
 static int apply_tree(rm_config *cfg, const rm_yaml_node *root, rm_error *err)
 {
     const char *file = cfg->source_path;
-    if (!root)
-        return RM_OK; /* an empty file means all defaults */
+    /* an empty file is a mistake (the wrong file, a failed copy), not a
+     * request for every default */
+    if (!root || (root->kind == RM_YAML_MAPPING && root->count == 0))
+        return rm_fail(err, "%s: is empty: a job config says at least where its data is (data.dir) and how long "
+                            "to train (train.epochs or train.steps); see configs/fashion_mnist.yaml",
+                       file);
     if (root->kind != RM_YAML_MAPPING)
         return rm_fail(err, "%s:%d:%d: a job config is a mapping of sections (model:, data:, train:, ...), got %s",
                        file, root->line, root->col, kind_name(root));
@@ -591,6 +615,21 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
     }
     if (cfg->epochs <= 0 && cfg->steps <= 0)
         return fail_at(cfg, "train.epochs", err, "the job has no length: set train.epochs or train.steps > 0");
+    if (cfg->global_batch % cfg->workers != 0) {
+        /* blame what was given last: --workers on the command line, not
+         * the file's global batch that was fine before it */
+        size_t iw = 0, ib = 0;
+        find_key("launch.workers", &iw);
+        find_key("train.global_batch", &ib);
+        if (cfg->marks[iw].from_set && !cfg->marks[ib].from_set) {
+            char batch_at[RM_PATH_CAP + 64];
+            where(cfg, ib, batch_at, sizeof batch_at);
+            return fail_at(cfg, "launch.workers", err,
+                           "global batch %ld (%s) does not divide evenly over %ld workers; use a worker count that "
+                           "divides it",
+                           cfg->global_batch, batch_at, cfg->workers);
+        }
+    }
     if (cfg->global_batch % cfg->workers != 0)
         return fail_at(cfg, "train.global_batch", err,
                        "global batch %ld does not divide evenly over %ld workers (launch.workers); "

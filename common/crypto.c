@@ -146,6 +146,11 @@ void rm_key_id_hex(const rm_secret_key *key, char out[17])
     sodium_bin2hex(out, 17, key->id, sizeof key->id);
 }
 
+void rm_key_derive(const rm_secret_key *key, const char *label, uint8_t out[RM_KEY_BYTES])
+{
+    crypto_generichash(out, RM_KEY_BYTES, (const unsigned char *)label, strlen(label), key->bytes, RM_KEY_BYTES);
+}
+
 int rm_key_matches_seal(const rm_secret_key *key, const uint8_t seal[RM_SEAL_HEADER_BYTES])
 {
     return key && sodium_memcmp(seal + 24, key->id, RM_KEY_ID_BYTES) == 0;

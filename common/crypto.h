@@ -53,6 +53,11 @@ int rm_key_generate(const char *path, rm_error *err);
  * fixed label), for "sealed with another key" messages. */
 void rm_key_id_hex(const rm_secret_key *key, char out[17]);
 
+/* A subkey for one purpose (keyed BLAKE2b-256 of label): the audit chain's
+ * MAC key, so the key itself is used for one thing only. out is the
+ * caller's; wipe it after use (sodium_memzero). */
+void rm_key_derive(const rm_secret_key *key, const char *label, uint8_t out[RM_KEY_BYTES]);
+
 /* 1 if a sealed file's seal header names this key (key may be NULL: 0). */
 int rm_key_matches_seal(const rm_secret_key *key, const uint8_t seal[RM_SEAL_HEADER_BYTES]);
 

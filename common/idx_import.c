@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define IDX_TYPE_U8 0x08
@@ -147,9 +148,34 @@ int rm_idx_import(const char *images_path, const char *labels_path, const char *
     return rm_idx_import_sealed(images_path, labels_path, out_dir, shard_samples, NULL, result, err);
 }
 
+/* After a failed import: the shards written (the index, written last and
+ * atomically, was not), then the directories this import made (from
+ * out_dir up to created_top), so a failure leaves nothing behind. */
+static void undo_import(const char *out_dir, const char *created_top, int shards_written)
+{
+    char path[4096];
+    for (int s = 0; s < shards_written; s++) {
+        snprintf(path, sizeof path, "%s/shard-%05d.rms", out_dir, s);
+        unlink(path);
+    }
+    if (!created_top[0])
+        return;
+    snprintf(path, sizeof path, "%s", out_dir);
+    for (;;) {
+        if (rmdir(path) != 0 || strcmp(path, created_top) == 0)
+            break;
+        char *slash = strrchr(path, '/');
+        if (!slash || slash == path)
+            break;
+        *slash = '\0';
+    }
+}
+
 int rm_idx_import_sealed(const char *images_path, const char *labels_path, const char *out_dir, long shard_samples,
                          const rm_secret_key *key, rm_idx_import_result *result, rm_error *err)
 {
+    char created_top[4096] = ""; /* the outermost directory this import creates, if any */
+    int shards_written = 0;
     idx_file images, labels;
     rm_shard_index index = {0};
     uint8_t *records = NULL, *pixels = NULL, *label_bytes = NULL;
@@ -174,6 +200,18 @@ int rm_idx_import_sealed(const char *images_path, const char *labels_path, const
         goto out;
     }
     long input_dim = images.dims[1] * images.dims[2];
+    {
+        char probe[4096];
+        struct stat st;
+        snprintf(probe, sizeof probe, "%s", out_dir);
+        while (probe[0] && stat(probe, &st) != 0) {
+            snprintf(created_top, sizeof created_top, "%s", probe);
+            char *slash = strrchr(probe, '/');
+            if (!slash)
+                break;
+            *slash = '\0';
+        }
+    }
     if (rm_mkdirs(out_dir, 0755, err) != RM_OK)
         goto out;
 
@@ -225,6 +263,7 @@ int rm_idx_import_sealed(const char *images_path, const char *labels_path, const
         info->samples = count;
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", out_dir, info->file);
+        shards_written = s + 1; /* a failed write may leave part of it */
         if (rm_shard_write_sealed(path, records, count, record_bytes, key, &info->checksum, err) != RM_OK)
             goto out;
     }
@@ -246,6 +285,8 @@ int rm_idx_import_sealed(const char *images_path, const char *labels_path, const
         *result = (rm_idx_import_result){n, input_dim, index.classes, n_shards};
     rc = RM_OK;
 out:
+    if (rc != RM_OK)
+        undo_import(out_dir, created_top, shards_written);
     idx_close(&images);
     idx_close(&labels);
     if (records)

@@ -13,6 +13,8 @@ typedef struct build_state {
     rm_yaml_doc *doc;
     const char *origin;
     rm_error *err;
+    const char *text; /* the input, to say what is at an error */
+    size_t len;
 } build_state;
 
 static rm_yaml_node *node_new(build_state *st, rm_yaml_kind kind, yaml_mark_t mark)
@@ -67,9 +69,12 @@ static int next_event(build_state *st, yaml_parser_t *p, yaml_event_t *ev)
     if (yaml_parser_parse(p, ev))
         return RM_OK;
     yaml_mark_t m = p->problem_mark;
-    return rm_fail(st->err, "%s:%zu:%zu: invalid YAML: %s%s%s", st->origin, m.line + 1, m.column + 1,
-                   p->problem ? p->problem : "parse error", p->context ? " " : "",
-                   p->context ? p->context : "");
+    /* the most common cause of all, said in words */
+    int tab = st->text && m.index < st->len && st->text[m.index] == '\t';
+    return rm_fail(st->err, "%s:%zu:%zu: invalid YAML: %s%s%s%s%s", st->origin, m.line + 1, m.column + 1,
+                   tab ? "a tab character: YAML indents with spaces, never tabs (" : "",
+                   p->problem ? p->problem : "parse error", p->context ? " " : "", p->context ? p->context : "",
+                   tab ? ")" : "");
 }
 
 /* Parses one node whose first event is `ev` (consumed here). */
@@ -157,7 +162,7 @@ static int parse_limited(const char *text, size_t len, const char *origin, size_
     if (memchr(text, '\0', len))
         return rm_fail(err, "%s: not a text file (contains NUL bytes)", origin);
 
-    build_state st = {doc, origin, err};
+    build_state st = {doc, origin, err, text, len};
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
         return rm_fail(err, "%s: cannot initialise the YAML parser", origin);

@@ -1,5 +1,6 @@
 #include "ckpt_coord.h"
 
+#include "audit.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "log.h"
@@ -71,8 +72,9 @@ int rm_ckpt_coord_expect(rm_ckpt_coord *cc, long steps_done, rm_error *err)
                    RM_CKPT_COORD_PENDING);
 }
 
-/* Writes the manifest into the .tmp directory and commits it. */
-static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, rm_error *why)
+/* Writes the manifest into the .tmp directory and commits it. The manifest
+ * records the audit trail's head, so lines lost from its end are found. */
+static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, const char *run_dir, rm_error *why)
 {
     char name[32], tmp[RM_PATH_CAP + 48];
     rm_ckpt_dir_name(p->step, name, sizeof name);
@@ -85,7 +87,8 @@ static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, rm_error *why)
     m.created_unix = (long)time(NULL);
     m.n_files = cc->workers;
     m.files = p->files;
-    if (rm_ckpt_manifest_write(tmp, &m, cc->model, why) != RM_OK)
+    if (rm_audit_head(run_dir, &m.audit_seq, m.audit_head, why) != RM_OK ||
+        rm_ckpt_manifest_write(tmp, &m, cc->model, why) != RM_OK)
         return RM_ERR;
     return rm_ckpt_commit(cc->root, tmp, p->step, why);
 }
@@ -122,7 +125,7 @@ int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_d
     double t0 = rm_now_s();
     char name[32];
     rm_ckpt_dir_name(p->step, name, sizeof name);
-    if (p->failed || commit(cc, p, why) != RM_OK) {
+    if (p->failed || commit(cc, p, rd->path, why) != RM_OK) {
         if (p->failed)
             snprintf(why->msg, sizeof why->msg, "%s", p->reason);
         rm_ckpt_discard_tmp(cc->root, p->step);
@@ -144,6 +147,7 @@ int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_d
                  "\"step\":%ld,\"dir\":\"%s\",\"manifest_blake2b\":\"%s\",\"write_s\":%.6f,\"commit_s\":%.6f",
                  p->step, name, digest, p->write_s_max, rm_now_s() - t0);
         rm_run_dir_event(rd, "checkpoint", fields);
+        rm_run_dir_sync(rd); /* the logs up to this checkpoint are on disk with it (a failure stops the job) */
     }
     p->step = -1;
     return RM_OK;

@@ -15,6 +15,7 @@
 #include "progress.h"
 #include "protocol.h"
 #include "run_dir.h"
+#include "run_lock.h"
 
 #include <mpi.h>
 #include <signal.h>
@@ -79,7 +80,11 @@ typedef struct coordinator {
     char resume_dir[RM_DIR_CAP];
     long *skip_steps;
     int n_skip_steps;
-    int stopping_on_signal;
+    int stopping_on_signal; /* the stop signal acted on (coordinator_stop_exit_code), or 0 */
+    int supervised;         /* launched by `ringmaster run`, which holds the run lock and reports stops */
+    rm_run_lock run_lock, ckpt_lock; /* held here when launched by hand */
+    char lock_token[RM_RUN_LOCK_TOKEN_HEX + 1]; /* ... else the supervisor's, from RINGMASTER_RUN_LOCK */
+    double lock_checked_s;
     long ckpt_stalls;
     double ckpt_stall_total_s, ckpt_stall_max_s;
     worker_info *info;
@@ -103,8 +108,10 @@ typedef struct coordinator {
     rm_observe *obs; /* per-worker figures, stragglers, slowdowns, /metrics, traces */
 } coordinator;
 
-/* Set by SIGUSR1/SIGTERM: checkpoint at the next step boundary and stop. */
+/* Set by SIGUSR1/SIGTERM/SIGUSR2: checkpoint at the next step boundary and
+ * stop; the exit status it ends with. */
 extern volatile sig_atomic_t coordinator_stop_requested;
+int coordinator_stop_exit_code(int sig);
 
 /* Records why the job ends (log and events.jsonl), then MPI_Abort with
  * `code`. worker < 0: not a worker's failure. Does not return. */
@@ -126,6 +133,7 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err);
 
 /* watch.c */
 void watch_check_hang(coordinator *c);
+void watch_check_lock(coordinator *c);
 int watch_nonfinite(coordinator *c, long step, rm_error *err);
 int watch_ckpt_done(coordinator *c, const rm_msg_ckpt_done *d, rm_error *err);
 

@@ -31,9 +31,34 @@
 
 volatile sig_atomic_t coordinator_stop_requested;
 
+/* SIGUSR1 and SIGTERM (a requeue: exit 75) and SIGUSR2 (an interrupt:
+ * exit 130; `ringmaster run` turns a Ctrl-C into it) ask for a checkpoint
+ * at the next step boundary and a stop. The first request decides. */
 static void on_stop_signal(int sig)
 {
-    coordinator_stop_requested = sig;
+    if (!coordinator_stop_requested)
+        coordinator_stop_requested = sig;
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGUSR1:
+        return "SIGUSR1";
+    case SIGUSR2:
+        return "SIGUSR2";
+    case SIGTERM:
+        return "SIGTERM";
+    case SIGINT:
+        return "SIGINT";
+    default:
+        return "a signal";
+    }
+}
+
+int coordinator_stop_exit_code(int sig)
+{
+    return sig == SIGUSR2 || sig == SIGINT ? RM_EXIT_INTERRUPTED : RM_EXIT_REQUEUE;
 }
 
 int coordinator_is_skip_step(const coordinator *c, long step)
@@ -54,22 +79,28 @@ static int decide_flags(coordinator *c, long step, rm_error *err)
     int last = step == c->end_step - 1;
     if (!last && coordinator_stop_requested && !c->stopping_on_signal) {
         /* The first step not yet handed out becomes the last: checkpoint
-         * after it and stop, so the job can be requeued. */
-        rm_progress_break(&c->progress);
-        rm_warn("signal %d: checkpointing after step %ld and stopping (exit %d: requeue me)", (int)coordinator_stop_requested,
-                step + 1, RM_EXIT_REQUEUE);
-        c->stopping_on_signal = 1;
+         * after it and stop, so the job can be resumed or requeued. Under
+         * `ringmaster run`, which says so itself, quietly. */
+        int sig = (int)coordinator_stop_requested;
+        if (!c->supervised) {
+            rm_progress_break(&c->progress);
+            rm_warn("%s: checkpointing after step %ld and stopping (exit %d%s)", signal_name(sig), step + 1,
+                    coordinator_stop_exit_code(sig),
+                    coordinator_stop_exit_code(sig) == RM_EXIT_REQUEUE ? ": requeue me" : "");
+        }
+        c->stopping_on_signal = sig;
         c->end_step = step + 1;
         last = 1;
-        flags |= RM_ASSIGN_CHECKPOINT_AFTER;
     }
     if (c->cfg.eval_split[0] && !c->stopping_on_signal &&
         (last || (c->cfg.eval_every > 0 && (step + 1) % c->cfg.eval_every == 0))) {
         flags |= RM_ASSIGN_EVAL_AFTER;
         c->evals_expected++;
     }
+    /* The last step always ends with a checkpoint: a finished run leaves
+     * its model in the checkpoint root, periodic checkpoints or not. */
     if (last)
-        flags |= RM_ASSIGN_LAST;
+        flags |= RM_ASSIGN_LAST | RM_ASSIGN_CHECKPOINT_AFTER;
     if (c->cfg.ckpt_every_steps > 0 && (step + 1) % c->cfg.ckpt_every_steps == 0)
         flags |= RM_ASSIGN_CHECKPOINT_AFTER;
     if (c->cfg.ckpt_every_seconds > 0 && rm_now_s() - c->last_ckpt_request_s >= c->cfg.ckpt_every_seconds)
@@ -124,7 +155,7 @@ void coordinator_record_fatal(coordinator *c, int worker, long step, const char 
                      step, reason);
     else
         rm_error_log("%s", reason);
-    if (c->rd.events) {
+    if (c->rd.open) {
         char *fields = NULL;
         size_t len = 0;
         FILE *mem = open_memstream(&fields, &len);
@@ -145,8 +176,25 @@ void coordinator_abort_code(coordinator *c, int worker, long step, const char *r
 {
     coordinator_record_fatal(c, worker, step, reason);
     rm_run_dir_close(&c->rd);
+    rm_run_lock_release(&c->ckpt_lock);
+    rm_run_lock_release(&c->run_lock);
     MPI_Abort(MPI_COMM_WORLD, code);
     exit(code);
+}
+
+/* A write to the run directory failed (rm_run_dir keeps the first): the job
+ * stops, saying where the model stands. */
+static void abort_on_write_failure(coordinator *c)
+{
+    char reason[sizeof c->rd.write_error.msg + 256], latest[64] = "none";
+    if (c->ckpt.last_committed >= 0)
+        rm_ckpt_dir_name(c->ckpt.last_committed, latest, sizeof latest);
+    snprintf(reason, sizeof reason,
+             "%s; stopping the job (every committed checkpoint is intact; the latest is %s). Free space and run "
+             "the same command to resume",
+             c->rd.write_error.msg, latest);
+    coordinator_abort_code(c, -1, c->first_step + c->steps_done, reason,
+                           rm_error_is_storage(&c->rd.write_error) ? RM_EXIT_STORAGE : RM_EXIT_FAILED);
 }
 
 static void coordinator_abort(coordinator *c, int worker, long step, const char *reason)
@@ -240,15 +288,18 @@ static int run_steps(coordinator *c, rm_error *err)
         RM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), err);
         if (!flag) {
             /* Sleep rather than spin: the coordinator shares cores with workers. */
-            fflush(c->rd.metrics);
             watch_check_hang(c);
+            watch_check_lock(c);
             nanosleep(&(struct timespec){0, RM_COORD_IDLE_SLEEP_NS}, NULL);
             continue;
         }
         if (handle_message(c, &st, err) != RM_OK)
             return RM_ERR;
+        if (c->rd.write_failed)
+            abort_on_write_failure(c);
     }
-    fflush(c->rd.metrics);
+    if (rm_run_dir_sync(&c->rd) != RM_OK)
+        abort_on_write_failure(c);
     return RM_OK;
 }
 
@@ -320,13 +371,41 @@ static int find_resume_point(coordinator *c, rm_error *err)
     }
     rm_resume_free(&rp);
     if (c->first_step >= c->total_steps)
-        return rm_fail(err, "the newest checkpoint is at the last step (%ld): this run has nothing left to do",
-                       c->first_step);
+        return rm_fail(err,
+                       "the newest checkpoint is at the last step (%ld): training is complete; export the model "
+                       "with `ringmaster ckpt export %s OUT.safetensors`",
+                       c->first_step, c->rd.path);
     if (rm_resume_read_skips(c->rd.path, &c->skip_steps, &c->n_skip_steps, err) != RM_OK)
         return RM_ERR;
     c->last_ckpt_request_s = rm_now_s();
     return rm_ckpt_coord_init(&c->ckpt, &c->cfg, &c->model, c->workers, c->facts.train_samples, c->dataset_hash,
                               committed, err);
+}
+
+/* One job per run directory: under `ringmaster run` the lock is the
+ * supervisor's (checked here: it passes its token); launched by hand, the
+ * coordinator takes the run directory's lock, and checkpoint.dir's, itself
+ * before it writes anything. */
+static int lock_run_dir(coordinator *c, rm_error *err)
+{
+    const char *token = getenv("RINGMASTER_RUN_LOCK");
+    c->supervised = token && *token;
+    c->lock_checked_s = rm_now_s();
+    if (c->supervised) {
+        snprintf(c->lock_token, sizeof c->lock_token, "%s", token);
+        return rm_run_lock_check_token(c->cfg.run_dir, token, err);
+    }
+    int state;
+    if (rm_run_dir_inspect(c->cfg.run_dir, &state, err) != RM_OK || state == RM_RUN_DIR_FOREIGN)
+        return RM_ERR;
+    if (rm_private_dir(c->cfg.run_dir, err) != RM_OK ||
+        rm_run_lock_acquire(&c->run_lock, c->cfg.run_dir, "run directory", 0, err) != RM_OK)
+        return RM_ERR;
+    if (c->cfg.ckpt_dir[0] && (rm_private_dir(c->cfg.ckpt_dir, err) != RM_OK ||
+                               rm_run_lock_acquire(&c->ckpt_lock, c->cfg.ckpt_dir, "checkpoint directory", 0, err) !=
+                                   RM_OK))
+        return RM_ERR;
+    return RM_OK;
 }
 
 static int setup(coordinator *c, const char *config_path, char *const *sets, int n_sets, rm_error *err)
@@ -339,6 +418,8 @@ static int setup(coordinator *c, const char *config_path, char *const *sets, int
                        c->cfg.workers);
     if (!c->cfg.run_dir[0])
         rm_run_dir_default(config_path, c->cfg.run_dir, sizeof c->cfg.run_dir);
+    if (lock_run_dir(c, err) != RM_OK)
+        return RM_ERR;
     if (rm_model_init(&c->model, &c->cfg, &c->facts, err) != RM_OK)
         return RM_ERR;
     c->local_batch = c->cfg.global_batch / c->workers;
@@ -430,6 +511,7 @@ int main(int argc, char **argv)
     struct sigaction sa = {0};
     sa.sa_handler = on_stop_signal;
     sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGUSR2, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
     static coordinator c;
@@ -458,25 +540,26 @@ int main(int argc, char **argv)
     }
 
     rm_error err;
-    if (setup(&c, config_path, sets, n_sets, &err) != RM_OK) {
+    int set_up = setup(&c, config_path, sets, n_sets, &err) == RM_OK;
+    if (!set_up)
         rm_error_log("%s", err.msg);
+    else
+        print_start(&c);
+    if (!set_up || handshake_run(&c, &err) != RM_OK || !(c.obs = observe_create(&c, &err))) {
+        if (set_up)
+            coordinator_record_fatal(&c, -1, -1, err.msg);
+        /* A restart cannot cure what stops a job before it starts, but a
+         * failed write says so by its own status. Workers wait for START
+         * after their HELLO: release them. */
+        int code = rm_error_is_storage(&err) ? RM_EXIT_STORAGE : RM_EXIT_FATAL;
         rm_error e2;
-        /* Workers wait for START after their HELLO: release them. */
-        if (handshake_refuse(&c, err.msg, RM_EXIT_FATAL, &e2) != RM_OK)
-            coordinator_abort(&c, -1, -1, e2.msg);
+        if (handshake_refuse(&c, err.msg, code, &e2) != RM_OK)
+            coordinator_abort_code(&c, -1, -1, e2.msg, code);
         rm_run_dir_close(&c.rd);
+        rm_run_lock_release(&c.ckpt_lock);
+        rm_run_lock_release(&c.run_lock);
         MPI_Finalize();
-        return RM_EXIT_FATAL;
-    }
-    print_start(&c);
-    if (handshake_run(&c, &err) != RM_OK || !(c.obs = observe_create(&c, &err))) {
-        coordinator_record_fatal(&c, -1, -1, err.msg);
-        rm_error e2;
-        if (handshake_refuse(&c, err.msg, RM_EXIT_FATAL, &e2) != RM_OK)
-            coordinator_abort(&c, -1, -1, e2.msg);
-        rm_run_dir_close(&c.rd);
-        MPI_Finalize();
-        return RM_EXIT_FATAL;
+        return code;
     }
     rm_msg_start start = {.ok = 1, .assign_ahead = c.assign_ahead, .total_steps = c.total_steps,
                           .first_step = c.first_step};
@@ -490,23 +573,35 @@ int main(int argc, char **argv)
     c.started_s = rm_now_s();
 
     if (run_steps(&c, &err) != RM_OK || finish(&c, &err) != RM_OK)
-        coordinator_abort(&c, -1, c.first_step + c.steps_done, err.msg);
+        coordinator_abort_code(&c, -1, c.first_step + c.steps_done, err.msg,
+                               rm_error_is_storage(&err) ? RM_EXIT_STORAGE : RM_EXIT_FAILED);
     if (observe_write_trace(c.obs, &err) != RM_OK)
         rm_error_log("the timeline was not written: %s", err.msg);
     int exit_code = RM_EXIT_OK;
     if (c.stopping_on_signal) {
-        char fields[64];
-        snprintf(fields, sizeof fields, "\"status\":\"preempted\",\"step\":%ld", c.end_step);
+        /* stopped after the checkpoint of end_step: an outcome, not a failure */
+        exit_code = coordinator_stop_exit_code(c.stopping_on_signal);
+        char fields[96];
+        snprintf(fields, sizeof fields, "\"status\":\"%s\",\"step\":%ld",
+                 exit_code == RM_EXIT_REQUEUE ? "preempted" : "interrupted", c.end_step);
         rm_run_dir_event(&c.rd, "end", fields);
-        rm_info("stopped on a signal after step %ld with a checkpoint; exit %d asks to be requeued", c.end_step,
-                RM_EXIT_REQUEUE);
-        exit_code = RM_EXIT_REQUEUE;
+        if (!c.supervised) /* ringmaster run says how to resume */
+            rm_info("stopped on %s after step %ld with a checkpoint (exit %d%s)", signal_name(c.stopping_on_signal),
+                    c.end_step, exit_code, exit_code == RM_EXIT_REQUEUE ? ": requeue me" : "");
     } else {
-        if (metrics_write_summary(&c, rm_now_s() - t0, &err) != RM_OK)
-            coordinator_abort(&c, -1, c.total_steps, err.msg);
+        /* run_end first: summary.json records the trail's head with it */
         rm_run_dir_event(&c.rd, "end", "\"status\":\"completed\"");
+        if (c.rd.write_failed)
+            abort_on_write_failure(&c);
+        if (metrics_write_summary(&c, rm_now_s() - t0, &err) != RM_OK)
+            coordinator_abort_code(&c, -1, c.total_steps, err.msg,
+                                   rm_error_is_storage(&err) ? RM_EXIT_STORAGE : RM_EXIT_FAILED);
     }
+    if (c.rd.write_failed || rm_run_dir_sync(&c.rd) != RM_OK)
+        abort_on_write_failure(&c);
     rm_run_dir_close(&c.rd);
+    rm_run_lock_release(&c.ckpt_lock);
+    rm_run_lock_release(&c.run_lock);
     rm_sampler_free(&c.sampler);
     free(c.info);
     free(c.steps);

@@ -144,11 +144,11 @@ int rm_doctor_cmd_main(int argc, char **argv)
     printf("ringmaster: %s\n", line ? line : "(out of memory)");
     fflush(stdout);
     free(line);
-    char verdict[512];
-    rc = rm_launch_run(&plan, dir, verdict, sizeof verdict);
+    rm_launch_result res;
+    rc = rm_launch_run(&plan, dir, NULL, 0, &res);
     rm_launch_plan_free(&plan);
     if (rc != 0)
-        rm_error_log("doctor failed: %s", verdict);
+        rm_error_log("doctor failed: %s", res.verdict);
     if (scratch) {
         unlink(cfg_path);
         rmdir(dir);

@@ -3,10 +3,14 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,8 +67,12 @@ int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char 
         ok |= push(plan, "--bind-to");
         ok |= push(plan, "none");
     }
+    /* the progress display's terminal, and the run lock the coordinator
+     * checks it was launched under */
     ok |= push(plan, "-x");
     ok |= push(plan, "RINGMASTER_TTY");
+    ok |= push(plan, "-x");
+    ok |= push(plan, "RINGMASTER_RUN_LOCK");
     snprintf(np, sizeof np, "%ld", cfg->workers);
     const char *tail[] = {"-np", "1", coordinator, config_path, ":", "-np", np, worker, config_path};
     for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++)
@@ -84,15 +92,15 @@ void rm_launch_plan_free(rm_launch_plan *plan)
     memset(plan, 0, sizeof *plan);
 }
 
-char *rm_launch_plan_format(const rm_launch_plan *plan)
+char *rm_shell_join(char *const *argv, int argc)
 {
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return NULL;
-    for (int i = 0; i < plan->argc; i++) {
-        const char *a = plan->argv[i];
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
         if (i)
             fputc(' ', f);
         if (a[strspn(a, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_./:=,+@")] == '\0' && *a) {
@@ -108,19 +116,42 @@ char *rm_launch_plan_format(const rm_launch_plan *plan)
     return text;
 }
 
-static pid_t child_pid;
-static volatile sig_atomic_t stop_signal;
+char *rm_launch_plan_format(const rm_launch_plan *plan)
+{
+    return rm_shell_join(plan->argv, plan->argc);
+}
 
-/* SIGTERM and SIGUSR1 (Slurm's warning before the time limit) become
- * SIGUSR1 to mpirun, which passes it to every rank: the coordinator then
- * checkpoints at the next step boundary and stops with RM_EXIT_REQUEUE.
- * SIGINT reaches mpirun from the terminal by itself. Either way the
- * supervisor does not restart. */
+static pid_t child_pid;
+static volatile sig_atomic_t stop_kind;   /* RM_STOP_* of the first stop signal */
+static volatile sig_atomic_t stop_signal; /* ... and the signal itself */
+static volatile sig_atomic_t interrupts;  /* Ctrl-Cs so far */
+static int wake_pipe[2] = {-1, -1};      /* the handler wakes the run loop through it */
+
+/* SIGINT (Ctrl-C) asks for a stop at the next step boundary with exit 130,
+ * SIGTERM and SIGUSR1 (Slurm's warning, a user's kill) for the same with
+ * exit 75 (requeue). mpirun runs in its own process group, so a terminal's
+ * Ctrl-C reaches only this process, and the run loop passes the request on
+ * as a signal mpirun forwards to every rank: SIGUSR2 for an interrupt,
+ * SIGUSR1 for a requeue (the coordinator acts on them, the workers ignore
+ * them). A second Ctrl-C ends the job at once. */
 static void on_signal(int sig)
 {
-    stop_signal = sig;
-    if (sig != SIGINT && child_pid > 0)
-        kill(child_pid, SIGUSR1);
+    int saved = errno;
+    if (sig == SIGINT)
+        interrupts++;
+    if (!stop_kind) {
+        stop_kind = sig == SIGINT ? RM_STOP_INTERRUPT : RM_STOP_REQUEUE;
+        stop_signal = sig;
+    }
+    if (wake_pipe[1] >= 0 && write(wake_pipe[1], "!", 1) < 0) {
+        /* full: the loop is awake already */
+    }
+    errno = saved;
+}
+
+int rm_launch_stop_kind(void)
+{
+    return stop_kind;
 }
 
 int rm_launch_stop_signal(void)
@@ -130,8 +161,12 @@ int rm_launch_stop_signal(void)
 
 void rm_launch_install_signals(void)
 {
+    if (wake_pipe[0] < 0 && pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0)
+        wake_pipe[0] = wake_pipe[1] = -1;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGUSR1, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
@@ -176,65 +211,299 @@ static void explain_line(const char *line, const char *run_dir, char *verdict, s
     snprintf(verdict, cap, "%s, pid %d, host %s) %s", who, pid, node, rest);
 }
 
-int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, char *verdict, size_t verdict_cap)
+/* Open MPI's boxed notices ("-----" lines around them) that say what the
+ * supervisor says better in its own verdict: they are not passed on. Any
+ * other box is. */
+static int boilerplate_box(const char *box)
 {
+    static const char *const known[] = {
+        "MPI_ABORT was invoked on rank",
+        "Primary job  terminated normally, but",
+        "mpirun detected that one or more processes exited with non-zero status",
+        "mpirun noticed that process rank",
+        "mpirun has exited due to process rank",
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (strstr(box, known[i]))
+            return 1;
+    return 0;
+}
+
+static int boilerplate_line(const char *line)
+{
+    return strstr(line, "more processes have sent help message") ||
+           strstr(line, "more process has sent help message") ||
+           strstr(line, "Set MCA parameter \"orte_base_help_aggregate\" to 0") ||
+           strncmp(line, "mpirun: Forwarding signal", 25) == 0; /* the stop request ringmaster run sent */
+}
+
+/* mpirun's stderr on its way to ours: passed through as it comes (progress
+ * lines are redrawn with \r, not ended), whole lines looked at for the
+ * verdict, Open MPI's known notices held back and dropped. */
+typedef struct stderr_filter {
+    const char *run_dir;
+    char *verdict;
+    size_t verdict_cap;
+    char line[4096];
+    size_t line_len, line_shown; /* bytes of the current line, and how many of them went out */
+    int holding;                 /* inside a notice: its lines are held back */
+    int box_seps;                /* separators seen in it */
+    char *box;                   /* the notice held back */
+    size_t box_len, box_cap;
+} stderr_filter;
+
+static int separator(const char *line, size_t len)
+{
+    if (len < 20)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (line[i] != '-')
+            return 0;
+    return 1;
+}
+
+static void hold(stderr_filter *f, const char *text, size_t len)
+{
+    if (f->box_len + len + 1 > f->box_cap) {
+        size_t cap = (f->box_len + len + 1) * 2;
+        char *grown = realloc(f->box, cap);
+        if (!grown)
+            return;
+        f->box = grown;
+        f->box_cap = cap;
+    }
+    memcpy(f->box + f->box_len, text, len);
+    f->box_len += len;
+    f->box[f->box_len] = '\0';
+}
+
+static void release_box(stderr_filter *f, int show)
+{
+    if (show && f->box_len)
+        fwrite(f->box, 1, f->box_len, stderr);
+    f->box_len = 0;
+    f->holding = 0;
+}
+
+/* A line is complete (ended: by its newline, else it was too long). */
+static void filter_line_done(stderr_filter *f, int ended)
+{
+    f->line[f->line_len] = '\0';
+    explain_line(f->line, f->run_dir, f->verdict, f->verdict_cap);
+    int sep = ended && separator(f->line, f->line_len);
+    if (f->holding) {
+        hold(f, f->line, f->line_len);
+        hold(f, "\n", ended);
+        /* a box ends at its second separator; a very long one is shown */
+        if ((sep && f->box_seps++ >= 1) || f->box_len > 16384)
+            release_box(f, f->box_len > 16384 || !boilerplate_box(f->box));
+    } else if (sep) {
+        f->holding = 1;
+        f->box_seps = 1;
+        f->box_len = 0;
+        hold(f, f->line, f->line_len);
+        hold(f, "\n", 1);
+    } else if (boilerplate_line(f->line)) {
+        /* dropped */
+    } else {
+        fwrite(f->line + f->line_shown, 1, f->line_len - f->line_shown, stderr);
+        if (ended)
+            fputc('\n', stderr);
+    }
+    f->line_len = f->line_shown = 0;
+}
+
+static void filter_feed(stderr_filter *f, const char *chunk, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (chunk[i] == '\n') {
+            filter_line_done(f, 1);
+            continue;
+        }
+        if (chunk[i] == '\r' && !f->holding) { /* a progress bar redrawn: no notice in it */
+            fwrite(f->line + f->line_shown, 1, f->line_len - f->line_shown, stderr);
+            fputc('\r', stderr);
+            f->line_len = f->line_shown = 0;
+            continue;
+        }
+        if (f->line_len == sizeof f->line - 1)
+            filter_line_done(f, 0);
+        f->line[f->line_len++] = chunk[i];
+    }
+    /* what may not be part of a notice goes out now: a line that starts
+     * with anything but '-' outside a box, e.g. a progress bar's redraw */
+    if (!f->holding && f->line_len > f->line_shown && f->line[0] != '-') {
+        fwrite(f->line + f->line_shown, 1, f->line_len - f->line_shown, stderr);
+        f->line_shown = f->line_len;
+    }
+    fflush(stderr);
+}
+
+static void filter_finish(stderr_filter *f)
+{
+    if (f->line_len)
+        filter_line_done(f, 0);
+    release_box(f, 1); /* an unfinished box is not a known notice */
+    free(f->box);
+    fflush(stderr);
+}
+
+/* The job got past its handshake: the coordinator wrote ranks.txt anew
+ * (rank 0 and every worker have their signal handling in place by then). */
+typedef struct file_stamp {
+    int exists;
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+} file_stamp;
+
+static file_stamp stamp_of(const char *path)
+{
+    file_stamp s = {0};
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        s.exists = 1;
+        s.dev = st.st_dev;
+        s.ino = st.st_ino;
+        s.mtime = st.st_mtim;
+    }
+    return s;
+}
+
+static int stamp_changed(const file_stamp *before, const char *path)
+{
+    file_stamp now = stamp_of(path);
+    return now.exists && (!before->exists || now.dev != before->dev || now.ino != before->ino ||
+                          now.mtime.tv_sec != before->mtime.tv_sec || now.mtime.tv_nsec != before->mtime.tv_nsec);
+}
+
+/* The child: mpirun in a process group of its own (a terminal's Ctrl-C is
+ * for ringmaster run alone), reading nothing from the terminal, allowed to
+ * write to it from the background, and ended if ringmaster run dies. */
+static void exec_mpirun(const rm_launch_plan *plan, int err_fd)
+{
+    setpgid(0, 0);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() == 1) /* the parent died before prctl */
+        _exit(127);
+    signal(SIGTTOU, SIG_IGN);
+    signal(SIGTTIN, SIG_IGN);
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd >= 0) {
+        dup2(null_fd, STDIN_FILENO);
+        close(null_fd);
+    }
+    dup2(err_fd, STDERR_FILENO);
+    close(err_fd);
+    execvp(plan->argv[0], plan->argv);
+    fprintf(stderr, "ringmaster: cannot run %s: %s\n", plan->argv[0], strerror(errno));
+    _exit(127);
+}
+
+int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, const rm_run_lock *const *locks, int n_locks,
+                  rm_launch_result *res)
+{
+    memset(res, 0, sizeof *res);
     int pipefd[2];
-    if (pipe(pipefd) != 0) {
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
         rm_error_log("cannot create a pipe: %s", strerror(errno));
-        return 1;
+        return res->status = 1;
+    }
+    char ranks_path[4096];
+    snprintf(ranks_path, sizeof ranks_path, "%s/ranks.txt", run_dir);
+    file_stamp before = stamp_of(ranks_path);
+    if (stop_kind) { /* asked to stop before the job was launched */
+        close(pipefd[0]);
+        close(pipefd[1]);
+        snprintf(res->verdict, sizeof res->verdict, "stopped before the job was launched");
+        return res->status = 128 + stop_signal;
     }
     fflush(stdout);
     fflush(stderr);
     child_pid = fork();
     if (child_pid < 0) {
         rm_error_log("cannot fork: %s", strerror(errno));
-        return 1;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return res->status = 1;
     }
     if (child_pid == 0) {
         close(pipefd[0]);
-        dup2(pipefd[1], STDERR_FILENO);
-        close(pipefd[1]);
-        execvp(plan->argv[0], plan->argv);
-        fprintf(stderr, "ringmaster: cannot run %s: %s\n", plan->argv[0], strerror(errno));
-        _exit(127);
+        exec_mpirun(plan, pipefd[1]);
     }
+    setpgid(child_pid, child_pid); /* either side may get there first */
     close(pipefd[1]);
-    if (stop_signal && stop_signal != SIGINT) /* arrived between attempts or before the fork */
-        kill(child_pid, SIGUSR1);
 
-    /* Pass mpirun's stderr through as it comes (progress lines are redrawn
-     * with \r, not ended), and look at whole lines for mpirun's verdict. */
-    verdict[0] = '\0';
-    char line[4096];
-    size_t line_len = 0;
+    stderr_filter filter = {.run_dir = run_dir, .verdict = res->verdict, .verdict_cap = sizeof res->verdict};
+    int forwarded = 0, interrupts_acted = 0, lock_acted = 0;
     char chunk[4096];
     for (;;) {
-        ssize_t n = read(pipefd[0], chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        fwrite(chunk, 1, (size_t)n, stderr);
-        fflush(stderr);
-        for (ssize_t i = 0; i < n; i++) {
-            if (chunk[i] == '\n' || line_len == sizeof line - 1) {
-                line[line_len] = '\0';
-                explain_line(line, run_dir, verdict, verdict_cap);
-                line_len = 0;
+        /* a stop goes to the ranks once they can take it; before that there
+         * is nothing to checkpoint and mpirun ends them */
+        if (!res->started)
+            res->started = stamp_changed(&before, ranks_path);
+        if (stop_kind && !forwarded) {
+            const char *name = stop_signal == SIGINT ? "Ctrl-C" : stop_signal == SIGTERM ? "SIGTERM" : "SIGUSR1";
+            if (isatty(STDERR_FILENO))
+                fputc('\n', stderr); /* off the progress bar's line */
+            if (res->started) {
+                kill(child_pid, stop_kind == RM_STOP_INTERRUPT ? SIGUSR2 : SIGUSR1);
+                res->stop_forwarded = 1;
+                rm_info("%s: checkpointing at the next step boundary, then stopping%s", name,
+                        stop_kind == RM_STOP_INTERRUPT ? " (Ctrl-C again stops at once)" : "");
             } else {
-                line[line_len++] = chunk[i];
+                kill(child_pid, SIGTERM);
+                res->stopped_at_once = 1;
+                rm_info("%s: the job has not started training: ending it", name);
             }
+            forwarded = 1;
         }
+        /* Ctrl-C while already stopping: mpirun's own interrupt ends every
+         * rank now; one more kills mpirun's process group */
+        int at_once = interrupts - (stop_signal == SIGINT ? 1 : 0);
+        if (forwarded && at_once > interrupts_acted) {
+            kill(interrupts_acted == 0 ? child_pid : -child_pid, interrupts_acted == 0 ? SIGINT : SIGKILL);
+            if (interrupts_acted == 0)
+                rm_warn("Ctrl-C again: stopping at once, without a checkpoint (once more kills mpirun)");
+            interrupts_acted = at_once;
+            res->stopped_at_once = 1;
+        }
+        for (int i = 0; i < n_locks && !lock_acted; i++)
+            if (locks[i] && rm_run_lock_lost(locks[i])) {
+                rm_error_log("another job took over the lock of %s: ending this job at once", run_dir);
+                kill(child_pid, SIGTERM);
+                lock_acted = res->lock_lost = 1;
+            }
+
+        struct pollfd fds[2] = {{pipefd[0], POLLIN, 0}, {wake_pipe[0], POLLIN, 0}};
+        int n = poll(fds, wake_pipe[0] >= 0 ? 2 : 1, 250);
+        if (n < 0 && errno != EINTR)
+            break;
+        if (n > 0 && wake_pipe[0] >= 0 && (fds[1].revents & POLLIN))
+            while (read(wake_pipe[0], chunk, sizeof chunk) > 0)
+                ;
+        if (n <= 0 || !(fds[0].revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        ssize_t got = read(pipefd[0], chunk, sizeof chunk);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0)
+            break;
+        filter_feed(&filter, chunk, (size_t)got);
     }
+    filter_finish(&filter);
     close(pipefd[0]);
     int status = 0;
     while (waitpid(child_pid, &status, 0) < 0 && errno == EINTR)
         ;
     child_pid = 0;
-    int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (code != 0 && !verdict[0])
-        snprintf(verdict, verdict_cap, "mpirun exited with status %d", code);
-    return code;
+    if (!res->started)
+        res->started = stamp_changed(&before, ranks_path);
+    res->killed = !WIFEXITED(status);
+    res->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    if (res->status != 0 && !res->verdict[0])
+        snprintf(res->verdict, sizeof res->verdict, "mpirun exited with status %d", res->status);
+    return res->status;
 }
 
 int rm_launch_plan_build_program(rm_launch_plan *plan, const rm_config *cfg, long ranks, const char *program,

@@ -4,6 +4,7 @@
 #define RINGMASTER_LAUNCHER_H
 
 #include "config.h"
+#include "run_lock.h"
 
 typedef struct rm_launch_plan {
     char **argv; /* NULL-terminated, owned */
@@ -27,12 +28,34 @@ int rm_launch_plan_build_program(rm_launch_plan *plan, const rm_config *cfg, lon
 /* The plan as one shell-quoted line. Caller frees. */
 char *rm_launch_plan_format(const rm_launch_plan *plan);
 
-/* Runs the plan once, passing output through; returns mpirun's exit status
- * and, when it is not 0, which rank failed and how in verdict. */
-int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, char *verdict, size_t verdict_cap);
+/* argv as one shell-quoted line. Caller frees; NULL when out of memory. */
+char *rm_shell_join(char *const *argv, int argc);
 
-/* The supervisor's signal handling (see launcher.c); the signal received, or 0. */
+/* What ringmaster run was asked to do by a signal (rm_launch_stop_kind). */
+enum { RM_STOP_NONE = 0, RM_STOP_INTERRUPT = 1, RM_STOP_REQUEUE = 2 };
+
+typedef struct rm_launch_result {
+    int status;          /* mpirun's exit status; 128+N: it was killed by signal N */
+    int killed;          /* ... it was (not a status a rank chose) */
+    int started;         /* the job got past its handshake (the coordinator wrote ranks.txt) */
+    int stop_forwarded;  /* a stop request reached the ranks */
+    int stopped_at_once; /* ... or the job was ended without a checkpoint (a second Ctrl-C, or not started) */
+    int lock_lost;       /* another job took a lock over: this one was ended */
+    char verdict[512];   /* when status is not 0: which rank failed and how */
+} rm_launch_result;
+
+/* Runs the plan once, passing its output through (Open MPI's own notices
+ * about the failure left out), and fills *res; returns res->status.
+ * run_dir: where ranks.txt names the processes. locks (n_locks, entries
+ * may be NULL) are watched: one taken over ends the job at once. */
+int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, const rm_run_lock *const *locks, int n_locks,
+                  rm_launch_result *res);
+
+/* The supervisor's signal handling (see launcher.c): SIGINT, SIGTERM and
+ * SIGUSR1 become stop requests passed on to the job. */
 void rm_launch_install_signals(void);
+/* RM_STOP_* asked for so far, and the first signal that asked (0: none). */
+int rm_launch_stop_kind(void);
 int rm_launch_stop_signal(void);
 
 #endif

@@ -1,6 +1,7 @@
 /* What the coordinator records about training: one metrics.jsonl line per
  * step, eval.jsonl per evaluation, the progress display and summary.json. */
 #include "coordinator.h"
+#include "audit.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "json.h"
@@ -57,7 +58,14 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     }
     c->steps_done++;
     c->last_loss = loss;
-    FILE *f = c->rd.metrics;
+    /* the line is made whole in memory, then appended in one piece */
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *f = open_memstream(&text, &text_len);
+    if (!f) {
+        rm_run_dir_append(&c->rd, RM_RUN_METRICS, NULL, 0); /* records the loss */
+        return;
+    }
     fprintf(f, "{\"step\":%ld,\"epoch\":", s->step + 1);
     rm_json_number(f, epoch);
     fputs(",\"loss\":", f);
@@ -91,6 +99,9 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     write_phase(f, "ckpt_stall_s", s->ckpt_stall_s);
     observe_complete_step(c->obs, s, samples_per_s, epoch, loss, f);
     fputs("}\n", f);
+    fclose(f);
+    rm_run_dir_append(&c->rd, RM_RUN_METRICS, text, text_len); /* a failure stops the job (run_steps) */
+    free(text);
 
     long done_steps = s->step + 1;
     const char *slowest = smooth_and_pick_slowest(c, s);
@@ -113,16 +124,24 @@ static void complete_token_eval(coordinator *c, eval_acc *e, double loss)
 {
     double tokens = e->count * (double)c->model.positions;
     int bytes = strcmp(c->facts.tokenizer, "bytes") == 0;
-    fprintf(c->rd.eval, "{\"step\":%ld,\"val_loss\":", e->step + 1);
-    rm_json_number(c->rd.eval, loss);
-    if (bytes) {
-        fputs(",\"bits_per_byte\":", c->rd.eval);
-        rm_json_number(c->rd.eval, loss / log(2.0));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    int made = f != NULL;
+    if (made) {
+        fprintf(f, "{\"step\":%ld,\"val_loss\":", e->step + 1);
+        rm_json_number(f, loss);
+        if (bytes) {
+            fputs(",\"bits_per_byte\":", f);
+            rm_json_number(f, loss / log(2.0));
+        }
+        fprintf(f, ",\"tokens\":%.0f,\"seconds\":", tokens);
+        rm_json_number(f, e->eval_s);
+        fputs("}\n", f);
+        fclose(f);
     }
-    fprintf(c->rd.eval, ",\"tokens\":%.0f,\"seconds\":", tokens);
-    rm_json_number(c->rd.eval, e->eval_s);
-    fputs("}\n", c->rd.eval);
-    fflush(c->rd.eval);
+    rm_run_dir_append(&c->rd, RM_RUN_EVAL, made ? text : NULL, len);
+    free(text);
     if (c->cfg.verbosity != RM_VERBOSITY_QUIET) {
         rm_progress_break(&c->progress);
         if (bytes)
@@ -146,14 +165,22 @@ static void complete_eval(coordinator *c, eval_acc *e)
         return;
     }
     observe_eval(c->obs, e->step, acc);
-    fprintf(c->rd.eval, "{\"step\":%ld,\"test_accuracy\":", e->step + 1);
-    rm_json_number(c->rd.eval, acc);
-    fputs(",\"test_loss\":", c->rd.eval);
-    rm_json_number(c->rd.eval, loss);
-    fprintf(c->rd.eval, ",\"samples\":%.0f,\"seconds\":", e->count);
-    rm_json_number(c->rd.eval, e->eval_s);
-    fputs("}\n", c->rd.eval);
-    fflush(c->rd.eval);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    int made = f != NULL;
+    if (made) {
+        fprintf(f, "{\"step\":%ld,\"test_accuracy\":", e->step + 1);
+        rm_json_number(f, acc);
+        fputs(",\"test_loss\":", f);
+        rm_json_number(f, loss);
+        fprintf(f, ",\"samples\":%.0f,\"seconds\":", e->count);
+        rm_json_number(f, e->eval_s);
+        fputs("}\n", f);
+        fclose(f);
+    }
+    rm_run_dir_append(&c->rd, RM_RUN_EVAL, made ? text : NULL, len);
+    free(text);
     if (c->cfg.verbosity != RM_VERBOSITY_QUIET) {
         rm_progress_break(&c->progress);
         rm_info("step %ld: %s accuracy %.4f, loss %.4f (%.0f samples)", e->step + 1, c->cfg.eval_split, acc, loss,
@@ -256,7 +283,16 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     fputs(",\n  \"step_seconds_mean\": ", f);
     rm_json_number(f, c->steps_done ? c->train_s / (double)c->steps_done : 0);
     observe_write_summary(c->obs, sps, f);
-    fprintf(f, ",\n  \"weights_digest\": \"%s\",\n  \"config_hash\": \"%s\"\n}\n", digest, cfg_hash);
+    fprintf(f, ",\n  \"weights_digest\": \"%s\",\n  \"config_hash\": \"%s\"", digest, cfg_hash);
+    /* the audit trail's end (its run_end line): a trail cut short is found */
+    long audit_seq;
+    char audit_head[65];
+    if (rm_audit_head(c->rd.path, &audit_seq, audit_head, err) != RM_OK) {
+        fclose(f);
+        free(text);
+        return RM_ERR;
+    }
+    fprintf(f, ",\n  \"audit_seq\": %ld,\n  \"audit_head\": \"%s\"\n}\n", audit_seq, audit_head);
     fclose(f);
     char path[RM_PATH_CAP + 32];
     snprintf(path, sizeof path, "%s/summary.json", c->rd.path);

@@ -20,21 +20,14 @@ int rm_resume_find(const rm_config *cfg, uint64_t dataset_hash, long n_params, r
     memset(rp, 0, sizeof *rp);
     char root[RM_PATH_CAP];
     rm_config_ckpt_root(cfg, root, sizeof root);
-    rm_error why = {{0}};
+    rm_error why = {.errnum = 0};
     if (rm_ckpt_find_latest(root, &rp->manifest, rp->dir, sizeof rp->dir, log_skip, NULL, &why) != RM_OK) {
         if (why.msg[0])
             return rm_fail(err, "%s", why.msg);
         return RM_OK; /* nothing to resume */
     }
-    const rm_ckpt_manifest *m = &rp->manifest;
-    if (m->training_hash != rm_config_training_hash(cfg)) {
-        rm_fail(err, "checkpoint %s was made by a different model, data or train config; resume it with the config in "
-                     "its run directory, or start in a new --run-dir", rp->dir);
-        rm_ckpt_manifest_free(&rp->manifest);
-        return RM_ERR;
-    }
-    if (m->dataset_hash != dataset_hash || m->n_params != n_params) {
-        rm_fail(err, "checkpoint %s was made on another dataset index or model size", rp->dir);
+    if (rm_ckpt_check_job(&rp->manifest, rp->dir, rm_config_training_hash(cfg), dataset_hash, n_params, err) !=
+        RM_OK) {
         rm_ckpt_manifest_free(&rp->manifest);
         return RM_ERR;
     }

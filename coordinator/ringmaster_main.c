@@ -1,6 +1,7 @@
 /* ringmaster: the command-line tool. Validates job configs, prepares
  * datasets, and launches and watches jobs (`ringmaster run`). */
 #include "audit.h"
+#include "checkpoint.h"
 #include "ckpt_tool.h"
 #include "config.h"
 #include "doctor_cmd.h"
@@ -13,13 +14,16 @@
 #include "launcher.h"
 #include "log.h"
 #include "run_dir.h"
+#include "run_lock.h"
 #include "security_tool.h"
+#include "shard.h"
 #include "token_import.h"
 #include "tokenize_tool.h"
 
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,8 +38,11 @@ static void usage(FILE *out)
     fprintf(out,
             "usage:\n"
             "  ringmaster run CONFIG [--workers N] [--run-dir DIR] [--set section.key=value ...] [--dry-run]\n"
+            "                        [--break-lock]\n"
             "      train: validate the config, create the run directory, launch\n"
-            "      mpirun -np 1 ringmaster-coordinator : -np N ringmaster-worker\n"
+            "      mpirun -np 1 ringmaster-coordinator : -np N ringmaster-worker, restart it after failures;\n"
+            "      Ctrl-C checkpoints and stops (exit 130), SIGTERM too (exit 75: requeue); --break-lock takes\n"
+            "      over the run directory from a job that is gone (see docs/fault-tolerance.md)\n"
             "  ringmaster validate CONFIG [--workers N] [--set section.key=value ...]\n"
             "      check a config (and its dataset) without running it\n"
             "  ringmaster ckpt list|verify RUN_DIR [--step N]\n"
@@ -76,6 +83,8 @@ typedef struct job_args {
     char *sets[MAX_SETS + 2];
     int n_sets;
     int dry_run;
+    int break_lock;
+    int run_dir_given;
     char workers_set[64];
     char run_dir_set[RM_PATH_CAP + 16];
 } job_args;
@@ -112,9 +121,12 @@ static int parse_job_args(int argc, char **argv, job_args *a, rm_error *err)
                 }
                 sprintf(q, "'");
                 a->sets[a->n_sets++] = a->run_dir_set;
+                a->run_dir_given = 1;
             }
         } else if (strcmp(arg, "--dry-run") == 0) {
             a->dry_run = 1;
+        } else if (strcmp(arg, "--break-lock") == 0) {
+            a->break_lock = 1;
         } else if (arg[0] == '-') {
             return rm_fail(err, "unknown option %s", arg);
         } else if (!a->config) {
@@ -136,6 +148,11 @@ static int cmd_validate(int argc, char **argv)
     rm_dataset_facts facts;
     if (parse_job_args(argc, argv, &a, &err) != RM_OK) {
         rm_error_log("%s", err.msg);
+        usage(stderr);
+        return 2;
+    }
+    if (a.break_lock) {
+        rm_error_log("--break-lock is an option of ringmaster run");
         usage(stderr);
         return 2;
     }
@@ -194,80 +211,311 @@ static int run_dir_completed(const char *dir)
 }
 
 /* Records a supervisor decision in the audit trail: a restart and its
- * cause, or the end of a run that failed. */
-static void audit_supervisor(const rm_config *cfg, const char *event, const char *cause, int exit_status, long attempt)
+ * cause, or the end of a run that failed or stopped. A failed write is
+ * said, and returned. */
+static int audit_supervisor(const rm_config *cfg, const char *event, const char *status, const char *cause,
+                            int exit_status, long attempt)
 {
     char *fields = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&fields, &len);
     if (!mem)
-        return;
+        return RM_ERR;
     if (strcmp(event, "restart") == 0)
         fprintf(mem, "\"attempt\":%ld,\"exit_status\":%d,\"cause\":", attempt, exit_status);
     else
-        fprintf(mem, "\"status\":\"failed\",\"exit_status\":%d,\"restarts\":%ld,\"cause\":", exit_status, attempt);
+        fprintf(mem, "\"status\":\"%s\",\"exit_status\":%d,\"restarts\":%ld,\"cause\":", status, exit_status, attempt);
     rm_json_string(mem, cause);
     fclose(mem);
     rm_error err;
-    if (rm_audit_append(cfg->run_dir, event, fields, &err) != RM_OK)
+    int rc = rm_audit_append(cfg->run_dir, event, fields, &err);
+    if (rc != RM_OK)
         rm_error_log("audit trail: %s", err.msg);
     free(fields);
+    return rc;
+}
+
+/* Appends one line to RUN_DIR/NAME, whole or not at all (a failed write is
+ * cut back). RM_ERR with err set when it could not be written. */
+static int append_line(const char *run_dir, const char *name, const char *line, rm_error *err)
+{
+    char path[RM_PATH_CAP + 32];
+    snprintf(path, sizeof path, "%s/%s", run_dir, name);
+    FILE *f = rm_open_append(path, err);
+    if (!f)
+        return RM_ERR;
+    int fd = fileno(f);
+    off_t start = lseek(fd, 0, SEEK_END);
+    size_t len = strlen(line), done = 0;
+    int rc = RM_OK;
+    while (done < len) {
+        ssize_t n = write(fd, line + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = rm_fail_errno(err, n < 0 ? errno : ENOSPC, "%s: write failed", path);
+            if (done && start >= 0 && ftruncate(fd, start) != 0) {
+                /* the message above already says the write failed */
+            }
+            break;
+        }
+        done += (size_t)n;
+    }
+    if (fclose(f) != 0 && rc == RM_OK)
+        rc = rm_fail_errno(err, errno, "%s: write failed", path);
+    return rc;
+}
+
+/* The newest committed checkpoint's name ("step-00000160") into out, or "". */
+static void latest_checkpoint(const rm_config *cfg, char *out, size_t cap)
+{
+    char root[RM_PATH_CAP];
+    long *steps;
+    int n;
+    out[0] = '\0';
+    rm_config_ckpt_root(cfg, root, sizeof root);
+    if (rm_ckpt_list(root, &steps, &n, NULL) == RM_OK) {
+        if (n > 0)
+            rm_ckpt_dir_name(steps[0], out, cap);
+        free(steps);
+    }
+}
+
+static const char *stop_signal_name(int sig)
+{
+    return sig == SIGINT ? "Ctrl-C (SIGINT)" : sig == SIGTERM ? "SIGTERM" : sig == SIGUSR1 ? "SIGUSR1" : "a signal";
+}
+
+/* The job stopped because it was asked to (a signal to ringmaster run, or
+ * to the job itself): not a failure, so nothing goes to restarts.jsonl.
+ * Says in one line where it stopped and how to resume; returns 130 for an
+ * interrupt, 75 (requeue me) otherwise. */
+static int stopped(const rm_config *cfg, const rm_launch_result *res, const char *resume_cmd)
+{
+    int kind = rm_launch_stop_kind();
+    if (!kind)
+        kind = res->status == RM_EXIT_INTERRUPTED ? RM_STOP_INTERRUPT : RM_STOP_REQUEUE;
+    int code = kind == RM_STOP_INTERRUPT ? RM_EXIT_INTERRUPTED : RM_EXIT_REQUEUE;
+    const char *what = rm_launch_stop_signal() ? stop_signal_name(rm_launch_stop_signal())
+                       : kind == RM_STOP_INTERRUPT ? "an interrupt" : "a stop signal";
+    /* the coordinator checkpointed and stopped by itself: it exited 75 or 130 */
+    int checkpointed = !res->killed && (res->status == RM_EXIT_REQUEUE || res->status == RM_EXIT_INTERRUPTED) &&
+                       !res->stopped_at_once;
+    char latest[64];
+    latest_checkpoint(cfg, latest, sizeof latest);
+    if (!checkpointed) { /* the coordinator could not say how the run ended: say it here */
+        char line[512];
+        snprintf(line, sizeof line,
+                 "{\"time\":%lld,\"event\":\"end\",\"status\":\"%s\",\"at_once\":true,\"latest_checkpoint\":%s%s%s}\n",
+                 (long long)time(NULL), code == RM_EXIT_REQUEUE ? "preempted" : "interrupted", latest[0] ? "\"" : "",
+                 latest[0] ? latest : "null", latest[0] ? "\"" : "");
+        rm_error err;
+        if (append_line(cfg->run_dir, "events.jsonl", line, &err) != RM_OK)
+            rm_error_log("%s", err.msg);
+        audit_supervisor(cfg, "run_end", code == RM_EXIT_REQUEUE ? "preempted" : "interrupted",
+                         latest[0] ? latest : "no checkpoint", code, 0);
+    }
+    if (checkpointed)
+        rm_info("stopped on %s after checkpoint %s (exit %d%s); resume with: %s", what, latest, code,
+                code == RM_EXIT_REQUEUE ? ": requeue me" : "", resume_cmd);
+    else if (latest[0])
+        rm_info("stopped on %s at once (exit %d); the latest checkpoint is %s; resume with: %s", what, code, latest,
+                resume_cmd);
+    else
+        rm_info("stopped on %s before the first checkpoint (exit %d); run again with: %s", what, code, resume_cmd);
+    return code;
 }
 
 /* The supervisor: runs the job, and after a failure a restart may cure
  * (a dead or hung rank, a rollback) starts it again from the latest
  * checkpoint, up to fault.max_restarts times with a doubling backoff.
- * Each failure is recorded in RUN_DIR/restarts.jsonl. */
-static int supervise(const rm_launch_plan *plan, const rm_config *cfg)
+ * Each failure is recorded in RUN_DIR/restarts.jsonl. A stop (a signal)
+ * is an outcome, not a failure: see stopped(). */
+static int supervise(const rm_launch_plan *plan, const rm_config *cfg, const rm_run_lock *const *locks, int n_locks,
+                     const char *resume_cmd)
 {
     char causes[4096] = "";
     for (long attempt = 0;; attempt++) {
-        char verdict[512];
-        int rc = rm_launch_run(plan, cfg->run_dir, verdict, sizeof verdict);
-        if (rc == RM_EXIT_OK)
-            return rc;
-        if (rc == RM_EXIT_REQUEUE) {
-            rm_info("job checkpointed and stopped on a signal: exit %d (requeue me)", RM_EXIT_REQUEUE);
+        rm_launch_result res;
+        int rc = rm_launch_run(plan, cfg->run_dir, locks, n_locks, &res);
+        int lock_lost = res.lock_lost;
+        for (int i = 0; i < n_locks; i++)
+            lock_lost |= rm_run_lock_check(locks[i]) != RM_OK;
+        if (lock_lost) {
+            /* the run directory is someone else's now: write nothing more there */
+            rm_error_log("this job was ended: another job took over the lock of %s", cfg->run_dir);
+            return RM_EXIT_FATAL;
+        }
+        if (rc == RM_EXIT_OK) {
+            if (rm_launch_stop_kind())
+                rm_info("the job completed before the stop took effect");
             return rc;
         }
-        rm_error_log("job failed: %s", verdict);
-        char path[RM_PATH_CAP + 32];
-        snprintf(path, sizeof path, "%s/restarts.jsonl", cfg->run_dir);
-        rm_error lerr;
-        FILE *log = rm_open_append(path, &lerr);
-        if (log) {
-            fprintf(log, "{\"time\":%ld,\"attempt\":%ld,\"exit_status\":%d,\"cause\":", (long)time(NULL), attempt,
+        if (rm_launch_stop_kind() || (!res.killed && (rc == RM_EXIT_REQUEUE || rc == RM_EXIT_INTERRUPTED)))
+            return stopped(cfg, &res, resume_cmd);
+        if (rc == RM_EXIT_STORAGE)
+            rm_error_log("job stopped: a write failed (exit %d, see above)", rc);
+        else
+            rm_error_log("job failed: %s", res.verdict);
+        char *line = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&line, &len);
+        int logged = RM_ERR;
+        rm_error lerr = {.errnum = 0};
+        if (mem) {
+            fprintf(mem, "{\"time\":%ld,\"attempt\":%ld,\"exit_status\":%d,\"cause\":", (long)time(NULL), attempt,
                     rc);
-            rm_json_string(log, verdict);
-            fputs("}\n", log);
-            fclose(log);
+            rm_json_string(mem, res.verdict);
+            fputs("}\n", mem);
+            fclose(mem);
+            logged = append_line(cfg->run_dir, "restarts.jsonl", line, &lerr);
+            if (logged != RM_OK)
+                rm_error_log("the failure could not be recorded: %s", lerr.msg);
         }
-        snprintf(causes + strlen(causes), sizeof causes - strlen(causes), "\n  attempt %ld: %s", attempt + 1, verdict);
-        if (rm_launch_stop_signal()) {
-            audit_supervisor(cfg, "run_end", "stopped on a signal", rc, attempt);
-            return rc;
+        free(line);
+        snprintf(causes + strlen(causes), sizeof causes - strlen(causes), "\n  attempt %ld: %s", attempt + 1,
+                 res.verdict);
+        char latest[64];
+        latest_checkpoint(cfg, latest, sizeof latest);
+        if (rc == RM_EXIT_STORAGE || (logged != RM_OK && rm_error_is_storage(&lerr))) {
+            audit_supervisor(cfg, "run_end", "failed", res.verdict, rc, attempt);
+            rm_error_log("not restarting: writing to the run or checkpoint directory failed (see above), which a "
+                         "restart cannot fix. %s%s%s. Free space (or fix the storage) and run the same command to "
+                         "resume: %s",
+                         latest[0] ? "Every committed checkpoint is intact; the latest is " : "No checkpoint was "
+                                                                                              "committed yet",
+                         latest, "", resume_cmd);
+            return RM_EXIT_STORAGE;
         }
         if (rc == RM_EXIT_FATAL || rc == RM_EXIT_USAGE || rc == 127) {
-            audit_supervisor(cfg, "run_end", verdict, rc, attempt);
+            audit_supervisor(cfg, "run_end", "failed", res.verdict, rc, attempt);
             rm_error_log("not restarting: a restart cannot fix this (see the message above); run directory %s",
                          cfg->run_dir);
             return rc;
         }
         if (attempt >= cfg->max_restarts) {
-            audit_supervisor(cfg, "run_end", verdict, rc, attempt);
+            audit_supervisor(cfg, "run_end", "failed", res.verdict, rc, attempt);
             rm_error_log("giving up after %ld restart%s (fault.max_restarts); failures:%s\nrun directory: %s", attempt,
                          attempt == 1 ? "" : "s", causes, cfg->run_dir);
             return rc;
         }
         double backoff = cfg->restart_backoff_s * (double)(1L << (attempt < 6 ? attempt : 6));
-        rm_warn("restart %ld of %ld in %.1f s, from the latest checkpoint", attempt + 1, cfg->max_restarts, backoff);
-        audit_supervisor(cfg, "restart", verdict, rc, attempt + 1);
+        if (latest[0])
+            rm_warn("restart %ld of %ld in %.1f s, from checkpoint %s", attempt + 1, cfg->max_restarts, backoff,
+                    latest);
+        else
+            rm_warn("restart %ld of %ld in %.1f s, from the start (no checkpoint was committed yet)", attempt + 1,
+                    cfg->max_restarts, backoff);
+        audit_supervisor(cfg, "restart", NULL, res.verdict, rc, attempt + 1);
         struct timespec ts = {(time_t)backoff, (long)((backoff - (double)(time_t)backoff) * 1e9)};
-        while (nanosleep(&ts, &ts) != 0 && !rm_launch_stop_signal())
+        while (nanosleep(&ts, &ts) != 0 && !rm_launch_stop_kind())
             ;
-        if (rm_launch_stop_signal())
-            return rc;
+        if (rm_launch_stop_kind()) {
+            rm_launch_result none = {.status = 128 + rm_launch_stop_signal(), .stopped_at_once = 1};
+            return stopped(cfg, &none, resume_cmd);
+        }
     }
+}
+
+/* Before a resume is accepted nothing in the run directory changes: the
+ * newest checkpoint must belong to this job (the same model, data and
+ * train config, the same dataset index, a key that opens it). A quick look
+ * at its manifest; the coordinator verifies every file before it trains. */
+static int resume_acceptable(const rm_config *cfg, rm_error *err)
+{
+    char root[RM_PATH_CAP], dir[RM_PATH_CAP + 48], split[2 * RM_PATH_CAP + 2];
+    rm_config_ckpt_root(cfg, root, sizeof root);
+    rm_ckpt_manifest m;
+    rm_error why = {.errnum = 0};
+    if (rm_ckpt_find_newest_manifest(root, &m, dir, sizeof dir, &why) != RM_OK)
+        return why.msg[0] ? rm_fail(err, "%s", why.msg) : RM_OK; /* nothing to resume */
+    snprintf(split, sizeof split, "%s/%s", cfg->data_dir, cfg->train_split);
+    rm_shard_index idx;
+    int rc = rm_shard_index_read(split, &idx, err);
+    if (rc == RM_OK) {
+        rc = rm_ckpt_check_job(&m, dir, rm_config_training_hash(cfg), idx.index_hash, -1, err);
+        rm_shard_index_free(&idx);
+    }
+    rm_ckpt_manifest_free(&m);
+    return rc;
+}
+
+/* The run's resolved config and mpirun line, written once the run is
+ * accepted; every rank reads the config from there, so all of them run
+ * exactly what was validated here. */
+static int write_run_files(const rm_config *cfg, const char *config_path, const char *line, rm_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    if (!mem)
+        return rm_fail(err, "out of memory");
+    rm_config_write(cfg, mem);
+    fclose(mem);
+    char cmd_path[RM_PATH_CAP + 32];
+    snprintf(cmd_path, sizeof cmd_path, "%s/command.txt", cfg->run_dir);
+    int rc = rm_write_file_atomic(config_path, text, len, err);
+    if (rc == RM_OK && line)
+        rc = rm_write_file_atomic(cmd_path, line, strlen(line), err);
+    free(text);
+    return rc;
+}
+
+static const char *prog_name = "ringmaster";
+
+/* How to run this job again: the same command, with its run directory. */
+static char *resume_command(int argc, char **argv, const job_args *a, const char *run_dir)
+{
+    char **words = calloc((size_t)argc + 4, sizeof *words);
+    if (!words)
+        return NULL;
+    int n = 0;
+    words[n++] = (char *)prog_name;
+    words[n++] = "run";
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--break-lock") != 0)
+            words[n++] = argv[i];
+    if (!a->run_dir_given) {
+        words[n++] = "--run-dir";
+        words[n++] = (char *)run_dir;
+    }
+    char *line = rm_shell_join(words, n);
+    free(words);
+    return line;
+}
+
+/* What is about to run, printed once the run is accepted (or for --dry-run). */
+static void print_plan(const rm_launch_plan *plan, const rm_config *cfg, const char *line)
+{
+    if (plan->in_slurm)
+        printf("ringmaster: inside Slurm job %s: mpirun takes nodes and slots from the allocation (%ld slots)\n",
+               getenv("SLURM_JOB_ID"), plan->slots);
+    if (plan->oversubscribed)
+        printf("ringmaster: %ld ranks (1 coordinator + %ld workers) on %ld slots: oversubscribing, unbound; "
+               "the coordinator mostly sleeps\n",
+               cfg->workers + 1, cfg->workers, plan->slots);
+    printf("ringmaster: %s\n", line ? line : "(out of memory)");
+    fflush(stdout);
+}
+
+/* The locks of the run directory and of checkpoint.dir (when it is set):
+ * one job each, for the life of the job and its restarts. */
+static int lock_dirs(const rm_config *cfg, int break_lock, rm_run_lock *run_lock, rm_run_lock *ckpt_lock,
+                     rm_error *err)
+{
+    memset(ckpt_lock, 0, sizeof *ckpt_lock);
+    if (rm_run_lock_acquire(run_lock, cfg->run_dir, "run directory", break_lock, err) != RM_OK)
+        return RM_ERR;
+    char default_root[RM_PATH_CAP + 16];
+    snprintf(default_root, sizeof default_root, "%s/checkpoints", cfg->run_dir);
+    if (cfg->ckpt_dir[0] && strcmp(cfg->ckpt_dir, default_root) != 0 && strcmp(cfg->ckpt_dir, cfg->run_dir) != 0) {
+        if (rm_private_dir(cfg->ckpt_dir, err) != RM_OK ||
+            rm_run_lock_acquire(ckpt_lock, cfg->ckpt_dir, "checkpoint directory", break_lock, err) != RM_OK) {
+            rm_run_lock_release(run_lock);
+            return RM_ERR;
+        }
+    }
+    return RM_OK;
 }
 
 static int cmd_run(int argc, char **argv)
@@ -288,6 +536,13 @@ static int cmd_run(int argc, char **argv)
     }
     if (!cfg.run_dir[0])
         rm_run_dir_default(a.config, cfg.run_dir, sizeof cfg.run_dir);
+    /* Look before touching anything: a user's own folder is not taken over,
+     * a completed run is not run again. */
+    int state;
+    if (rm_run_dir_inspect(cfg.run_dir, &state, &err) != RM_OK || state == RM_RUN_DIR_FOREIGN) {
+        rm_error_log("%s", err.msg);
+        return RM_EXIT_FATAL;
+    }
     if (run_dir_completed(cfg.run_dir)) {
         rm_error_log("run directory %s holds a completed run (summary.json); pass another --run-dir", cfg.run_dir);
         return RM_EXIT_FATAL;
@@ -297,9 +552,6 @@ static int cmd_run(int argc, char **argv)
         rm_error_log("cannot find the ringmaster executable's directory");
         return 1;
     }
-
-    /* Every rank reads the resolved config from the run directory, so all
-     * of them run exactly what was validated here. */
     char config_path[RM_PATH_CAP + 32];
     snprintf(config_path, sizeof config_path, "%s/config.yaml", cfg.run_dir);
     rm_launch_plan plan;
@@ -308,44 +560,51 @@ static int cmd_run(int argc, char **argv)
         return 1;
     }
     char *line = rm_launch_plan_format(&plan);
-    if (plan.in_slurm)
-        printf("ringmaster: inside Slurm job %s: mpirun takes nodes and slots from the allocation (%ld slots)\n",
-               getenv("SLURM_JOB_ID"), plan.slots);
-    if (plan.oversubscribed)
-        printf("ringmaster: %ld ranks (1 coordinator + %ld workers) on %ld slots: oversubscribing, unbound; "
-               "the coordinator mostly sleeps\n",
-               cfg.workers + 1, cfg.workers, plan.slots);
-    printf("ringmaster: %s\n", line ? line : "(out of memory)");
-    fflush(stdout);
-    int rc = 0;
-    if (!a.dry_run) {
-        char *text = NULL;
-        size_t len = 0;
-        FILE *mem = open_memstream(&text, &len);
-        if (!mem || rm_private_dir(cfg.run_dir, &err) != RM_OK) {
-            rm_error_log("%s", mem ? err.msg : "out of memory");
-            rc = 1;
-        } else {
-            rm_config_write(&cfg, mem);
-            fclose(mem);
-            mem = NULL;
-            char cmd_path[RM_PATH_CAP + 32];
-            snprintf(cmd_path, sizeof cmd_path, "%s/command.txt", cfg.run_dir);
-            if (rm_write_file_atomic(config_path, text, len, &err) != RM_OK ||
-                (line && rm_write_file_atomic(cmd_path, line, strlen(line), &err) != RM_OK)) {
-                rm_error_log("%s", err.msg);
-                rc = 1;
-            }
-        }
-        if (mem)
-            fclose(mem);
-        free(text);
-        if (rc == 0) {
-            setenv("RINGMASTER_TTY", isatty(STDERR_FILENO) ? "1" : "0", 1);
-            rm_launch_install_signals();
-            rc = supervise(&plan, &cfg);
-        }
+    if (a.dry_run) {
+        print_plan(&plan, &cfg, line);
+        free(line);
+        rm_launch_plan_free(&plan);
+        return 0;
     }
+
+    /* From here a stop request is an outcome: caught before the first
+     * launch too. */
+    rm_launch_install_signals();
+    int rc = 0;
+    rm_run_lock run_lock, ckpt_lock;
+    char *resume_cmd = resume_command(argc, argv, &a, cfg.run_dir);
+    /* the key, to look at sealed checkpoints and to key the audit chain */
+    struct stat before;
+    int loose = state == RM_RUN_DIR_EMPTY && stat(cfg.run_dir, &before) == 0 && (before.st_mode & 07777) != 0700;
+    if (rm_security_load(cfg.key_file, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        rc = RM_EXIT_FATAL;
+    } else if ((state == RM_RUN_DIR_ABSENT && rm_private_dir(cfg.run_dir, &err) != RM_OK) ||
+               lock_dirs(&cfg, a.break_lock, &run_lock, &ckpt_lock, &err) != RM_OK) {
+        rm_error_log("%s", err.msg);
+        rc = rm_error_is_storage(&err) ? RM_EXIT_STORAGE : RM_EXIT_FATAL;
+    } else {
+        if (resume_acceptable(&cfg, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+            rc = RM_EXIT_FATAL;
+        } else if (rm_private_dir(cfg.run_dir, &err) != RM_OK || write_run_files(&cfg, config_path, line, &err) != RM_OK) {
+            rm_error_log("%s", err.msg);
+            rc = rm_error_is_storage(&err) ? RM_EXIT_STORAGE : 1;
+        } else {
+            if (loose)
+                printf("ringmaster: %s was empty: it is the run directory now, private (mode %04o -> 0700)\n",
+                       cfg.run_dir, (unsigned)(before.st_mode & 07777));
+            print_plan(&plan, &cfg, line);
+            setenv("RINGMASTER_TTY", isatty(STDERR_FILENO) ? "1" : "0", 1);
+            setenv("RINGMASTER_RUN_LOCK", run_lock.token, 1);
+            const rm_run_lock *locks[2] = {&run_lock, &ckpt_lock};
+            rc = supervise(&plan, &cfg, locks, 2, resume_cmd ? resume_cmd : "(out of memory)");
+        }
+        rm_run_lock_release(&ckpt_lock);
+        rm_run_lock_release(&run_lock);
+    }
+    rm_security_unload();
+    free(resume_cmd);
     free(line);
     rm_launch_plan_free(&plan);
     return rc;
@@ -580,6 +839,7 @@ static int cmd_import_tokens(int argc, char **argv)
 int main(int argc, char **argv)
 {
     rm_log_set_identity("ringmaster");
+    prog_name = argv[0];
     if (argc < 2) {
         usage(stderr);
         return 2;

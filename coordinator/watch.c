@@ -59,7 +59,7 @@ int watch_ckpt_done(coordinator *c, const rm_msg_ckpt_done *d, rm_error *err)
     char name[32];
     rm_ckpt_dir_name(step, name, sizeof name);
     if (outcome > 0) {
-        if (c->cfg.verbosity == RM_VERBOSITY_VERBOSE || c->stopping_on_signal) {
+        if (c->cfg.verbosity == RM_VERBOSITY_VERBOSE || (c->stopping_on_signal && !c->supervised)) {
             rm_progress_break(&c->progress);
             rm_info("checkpoint %s committed", name);
         }
@@ -81,11 +81,15 @@ int watch_ckpt_done(coordinator *c, const rm_msg_ckpt_done *d, rm_error *err)
         rm_run_dir_event(&c->rd, "checkpoint_failed", fields);
         free(fields);
     }
-    if (c->cfg.ckpt_on_error == RM_CKPT_ON_ERROR_STOP || c->stopping_on_signal)
+    /* The final checkpoint is the run's model, and the one after a stop
+     * signal is what a requeue resumes from: neither is optional. */
+    if (step >= c->end_step)
         coordinator_abort_code(c, -1, step,
-                               c->stopping_on_signal ? "the emergency checkpoint failed"
-                                                     : "stopping: checkpoint.on_error is stop",
-                               RM_EXIT_FATAL);
+                               c->stopping_on_signal ? "the checkpoint before stopping failed"
+                                                     : "the final checkpoint (the run's model) failed",
+                               RM_EXIT_STORAGE);
+    if (c->cfg.ckpt_on_error == RM_CKPT_ON_ERROR_STOP)
+        coordinator_abort_code(c, -1, step, "stopping: checkpoint.on_error is stop", RM_EXIT_STORAGE);
     return RM_OK;
 }
 
@@ -124,3 +128,25 @@ void watch_check_hang(coordinator *c)
     coordinator_abort_code(c, -1, step, reason, RM_EXIT_FAILED);
 }
 
+
+/* One job per run directory: a job whose lock was taken over (its lease
+ * expired while it hung, or --break-lock) must stop writing at once. Looked
+ * at every few seconds. */
+void watch_check_lock(coordinator *c)
+{
+    double now = rm_now_s();
+    if (now - c->lock_checked_s < 2.0)
+        return;
+    c->lock_checked_s = now;
+    rm_error err;
+    int lost = c->supervised ? rm_run_lock_check_token(c->cfg.run_dir, c->lock_token, &err) != RM_OK
+                             : rm_run_lock_lost(&c->run_lock) || rm_run_lock_lost(&c->ckpt_lock);
+    if (!lost)
+        return;
+    if (!c->supervised)
+        snprintf(err.msg, sizeof err.msg, "the lock of %s was taken over", c->cfg.run_dir);
+    char reason[sizeof err.msg + 128];
+    snprintf(reason, sizeof reason, "another job took over the run directory (%s): stopping at once", err.msg);
+    rm_run_dir_close(&c->rd); /* nothing more is written there: it is the other job's */
+    coordinator_abort_code(c, -1, c->first_step + c->steps_done, reason, RM_EXIT_FATAL);
+}

@@ -197,10 +197,11 @@ START_TEST(global_batch_must_divide_over_workers)
     /* the message names both numbers and points at global_batch */
     expect_refused("data:\n  dir: data\ntrain:\n  global_batch: 10\n  steps: 5\nlaunch:\n  workers: 3\n", NULL, 0,
                    "job.yaml:4:17: ", "global batch 10 does not divide evenly over 3 workers (launch.workers)");
-    /* the same when the worker count comes from --set */
+    /* when the worker count comes from --set (--workers), the flag is
+     * named: the file's global batch was fine before it */
     char *sets[] = {"launch.workers=5"};
-    expect_refused(good_config, sets, 1, "job.yaml:6:17: ",
-                   "global batch 12 does not divide evenly over 5 workers (launch.workers); use a multiple of 5");
+    expect_refused(good_config, sets, 1, "--set launch.workers: ",
+                   "global batch 12 (job.yaml:6:17) does not divide evenly over 5 workers");
 }
 END_TEST
 
@@ -279,6 +280,26 @@ START_TEST(missing_split_is_named)
                    what);
     expect_refused("data:\n  dir: data\n  train_split: training\ntrain:\n  steps: 3\n", NULL, 0, "job.yaml:3:16: ",
                    "split 'training' of dataset");
+}
+END_TEST
+
+/* An empty file (or one of comments only, or {}) is not a job of defaults. */
+START_TEST(empty_config_is_refused)
+{
+    expect_refused("", NULL, 0, "job.yaml: ", "is empty: a job config says at least where its data is");
+    expect_refused("# nothing yet\n", NULL, 0, "job.yaml: ", "is empty");
+    expect_refused("{}\n", NULL, 0, "job.yaml: ", "is empty");
+}
+END_TEST
+
+/* Bounds read as numbers: 16777216, not 1.67772e+07. */
+START_TEST(bounds_are_printed_as_numbers)
+{
+    char *sets[] = {"train.global_batch=100000000"};
+    expect_refused(good_config, sets, 1, "--set train.global_batch: ",
+                   "train.global_batch = 100000000 is out of range: must be >= 1 and <= 16777216");
+    char *lr[] = {"train.lr=0"};
+    expect_refused(good_config, lr, 1, "--set train.lr: ", "train.lr = 0 is out of range: must be > 0 and <= 100");
 }
 END_TEST
 
@@ -379,7 +400,8 @@ static const struct {
     /* an unclosed flow list runs into the next key */
     {"model:\n  hidden: [64, 32\ntrain:\n  lr: 0.1\n", "job.yaml:3:6: ", "invalid YAML: did not find expected ',' or ']'"},
     /* a tab used for indentation */
-    {"train:\n\tlr: 0.1\n", "job.yaml:2:1: ", "invalid YAML: found character that cannot start any token"},
+    {"train:\n\tlr: 0.1\n", "job.yaml:2:1: ",
+     "invalid YAML: a tab character: YAML indents with spaces, never tabs (found character that cannot start any token"},
     /* an unterminated quoted string */
     {"data:\n  dir: \"data\n", "job.yaml:3:1: ", "invalid YAML: found unexpected end of stream"},
 };
@@ -580,6 +602,8 @@ static Suite *config_suite(void)
     tcase_add_test(tc, missing_dataset_dir_is_named);
     tcase_add_test(tc, missing_split_is_named);
     tcase_add_test(tc, empty_eval_split_means_no_evaluation);
+    tcase_add_test(tc, empty_config_is_refused);
+    tcase_add_test(tc, bounds_are_printed_as_numbers);
     tcase_add_test(tc, yaml_aliases_are_refused_quickly);
     tcase_add_test(tc, file_over_one_mib_is_refused);
     tcase_add_test(tc, file_of_exactly_one_mib_is_read);

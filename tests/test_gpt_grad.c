@@ -305,7 +305,7 @@ START_TEST(every_tensor_matches_double_finite_differences)
 
     /* logits: the reference's on the real vocabulary, 0 on the padding */
     const float *logits = rm_gpt_cpu_logits(&m);
-    ck_assert_msg(rm_gpt_cpu_forward(&m, f.params, f.in, f.tg, BATCH, &loss, &(rm_error){{0}}) == RM_OK, "forward");
+    ck_assert_msg(rm_gpt_cpu_forward(&m, f.params, f.in, f.tg, BATCH, &loss, &(rm_error){.errnum = 0}) == RM_OK, "forward");
     for (long r = 0; r < BATCH * CONTEXT; r++)
         for (long v = 0; v < f.g.padded_vocab; v++) {
             double want = v < VOCAB ? ref_logits[r * VOCAB + v] : 0.0;

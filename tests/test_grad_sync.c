@@ -273,7 +273,7 @@ START_TEST(watchdog_and_heartbeat_while_a_peer_is_late)
         MPI_Barrier(MPI_COMM_WORLD);
         if (late)
             usleep(900 * 1000);
-        rm_error err = {{0}};
+        rm_error err = {.errnum = 0};
         int rc = rm_grad_sync_finish(&gs, &err);
         if (fire && !late) {
             char expect[32];

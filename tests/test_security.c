@@ -299,7 +299,7 @@ START_TEST(audit_chain_catches_deleted_and_edited_lines)
         snprintf(fields, sizeof fields, "\"step\":%d", i * 10);
         ck_assert_msg(rm_audit_append(scratch, "checkpoint_committed", fields, &err) == RM_OK, "%s", err.msg);
     }
-    ck_assert_msg(rm_audit_verify(scratch, &lines, head, &bad, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_audit_verify(scratch, NULL, NULL, 0, &lines, head, &bad, &err) == RM_OK, "%s", err.msg);
     ck_assert_int_eq(lines, 5);
     size_t len;
     char *orig = read_audit(&len);
@@ -317,7 +317,7 @@ START_TEST(audit_chain_catches_deleted_and_edited_lines)
     memmove(l3, l4, strlen(l4) + 1);
     write_audit(text);
     free(text);
-    ck_assert_int_eq(rm_audit_verify(scratch, &lines, head, &bad, &err), RM_ERR);
+    ck_assert_int_eq(rm_audit_verify(scratch, NULL, NULL, 0, &lines, head, &bad, &err), RM_ERR);
     ck_assert_int_eq(bad, 3);
     rmt_assert_contains(err.msg, "1 line was deleted");
 
@@ -327,7 +327,7 @@ START_TEST(audit_chain_catches_deleted_and_edited_lines)
     step[8] = '9';
     write_audit(text);
     free(text);
-    ck_assert_int_eq(rm_audit_verify(scratch, &lines, head, &bad, &err), RM_ERR);
+    ck_assert_int_eq(rm_audit_verify(scratch, NULL, NULL, 0, &lines, head, &bad, &err), RM_ERR);
     ck_assert_int_eq(bad, 2);
     rmt_assert_contains(err.msg, "line 2 was edited");
 
@@ -336,7 +336,7 @@ START_TEST(audit_chain_catches_deleted_and_edited_lines)
     line_at(text, 1)[20] ^= 1;
     write_audit(text);
     free(text);
-    ck_assert_int_eq(rm_audit_verify(scratch, &lines, head, &bad, &err), RM_ERR);
+    ck_assert_int_eq(rm_audit_verify(scratch, NULL, NULL, 0, &lines, head, &bad, &err), RM_ERR);
     ck_assert_int_eq(bad, 1);
 
     /* a torn last line: refused by verify, and appending refuses to chain onto it */
@@ -344,7 +344,7 @@ START_TEST(audit_chain_catches_deleted_and_edited_lines)
     text[len - 5] = '\0';
     write_audit(text);
     free(text);
-    ck_assert_int_eq(rm_audit_verify(scratch, &lines, head, &bad, &err), RM_ERR);
+    ck_assert_int_eq(rm_audit_verify(scratch, NULL, NULL, 0, &lines, head, &bad, &err), RM_ERR);
     ck_assert_int_eq(bad, 5);
     rmt_assert_contains(err.msg, "incomplete");
     ck_assert_int_eq(rm_audit_append(scratch, "run_end", "", &err), RM_ERR);
@@ -352,9 +352,97 @@ START_TEST(audit_chain_catches_deleted_and_edited_lines)
     /* intact again: a further line chains on */
     write_audit(orig);
     ck_assert_msg(rm_audit_append(scratch, "run_end", "\"status\":\"completed\"", &err) == RM_OK, "%s", err.msg);
-    ck_assert_msg(rm_audit_verify(scratch, &lines, head, &bad, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_audit_verify(scratch, NULL, NULL, 0, &lines, head, &bad, &err) == RM_OK, "%s", err.msg);
     ck_assert_int_eq(lines, 6);
     free(orig);
+}
+END_TEST
+
+/* The end of the chain is pinned by the heads recorded elsewhere: lines
+ * removed from the end (run_end with them) are found, and so is a line
+ * rewritten under an anchor. */
+START_TEST(audit_anchors_catch_a_lost_tail)
+{
+    rm_error err;
+    long lines, bad, seq;
+    char head[65];
+    rm_audit_anchor anchor = {.where = "summary.json"};
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(rm_audit_append(scratch, "checkpoint_committed", "\"step\":1", &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_audit_head(scratch, &anchor.seq, anchor.head, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(anchor.seq, 4);
+    ck_assert_msg(rm_audit_verify(scratch, NULL, &anchor, 1, &lines, head, &bad, &err) == RM_OK, "%s", err.msg);
+    ck_assert_str_eq(head, anchor.head);
+    size_t len;
+    char *orig = read_audit(&len);
+    orig = realloc(orig, len + 1);
+    orig[len] = '\0';
+
+    /* the last two lines removed: the chain alone still holds */
+    char *text = strdup(orig);
+    *line_at(text, 3) = '\0';
+    write_audit(text);
+    free(text);
+    ck_assert_msg(rm_audit_verify(scratch, NULL, NULL, 0, &lines, head, &bad, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(rm_audit_verify(scratch, NULL, &anchor, 1, &lines, head, &bad, &err), RM_ERR);
+    rmt_assert_contains(err.msg, "summary.json recorded line 4 of the trail, which ends at line 2");
+    ck_assert_int_eq(bad, 3);
+
+    /* the anchored line replaced by another well-chained one */
+    text = strdup(orig);
+    *line_at(text, 4) = '\0';
+    write_audit(text);
+    free(text);
+    ck_assert_msg(rm_audit_append(scratch, "run_end", "", &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(rm_audit_verify(scratch, NULL, &anchor, 1, &lines, head, &bad, &err), RM_ERR);
+    rmt_assert_contains(err.msg, "is not the line summary.json recorded");
+    ck_assert_int_eq(bad, 4);
+    ck_assert_msg(rm_audit_head(scratch, &seq, head, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(seq, 4);
+    free(orig);
+}
+END_TEST
+
+/* With a key loaded the chain is keyed: it verifies with the key only,
+ * and a chain rewritten without the key is refused. */
+START_TEST(audit_chain_is_keyed_with_the_key)
+{
+    rm_error err;
+    long lines, bad;
+    char head[65];
+    ck_assert_msg(rm_audit_append(scratch, "run_start", "", &err) == RM_OK, "%s", err.msg); /* before the key */
+    ck_assert_msg(rm_security_load(key_path, &err) == RM_OK, "%s", err.msg);
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(rm_audit_append(scratch, "checkpoint_committed", "\"step\":1", &err) == RM_OK, "%s", err.msg);
+    size_t len;
+    char *text = read_audit(&len);
+    text = realloc(text, len + 1);
+    text[len] = '\0';
+    ck_assert_ptr_nonnull(strstr(line_at(text, 2), "\"prev_mac\":\""));
+    ck_assert_ptr_nonnull(strstr(line_at(text, 1), "\"prev\":\""));
+    ck_assert_msg(rm_audit_verify(scratch, rm_security_key(), NULL, 0, &lines, head, &bad, &err) == RM_OK, "%s",
+                  err.msg);
+    ck_assert_int_eq(lines, 4);
+    ck_assert_int_eq(rm_audit_verify(scratch, NULL, NULL, 0, &lines, head, &bad, &err), RM_ERR);
+    rmt_assert_contains(err.msg, "no key was given");
+    ck_assert_int_eq(bad, 2);
+    /* another key: the MACs do not match */
+    rm_secret_key *other;
+    char other_path[RMT_PATH_CAP + 32];
+    snprintf(other_path, sizeof other_path, "%s/other.key", scratch);
+    ck_assert_msg(rm_key_generate(other_path, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_key_load(other_path, &other, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(rm_audit_verify(scratch, other, NULL, 0, &lines, head, &bad, &err), RM_ERR);
+    rmt_assert_contains(err.msg, "the key is not the run's");
+    rm_key_free(other);
+    /* the last line rewritten as an unkeyed one */
+    char *last = line_at(text, 4), *mac = strstr(last, "\"prev_mac\":\"");
+    memmove(mac + 5, mac + 9, strlen(mac + 9) + 1); /* "prev_mac":" -> "prev":" */
+    write_audit(text);
+    ck_assert_int_eq(rm_audit_verify(scratch, rm_security_key(), NULL, 0, &lines, head, &bad, &err), RM_ERR);
+    rmt_assert_contains(err.msg, "rewritten without the key");
+    free(text);
+    rm_security_unload();
 }
 END_TEST
 
@@ -372,6 +460,8 @@ static Suite *security_suite(void)
     tcase_add_test(tc, key_files_are_checked);
     tcase_add_test(tc, encrypted_split_under_a_small_budget);
     tcase_add_test(tc, audit_chain_catches_deleted_and_edited_lines);
+    tcase_add_test(tc, audit_anchors_catch_a_lost_tail);
+    tcase_add_test(tc, audit_chain_is_keyed_with_the_key);
     suite_add_tcase(s, tc);
     return s;
 }

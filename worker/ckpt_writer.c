@@ -30,7 +30,7 @@ static void *writer_main(void *arg)
 
         double t0 = rm_now_s();
         rm_ckpt_file file;
-        rm_error err = {{0}};
+        rm_error err = {.errnum = 0};
         int rc = RM_OK;
         if (mkdir(dir, 0700) != 0 && errno != EEXIST)
             rc = rm_fail_errno(&err, errno, "%s: cannot create checkpoint directory", dir);

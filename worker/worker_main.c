@@ -577,10 +577,11 @@ int main(int argc, char **argv)
     /* Collective over all ranks (the coordinator passes MPI_UNDEFINED):
      * done first so no rank can fail before it and leave others waiting. */
     MPI_Comm_split(MPI_COMM_WORLD, rank == 0 ? MPI_UNDEFINED : 1, rank, &w.comm);
-    /* SIGUSR1/SIGTERM ask the coordinator for an emergency checkpoint;
+    /* SIGUSR1/SIGUSR2/SIGTERM ask the coordinator to checkpoint and stop;
      * workers finish the steps it still hands out, so they ignore them.
      * mpirun's own shutdown ends in SIGKILL, which nothing ignores. */
     signal(SIGUSR1, SIG_IGN);
+    signal(SIGUSR2, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     char role[32];
     snprintf(role, sizeof role, "worker %d", w.worker);

@@ -41,12 +41,24 @@ refused scalar_list "scalar_list.yaml:3:11: model.hidden expects a list of integ
 sed "s#^  dir: .*#  dir: $WORK/no-such-dataset#" job.yaml >missing_data.yaml
 refused missing_data "missing_data.yaml:6:8: dataset directory $WORK/no-such-dataset does not exist" missing_data.yaml
 
-refused indivisible "job.yaml:10:17: global batch 128 does not divide evenly over 3 workers" job.yaml --workers 3
+refused indivisible "--set launch.workers: global batch 128 (job.yaml:10:17) does not divide evenly over 3 workers" job.yaml --workers 3
 
 sed 's/^  workers: 2/  workers: 5/' job.yaml >five.yaml
 refused indivisible_file "five.yaml:10:17: global batch 128 does not divide evenly over 5 workers" five.yaml
 
 refused set_typo "--set train.lrr=0.1: unknown key 'train.lrr' (did you mean 'train.lr'?)" job.yaml --set train.lrr=0.1
+
+# a bound said as a number, not 1.67772e+07
+refused batch_bound "train.global_batch = 100000000 is out of range: must be >= 1 and <= 16777216" job.yaml \
+  --set train.global_batch=100000000
+
+# a tab in the indentation is named as such
+printf 'model:\n\thidden: [128]\n' >tab.yaml
+refused tab "tab.yaml:2:1: invalid YAML: a tab character: YAML indents with spaces, never tabs" tab.yaml
+
+# an empty file is not a job (it used to run a default 1-epoch job)
+: >empty.yaml
+refused empty "empty.yaml: is empty: a job config says at least where its data is" empty.yaml
 
 # asking for help is not a mistake: the usage on stdout, exit 0, nothing run
 for cmd in "run --help" "validate job.yaml -h" "data import-idx --help" "--help"; do

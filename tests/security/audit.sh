@@ -50,4 +50,23 @@ sed -i '3s/"step":\([0-9]\)/"step":9\1/' "$a"
 cmp -s "$a" "$WORK/audit.orig" && fail "the edit did not change line 3"
 if "$RM" audit verify "$dir" >"$WORK/edit.log"; then fail "audit verify missed an edited line"; fi
 expect_in "$WORK/edit.log" "FAILED at line 3: .*line 3 was edited" "edited line"
-echo "audit: ok ($n lines: $events; a deleted and an edited line caught)"
+# the end of the chain is pinned: summary.json (and every checkpoint)
+# recorded its head, so removing the last lines, run_end with them, is found
+cp "$WORK/audit.orig" "$a"
+head -n -2 "$WORK/audit.orig" >"$a"
+if "$RM" audit verify "$dir" >"$WORK/tail.log"; then fail "audit verify missed the removal of the last lines"; fi
+expect_in "$WORK/tail.log" "FAILED at line $((n - 1)): .*summary.json recorded line $n of the trail, which ends at line $((n - 2)): its last 2 lines were removed" "lost tail"
+grep -q '"audit_seq": '"$n"',' "$dir/summary.json" || fail "summary.json does not record the head at line $n"
+grep -q '"audit": {"seq": [0-9]*, "head": "[0-9a-f]\{64\}"}' "$last/manifest.json" || fail "the manifest does not record the audit head"
+cp "$WORK/audit.orig" "$a"
+
+# with security.key_file the chain is keyed: verify needs the run's key
+key=$WORK/key
+"$RM" keygen "$key" >/dev/null
+kdir=$WORK/keyed
+run_job "$kdir" --set security.key_file="$key" --set train.steps=40 >"$WORK/keyed.log" 2>&1 || { cat "$WORK/keyed.log"; fail "keyed run failed"; }
+! grep -q '"prev":"' "$kdir/audit.jsonl" || fail "a run with a key wrote unkeyed audit lines"
+grep -q '"prev_mac":"' "$kdir/audit.jsonl" || fail "no keyed audit lines"
+"$RM" audit verify "$kdir" >"$WORK/kverify.log" || { cat "$WORK/kverify.log"; fail "the keyed trail does not verify with the run's key"; }
+expect_in "$WORK/kverify.log" ", keyed;" "keyed verify"
+echo "audit: ok ($n lines: $events; a deleted and an edited line, and a lost tail caught; keyed with the key)"

@@ -41,12 +41,20 @@ ck=$(ls -d "$dir"/checkpoints/step-* | tail -1)
 expect_in "$WORK/verify.log" "(encrypted)" "ckpt verify"
 expect_in "$WORK/verify.log" "dataset_index_hash" "ckpt verify"
 
-# another key: refused by name, and the checkpoints are left alone
+# another key: refused by name, before launching, and the checkpoints are left alone
 other=$WORK/other-key
 "$RM" keygen "$other" >/dev/null
 if "$RM" run "$HERE/job.yaml" --set data.dir="$enc" --set security.key_file="$other" --run-dir "$dir" \
   >"$WORK/wrong.log" 2>&1; then fail "a run with the wrong key succeeded"; fi
-expect_in "$WORK/wrong.log" "shard-0000[0-9].rms: was encrypted with another key" "wrong key on shards"
+# refused before anything runs, by the checkpoint it would resume (the
+# shards, sealed with the same key, would be refused next)
+expect_in "$WORK/wrong.log" "checkpoints/step-[0-9]*: is encrypted with another key than security.key_file" \
+  "wrong key on the checkpoint"
+! grep -q "mpirun" "$WORK/wrong.log" || fail "the wrong key was noticed only after launching"
+# with no checkpoint to look at, the workers name the shard
+if "$RM" run "$HERE/job.yaml" --set data.dir="$enc" --set security.key_file="$other" --run-dir "$WORK/wrong-fresh" \
+  >"$WORK/wrong-fresh.log" 2>&1; then fail "a fresh run with the wrong key succeeded"; fi
+expect_in "$WORK/wrong-fresh.log" "shard-0000[0-9].rms: was encrypted with another key" "wrong key on shards"
 [ -d "$ck" ] || fail "the wrong-key run removed $ck"
 
 # plain data, sealed checkpoints, wrong key: the checkpoint is named, and

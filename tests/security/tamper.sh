@@ -61,4 +61,10 @@ printf 'short' >"$WORK/short-key"; chmod 600 "$WORK/short-key"
 if "$RM" data import-idx --images "$SRC/t10k-images-idx3-ubyte.gz" --labels "$SRC/t10k-labels-idx1-ubyte.gz" \
   --out "$WORK/y" --encrypt --key-file "$WORK/short-key" >"$WORK/short.log" 2>&1; then fail "import took a 5-byte key"; fi
 expect_in "$WORK/short.log" "short-key holds 5 bytes; a key is exactly 32" "short key"
+# a truncated IDX file: the import fails naming it, and leaves no output folder behind
+head -c 3000000 "$SRC/train-images-idx3-ubyte.gz" >"$WORK/cut-images.gz"
+if "$RM" data import-idx --images "$WORK/cut-images.gz" --labels "$SRC/train-labels-idx1-ubyte.gz" \
+  --out "$WORK/imported/train" >"$WORK/cut.log" 2>&1; then fail "imported a truncated IDX file"; fi
+expect_in "$WORK/cut.log" "cut-images.gz" "truncated IDX file"
+[ ! -e "$WORK/imported" ] || { ls -R "$WORK/imported"; fail "a failed import left $WORK/imported behind"; }
 echo "tamper: ok (flipped shard byte, changed header, truncated shard, flipped checkpoint byte, loose and short keys refused by name)"
