@@ -21,7 +21,7 @@
 #include <string.h>
 
 typedef struct sample_args {
-    const char *run_dir, *prompt;
+    const char *run_dir, *prompt, *vocab_dir;
     long tokens, top_k;
     double temperature;
     uint64_t seed;
@@ -30,7 +30,7 @@ typedef struct sample_args {
 static void usage(FILE *out)
 {
     fprintf(out, "usage: ringmaster sample RUN_DIR [--prompt TEXT] [--tokens N] [--temperature T] [--top-k K] "
-                 "[--seed S]\n"
+                 "[--seed S] [--vocab-dir D]\n"
                  "  text from the newest checkpoint of a GPT run that verifies; --tokens 256, --temperature 1.0\n"
                  "  (0: always the likeliest token), --top-k 0 (0: the whole vocabulary), --seed 1\n");
 }
@@ -70,6 +70,8 @@ static int parse_args(int argc, char **argv, sample_args *a)
         const char *val = argv[++i];
         if (strcmp(flag, "--prompt") == 0) {
             a->prompt = val;
+        } else if (strcmp(flag, "--vocab-dir") == 0) {
+            a->vocab_dir = val;
         } else if (strcmp(flag, "--tokens") == 0) {
             if (parse_number(flag, val, 0, 1e7, &v) != RM_OK)
                 return RM_ERR;
@@ -147,14 +149,14 @@ static int32_t pick(const float *logits, long vocab, double temperature, long to
     return (int32_t)best;
 }
 
-/* Writes a token's text; 0 when the tokenizer has no text for it. */
-static int emit(const char *tokenizer, int32_t token)
+/* Writes a token's bytes (a GPT-2 token may be part of a UTF-8 sequence:
+ * the bytes, written in order, make the text). */
+static void emit(const rm_text_tokenizer *t, int32_t token)
 {
-    if (strcmp(tokenizer, "bytes") == 0 && token >= 0 && token < 256) {
-        fputc(token, stdout);
-        return 1;
-    }
-    return 0;
+    size_t len;
+    const uint8_t *bytes = rm_tokenizer_token_bytes(t, (uint32_t)token, &len);
+    if (bytes)
+        fwrite(bytes, 1, len, stdout);
 }
 
 static int run(const sample_args *a, rm_error *err)
@@ -180,16 +182,17 @@ static int run(const sample_args *a, rm_error *err)
     rm_gpt_infer inf;
     memset(&inf, 0, sizeof inf);
     rm_gpt_layout g;
+    rm_text_tokenizer tt = {0};
     const rm_tokenizer *tok = NULL;
     if (strcmp(m.model.type, "gpt") != 0) {
         rm_fail(err, "%s: a %s model; sampling needs a gpt run", dir, m.model.type[0] ? m.model.type : "mlp");
         goto out;
     }
-    if (!(tok = rm_tokenizer_find(m.model.tokenizer[0] ? m.model.tokenizer : "bytes", err)))
+    if (rm_tokenizer_open(m.model.tokenizer[0] ? m.model.tokenizer : "bytes", a->vocab_dir, &tt, err) != RM_OK)
         goto out;
-    if (!tok->encode || strcmp(tok->name, "bytes") != 0) {
-        rm_fail(err, "sampling needs a tokenizer that can encode and decode text; %s cannot here%s%s", tok->name,
-                tok->unavailable ? ": " : "", tok->unavailable ? tok->unavailable : "");
+    tok = tt.tok;
+    if (tok->vocab != m.model.vocab) {
+        rm_fail(err, "%s: a vocabulary of %ld, but tokenizer %s has %ld", dir, m.model.vocab, tok->name, tok->vocab);
         goto out;
     }
     if (rm_gpt_layout_init(&g, (int)m.model.layers, (int)m.model.heads, m.model.dim, m.model.context, m.model.vocab,
@@ -211,7 +214,7 @@ static int run(const sample_args *a, rm_error *err)
         goto out;
     /* a document starts after an end-of-text token, as in training */
     prompt.ids[prompt.n++] = (int32_t)tok->eot;
-    if (tok->encode((const uint8_t *)a->prompt, strlen(a->prompt), collect, &prompt, err) != RM_OK)
+    if (rm_tokenizer_encode(&tt, (const uint8_t *)a->prompt, strlen(a->prompt), collect, &prompt, err) != RM_OK)
         goto out;
     double t0 = rm_now_s();
     const float *logits = NULL;
@@ -228,7 +231,7 @@ static int run(const sample_args *a, rm_error *err)
             stop = " (end of text)";
             break;
         }
-        emit(tok->name, next);
+        emit(&tt, next);
         if (inf.pos >= g.context) {
             stop = " (the context is full)";
             made++;
@@ -244,6 +247,7 @@ static int run(const sample_args *a, rm_error *err)
             dt > 0 ? (double)(prompt.n + made) / dt : 0);
     rc = RM_OK;
 out:
+    rm_tokenizer_close(&tt);
     rm_gpt_infer_free(&inf);
     free(state[0]);
     free(probs);
