@@ -47,6 +47,9 @@ struct rm_backend {
     int kind;    /* RM_BACKEND_CPU or RM_BACKEND_GPU */
     int n_state; /* state tensors per parameter: params + optimizer moments */
     long max_micro_batch; /* samples one forward holds (a micro-step, or an evaluation chunk) */
+    /* Bytes of optimizer state (moments) this worker holds, as allocated:
+     * all of them, or its slice under ZeRO-1 and shared-memory reduction. */
+    size_t optimizer_state_bytes;
     /* input, target: n samples as the model's batch holds them (model.h).
      * grad_scale: 1 / (global batch x the model's positions), so the
      * all-reduced sum is the global mean whatever the worker count.

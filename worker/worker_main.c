@@ -259,6 +259,7 @@ static int handshake(worker *w, rm_msg_start *start, rm_error *err)
         .param_count = w->model.n_params,
         /* the host's products set the bound only where they run */
         .peak_flops = w->backend->kind == RM_BACKEND_CPU ? rm_sgemm_peak_flops(0.2) : 0,
+        .optimizer_state_bytes = (int64_t)w->backend->optimizer_state_bytes,
     };
     snprintf(hello.host, sizeof hello.host, "%s", rm_log_host());
     if (weights_digest(w, &hello.init_digest, err) != RM_OK)
