@@ -31,6 +31,11 @@ typedef struct rm_step_stats {
     int n_buckets;
     const double *bucket_start_s, *bucket_done_s;
     const long *bucket_begin, *bucket_end; /* in floats */
+    int buckets_scattered; /* the buckets were reduce-scattered (ZeRO-1), not all-reduced */
+    /* ZeRO-1 on traced steps: the parameter all-gather after the update
+     * (its start on the rm_now_s clock, its length; 0: none) and bytes */
+    double gather_start_s, gather_s;
+    long gather_bytes;
 } rm_step_stats;
 
 typedef struct rm_backend rm_backend;

@@ -214,6 +214,7 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
         stats->bucket_done_s = cb->sync.trace_done_s;
         stats->bucket_begin = cb->sync.bucket_start;
         stats->bucket_end = cb->sync.bucket_end;
+        stats->buckets_scattered = sharded(cb);
     }
     if (!sharded(cb))
         stats->grad_norm = sqrt((double)cblas_sdot((int)cb->n_params, cb->grads, 1, cb->grads, 1));
@@ -229,8 +230,16 @@ static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
     double t0 = rm_now_s();
     if (cb->mode == REDUCE_SHM && rm_shm_reduce_sync(&cb->shm, err) != RM_OK)
         return RM_ERR;
-    if (sharded(cb) && rm_grad_sync_mpi_gather(&cb->mpi, cb->params, &cb->peer_wait, err) != RM_OK)
-        return RM_ERR;
+    if (sharded(cb)) {
+        double g0 = rm_now_s();
+        if (rm_grad_sync_mpi_gather(&cb->mpi, cb->params, &cb->peer_wait, err) != RM_OK)
+            return RM_ERR;
+        if (stats && stats->trace_buckets) {
+            stats->gather_start_s = g0;
+            stats->gather_s = rm_now_s() - g0;
+            stats->gather_bytes = cb->n_params * (long)sizeof(float);
+        }
+    }
     if (stats)
         stats->allreduce_wait_s += rm_now_s() - t0;
     return RM_OK;

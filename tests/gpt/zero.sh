@@ -17,7 +17,9 @@ run dp2 --workers 2 $MPI --set train.steps=30 --set train.grad_clip=0
 run z2 --workers 2 $MPI --set train.steps=30 --set train.grad_clip=0 --set train.zero=1
 # 3 workers, clipped, with a checkpoint of the final weights to compare
 run dp3 --workers 3 $MPI --set train.steps=30 --set checkpoint.every_steps=30
-run z3 --workers 3 $MPI --set train.steps=30 --set checkpoint.every_steps=30 --set train.zero=1
+# (z3 also draws the timeline of two steps: reduce-scatter buckets, all-gather)
+run z3 --workers 3 $MPI --set train.steps=30 --set checkpoint.every_steps=30 --set train.zero=1 \
+  --set observe.trace_steps=[5,6] --set train.bucket_mb=0.05
 run z3-again --workers 3 $MPI --set train.steps=30 --set train.zero=1
 run shm3 --workers 3 --set launch.cpu_reduce=shm --set train.steps=30 --set train.zero=1
 expect_in "$WORK/z3.log" "ZeRO-1"
@@ -101,6 +103,18 @@ assert a.keys() == b.keys()
 worst_w = max(abs(x - y) for k in a for x, y in zip(a[k], b[k]))
 print(f"dp3 vs z3: largest weight difference {worst_w:.2e}")
 assert worst_w < 1e-5, worst_w
+# the timeline: every bucket reduce-scattered, then one all-gather of all
+# the weights, after the buckets, on every worker and traced step
+events = [e for e in json.load(open(f"{work}/z3/trace.json"))["traceEvents"] if e["ph"] == "X"]
+for pid in (1, 2, 3):
+    for step in (5, 6):
+        s = [e for e in events if e["pid"] == pid and e["args"]["step"] == step]
+        rs = [e for e in s if e["cat"] == "reducescatter"]
+        ag = [e for e in s if e["cat"] == "allgather"]
+        assert rs and not [e for e in s if e["cat"] == "allreduce"], (pid, step, s)
+        assert sum(e["args"]["bytes"] for e in rs) == 4 * n, rs
+        assert len(ag) == 1 and ag[0]["name"] == "all-gather" and ag[0]["args"]["bytes"] == 4 * n, ag
+        assert ag[0]["ts"] >= max(e["ts"] + e["dur"] for e in rs) - 1, (ag, rs)
 # optimizer state: AdamW's two moments, 8 bytes a parameter, over N
 full = summary("dp3")["optimizer_state_bytes_per_worker"]
 assert full == 8 * n, (full, n)
