@@ -32,8 +32,8 @@ typedef struct rm_step_stats {
     const double *bucket_start_s, *bucket_done_s;
     const long *bucket_begin, *bucket_end; /* in floats */
     int buckets_scattered; /* the buckets were reduce-scattered (ZeRO-1), not all-reduced */
-    /* ZeRO-1 on traced steps: the parameter all-gather after the update
-     * (its start on the rm_now_s clock, its length; 0: none) and bytes */
+    /* ZeRO-1: the parameter all-gather at the end of update (its start on
+     * the rm_now_s clock, its length, inside optimizer_s; 0: none), bytes */
     double gather_start_s, gather_s;
     long gather_bytes;
 } rm_step_stats;

@@ -234,7 +234,7 @@ static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
         double g0 = rm_now_s();
         if (rm_grad_sync_mpi_gather(&cb->mpi, cb->params, &cb->peer_wait, err) != RM_OK)
             return RM_ERR;
-        if (stats && stats->trace_buckets) {
+        if (stats) {
             stats->gather_start_s = g0;
             stats->gather_s = rm_now_s() - g0;
             stats->gather_bytes = cb->n_params * (long)sizeof(float);

@@ -29,6 +29,13 @@ for name in dp3 z3; do
     { cat "$WORK/$name.export.log"; fail "$name: ckpt export failed"; }
 done
 
+# the doctor times ZeRO-1's reduce-scatter and all-gather as phases of the step
+"$RM" doctor "$WORK/job.yaml" --workers 3 $MPI --set train.zero=1 --run-dir "$WORK/doctor" >"$WORK/doctor.log" 2>&1 ||
+  { cat "$WORK/doctor.log"; fail "doctor failed"; }
+expect_in "$WORK/doctor.log" "gradient reduce-scatter + norm"
+expect_in "$WORK/doctor.log" "parameter all-gather"
+expect_in "$WORK/doctor.log" "+ all-gather"
+
 # stopped mid-epoch and resumed, on 3 workers (ZeRO-1), on 2 (ZeRO-1) and
 # on 2 without ZeRO, all from the same checkpoint
 "$RM" run "$WORK/job.yaml" --run-dir "$WORK/stopped" --workers 3 $MPI --set train.zero=1 --set train.steps=200 \
@@ -103,6 +110,9 @@ assert a.keys() == b.keys()
 worst_w = max(abs(x - y) for k in a for x, y in zip(a[k], b[k]))
 print(f"dp3 vs z3: largest weight difference {worst_w:.2e}")
 assert worst_w < 1e-5, worst_w
+d = json.load(open(f"{work}/doctor/doctor.json"))
+assert d["zero"] == 1 and d["step_model"]["gather_s"] > 0, d["step_model"]
+assert all(r["step_gather_s"] > 0 for r in d["ranks"]), d["ranks"]
 # the timeline: every bucket reduce-scattered, then one all-gather of all
 # the weights, after the buckets, on every worker and traced step
 events = [e for e in json.load(open(f"{work}/z3/trace.json"))["traceEvents"] if e["ph"] == "X"]
