@@ -86,6 +86,8 @@ static const key_spec keys[] = {
     {"train.grad_accum", INT(grad_accum, 1, 65536), "micro-steps per optimizer step (gradients reduced once)"},
     {"train.grad_clip", DBL(grad_clip, 0, 1e9), "clip the global gradient norm to this; 0: off"},
     {"train.eval_tokens", INT(eval_tokens, 0, 1e15), "gpt: at most this many tokens per evaluation; 0: the whole split"},
+    {"train.zero", INT(zero, 0, 1),
+     "1: ZeRO-1, each worker holds the optimizer state of its 1/N slice only (cpu_reduce mpi or shm); 0: all of it"},
     {"train.precision", ENUM(precision, precision_names), "fp32 | tf32 | bf16 (GPU backend; fp32 master weights)"},
     {"checkpoint.every_steps", INT(ckpt_every_steps, 0, 1e12), "checkpoint every N steps; 0: not by steps"},
     {"checkpoint.every_seconds", DBL(ckpt_every_seconds, 0, 1e9), "checkpoint every N seconds; 0: not by time"},
@@ -798,6 +800,11 @@ static int is_training_key(const char *path)
     /* train.precision says how the products run, like launch.backend: a
      * bf16 run resumes in fp32 on the CPU backend and the reverse. */
     if (strcmp(path, "train.precision") == 0)
+        return 0;
+    /* train.zero says where the optimizer state lives, not what it holds:
+     * checkpoints are the same with and without it, so a ZeRO-1 run
+     * resumes a plain one and the reverse. */
+    if (strcmp(path, "train.zero") == 0)
         return 0;
     return strncmp(path, "model.", 6) == 0 || strncmp(path, "data.", 5) == 0 || strncmp(path, "train.", 6) == 0 ||
            strcmp(path, "debug.nan_at_step") == 0;

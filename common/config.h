@@ -67,6 +67,7 @@ typedef struct rm_config {
     long grad_accum;     /* micro-steps per optimizer step, each local_batch / grad_accum samples */
     double grad_clip;    /* clip the global gradient norm to this; 0: off */
     long eval_tokens;    /* at most this many tokens evaluated (token datasets); 0: the whole split */
+    long zero;     /* 1: ZeRO-1, optimizer state sharded over the workers */
     int precision; /* enum rm_precision: how the GPU backend's matrix products run */
 
     /* checkpoint */

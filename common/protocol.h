@@ -38,7 +38,7 @@ enum rm_tag {
     RM_TAG_TRACE, /* worker -> coordinator: Chrome-trace events of observe.trace_steps */
 };
 
-#define RM_PROTOCOL_VERSION 4
+#define RM_PROTOCOL_VERSION 5
 #define RM_DIR_CAP 1024
 #define RM_HOST_CAP 64
 #define RM_REASON_CAP 512
@@ -52,6 +52,7 @@ typedef struct rm_msg_hello {
     uint64_t init_digest;
     int64_t param_count;
     double peak_flops; /* this worker's measured sgemm rate (FLOP/s), for MFU; 0: not measured */
+    int64_t optimizer_state_bytes; /* the optimizer state this worker allocated (its slice under ZeRO-1) */
     char host[RM_HOST_CAP];
 } rm_msg_hello;
 

@@ -101,6 +101,7 @@ typedef struct coordinator {
     double started_s;
     double last_eval_accuracy, last_eval_loss;
     double peak_flops; /* the workers' measured sgemm rates, summed: the bound MFU is taken against */
+    long optimizer_state_bytes; /* the most optimizer state any worker allocated (hello) */
     double last_loss;
     /* Smoothed (EMA) step and phase times of the slowest worker, for the
      * progress display: one step's figure is too noisy to read. */

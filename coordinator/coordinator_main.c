@@ -561,6 +561,11 @@ int main(int argc, char **argv)
         MPI_Finalize();
         return code;
     }
+    if (c.cfg.verbosity != RM_VERBOSITY_QUIET) {
+        printf("optimizer state: %.3f MiB per worker (the most any worker holds%s)\n",
+               (double)c.optimizer_state_bytes / (1024.0 * 1024.0), c.cfg.zero ? ", ZeRO-1" : "");
+        fflush(stdout);
+    }
     rm_msg_start start = {.ok = 1, .assign_ahead = c.assign_ahead, .total_steps = c.total_steps,
                           .first_step = c.first_step};
     snprintf(start.resume_dir, sizeof start.resume_dir, "%s", c.resume_dir);

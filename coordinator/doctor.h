@@ -9,8 +9,10 @@
  * then the exposed gradient all-reduce, then the optimizer, while its
  * loader thread prepares the next batches alongside. So
  *
- *     step_s = max(loader_s, h2d_s, compute_s + allreduce_s + optimizer_s)
+ *     step_s = max(loader_s, h2d_s, compute_s + allreduce_s + optimizer_s + gather_s)
  *
+ * (under ZeRO-1 allreduce_s is the gradient's reduce-scatter and gather_s
+ * the parameters' all-gather after the optimizer; otherwise gather_s is 0)
  * (h2d_s, the batch's copy to the device on its own stream: GPU backend.)
  * with each term measured at the job's shapes and sizes, in the step's
  * order (so that caches and the ranks' skew are as in training), on the
@@ -49,7 +51,8 @@ typedef struct rm_doctor_rank {
     double compute_s;             /* forward + backward of one local batch, in the step sequence */
     double gemm_s;                /* sgemm alone at the same shapes, summed */
     double optimizer_s;           /* gradient norm + optimizer step, in the step sequence */
-    double step_allreduce_s;      /* the bucketed all-reduce, in the step sequence */
+    double step_allreduce_s;      /* the bucketed all-reduce (ZeRO-1: reduce-scatter), in the step sequence */
+    double step_gather_s;         /* ZeRO-1: the parameter all-gather after the update, in the step sequence */
     double allreduce_s;           /* the bucketed all-reduce alone (algbw, busbw) */
     double allreduce_algbw_gb_s, allreduce_busbw_gb_s;
     int gpu;                      /* the step ran on the GPU backend */
@@ -61,6 +64,7 @@ typedef struct rm_doctor_rank {
 
 typedef struct rm_doctor_prediction {
     double loader_s, compute_s, allreduce_s, optimizer_s; /* slowest rank's */
+    double gather_s; /* ZeRO-1: the parameter all-gather after the optimizer (slowest rank's) */
     double h2d_s; /* GPU backend: a batch's copy to the device, overlapped with compute */
     double network_s; /* the part of allreduce_s the all-reduce alone takes */
     double step_s, samples_per_s;

@@ -10,7 +10,8 @@
  *   compute    every sgemm of forward and backward at the model's shapes
  *              for one local batch
  *   step       the job's backend: forward + backward, the gradient
- *              reduction and the optimizer, in the step's order, each timed
+ *              reduction (under ZeRO-1 a reduce-scatter), the optimizer and
+ *              ZeRO-1's parameter all-gather, in the step's order, each timed
  *   all-reduce the gradient alone, bucketed as in training: algbw, busbw
  *
  * Rank 0 stands in for the coordinator (it sleeps, takes the workers'
@@ -332,13 +333,16 @@ static int cmp_double(const void *a, const void *b)
 }
 
 /* Median of column `col` of an n x 3 table. */
+/* compute, reduction, optimizer, ZeRO-1's all-gather */
+#define STEP_COLUMNS 4
+
 static double median_of(const double *table, long n, int col)
 {
     double *v = malloc((size_t)n * sizeof *v);
     if (!v)
         return 0;
     for (long i = 0; i < n; i++)
-        v[i] = table[3 * i + col];
+        v[i] = table[STEP_COLUMNS * i + col];
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     double m = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
     free(v);
@@ -429,7 +433,7 @@ static int probe_step(doctor *d, rm_error *err)
     long n = d->local_batch;
     void *x = malloc((size_t)n * (size_t)m->input_bytes);
     void *labels = malloc((size_t)n * (size_t)m->target_bytes);
-    double *times = malloc(3 * MAX_SEQUENCE_STEPS * sizeof(double));
+    double *times = malloc(STEP_COLUMNS * MAX_SEQUENCE_STEPS * sizeof(double));
     rm_backend *backend = NULL;
     int rc = RM_ERR;
     if (!x || !labels || !times) {
@@ -473,9 +477,11 @@ static int probe_step(doctor *d, rm_error *err)
         if (drain_assignments(d, 0, err) != RM_OK)
             goto out;
         if (warm <= 0) {
-            times[3 * reps] = t1 - t0;
-            times[3 * reps + 1] = t2 - t1;
-            times[3 * reps + 2] = t3 - t2;
+            double *row = times + STEP_COLUMNS * reps;
+            row[0] = t1 - t0;
+            row[1] = t2 - t1;
+            row[2] = t3 - t2 - stats.gather_s; /* update holds ZeRO-1's all-gather */
+            row[3] = stats.gather_s;
             reps++;
         }
         /* Every rank runs the same number of steps: rank 0 decides. */
@@ -487,6 +493,7 @@ static int probe_step(doctor *d, rm_error *err)
     d->me.compute_s = median_of(times, reps, 0);
     d->me.step_allreduce_s = d->ranks > 1 ? median_of(times, reps, 1) : 0;
     d->me.optimizer_s = median_of(times, reps, 2);
+    d->me.step_gather_s = median_of(times, reps, 3);
     rc = RM_OK;
 out:
     if (backend)

@@ -18,16 +18,18 @@ void rm_doctor_predict(const rm_config *cfg, const rm_doctor_rank *ranks, int n,
         p->compute_s = fmax(p->compute_s, ranks[r].compute_s);
         p->allreduce_s = fmax(p->allreduce_s, ranks[r].step_allreduce_s);
         p->optimizer_s = fmax(p->optimizer_s, ranks[r].optimizer_s);
+        p->gather_s = fmax(p->gather_s, ranks[r].step_gather_s);
         p->h2d_s = fmax(p->h2d_s, ranks[r].h2d_batch_s);
     }
-    double busy_s = p->compute_s + p->allreduce_s + p->optimizer_s;
+    double busy_s = p->compute_s + p->allreduce_s + p->optimizer_s + p->gather_s;
     p->step_s = fmax(fmax(p->loader_s, p->h2d_s), busy_s);
     p->samples_per_s = p->step_s > 0 ? (double)cfg->global_batch / p->step_s : 0;
     /* The all-reduce wait in the step also holds the time a rank waits for
      * a slower one to finish its backward: only what the all-reduce takes
      * on its own is the network's; the rest is compute (imbalance). */
-    p->network_s = fmin(p->allreduce_s, alone_s);
-    double compute_s = p->compute_s + (p->allreduce_s - p->network_s);
+    /* (reduce-scatter + all-gather move what one all-reduce moves) */
+    p->network_s = fmin(p->allreduce_s + p->gather_s, alone_s);
+    double compute_s = p->compute_s + (p->allreduce_s + p->gather_s - p->network_s);
     if (p->loader_s > busy_s && p->loader_s >= p->h2d_s) {
         p->bottleneck = "storage";
         p->why = "the loader makes batches slower than the workers consume them";
@@ -101,13 +103,23 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model *model, con
     }
     fprintf(out, "\nthe step in sequence (the job's backend, slowest rank):\n");
     fprintf(out, "%-34s %14s %11.3f ms\n", "  forward + backward", "", p->compute_s * 1e3);
-    fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient all-reduce", "", p->allreduce_s * 1e3);
-    fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient norm + optimizer", "", p->optimizer_s * 1e3);
+    if (cfg->zero && n > 1) {
+        fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient reduce-scatter + norm", "", p->allreduce_s * 1e3);
+        fprintf(out, "%-34s %14s %11.3f ms\n", "  optimizer (its 1/N slice)", "", p->optimizer_s * 1e3);
+        fprintf(out, "%-34s %14s %11.3f ms\n", "  parameter all-gather", "", p->gather_s * 1e3);
+    } else {
+        fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient all-reduce", "", p->allreduce_s * 1e3);
+        fprintf(out, "%-34s %14s %11.3f ms\n", "  gradient norm + optimizer", "", p->optimizer_s * 1e3);
+    }
     fprintf(out, "\npredicted step: %.3f ms = max(loader %.3f, ", p->step_s * 1e3, p->loader_s * 1e3);
     if (ranks[0].gpu)
         fprintf(out, "host-to-device %.3f, ", p->h2d_s * 1e3);
-    fprintf(out, "compute %.3f + all-reduce %.3f + optimizer %.3f)\n", p->compute_s * 1e3, p->allreduce_s * 1e3,
-            p->optimizer_s * 1e3);
+    if (cfg->zero && n > 1)
+        fprintf(out, "compute %.3f + reduce-scatter %.3f + optimizer %.3f + all-gather %.3f)\n", p->compute_s * 1e3,
+                p->allreduce_s * 1e3, p->optimizer_s * 1e3, p->gather_s * 1e3);
+    else
+        fprintf(out, "compute %.3f + all-reduce %.3f + optimizer %.3f)\n", p->compute_s * 1e3, p->allreduce_s * 1e3,
+                p->optimizer_s * 1e3);
     if (model->positions > 1)
         fprintf(out, "predicted throughput: %.0f samples/s (%.0f tokens/s)\n", p->samples_per_s,
                 p->samples_per_s * (double)model->positions);
@@ -130,6 +142,7 @@ void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model *model
     rm_json_string(out, cfg->source_path);
     fprintf(out, ",\n  \"workers\": %d,\n  \"backend\": \"%s\",\n  \"global_batch\": %ld,\n  \"parameters\": %ld,\n",
             n, rm_backend_name(cfg->backend), cfg->global_batch, model->n_params);
+    fprintf(out, "  \"zero\": %ld,\n", cfg->zero);
     fprintf(out, "  \"gradient_bytes\": %ld,\n  \"bucket_mb\": ", model->n_params * (long)sizeof(float));
     rm_json_number(out, cfg->bucket_mb);
     fputs(",\n  \"predicted_step_s\": ", out);
@@ -144,6 +157,7 @@ void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model *model
     member(out, "    ", "allreduce_s", p->allreduce_s, 0);
     member(out, "    ", "network_s", p->network_s, 0);
     member(out, "    ", "h2d_s", p->h2d_s, 0);
+    member(out, "    ", "gather_s", p->gather_s, 0);
     member(out, "    ", "optimizer_s", p->optimizer_s, 1);
     fputs("  },\n  \"host_to_device_gb_s\": ", out);
     if (ranks[0].gpu)
@@ -166,6 +180,7 @@ void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model *model
         member(out, "      ", "gemm_s", k->gemm_s, 0);
         member(out, "      ", "optimizer_s", k->optimizer_s, 0);
         member(out, "      ", "step_allreduce_s", n > 1 ? k->step_allreduce_s : NAN, 0);
+        member(out, "      ", "step_gather_s", k->step_gather_s, 0);
         member(out, "      ", "allreduce_s", n > 1 ? k->allreduce_s : NAN, 0);
         member(out, "      ", "allreduce_algbw_gb_s", n > 1 ? k->allreduce_algbw_gb_s : NAN, 0);
         member(out, "      ", "allreduce_busbw_gb_s", n > 1 ? k->allreduce_busbw_gb_s : NAN, 0);

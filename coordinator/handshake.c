@@ -95,6 +95,8 @@ int handshake_run(coordinator *c, rm_error *err)
         c->info[w].pid = h.pid;
         snprintf(c->info[w].host, sizeof c->info[w].host, "%s", h.host);
         c->peak_flops += h.peak_flops;
+        if (h.optimizer_state_bytes > c->optimizer_state_bytes)
+            c->optimizer_state_bytes = (long)h.optimizer_state_bytes;
         if (h.protocol_version != RM_PROTOCOL_VERSION) {
             rm_fail(err, "worker %d (rank %d, host %s) speaks protocol %d, the coordinator %d: mixed ringmaster builds",
                     w, w + 1, h.host, h.protocol_version, RM_PROTOCOL_VERSION);

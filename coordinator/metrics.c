@@ -97,6 +97,7 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     write_phase(f, "allreduce_wait_s", s->allreduce_wait_s);
     write_phase(f, "optimizer_s", s->optimizer_s);
     write_phase(f, "ckpt_stall_s", s->ckpt_stall_s);
+    fprintf(f, ",\"optimizer_state_bytes_per_worker\":%ld", c->optimizer_state_bytes);
     observe_complete_step(c->obs, s, samples_per_s, epoch, loss, f);
     fputs("}\n", f);
     fclose(f);
@@ -274,6 +275,8 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     rm_json_number(f, wall_s);
     fprintf(f, ",\n  \"workers\": %d,\n  \"global_batch\": %ld,\n  \"backend\": \"%s\",\n  \"parameters\": %ld",
             c->workers, c->cfg.global_batch, rm_backend_name(c->backend), c->model.n_params);
+    fprintf(f, ",\n  \"optimizer_state_bytes_per_worker\": %ld,\n  \"zero\": %ld", c->optimizer_state_bytes,
+            c->cfg.zero);
     fprintf(f, ",\n  \"resumed_from_step\": %ld,\n  \"checkpoints_committed\": %ld,\n  \"checkpoints_failed\": %ld",
             c->first_step, c->ckpt.committed, c->ckpt.failed);
     fputs(",\n  \"checkpoint_stall_mean_s\": ", f);

@@ -2,7 +2,9 @@
  * heartbeat, watchdog, timeline) under a real mpirun with 3 ranks, over
  * its MPI transport on host memory: the CPU backend's path, and the same
  * schedule the GPU backend runs over NCCL, checked where there is no GPU.
- * Also the single-host shared-memory reduction (shm_reduce.c).
+ * Also the transport's ZeRO-1 form (reduce-scatter into each rank's slice,
+ * all-gather of the slices) and the single-host shared-memory reduction
+ * (shm_reduce.c).
  *
  * Sums use small integers, exact in float whatever order the ranks add
  * them in. Forking after MPI_Init is unsafe (the child shares the parent's
@@ -143,6 +145,52 @@ START_TEST(sum_is_exact_for_every_bucket_size)
     free(grads);
     char what[96];
     snprintf(what, sizeof what, "n %ld, bucket %ld floats", n, bucket_floats);
+    assert_all_ranks_ok(bad, what);
+}
+END_TEST
+
+/* ZeRO-1's transport: each bucket reduce-scattered over the ranks'
+ * slices [n*r/N, n*(r+1)/N) (uneven, some empty for n = 1), so each rank
+ * ends with the exact sum of its own slice; then the parameters' slices
+ * all-gathered, so every rank has every slice. _i as above. */
+START_TEST(sharded_sum_lands_in_each_slice_and_gathers)
+{
+    long n = sizes[_i / N_BUCKET_SIZES], bucket_floats = bucket_sizes[_i % N_BUCKET_SIZES];
+    float *grads = malloc((size_t)n * sizeof *grads), *params = malloc((size_t)n * sizeof *params);
+    ck_assert_ptr_nonnull(grads);
+    ck_assert_ptr_nonnull(params);
+    int n_buckets = (int)((n + bucket_floats - 1) / bucket_floats);
+    rm_grad_sync_mpi mpi;
+    rm_grad_sync gs;
+    rm_error err;
+    ck_assert_msg(rm_grad_sync_mpi_init_sharded(&mpi, MPI_COMM_WORLD, grads, n, n_buckets, &err) == RM_OK, "%s",
+                  err.msg);
+    rm_grad_transport tp = rm_grad_sync_mpi_transport(&mpi);
+    ck_assert_msg(rm_grad_sync_init(&gs, n, bucket_floats, rank, &tp, &err) == RM_OK, "%s", err.msg);
+    long lo = n * rank / size, hi = n * (rank + 1) / size, bad = 0;
+    for (int step = 0; step < 3; step++) {
+        for (long i = 0; i < n; i++)
+            grads[i] = input_at(rank, i, step);
+        long offsets[] = {n - n / 4, n / 2, n / 3};
+        for (int k = 0; k < 3; k++)
+            ck_assert_msg(rm_grad_sync_ready_from(&gs, offsets[k], &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(rm_grad_sync_finish(&gs, &err) == RM_OK, "%s", err.msg);
+        for (long i = lo; i < hi; i++)
+            bad += grads[i] != exact_sum(i, step);
+        /* this rank's slice of the "parameters": a value only it knows */
+        for (long i = 0; i < n; i++)
+            params[i] = i >= lo && i < hi ? (float)(i * 3 + step) : -1.0f;
+        rm_peer_wait wait = {0};
+        ck_assert_msg(rm_grad_sync_mpi_gather(&mpi, params, &wait, &err) == RM_OK, "%s", err.msg);
+        for (long i = 0; i < n; i++)
+            bad += params[i] != (float)(i * 3 + step);
+    }
+    rm_grad_sync_free(&gs);
+    rm_grad_sync_mpi_free(&mpi);
+    free(grads);
+    free(params);
+    char what[96];
+    snprintf(what, sizeof what, "sharded, n %ld, bucket %ld floats", n, bucket_floats);
     assert_all_ranks_ok(bad, what);
 }
 END_TEST
@@ -439,6 +487,7 @@ static Suite *grad_sync_suite(void)
     Suite *s = suite_create("grad_sync");
     TCase *tc = tcase_create("mpi");
     tcase_add_loop_test(tc, sum_is_exact_for_every_bucket_size, 0, N_SIZES * N_BUCKET_SIZES);
+    tcase_add_loop_test(tc, sharded_sum_lands_in_each_slice_and_gathers, 0, N_SIZES * N_BUCKET_SIZES);
     tcase_add_test(tc, buckets_start_as_backward_produces_them);
     tcase_add_test(tc, sum_of_scaled_slices_is_the_global_mean);
     tcase_add_test(tc, watchdog_and_heartbeat_while_a_peer_is_late);

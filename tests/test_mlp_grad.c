@@ -376,7 +376,8 @@ START_TEST(init_params_are_deterministic_and_bounded)
 }
 END_TEST
 
-static void optimizer_for(rm_optimizer *opt, int kind, double weight_decay)
+/* State for [lo, hi) of the 3 parameters. */
+static void optimizer_for_range(rm_optimizer *opt, int kind, double weight_decay, long lo, long hi)
 {
     rm_config cfg;
     rm_config_defaults(&cfg);
@@ -389,8 +390,13 @@ static void optimizer_for(rm_optimizer *opt, int kind, double weight_decay)
     rm_error err;
     rm_model flat;
     ck_assert_msg(rm_model_init_flat(&flat, 3, 1, &err) == RM_OK, "%s", err.msg);
-    ck_assert_msg(rm_optimizer_init(opt, &cfg, &flat, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_optimizer_init_range(opt, &cfg, &flat, lo, hi, &err) == RM_OK, "%s", err.msg);
     rm_model_free(&flat);
+}
+
+static void optimizer_for(rm_optimizer *opt, int kind, double weight_decay)
+{
+    optimizer_for_range(opt, kind, weight_decay, 0, 3);
 }
 
 static const float w0[3] = {1.0f, -2.0f, 0.5f};
@@ -453,7 +459,8 @@ START_TEST(adamw_steps_match_hand_values)
 END_TEST
 
 /* Workers that each own a slice of the parameters update only that slice,
- * with their own optimizer object; put together, the slices must be the
+ * with their own optimizer object holding state for that slice only (ZeRO-1,
+ * the shared-memory reduction); put together, the slices must be the
  * bits a whole update gives. The fused snapshot must copy exactly the
  * updated state of its range. _i: 0 SGD, 1 AdamW. */
 START_TEST(sliced_updates_equal_the_whole_update)
@@ -461,8 +468,12 @@ START_TEST(sliced_updates_equal_the_whole_update)
     int kind = _i == 0 ? RM_OPT_SGD : RM_OPT_ADAMW;
     rm_optimizer whole, left, right;
     optimizer_for(&whole, kind, 0.05);
-    optimizer_for(&left, kind, 0.05);
-    optimizer_for(&right, kind, 0.05);
+    optimizer_for_range(&left, kind, 0.05, 0, 1);
+    optimizer_for_range(&right, kind, 0.05, 1, 3);
+    size_t moments = kind == RM_OPT_ADAMW ? 2 : 1;
+    ck_assert_uint_eq(whole.state_bytes, 3 * moments * sizeof(float));
+    ck_assert_uint_eq(left.state_bytes, 1 * moments * sizeof(float));
+    ck_assert_uint_eq(right.state_bytes, 2 * moments * sizeof(float));
     float w_whole[3], w_sliced[3], snap[3][3] = {{0}};
     float *dst[3] = {snap[0], snap[1], snap[2]};
     memcpy(w_whole, w0, sizeof w_whole);
@@ -479,6 +490,8 @@ START_TEST(sliced_updates_equal_the_whole_update)
     /* the snapshot holds element 2 of params, m (and v) after the last step */
     ck_assert_mem_eq(&snap[0][0], &w_whole[2], sizeof(float));
     ck_assert_mem_eq(&snap[1][0], &whole.m[2], sizeof(float));
+    ck_assert_mem_eq(&right.m[1], &whole.m[2], sizeof(float)); /* the slice's state starts at its lo */
+    ck_assert_mem_eq(&left.m[0], &whole.m[0], sizeof(float));
     if (kind == RM_OPT_ADAMW)
         ck_assert_mem_eq(&snap[2][0], &whole.v[2], sizeof(float));
     rm_optimizer_free(&whole);

@@ -31,6 +31,11 @@ typedef struct rm_step_stats {
     int n_buckets;
     const double *bucket_start_s, *bucket_done_s;
     const long *bucket_begin, *bucket_end; /* in floats */
+    int buckets_scattered; /* the buckets were reduce-scattered (ZeRO-1), not all-reduced */
+    /* ZeRO-1: the parameter all-gather at the end of update (its start on
+     * the rm_now_s clock, its length, inside optimizer_s; 0: none), bytes */
+    double gather_start_s, gather_s;
+    long gather_bytes;
 } rm_step_stats;
 
 typedef struct rm_backend rm_backend;
@@ -47,6 +52,9 @@ struct rm_backend {
     int kind;    /* RM_BACKEND_CPU or RM_BACKEND_GPU */
     int n_state; /* state tensors per parameter: params + optimizer moments */
     long max_micro_batch; /* samples one forward holds (a micro-step, or an evaluation chunk) */
+    /* Bytes of optimizer state (moments) this worker holds, as allocated:
+     * all of them, or its slice under ZeRO-1 and shared-memory reduction. */
+    size_t optimizer_state_bytes;
     /* input, target: n samples as the model's batch holds them (model.h).
      * grad_scale: 1 / (global batch x the model's positions), so the
      * all-reduced sum is the global mean whatever the worker count.

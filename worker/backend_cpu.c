@@ -6,11 +6,17 @@
  *        parameters (shm_reduce.h);
  *   mpi  the gradient engine (grad_sync.h) over its MPI transport: one
  *        MPI_Iallreduce per bucket, started as backward produces it, every
- *        worker updating its whole private copy.
- * The choice needs collectives, so it is made at the first training step
- * or resume, which every worker reaches together: a worker that fails
- * during setup leaves no other blocked in a collective. For two workers
- * both ways give the same bits (a + b is one rounding whichever rank adds).
+ *        worker updating its whole private copy; or with train.zero 1
+ *        (ZeRO-1) one MPI_Ireduce_scatter per bucket, every worker
+ *        updating its 1/N slice of its private copy and the slices then
+ *        all-gathered (MPI_Iallgatherv).
+ * Under shm and ZeRO-1 a worker's optimizer state covers its slice only,
+ * [n*r/N, n*(r+1)/N), the slice it writes into checkpoints.
+ * The choice needs collectives, so it is made at the end of create, once
+ * every worker has said that the rest of its setup worked: a worker that
+ * fails during setup leaves no other blocked in a collective. For two
+ * workers every way gives the same bits (a + b is one rounding whichever
+ * rank adds).
  *
  * train.grad_accum K: backward runs K micro-steps of n / K samples,
  * adding into the gradient; only the last one starts buckets, so they
@@ -40,6 +46,7 @@ typedef struct cpu_backend {
     long n_params;
     long grad_accum;
     int requested; /* launch.cpu_reduce */
+    int zero;      /* train.zero: the MPI transport reduce-scatters and all-gathers */
     double grad_clip;
     int mode;
     MPI_Comm comm;
@@ -50,7 +57,7 @@ typedef struct cpu_backend {
      * before the choice) or into the shared windows (shm) */
     float *params, *grads;
     float *own_params, *own_grads;
-    long lo, hi; /* the slice this worker updates */
+    long lo, hi; /* the slice this worker updates (and whose optimizer state it holds) */
     rm_optimizer opt;
     rm_shm_reduce shm;
     rm_grad_sync sync;
@@ -68,12 +75,20 @@ static int grad_ready(void *ctx, long offset, rm_error *err)
     return rm_grad_sync_ready_from(&cb->sync, offset, err);
 }
 
+static int sharded(const cpu_backend *cb)
+{
+    return cb->mode == REDUCE_MPI && cb->zero && cb->comm_size > 1;
+}
+
 static int start_engine(cpu_backend *cb, rm_error *err)
 {
     int one_rank = cb->comm_size == 1;
     if (!one_rank) {
         long n_buckets = (cb->n_params + cb->bucket_floats - 1) / cb->bucket_floats;
-        if (rm_grad_sync_mpi_init(&cb->mpi, cb->comm, cb->own_grads, (int)n_buckets, err) != RM_OK)
+        int rc = cb->zero ? rm_grad_sync_mpi_init_sharded(&cb->mpi, cb->comm, cb->own_grads, cb->n_params,
+                                                           (int)n_buckets, err)
+                          : rm_grad_sync_mpi_init(&cb->mpi, cb->comm, cb->own_grads, (int)n_buckets, err);
+        if (rc != RM_OK)
             return RM_ERR;
     }
     rm_grad_transport tp = rm_grad_sync_mpi_transport(&cb->mpi);
@@ -104,6 +119,14 @@ static int choose_reduce(cpu_backend *cb, rm_error *err)
         if (start_engine(cb, err) != RM_OK)
             return RM_ERR;
         cb->mode = REDUCE_MPI;
+        if (cb->zero && cb->comm_size > 1) {
+            cb->lo = cb->n_params * cb->rank / cb->comm_size;
+            cb->hi = cb->n_params * (cb->rank + 1) / cb->comm_size;
+            if (cb->rank == 0)
+                rm_info("ZeRO-1: gradients reduce-scattered and parameters all-gathered over MPI, each of %d workers "
+                        "holding the optimizer state of its 1/%d slice",
+                        cb->comm_size, cb->comm_size);
+        }
         return RM_OK;
     }
     if (rm_shm_reduce_init(&cb->shm, cb->comm, cb->n_params, cb->own_params, err) != RM_OK)
@@ -127,8 +150,6 @@ static int cpu_backward(rm_backend *b, const void *input, const void *target, lo
                         rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    if (choose_reduce(cb, err) != RM_OK)
-        return RM_ERR;
     if (n % cb->grad_accum != 0)
         return rm_fail(err, "a batch of %ld samples does not split into %ld micro-steps (train.grad_accum)", n,
                        cb->grad_accum);
@@ -176,6 +197,17 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
     }
     if (rm_grad_sync_finish(&cb->sync, err) != RM_OK)
         return RM_ERR;
+    if (sharded(cb)) {
+        /* each worker holds the sum of its slice only: the norm is the
+         * sum of the slices' squares, the same double on every worker */
+        double sumsq = (double)cblas_sdot((int)(cb->hi - cb->lo), cb->grads + cb->lo, 1, cb->grads + cb->lo, 1), total;
+        MPI_Request req;
+        if (MPI_Iallreduce(&sumsq, &total, 1, MPI_DOUBLE, MPI_SUM, cb->comm, &req) != MPI_SUCCESS)
+            return rm_fail(err, "MPI_Iallreduce of the gradient norm failed");
+        if (rm_mpi_wait_all(1, &req, &cb->peer_wait, err) != RM_OK)
+            return RM_ERR;
+        stats->grad_norm = sqrt(total);
+    }
     stats->allreduce_wait_s = rm_now_s() - t0;
     if (cb->sync.trace && cb->comm_size > 1) {
         stats->n_buckets = cb->sync.n_buckets;
@@ -183,19 +215,32 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
         stats->bucket_done_s = cb->sync.trace_done_s;
         stats->bucket_begin = cb->sync.bucket_start;
         stats->bucket_end = cb->sync.bucket_end;
+        stats->buckets_scattered = sharded(cb);
     }
-    stats->grad_norm = sqrt((double)cblas_sdot((int)cb->n_params, cb->grads, 1, cb->grads, 1));
+    if (!sharded(cb))
+        stats->grad_norm = sqrt((double)cblas_sdot((int)cb->n_params, cb->grads, 1, cb->grads, 1));
     return RM_OK;
 }
 
-/* shm: no worker may read the parameters before every slice is written. */
+/* shm: no worker may read the parameters before every slice is written.
+ * ZeRO-1: every worker's slice to every worker. */
 static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
 {
-    if (cb->mode != REDUCE_SHM)
+    if (cb->mode != REDUCE_SHM && !sharded(cb))
         return RM_OK;
     double t0 = rm_now_s();
-    if (rm_shm_reduce_sync(&cb->shm, err) != RM_OK)
+    if (cb->mode == REDUCE_SHM && rm_shm_reduce_sync(&cb->shm, err) != RM_OK)
         return RM_ERR;
+    if (sharded(cb)) {
+        double g0 = rm_now_s();
+        if (rm_grad_sync_mpi_gather(&cb->mpi, cb->params, &cb->peer_wait, err) != RM_OK)
+            return RM_ERR;
+        if (stats) {
+            stats->gather_start_s = g0;
+            stats->gather_s = rm_now_s() - g0;
+            stats->gather_bytes = cb->n_params * (long)sizeof(float);
+        }
+    }
     if (stats)
         stats->allreduce_wait_s += rm_now_s() - t0;
     return RM_OK;
@@ -264,9 +309,9 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
     if (begin < cb->lo || end > cb->hi)
         return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
                        end, cb->lo, cb->hi);
-    const float *src[3] = {cb->params, cb->opt.m, cb->opt.v};
+    const float *src[3] = {cb->params + begin, cb->opt.m + (begin - cb->opt.lo), cb->opt.v + (begin - cb->opt.lo)};
     for (int k = 0; k < b->n_state; k++)
-        memcpy(dst[k], src[k] + begin, (size_t)(end - begin) * sizeof(float));
+        memcpy(dst[k], src[k], (size_t)(end - begin) * sizeof(float));
     *opt_steps = cb->opt.t;
     return RM_OK;
 }
@@ -274,15 +319,18 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
 static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    if (choose_reduce(cb, err) != RM_OK)
-        return RM_ERR;
-    /* shm: each worker writes its own slice of the shared parameters */
-    memcpy(cb->params + cb->lo, state[0] + cb->lo, (size_t)(cb->hi - cb->lo) * sizeof(float));
+    /* shm: each worker writes its own slice of the shared parameters;
+     * otherwise each has its own whole copy */
+    long lo = cb->mode == REDUCE_SHM ? cb->lo : 0, hi = cb->mode == REDUCE_SHM ? cb->hi : cb->n_params;
+    memcpy(cb->params + lo, state[0] + lo, (size_t)(hi - lo) * sizeof(float));
+    /* the optimizer state of this worker's range only */
     float *dst[3] = {NULL, cb->opt.m, cb->opt.v};
     for (int k = 1; k < b->n_state; k++)
-        memcpy(dst[k], state[k], (size_t)cb->n_params * sizeof(float));
+        memcpy(dst[k], state[k] + cb->opt.lo, (size_t)(cb->opt.hi - cb->opt.lo) * sizeof(float));
     cb->opt.t = opt_steps;
-    return publish_params(cb, NULL, err);
+    if (cb->mode == REDUCE_SHM)
+        return publish_params(cb, NULL, err);
+    return RM_OK;
 }
 
 static void cpu_destroy(rm_backend *b)
@@ -337,6 +385,7 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
     cb->grad_accum = cfg->grad_accum;
     cb->grad_clip = cfg->grad_clip;
     cb->requested = cfg->cpu_reduce;
+    cb->zero = cfg->zero != 0;
     cb->comm = comm;
     cb->shm.node_comm = MPI_COMM_NULL;
     cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
@@ -351,23 +400,34 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
     openblas_set_num_threads((int)cfg->threads_per_worker);
     cb->params = cb->own_params = malloc((size_t)model->n_params * sizeof(float));
     cb->grads = cb->own_grads = calloc((size_t)model->n_params, sizeof(float));
-    if (!cb->params || !cb->grads) {
-        cpu_destroy(&cb->base);
-        rm_fail(err, "out of memory for %ld parameters", model->n_params);
-        return NULL;
-    }
-    ops->init_params(model, (uint64_t)cfg->seed, cb->params);
-    if (cfg->model_init[0] && rm_model_init_from_file(model, cfg->model_init, cb->params, err) != RM_OK) {
-        cpu_destroy(&cb->base);
-        return NULL;
-    }
     cb->bucket_floats = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
     if (cb->bucket_floats < 1)
         cb->bucket_floats = 1;
-    if (ops->create(model, micro, (int)cfg->threads_per_worker, &cb->impl, err) != RM_OK ||
-        rm_optimizer_init(&cb->opt, cfg, model, err) != RM_OK) {
+    /* Every worker says whether its setup worked before any collective. */
+    int ok = 1, all_ok = 0;
+    if (!cb->params || !cb->grads) {
+        rm_fail(err, "out of memory for %ld parameters", model->n_params);
+        ok = 0;
+    } else {
+        ops->init_params(model, (uint64_t)cfg->seed, cb->params);
+        ok = (!cfg->model_init[0] || rm_model_init_from_file(model, cfg->model_init, cb->params, err) == RM_OK) &&
+             ops->create(model, micro, (int)cfg->threads_per_worker, &cb->impl, err) == RM_OK;
+    }
+    if (MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm) != MPI_SUCCESS) {
+        cpu_destroy(&cb->base);
+        rm_fail(err, "MPI_Allreduce failed on the workers' communicator");
+        return NULL;
+    }
+    if (!ok || !all_ok) {
+        if (ok)
+            rm_fail(err, "another worker could not set up its CPU backend");
         cpu_destroy(&cb->base);
         return NULL;
     }
+    if (choose_reduce(cb, err) != RM_OK || rm_optimizer_init_range(&cb->opt, cfg, model, cb->lo, cb->hi, err) != RM_OK) {
+        cpu_destroy(&cb->base);
+        return NULL;
+    }
+    cb->base.optimizer_state_bytes = cb->opt.state_bytes;
     return &cb->base;
 }

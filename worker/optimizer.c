@@ -35,6 +35,12 @@ float rm_optimizer_clip_factor(double grad_clip, double norm)
 
 int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, const rm_model *model, rm_error *err)
 {
+    return rm_optimizer_init_range(opt, cfg, model, 0, model->n_params, err);
+}
+
+int rm_optimizer_init_range(rm_optimizer *opt, const rm_config *cfg, const rm_model *model, long lo, long hi,
+                            rm_error *err)
+{
     long n_params = model->n_params;
     memset(opt, 0, sizeof *opt);
     opt->grad_mult = 1.0f;
@@ -50,12 +56,24 @@ int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, const rm_model *m
     opt->beta2 = cfg->beta2;
     opt->eps = cfg->eps;
     opt->weight_decay = cfg->weight_decay;
-    opt->m = calloc((size_t)n_params, sizeof *opt->m);
-    if (opt->kind == RM_OPT_ADAMW)
-        opt->v = calloc((size_t)n_params, sizeof *opt->v);
+    if (lo < 0 || hi > n_params || lo > hi) {
+        rm_optimizer_free(opt);
+        return rm_fail(err, "optimizer range [%ld, %ld) outside the %ld parameters", lo, hi, n_params);
+    }
+    opt->lo = lo;
+    opt->hi = hi;
+    /* at least one float, so that an empty slice (more workers than
+     * parameters) still tells success from failure */
+    size_t count = hi > lo ? (size_t)(hi - lo) : 1;
+    opt->m = calloc(count, sizeof *opt->m);
+    opt->state_bytes = count * sizeof *opt->m;
+    if (opt->kind == RM_OPT_ADAMW) {
+        opt->v = calloc(count, sizeof *opt->v);
+        opt->state_bytes += count * sizeof *opt->v;
+    }
     if (!opt->m || (opt->kind == RM_OPT_ADAMW && !opt->v)) {
         rm_optimizer_free(opt);
-        return rm_fail(err, "out of memory for optimizer state (%ld parameters)", n_params);
+        return rm_fail(err, "out of memory for optimizer state (%ld parameters)", hi - lo);
     }
     return RM_OK;
 }
@@ -68,21 +86,20 @@ void rm_optimizer_free(rm_optimizer *opt)
     memset(opt, 0, sizeof *opt);
 }
 
-/* Updates [lo, hi). */
+/* Updates count elements; w, g and the state point at the first. */
 RM_SIMD_CLONES
-static void sgd_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, float wd, float gm,
-                      long lo, long hi)
+static void sgd_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float *restrict vel, float lr,
+                      float wd, float gm, long count)
 {
     const float mu = (float)opt->momentum;
-    float *restrict vel = opt->m;
     if (wd == 0.0f) { /* memory-bound: skip the decay term's read of w */
-        for (long i = lo; i < hi; i++) {
+        for (long i = 0; i < count; i++) {
             vel[i] = mu * vel[i] + g[i] * gm;
             w[i] -= lr * vel[i];
         }
         return;
     }
-    for (long i = lo; i < hi; i++) {
+    for (long i = 0; i < count; i++) {
         float grad = g[i] * gm + wd * w[i];
         vel[i] = mu * vel[i] + grad;
         w[i] -= lr * vel[i];
@@ -90,14 +107,13 @@ static void sgd_range(rm_optimizer *opt, float *restrict w, const float *restric
 }
 
 RM_SIMD_CLONES
-static void adamw_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float lr, float wd, float gm,
-                        long lo, long hi)
+static void adamw_range(rm_optimizer *opt, float *restrict w, const float *restrict g, float *restrict m,
+                        float *restrict v, float lr, float wd, float gm, long count)
 {
     const float b1 = (float)opt->beta1, b2 = (float)opt->beta2, eps = (float)opt->eps;
     const float c1 = (float)(1.0 / (1.0 - pow(opt->beta1, (double)opt->t)));
     const float c2 = (float)(1.0 / sqrt(1.0 - pow(opt->beta2, (double)opt->t)));
-    float *restrict m = opt->m, *restrict v = opt->v;
-    for (long i = lo; i < hi; i++) {
+    for (long i = 0; i < count; i++) {
         float gi = g[i] * gm; /* exact when gm is 1 */
         m[i] = b1 * m[i] + (1.0f - b1) * gi;
         v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
@@ -115,10 +131,11 @@ static void update_range(rm_optimizer *opt, float *w, const float *g, float lr, 
             continue;
         long to = seg->end < hi ? seg->end : hi;
         float wd = seg->decay ? (float)opt->weight_decay : 0.0f;
+        long at = lo - opt->lo; /* in the state */
         if (opt->kind == RM_OPT_SGD)
-            sgd_range(opt, w, g, lr, wd, opt->grad_mult, lo, to);
+            sgd_range(opt, w + lo, g + lo, opt->m + at, lr, wd, opt->grad_mult, to - lo);
         else
-            adamw_range(opt, w, g, lr, wd, opt->grad_mult, lo, to);
+            adamw_range(opt, w + lo, g + lo, opt->m + at, opt->v + at, lr, wd, opt->grad_mult, to - lo);
         lo = to;
     }
 }
@@ -137,7 +154,9 @@ double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float 
 {
     opt->t++;
     update_range(opt, params, grads, (float)lr, lo, begin);
+    /* each tensor with where element i is in it */
     const float *state[3] = {params, opt->m, opt->v};
+    long base[3] = {0, opt->lo, opt->lo};
     int n_state = opt->kind == RM_OPT_ADAMW ? 3 : 2;
     double copy_s = 0;
     for (long from = begin; from < end; from += SNAPSHOT_BLOCK) {
@@ -145,7 +164,7 @@ double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float 
         update_range(opt, params, grads, (float)lr, from, to);
         double t0 = rm_now_s();
         for (int k = 0; k < n_state; k++)
-            memcpy(dst[k] + (from - begin), state[k] + from, (size_t)(to - from) * sizeof(float));
+            memcpy(dst[k] + (from - begin), state[k] + (from - base[k]), (size_t)(to - from) * sizeof(float));
         copy_s += rm_now_s() - t0;
     }
     update_range(opt, params, grads, (float)lr, end, hi);

@@ -1,5 +1,8 @@
-/* Optimizers over the flat parameter buffer (CPU). State buffers are as
- * long as the parameters and owned by the optimizer. */
+/* Optimizers over the flat parameter buffer (CPU). The state (momentum,
+ * moments) covers a range [lo, hi) of the buffer, the whole of it or the
+ * slice a worker updates (ZeRO-1, shared-memory reduction), and is owned
+ * by the optimizer. Parameters and gradients are indexed over the whole
+ * buffer; the state from lo. */
 #ifndef RINGMASTER_OPTIMIZER_H
 #define RINGMASTER_OPTIMIZER_H
 
@@ -23,13 +26,19 @@ typedef struct rm_optimizer {
     /* Multiplies the gradient in the next step: the clip factor of
      * train.grad_clip (1 leaves it as it is, bit for bit). */
     float grad_mult;
-    float *m; /* SGD velocity or AdamW first moment */
-    float *v; /* AdamW second moment */
+    long lo, hi; /* the range the state covers */
+    float *m;    /* SGD velocity or AdamW first moment: m[i - lo] for element i */
+    float *v;    /* AdamW second moment, likewise */
+    size_t state_bytes; /* what m and v take, as allocated */
     long t;   /* steps taken */
 } rm_optimizer;
 
 /* State for the model's parameters; decay follows each tensor's flag. */
 int rm_optimizer_init(rm_optimizer *opt, const rm_config *cfg, const rm_model *model, rm_error *err);
+
+/* State for the parameters [lo, hi) only; steps must stay inside it. */
+int rm_optimizer_init_range(rm_optimizer *opt, const rm_config *cfg, const rm_model *model, long lo, long hi,
+                            rm_error *err);
 void rm_optimizer_free(rm_optimizer *opt);
 
 /* The factor train.grad_clip puts on a gradient of global norm `norm`:
@@ -37,7 +46,8 @@ void rm_optimizer_free(rm_optimizer *opt);
 float rm_optimizer_clip_factor(double grad_clip, double norm);
 
 /* One update of params[lo, hi) from grads[lo, hi) (already averaged over
- * the global batch); the rest of the state is left as it is. A worker that
+ * the global batch); the rest of the state is left as it is. [lo, hi)
+ * lies inside the state's range. A worker that
  * owns a slice of the parameters updates only that slice. */
 void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, double lr, long lo, long hi);
 

@@ -268,6 +268,7 @@ static int handshake(worker *w, rm_msg_start *start, rm_error *err)
         .param_count = w->model.n_params,
         /* the host's products set the bound only where they run */
         .peak_flops = w->backend->kind == RM_BACKEND_CPU ? rm_sgemm_peak_flops(0.2) : 0,
+        .optimizer_state_bytes = (int64_t)w->backend->optimizer_state_bytes,
     };
     snprintf(hello.host, sizeof hello.host, "%s", rm_log_host());
     if (weights_digest(w, &hello.init_digest, err) != RM_OK)
@@ -385,7 +386,8 @@ static void stretch_compute(worker *w, rm_step_stats *stats)
 
 /* The step's phases on the timeline, end to end from the step's start as
  * measured (the gaps between them are a few microseconds of messaging),
- * and each gradient bucket's all-reduce from its start to its completion. */
+ * and each gradient bucket's all-reduce (under ZeRO-1 its reduce-scatter)
+ * from its start to its completion, and ZeRO-1's parameter all-gather. */
 static void trace_step(worker *w, double t0, const rm_msg_report *rep, const rm_step_stats *stats)
 {
     static const char *names[] = {"data wait", "forward+backward", "all-reduce wait", "checkpoint stall", "optimizer"};
@@ -404,10 +406,15 @@ static void trace_step(worker *w, double t0, const rm_msg_report *rep, const rm_
             continue;
         snprintf(args, sizeof args, "\"bucket\":%d,\"bytes\":%ld", k,
                  (stats->bucket_end[k] - stats->bucket_begin[k]) * (long)sizeof(float));
-        char name[32];
-        snprintf(name, sizeof name, "all-reduce bucket %d", k);
-        rm_trace_event(&w->trace, RM_TRACE_TID_BUCKETS, name, "allreduce", stats->bucket_start_s[k],
-                       stats->bucket_done_s[k] - stats->bucket_start_s[k], w->step, args);
+        char name[40];
+        snprintf(name, sizeof name, "%s bucket %d", stats->buckets_scattered ? "reduce-scatter" : "all-reduce", k);
+        rm_trace_event(&w->trace, RM_TRACE_TID_BUCKETS, name, stats->buckets_scattered ? "reducescatter" : "allreduce",
+                       stats->bucket_start_s[k], stats->bucket_done_s[k] - stats->bucket_start_s[k], w->step, args);
+    }
+    if (stats->gather_s > 0) {
+        snprintf(args, sizeof args, "\"bytes\":%ld", stats->gather_bytes);
+        rm_trace_event(&w->trace, RM_TRACE_TID_BUCKETS, "all-gather", "allgather", stats->gather_start_s,
+                       stats->gather_s, w->step, args);
     }
 }
 

@@ -507,6 +507,10 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
         rm_fail(err, "train.grad_accum and train.grad_clip are not implemented on the GPU backend yet");
         return NULL;
     }
+    if (cfg->zero) {
+        rm_fail(err, "train.zero 1 (ZeRO-1) is not implemented on the GPU backend yet; use launch.backend cpu");
+        return NULL;
+    }
     const rm_model_shape *shape = &model->mlp;
     gpu_backend *gb = calloc(1, sizeof *gb);
     if (!gb) {
@@ -578,6 +582,8 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
      * which names a rank that went silent; this one catches what it cannot
      * see: a collective stuck while every host still reports. */
     gb->sync.watchdog_s = 1.5 * cfg->hang_timeout_s;
+    /* the moments build_local allocated, one per state tensor past the weights */
+    gb->base.optimizer_state_bytes = (size_t)(gb->base.n_state - 1) * (size_t)shape->n_params * sizeof(float);
     return &gb->base;
 fail:
     gpu_destroy(&gb->base);
