@@ -309,9 +309,11 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
     if (begin < cb->lo || end > cb->hi)
         return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
                        end, cb->lo, cb->hi);
-    const float *src[3] = {cb->params + begin, cb->opt.m + (begin - cb->opt.lo), cb->opt.v + (begin - cb->opt.lo)};
+    /* the optimizer state starts at its own lo (v is NULL under SGD) */
+    const float *src[3] = {cb->params, cb->opt.m, cb->opt.v};
+    long base[3] = {0, cb->opt.lo, cb->opt.lo};
     for (int k = 0; k < b->n_state; k++)
-        memcpy(dst[k], src[k], (size_t)(end - begin) * sizeof(float));
+        memcpy(dst[k], src[k] + (begin - base[k]), (size_t)(end - begin) * sizeof(float));
     *opt_steps = cb->opt.t;
     return RM_OK;
 }

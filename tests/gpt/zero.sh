@@ -1,7 +1,7 @@
 # ZeRO-1 (train.zero 1) over the MPI transport: each worker holds the
 # optimizer state of its slice [n*r/N, n*(r+1)/N) only, gradients are
 # reduce-scattered and parameters all-gathered. Against plain data
-# parallel on 2 and 3 workers it gives the same loss curve and weights up
+# parallel on 2 and 3 workers (and 4) it gives the same loss curve and weights up
 # to float rounding; on 3 workers twice the same bits; it reports 1/N of
 # the unsharded optimizer state (and the shared-memory path, which also
 # updates slices, the same figure); a run stopped mid-epoch (SIGUSR1, exit
@@ -22,6 +22,7 @@ run z3 --workers 3 $MPI --set train.steps=30 --set checkpoint.every_steps=30 --s
   --set observe.trace_steps=[5,6] --set train.bucket_mb=0.05
 run z3-again --workers 3 $MPI --set train.steps=30 --set train.zero=1
 run shm3 --workers 3 --set launch.cpu_reduce=shm --set train.steps=30 --set train.zero=1
+run z4 --workers 4 $MPI --set train.steps=30 --set train.zero=1
 expect_in "$WORK/z3.log" "ZeRO-1"
 expect_in "$WORK/z3.log" "optimizer state:"
 for name in dp3 z3; do
@@ -79,7 +80,7 @@ def worst(a, b):
     return max(abs(x["loss"] - y["loss"]) / x["loss"] for x, y in zip(a, b))
 n = summary("dp2")["parameters"]
 assert n % 3 != 0, f"{n} parameters divide by 3: the uneven slices go untested"
-for dp, z in (("dp2", "z2"), ("dp3", "z3"), ("dp3", "shm3")):
+for dp, z in (("dp2", "z2"), ("dp3", "z3"), ("dp3", "shm3"), ("dp3", "z4")):
     a, b = curve(dp), curve(z)
     assert len(a) == len(b) == 30, (dp, z, len(a), len(b))
     d = worst(a, b)
@@ -128,7 +129,7 @@ for pid in (1, 2, 3):
 # optimizer state: AdamW's two moments, 8 bytes a parameter, over N
 full = summary("dp3")["optimizer_state_bytes_per_worker"]
 assert full == 8 * n, (full, n)
-for name, workers in (("z2", 2), ("z3", 3), ("shm3", 3)):
+for name, workers in (("z2", 2), ("z3", 3), ("shm3", 3), ("z4", 4)):
     got = summary(name)["optimizer_state_bytes_per_worker"]
     want = 8 * -(-n // workers)  # the largest slice
     print(f"{name}: {got} optimizer state bytes per worker, unsharded {full}")
