@@ -223,23 +223,36 @@ static int run(const sample_args *a, rm_error *err)
             goto out;
     fputs(a->prompt, stdout);
     rm_rng rng = {rm_key(a->seed, 0x5a3b1eULL)};
-    long made = 0;
+    long made = 0, cached = prompt.n, slides = 0; /* prompt.ids[0, cached): the tokens in the cache */
     const char *stop = "";
-    for (; made < a->tokens; made++) {
+    while (made < a->tokens) {
         int32_t next = pick(logits, g.vocab, a->temperature, a->top_k, probs, &rng);
         if (next == tok->eot) {
             stop = " (end of text)";
             break;
         }
         emit(&tt, next);
+        if (++made == a->tokens)
+            break; /* no logits needed after the last one */
         if (inf.pos >= g.context) {
-            stop = " (the context is full)";
-            made++;
-            break;
+            /* The context is full: go on from its last half, fed again
+             * once per half a context of new tokens (still about one
+             * position per token). */
+            long keep = g.context / 2;
+            memmove(prompt.ids, prompt.ids + cached - keep, (size_t)keep * sizeof *prompt.ids);
+            rm_gpt_infer_reset(&inf);
+            for (long i = 0; i < keep; i++)
+                if (rm_gpt_infer_step(&inf, prompt.ids[i], &logits, err) != RM_OK)
+                    goto out;
+            cached = keep;
+            slides++;
         }
         if (rm_gpt_infer_step(&inf, next, &logits, err) != RM_OK)
             goto out;
+        prompt.ids[cached++] = next;
     }
+    if (made == a->tokens && slides > 0)
+        stop = " (the context slid along)";
     fputc('\n', stdout);
     fflush(stdout);
     double dt = rm_now_s() - t0;

@@ -59,6 +59,10 @@ cmp -s "$WORK/s1.txt" "$WORK/s2.txt" || fail "the same seed gave different text"
 ! cmp -s "$WORK/s1.txt" "$WORK/s3.txt" || fail "seeds 5 and 6 gave the same text"
 head -c 4 "$WORK/s1.txt" | grep -q "^The " || fail "the sample does not start with its prompt"
 grep -q "from .*step-00000400 (step 400)" "$WORK/s1.log" || { cat "$WORK/s1.log"; fail "not sampled from step 400"; }
+# past the context of 32: the window slides along, as many tokens as asked
+"$RM" sample "$WORK/killed" --prompt "The " --tokens 100 --temperature 0.5 --seed 2 >"$WORK/s5.txt" 2>"$WORK/s5.log" ||
+  { cat "$WORK/s5.log"; fail "sampling past the context failed"; }
+grep -q "100 tokens (the context slid along)\|(end of text)" "$WORK/s5.log" || { cat "$WORK/s5.log"; fail "no slide"; }
 if "$RM" sample "$WORK/killed" --prompt "$(printf 'x%.0s' $(seq 1 40))" >/dev/null 2>"$WORK/s4.log"; then
   fail "a prompt longer than the context was accepted"
 fi
