@@ -64,6 +64,10 @@ static int from_safetensors(const rm_model *m, const char *path, float *params, 
             break;
         }
         used[x - st.tensors] = 1;
+        if (strcmp(x->dtype, "F32") != 0) {
+            rc = rm_fail(err, "%s: tensor %s is %s; model.init reads F32 weights", path, x->name, x->dtype);
+            break;
+        }
         long want[2] = {t->rows_used, t->ndim == 2 ? t->shape[1] : 0};
         if (t->transposed) {
             want[0] = t->shape[1];
@@ -92,7 +96,7 @@ static int from_safetensors(const rm_model *m, const char *path, float *params, 
         if (used[i] || ends_with(x->name, ".attn.bias") || ends_with(x->name, ".attn.masked_bias"))
             continue;
         const rm_param_tensor *wte = rm_model_tensor(m, "transformer.wte.weight");
-        if (strcmp(x->name, "lm_head.weight") == 0 && wte) {
+        if (strcmp(x->name, "lm_head.weight") == 0 && wte && strcmp(x->dtype, "F32") == 0) {
             /* a classifier saved beside the embedding it is tied to */
             const uint8_t *head = st.data + x->begin;
             long n = wte->rows_used * wte->shape[1];

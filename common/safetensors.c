@@ -129,8 +129,19 @@ static int read_tensor(const char *name, const rm_yaml_node *e, rm_st_tensor *t,
     if (e->kind != RM_YAML_MAPPING || !dtype || dtype->kind != RM_YAML_SCALAR || !shape ||
         shape->kind != RM_YAML_SEQUENCE || !offsets || offsets->kind != RM_YAML_SEQUENCE || offsets->count != 2)
         return rm_fail(err, "%s: tensor %s: needs dtype, shape and data_offsets [begin, end]", path, t->name);
-    if (strcmp(dtype->value, "F32") != 0)
-        return rm_fail(err, "%s: tensor %s: dtype %.16s is not supported (F32 only)", path, t->name, dtype->value);
+    static const struct {
+        const char *name;
+        int bytes;
+    } dtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}, {"F64", 8}, {"I64", 8}, {"I32", 4},
+                  {"I16", 2}, {"I8", 1},  {"U8", 1},   {"BOOL", 1}};
+    t->elem_bytes = 0;
+    for (size_t i = 0; i < sizeof dtypes / sizeof dtypes[0] && !t->elem_bytes; i++)
+        if (strcmp(dtype->value, dtypes[i].name) == 0) {
+            t->elem_bytes = dtypes[i].bytes;
+            snprintf(t->dtype, sizeof t->dtype, "%s", dtypes[i].name);
+        }
+    if (!t->elem_bytes)
+        return rm_fail(err, "%s: tensor %s: unknown dtype %.16s", path, t->name, dtype->value);
     if (shape->count > RM_ST_MAX_DIMS)
         return rm_fail(err, "%s: tensor %s: more than %d dimensions", path, t->name, RM_ST_MAX_DIMS);
     uint64_t count = 1;
@@ -138,16 +149,17 @@ static int read_tensor(const char *name, const rm_yaml_node *e, rm_st_tensor *t,
     for (int d = 0; d < t->ndim; d++) {
         if (parse_u64(shape->items[d], &t->shape[d]) != RM_OK)
             return rm_fail(err, "%s: tensor %s: dimension %d is not a non-negative integer", path, t->name, d);
-        if (t->shape[d] && count > UINT64_MAX / 4 / t->shape[d])
+        if (t->shape[d] && count > UINT64_MAX / 8 / t->shape[d])
             return rm_fail(err, "%s: tensor %s: shape too large", path, t->name);
         count *= t->shape[d];
     }
     if (parse_u64(offsets->items[0], &t->begin) != RM_OK || parse_u64(offsets->items[1], &t->end) != RM_OK ||
         t->end < t->begin)
         return rm_fail(err, "%s: tensor %s: bad data_offsets", path, t->name);
-    if (t->end - t->begin != count * 4)
+    uint64_t bytes = count * (uint64_t)t->elem_bytes;
+    if (t->end - t->begin != bytes)
         return rm_fail(err, "%s: tensor %s: shape holds %llu bytes but data_offsets span %llu", path, t->name,
-                       (unsigned long long)(count * 4), (unsigned long long)(t->end - t->begin));
+                       (unsigned long long)bytes, (unsigned long long)(t->end - t->begin));
     return RM_OK;
 }
 

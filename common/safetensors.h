@@ -1,7 +1,9 @@
 /* The safetensors format (8-byte little-endian header length, a JSON
  * header naming each tensor's dtype, shape and byte range, then the raw
  * little-endian data), so PyTorch and Hugging Face tools load exported
- * weights directly. Only F32 tensors are written, and read back. */
+ * weights directly. Only F32 tensors are written; any of the format's
+ * dtypes is read (a file may carry buffers in other types, such as
+ * GPT-2's attention masks), and the caller checks the dtype it uses. */
 #ifndef RINGMASTER_SAFETENSORS_H
 #define RINGMASTER_SAFETENSORS_H
 
@@ -21,6 +23,8 @@ int rm_safetensors_write(const char *path, const rm_ckpt_tensor *tensors, int n_
 
 typedef struct rm_st_tensor {
     char name[128];
+    char dtype[8];  /* "F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL" */
+    int elem_bytes;
     int ndim;
     uint64_t shape[RM_ST_MAX_DIMS];
     uint64_t begin, end; /* byte range in the data section */
@@ -35,8 +39,8 @@ typedef struct rm_safetensors {
     char **metadata; /* owned: n_metadata "key", "value" pairs */
 } rm_safetensors;
 
-/* Reads and checks a whole safetensors file: a header that parses, F32
- * tensors only, shapes whose size matches their byte ranges, ranges that
+/* Reads and checks a whole safetensors file: a header that parses, known
+ * dtypes, shapes whose size matches their byte ranges, ranges that
  * tile the data section exactly (no overlap, no hole). Free with
  * rm_safetensors_free, also after an error. */
 int rm_safetensors_read(const char *path, rm_safetensors *st, rm_error *err);

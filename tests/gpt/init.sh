@@ -20,8 +20,10 @@ header = json.loads(raw[8:8 + n])
 data = raw[8 + n:]
 def write(path, tensors):
     h, blob = {}, b""
-    for name, (shape, payload) in tensors.items():
-        h[name] = {"dtype": "F32", "shape": shape, "data_offsets": [len(blob), len(blob) + len(payload)]}
+    for name, entry in tensors.items():
+        shape, payload = entry[:2]
+        dtype = entry[2] if len(entry) > 2 else "F32"
+        h[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(blob), len(blob) + len(payload)]}
         blob += payload
     text = json.dumps(h).encode()
     open(path, "wb").write(struct.pack("<Q", len(text)) + text + blob)
@@ -31,10 +33,12 @@ for name, e in header.items():
         continue
     t[name.replace("transformer.", "", 1)] = (e["shape"], data[e["data_offsets"][0]:e["data_offsets"][1]])
 for l in range(2):
-    t[f"h.{l}.attn.bias"] = ([1, 1, 32, 32], struct.pack("<1024f", *([1.0] * 1024)))
+    # GPT-2's checkpoints carry the causal mask as uint8, the masked value as F32
+    t[f"h.{l}.attn.bias"] = ([1, 1, 32, 32], bytes([1] * 1024), "U8")
+    t[f"h.{l}.attn.masked_bias"] = ([], struct.pack("<f", -1e4))
 t["lm_head.weight"] = t["wte.weight"]
 write(f"{d}/hf.safetensors", t)
-shape, wte = t["wte.weight"]
+shape, wte = t["wte.weight"][:2]
 t["lm_head.weight"] = (shape, bytes([wte[0] ^ 1]) + wte[1:])
 write(f"{d}/bad_head.safetensors", t)
 PY
