@@ -5,6 +5,7 @@
 #include "hash.h"
 #include "le_bytes.h"
 #include "json.h"
+#include "log.h"
 #include "yaml_tree.h"
 
 #include <dirent.h>
@@ -516,7 +517,20 @@ int rm_ckpt_commit(const char *root, const char *tmp_dir, long step, rm_error *e
     rm_ckpt_dir_name(step, name, sizeof name);
     snprintf(final_dir, sizeof final_dir, "%s/%s", root, name);
     fsync_dir(tmp_dir);
-    if (rename(tmp_dir, final_dir) != 0)
+    int rc = rename(tmp_dir, final_dir);
+    if (rc != 0 && (errno == ENOTEMPTY || errno == EEXIST)) {
+        /* A checkpoint of this step is already there: one that failed to
+         * verify, which the resume skipped, so training came back through
+         * this step. It is moved aside, not deleted (nothing saved is
+         * destroyed), under a name that listing and pruning ignore. */
+        char aside[4096 + 64];
+        snprintf(aside, sizeof aside, "%s.unverified-%ld-%d", final_dir, (long)time(NULL), (int)getpid());
+        if (rename(final_dir, aside) != 0)
+            return rm_fail_errno(err, errno, "%s: cannot move the unverified %s aside", tmp_dir, final_dir);
+        rm_warn("%s was there and did not verify: moved to %s, replaced by the new checkpoint", final_dir, aside);
+        rc = rename(tmp_dir, final_dir);
+    }
+    if (rc != 0)
         return rm_fail_errno(err, errno, "%s: cannot rename to %s", tmp_dir, final_dir);
     fsync_dir(root);
     char text[48];
