@@ -22,6 +22,8 @@
 #ifndef RINGMASTER_PROTOCOL_H
 #define RINGMASTER_PROTOCOL_H
 
+#include "step_phase.h"
+
 #include <stdint.h>
 
 enum rm_tag {
@@ -38,16 +40,23 @@ enum rm_tag {
     RM_TAG_TRACE, /* worker -> coordinator: Chrome-trace events of observe.trace_steps */
 };
 
-#define RM_PROTOCOL_VERSION 5
+#define RM_PROTOCOL_VERSION 6
 #define RM_DIR_CAP 1024
 #define RM_HOST_CAP 64
 #define RM_REASON_CAP 512
+
+/* Rank 0 sleeps this long when no message waits: it shares cores with
+ * the workers, and each wake-up preempts one. Assignments go out several
+ * steps ahead, so a late wake-up never stalls a worker. */
+#define RM_COORD_IDLE_SLEEP_NS 2000000L
 
 typedef struct rm_msg_hello {
     int32_t protocol_version;
     int32_t worker;
     int32_t pid;
     int32_t backend;
+    int32_t transport; /* enum rm_transport: how this worker sums gradients */
+    int32_t reserved;
     uint64_t config_hash;
     uint64_t init_digest;
     int64_t param_count;
@@ -94,7 +103,8 @@ typedef struct rm_msg_report {
     int32_t update_skipped; /* no update was applied */
     uint64_t batch_digest;  /* sum over the slice of mix(position, sample): adds up to an
                              * N-independent fingerprint of the global batch */
-    double data_wait_s, compute_s, allreduce_wait_s, optimizer_s, ckpt_stall_s, step_s;
+    double phase_s[RM_N_PHASES]; /* seconds, indexed by enum rm_phase (step_phase.h) */
+    double run_delay_s; /* of the step, the worker's thread was runnable but not running (-1: unknown) */
 } rm_msg_report;
 
 typedef struct rm_msg_progress {

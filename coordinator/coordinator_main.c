@@ -2,26 +2,37 @@
  * the data cursor, hands every worker its slice of each global batch ahead
  * of time, gathers per-step reports and evaluations, writes the run
  * directory and ends the job cleanly or, on a fatal error anywhere, ends it
- * with the reason and the rank. */
-#include "coordinator.h"
+ * with the reason and the rank.
+ *
+ * Each concern is a module that owns its state and answers with a
+ * verdict; this loop is the one place that acts on a verdict:
+ *   handshake.c   every rank proves it runs the same job (into roster.c)
+ *   assign.c      which samples each worker trains on; what follows a step
+ *   metrics.c     metrics.jsonl, eval.jsonl, progress, summary.json
+ *   observe.c     per-worker figures, stragglers, slowdowns, /metrics, traces
+ *   watch.c       the run lock, hangs, non-finite steps, checkpoint outcomes
+ *   ckpt_coord.c  the checkpoint commit */
+#include "assign.h"
+#include "ckpt_coord.h"
 #include "config.h"
 #include "crypto.h"
 #include "exit_codes.h"
-#include "fsutil.h"
-#include "hash.h"
+#include "handshake.h"
 #include "json.h"
 #include "log.h"
+#include "metrics.h"
 #include "model.h"
 #include "mpi_check.h"
-#include "order.h"
+#include "observe.h"
 #include "progress.h"
 #include "protocol.h"
 #include "resume.h"
+#include "roster.h"
 #include "run_dir.h"
-#include "shard.h"
 #include "timer.h"
+#include "verdict.h"
+#include "watch.h"
 
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,207 +40,135 @@
 #include <time.h>
 #include <unistd.h>
 
-volatile sig_atomic_t coordinator_stop_requested;
+#define HANDSHAKE_TIMEOUT_S 120.0
 
 /* SIGUSR1 and SIGTERM (a requeue: exit 75) and SIGUSR2 (an interrupt:
  * exit 130; `ringmaster run` turns a Ctrl-C into it) ask for a checkpoint
  * at the next step boundary and a stop. The first request decides. */
+static volatile sig_atomic_t stop_requested;
+
 static void on_stop_signal(int sig)
 {
-    if (!coordinator_stop_requested)
-        coordinator_stop_requested = sig;
+    if (!stop_requested)
+        stop_requested = sig;
 }
 
-static const char *signal_name(int sig)
-{
-    switch (sig) {
-    case SIGUSR1:
-        return "SIGUSR1";
-    case SIGUSR2:
-        return "SIGUSR2";
-    case SIGTERM:
-        return "SIGTERM";
-    case SIGINT:
-        return "SIGINT";
-    default:
-        return "a signal";
-    }
-}
+/* The modules of rank 0, composed. Only this file sees the whole. */
+typedef struct coordinator {
+    rm_config cfg;
+    rm_dataset_facts facts;
+    rm_model model;
+    int workers;
+    long total_steps, first_step;
+    uint64_t dataset_hash;
+    char resume_dir[RM_DIR_CAP];
+    rm_run_dir rd;
+    rm_progress progress;
+    rm_watch watch;
+    rm_roster roster;
+    rm_ckpt_coord ckpt;
+    rm_assign assign;
+    rm_observe *obs;
+    rm_metrics metrics;
+    int step_slots;
+} coordinator;
 
-int coordinator_stop_exit_code(int sig)
-{
-    return sig == SIGUSR2 || sig == SIGINT ? RM_EXIT_INTERRUPTED : RM_EXIT_REQUEUE;
-}
-
-int coordinator_is_skip_step(const coordinator *c, long step)
-{
-    for (int i = 0; i < c->n_skip_steps; i++)
-        if (c->skip_steps[i] == step)
-            return 1;
-    return 0;
-}
-
-/* Decides what follows `step` (evaluate, checkpoint, stop), once. */
-static int decide_flags(coordinator *c, long step, rm_error *err)
-{
-    step_flags *slot = &c->flag_ring[step % c->assign_ahead];
-    if (slot->step == step)
-        return slot->flags;
-    int flags = 0;
-    int last = step == c->end_step - 1;
-    if (!last && coordinator_stop_requested && !c->stopping_on_signal) {
-        /* The first step not yet handed out becomes the last: checkpoint
-         * after it and stop, so the job can be resumed or requeued. Under
-         * `ringmaster run`, which says so itself, quietly. */
-        int sig = (int)coordinator_stop_requested;
-        if (!c->supervised) {
-            rm_progress_break(&c->progress);
-            rm_warn("%s: checkpointing after step %ld and stopping (exit %d%s)", signal_name(sig), step + 1,
-                    coordinator_stop_exit_code(sig),
-                    coordinator_stop_exit_code(sig) == RM_EXIT_REQUEUE ? ": requeue me" : "");
-        }
-        c->stopping_on_signal = sig;
-        c->end_step = step + 1;
-        last = 1;
-    }
-    if (c->cfg.eval_split[0] && !c->stopping_on_signal &&
-        (last || (c->cfg.eval_every > 0 && (step + 1) % c->cfg.eval_every == 0))) {
-        flags |= RM_ASSIGN_EVAL_AFTER;
-        c->evals_expected++;
-    }
-    /* The last step always ends with a checkpoint: a finished run leaves
-     * its model in the checkpoint root, periodic checkpoints or not. */
-    if (last)
-        flags |= RM_ASSIGN_LAST | RM_ASSIGN_CHECKPOINT_AFTER;
-    if (c->cfg.ckpt_every_steps > 0 && (step + 1) % c->cfg.ckpt_every_steps == 0)
-        flags |= RM_ASSIGN_CHECKPOINT_AFTER;
-    if (c->cfg.ckpt_every_seconds > 0 && rm_now_s() - c->last_ckpt_request_s >= c->cfg.ckpt_every_seconds)
-        flags |= RM_ASSIGN_CHECKPOINT_AFTER;
-    if (coordinator_is_skip_step(c, step))
-        flags |= RM_ASSIGN_SKIP_UPDATE;
-    if (flags & RM_ASSIGN_CHECKPOINT_AFTER) {
-        c->last_ckpt_request_s = rm_now_s();
-        if (rm_ckpt_coord_expect(&c->ckpt, step + 1, err) != RM_OK)
-            return -1;
-    }
-    slot->step = step;
-    slot->flags = flags;
-    c->flags_decided_through = step;
-    return flags;
-}
-
-/* Sends worker w its slice of `step`, reusing the ring slot once the
- * previous message in it has been delivered. */
-static int send_assignment(coordinator *c, int w, long step, rm_error *err)
-{
-    int flags = decide_flags(c, step, err);
-    if (flags < 0)
-        return RM_ERR;
-    int slot = (int)(step % c->assign_ahead);
-    size_t at = ((size_t)w * (size_t)c->assign_ahead + (size_t)slot);
-    MPI_Request *req = &c->send_reqs[at];
-    RM_MPI_CHECK(MPI_Wait(req, MPI_STATUS_IGNORE), err);
-    uint8_t *buf = c->send_bufs + at * c->send_buf_bytes;
-    long position = rm_order_slice_start(step, c->cfg.global_batch, w, c->workers);
-    rm_msg_assign a = {
-        .step = step,
-        .epoch = position / c->facts.train_samples,
-        .position = position,
-        .count = (int32_t)c->local_batch,
-        .flags = flags,
-    };
-    memcpy(buf, &a, sizeof a);
-    if (rm_sampler_fill(&c->sampler, position, c->local_batch, (uint32_t *)(buf + sizeof a), err) != RM_OK)
-        return RM_ERR;
-    RM_MPI_CHECK(MPI_Isend(buf, (int)c->send_buf_bytes, MPI_BYTE, w + 1, RM_TAG_ASSIGN, MPI_COMM_WORLD, req), err);
-    return RM_OK;
-}
-
-void coordinator_record_fatal(coordinator *c, int worker, long step, const char *reason)
+/* Records why the job ends (log and events.jsonl). worker < 0: not a
+ * worker's failure. */
+static void record_failure(coordinator *c, int worker, long step, const char *reason)
 {
     rm_progress_break(&c->progress);
-    const char *host = worker >= 0 && c->info ? c->info[worker].host : rm_log_host();
-    int pid = worker >= 0 && c->info ? c->info[worker].pid : (int)getpid();
-    if (worker >= 0)
-        rm_error_log("worker %d (rank %d, host %s, pid %d) failed at step %ld: %s", worker, worker + 1, host, pid,
-                     step, reason);
+    char who[RM_HOST_CAP + 96];
+    if (worker >= 0 && c->roster.info)
+        rm_error_log("%s failed at step %ld: %s", rm_roster_name(&c->roster, worker, who, sizeof who), step, reason);
     else
         rm_error_log("%s", reason);
-    if (c->rd.open) {
-        char *fields = NULL;
-        size_t len = 0;
-        FILE *mem = open_memstream(&fields, &len);
-        if (mem) {
-            fprintf(mem, "\"worker\":%d,\"rank\":%d,\"host\":", worker, worker + 1);
-            rm_json_string(mem, host);
-            fprintf(mem, ",\"pid\":%d,\"step\":%ld,\"reason\":", pid, step);
-            rm_json_string(mem, reason);
-            fclose(mem);
-            rm_run_dir_event(&c->rd, "failure", fields);
-            free(fields);
-        }
+    if (!c->rd.open)
+        return;
+    const char *host = worker >= 0 && c->roster.info ? c->roster.info[worker].host : rm_log_host();
+    int pid = worker >= 0 && c->roster.info ? c->roster.info[worker].pid : (int)getpid();
+    char *fields = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&fields, &len);
+    if (mem) {
+        fprintf(mem, "\"worker\":%d,\"rank\":%d,\"host\":", worker, worker + 1);
+        rm_json_string(mem, host);
+        fprintf(mem, ",\"pid\":%d,\"step\":%ld,\"reason\":", pid, step);
+        rm_json_string(mem, reason);
+        fclose(mem);
+        rm_run_dir_event(&c->rd, "failure", fields);
+        free(fields);
     }
 }
 
-/* Ends every rank of the job. Only called from the coordinator's top level. */
-void coordinator_abort_code(coordinator *c, int worker, long step, const char *reason, int code)
+/* Acts on a verdict to stop: records it, then ends every rank of the job
+ * with its status. The only way rank 0 ends a running job early. */
+static void __attribute__((noreturn)) end_job(coordinator *c, const rm_verdict *v)
 {
-    coordinator_record_fatal(c, worker, step, reason);
+    record_failure(c, v->worker, v->step, v->reason);
     rm_run_dir_close(&c->rd);
-    rm_run_lock_release(&c->ckpt_lock);
-    rm_run_lock_release(&c->run_lock);
-    MPI_Abort(MPI_COMM_WORLD, code);
-    exit(code);
+    rm_watch_release(&c->watch);
+    MPI_Abort(MPI_COMM_WORLD, v->exit_code);
+    exit(v->exit_code);
 }
 
-/* A write to the run directory failed (rm_run_dir keeps the first): the job
- * stops, saying where the model stands. */
-static void abort_on_write_failure(coordinator *c)
+/* A library error where the job cannot go on: storage errors say so by
+ * their status. */
+static void fail(coordinator *c, long step, const rm_error *err)
 {
-    char reason[sizeof c->rd.write_error.msg + 256], latest[64] = "none";
+    rm_verdict v;
+    rm_verdict_stop(&v, rm_error_is_storage(err) ? RM_EXIT_STORAGE : RM_EXIT_FAILED, -1, step, "%s", err->msg);
+    end_job(c, &v);
+}
+
+static long steps_done(const coordinator *c)
+{
+    return c->first_step + c->metrics.steps_done;
+}
+
+/* A write to the run directory failed (rm_run_dir keeps the first): the
+ * job stops, saying where the model stands. */
+static void check_writes(coordinator *c)
+{
+    if (!c->rd.write_failed)
+        return;
+    char latest[64] = "none";
     if (c->ckpt.last_committed >= 0)
         rm_ckpt_dir_name(c->ckpt.last_committed, latest, sizeof latest);
-    snprintf(reason, sizeof reason,
-             "%s; stopping the job (every committed checkpoint is intact; the latest is %s). Free space and run "
-             "the same command to resume",
-             c->rd.write_error.msg, latest);
-    coordinator_abort_code(c, -1, c->first_step + c->steps_done, reason,
-                           rm_error_is_storage(&c->rd.write_error) ? RM_EXIT_STORAGE : RM_EXIT_FAILED);
+    rm_verdict v;
+    rm_verdict_stop(&v, rm_error_is_storage(&c->rd.write_error) ? RM_EXIT_STORAGE : RM_EXIT_FAILED, -1, steps_done(c),
+                    "%s; stopping the job (every committed checkpoint is intact; the latest is %s). Free space and "
+                    "run the same command to resume",
+                    c->rd.write_error.msg, latest);
+    end_job(c, &v);
 }
 
-static void coordinator_abort(coordinator *c, int worker, long step, const char *reason)
+static void act(coordinator *c, const rm_verdict *v)
 {
-    coordinator_abort_code(c, worker, step, reason, RM_EXIT_FAILED);
+    if (v->stop)
+        end_job(c, v);
 }
 
 /* Handles one message; RM_ERR means the job must end (err says why). */
-static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
+static int handle_message(coordinator *c, const MPI_Status *st, rm_verdict *v, rm_error *err)
 {
     int w = st->MPI_SOURCE - 1;
+    rm_verdict_go(v);
     switch (st->MPI_TAG) {
     case RM_TAG_REPORT: {
         rm_msg_report r;
         RM_MPI_CHECK(MPI_Recv(&r, sizeof r, MPI_BYTE, st->MPI_SOURCE, RM_TAG_REPORT, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
                      err);
-        step_acc *s = &c->steps[r.step % c->n_step_slots];
-        if (s->step != r.step) {
-            if (s->step >= 0)
-                return rm_fail(err, "worker %d reported step %lld while step %ld is incomplete", w,
-                               (long long)r.step, s->step);
-            s->step = r.step;
-        }
-        metrics_add_report(c, s, &r, w);
-        c->info[w].last_heard_s = rm_now_s();
-        c->info[w].progress = 2 * r.step + 2;
-        if (r.step + c->assign_ahead < c->end_step && send_assignment(c, w, r.step + c->assign_ahead, err) != RM_OK)
+        long completed;
+        int nonfinite;
+        if (rm_metrics_add_report(&c->metrics, &r, w, &completed, &nonfinite, err) != RM_OK)
             return RM_ERR;
-        if (s->reports == c->workers) {
-            long step = s->step;
-            int nonfinite = s->nonfinite;
-            metrics_complete_step(c, s);
-            if (nonfinite)
-                return watch_nonfinite(c, step, err);
-        }
+        rm_roster_heard(&c->roster, w, rm_now_s(), 2 * r.step + 2);
+        if (r.step + c->assign.ahead < c->assign.end_step &&
+            rm_assign_send(&c->assign, w, r.step + c->assign.ahead, err) != RM_OK)
+            return RM_ERR;
+        if (completed >= 0 && nonfinite)
+            return rm_watch_nonfinite(&c->watch, completed, rm_assign_is_skip_step(&c->assign, completed), v, err);
         return RM_OK;
     }
     case RM_TAG_EVAL_RESULT: {
@@ -237,17 +176,15 @@ static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
         RM_MPI_CHECK(MPI_Recv(&r, sizeof r, MPI_BYTE, st->MPI_SOURCE, RM_TAG_EVAL_RESULT, MPI_COMM_WORLD,
                               MPI_STATUS_IGNORE),
                      err);
-        return metrics_add_eval(c, &r, err);
+        return rm_metrics_add_eval(&c->metrics, &r, err);
     }
     case RM_TAG_PROGRESS: {
         rm_msg_progress p;
         RM_MPI_CHECK(MPI_Recv(&p, sizeof p, MPI_BYTE, st->MPI_SOURCE, RM_TAG_PROGRESS, MPI_COMM_WORLD,
                               MPI_STATUS_IGNORE),
                      err);
-        c->info[w].last_heard_s = rm_now_s();
         /* a heartbeat during an evaluation comes after the step's report */
-        if (2 * p.step + 1 > c->info[w].progress)
-            c->info[w].progress = 2 * p.step + 1;
+        rm_roster_heard(&c->roster, w, rm_now_s(), 2 * p.step + 1);
         return RM_OK;
     }
     case RM_TAG_CKPT_DONE: {
@@ -256,87 +193,110 @@ static int handle_message(coordinator *c, const MPI_Status *st, rm_error *err)
                               MPI_STATUS_IGNORE),
                      err);
         d.reason[sizeof d.reason - 1] = '\0';
-        return watch_ckpt_done(c, &d, err);
+        return rm_watch_ckpt_done(&c->watch, &c->ckpt, &d, c->assign.end_step, c->assign.stopped_on != 0, v, err);
     }
     case RM_TAG_TRACE:
-        return observe_receive_trace(c->obs, st->MPI_SOURCE, err);
+        return rm_observe_receive_trace(c->obs, st->MPI_SOURCE, err);
     case RM_TAG_FATAL: {
         rm_msg_fatal f;
         RM_MPI_CHECK(MPI_Recv(&f, sizeof f, MPI_BYTE, st->MPI_SOURCE, RM_TAG_FATAL, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
                      err);
         f.reason[sizeof f.reason - 1] = '\0';
-        coordinator_abort(c, w, f.step, f.reason);
-        return RM_ERR;
+        rm_verdict_stop(v, RM_EXIT_FAILED, w, f.step, "%s", f.reason);
+        return RM_OK;
     }
     default:
         return rm_fail(err, "unexpected message tag %d from rank %d", st->MPI_TAG, st->MPI_SOURCE);
     }
 }
 
-static int run_steps(coordinator *c, rm_error *err)
+/* While no message waits: the checks that need no message. */
+static void idle(coordinator *c, int check_lock)
 {
-    for (int w = 0; w < c->workers; w++)
-        c->info[w].last_heard_s = rm_now_s();
-    for (long step = c->first_step; step < c->first_step + c->assign_ahead && step < c->end_step; step++)
-        for (int w = 0; w < c->workers; w++)
-            if (send_assignment(c, w, step, err) != RM_OK)
-                return RM_ERR;
-    while (c->steps_done < c->end_step - c->first_step || c->evals_done < c->evals_expected ||
-           rm_ckpt_coord_in_flight(&c->ckpt) > 0) {
-        int flag;
-        MPI_Status st;
-        RM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), err);
-        if (!flag) {
-            /* Sleep rather than spin: the coordinator shares cores with workers. */
-            watch_check_hang(c);
-            watch_check_lock(c);
-            nanosleep(&(struct timespec){0, RM_COORD_IDLE_SLEEP_NS}, NULL);
-            continue;
-        }
-        if (handle_message(c, &st, err) != RM_OK)
-            return RM_ERR;
-        if (c->rd.write_failed)
-            abort_on_write_failure(c);
+    rm_verdict v;
+    rm_watch_hang(&c->watch, &c->roster, rm_now_s(), &v);
+    act(c, &v);
+    if (check_lock) {
+        rm_watch_lock(&c->watch, steps_done(c), &v);
+        act(c, &v);
     }
-    if (rm_run_dir_sync(&c->rd) != RM_OK)
-        abort_on_write_failure(c);
-    return RM_OK;
+    /* Sleep rather than spin: rank 0 shares cores with the workers. */
+    nanosleep(&(struct timespec){0, RM_COORD_IDLE_SLEEP_NS}, NULL);
 }
 
-/* STOP to every worker, DONE back with the final weights digest. */
-static int finish(coordinator *c, rm_error *err)
+static void run_steps(coordinator *c)
 {
+    rm_error err;
+    for (int w = 0; w < c->workers; w++)
+        rm_roster_heard(&c->roster, w, rm_now_s(), 0);
+    if (rm_assign_start(&c->assign, &err) != RM_OK)
+        fail(c, c->first_step, &err);
+    while (c->metrics.steps_done < c->assign.end_step - c->first_step ||
+           c->metrics.evals_done < c->assign.evals_expected || rm_ckpt_coord_in_flight(&c->ckpt) > 0) {
+        int flag;
+        MPI_Status st;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st) != MPI_SUCCESS) {
+            rm_fail(&err, "MPI_Iprobe failed");
+            fail(c, steps_done(c), &err);
+        }
+        if (!flag) {
+            idle(c, 1);
+            continue;
+        }
+        rm_verdict v;
+        if (handle_message(c, &st, &v, &err) != RM_OK)
+            fail(c, steps_done(c), &err);
+        act(c, &v);
+        check_writes(c);
+    }
+    if (rm_run_dir_sync(&c->rd) != RM_OK)
+        check_writes(c);
+}
+
+/* STOP to every worker, DONE back with the final weights digest, which
+ * must be the same on all. */
+static void finish(coordinator *c)
+{
+    rm_error err;
     char stop = 1;
     for (int w = 0; w < c->workers; w++)
-        RM_MPI_CHECK(MPI_Send(&stop, 1, MPI_BYTE, w + 1, RM_TAG_STOP, MPI_COMM_WORLD), err);
+        if (MPI_Send(&stop, 1, MPI_BYTE, w + 1, RM_TAG_STOP, MPI_COMM_WORLD) != MPI_SUCCESS) {
+            rm_fail(&err, "MPI_Send of STOP to rank %d failed", w + 1);
+            fail(c, steps_done(c), &err);
+        }
     for (int got = 0; got < c->workers;) {
         int flag;
         MPI_Status st;
-        RM_MPI_CHECK(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), err);
+        if (MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st) != MPI_SUCCESS) {
+            rm_fail(&err, "MPI_Iprobe failed");
+            fail(c, steps_done(c), &err);
+        }
         if (!flag) {
-            watch_check_hang(c);
-            nanosleep(&(struct timespec){0, RM_COORD_IDLE_SLEEP_NS}, NULL);
+            idle(c, 0);
             continue;
         }
         if (st.MPI_TAG != RM_TAG_DONE) {
-            if (handle_message(c, &st, err) != RM_OK)
-                return RM_ERR;
+            rm_verdict v;
+            if (handle_message(c, &st, &v, &err) != RM_OK)
+                fail(c, steps_done(c), &err);
+            act(c, &v);
             continue;
         }
         rm_msg_done d;
-        RM_MPI_CHECK(MPI_Recv(&d, sizeof d, MPI_BYTE, st.MPI_SOURCE, RM_TAG_DONE, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
-                     err);
-        c->info[st.MPI_SOURCE - 1].weights_digest = d.weights_digest;
-        c->info[st.MPI_SOURCE - 1].last_heard_s = rm_now_s();
+        MPI_Recv(&d, sizeof d, MPI_BYTE, st.MPI_SOURCE, RM_TAG_DONE, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        c->roster.info[st.MPI_SOURCE - 1].weights_digest = d.weights_digest;
+        rm_roster_heard(&c->roster, st.MPI_SOURCE - 1, rm_now_s(), 0);
         got++;
     }
     for (int w = 1; w < c->workers; w++)
-        if (c->info[w].weights_digest != c->info[0].weights_digest)
-            return rm_fail(err, "worker %d (host %s) ended with different weights than worker 0: replicas diverged", w,
-                           c->info[w].host);
-    for (int i = 0; i < c->workers * c->assign_ahead; i++)
-        RM_MPI_CHECK(MPI_Wait(&c->send_reqs[i], MPI_STATUS_IGNORE), err);
-    return RM_OK;
+        if (c->roster.info[w].weights_digest != c->roster.info[0].weights_digest) {
+            rm_verdict v;
+            rm_verdict_stop(&v, RM_EXIT_FAILED, w, steps_done(c),
+                            "ended with different weights than worker 0: replicas diverged");
+            end_job(c, &v);
+        }
+    if (rm_assign_drain(&c->assign, &err) != RM_OK)
+        fail(c, steps_done(c), &err);
 }
 
 /* Picks up from the newest good checkpoint, if there is one: the first
@@ -375,39 +335,12 @@ static int find_resume_point(coordinator *c, rm_error *err)
                        "the newest checkpoint is at the last step (%ld): training is complete; export the model "
                        "with `ringmaster ckpt export %s OUT.safetensors`",
                        c->first_step, c->rd.path);
-    if (rm_resume_read_skips(c->rd.path, &c->skip_steps, &c->n_skip_steps, err) != RM_OK)
-        return RM_ERR;
-    c->last_ckpt_request_s = rm_now_s();
     return rm_ckpt_coord_init(&c->ckpt, &c->cfg, &c->model, c->workers, c->facts.train_samples, c->dataset_hash,
                               committed, err);
 }
 
-/* One job per run directory: under `ringmaster run` the lock is the
- * supervisor's (checked here: it passes its token); launched by hand, the
- * coordinator takes the run directory's lock, and checkpoint.dir's, itself
- * before it writes anything. */
-static int lock_run_dir(coordinator *c, rm_error *err)
-{
-    const char *token = getenv("RINGMASTER_RUN_LOCK");
-    c->supervised = token && *token;
-    c->lock_checked_s = rm_now_s();
-    if (c->supervised) {
-        snprintf(c->lock_token, sizeof c->lock_token, "%s", token);
-        return rm_run_lock_check_token(c->cfg.run_dir, token, err);
-    }
-    int state;
-    if (rm_run_dir_inspect(c->cfg.run_dir, &state, err) != RM_OK || state == RM_RUN_DIR_FOREIGN)
-        return RM_ERR;
-    if (rm_private_dir(c->cfg.run_dir, err) != RM_OK ||
-        rm_run_lock_acquire(&c->run_lock, c->cfg.run_dir, "run directory", 0, err) != RM_OK)
-        return RM_ERR;
-    if (c->cfg.ckpt_dir[0] && (rm_private_dir(c->cfg.ckpt_dir, err) != RM_OK ||
-                               rm_run_lock_acquire(&c->ckpt_lock, c->cfg.ckpt_dir, "checkpoint directory", 0, err) !=
-                                   RM_OK))
-        return RM_ERR;
-    return RM_OK;
-}
-
+/* Everything before the handshake: config, locks, model, the dataset's
+ * order, the run directory and the resume point. */
 static int setup(coordinator *c, const char *config_path, char *const *sets, int n_sets, rm_error *err)
 {
     if (rm_config_load(config_path, sets, n_sets, &c->cfg, &c->facts, err) != RM_OK ||
@@ -418,59 +351,68 @@ static int setup(coordinator *c, const char *config_path, char *const *sets, int
                        c->cfg.workers);
     if (!c->cfg.run_dir[0])
         rm_run_dir_default(config_path, c->cfg.run_dir, sizeof c->cfg.run_dir);
-    if (lock_run_dir(c, err) != RM_OK)
+    if (rm_watch_lock_run_dir(&c->watch, &c->cfg, err) != RM_OK)
         return RM_ERR;
+    rm_watch_attach(&c->watch, &c->rd, &c->progress);
     if (rm_model_init(&c->model, &c->cfg, &c->facts, err) != RM_OK)
         return RM_ERR;
-    c->local_batch = c->cfg.global_batch / c->workers;
     c->total_steps = rm_config_total_steps(&c->cfg, c->facts.train_samples);
-    c->end_step = c->total_steps;
-    c->assign_ahead = (int)c->cfg.prefetch_batches + 2;
-    c->n_step_slots = c->assign_ahead + 2;
-    c->flags_decided_through = -1;
-    c->flag_ring = malloc((size_t)c->assign_ahead * sizeof *c->flag_ring);
-    c->info = calloc((size_t)c->workers, sizeof *c->info);
-    c->steps = calloc((size_t)c->n_step_slots, sizeof *c->steps);
-    c->send_buf_bytes = sizeof(rm_msg_assign) + (size_t)c->local_batch * sizeof(uint32_t);
-    size_t n_bufs = (size_t)c->workers * (size_t)c->assign_ahead;
-    c->send_bufs = malloc(n_bufs * c->send_buf_bytes);
-    c->send_reqs = malloc(n_bufs * sizeof *c->send_reqs);
-    if (!c->info || !c->steps || !c->send_bufs || !c->send_reqs || !c->flag_ring)
-        return rm_fail(err, "out of memory");
-    for (int i = 0; i < c->assign_ahead; i++)
-        c->flag_ring[i].step = -1;
-    for (size_t i = 0; i < n_bufs; i++)
-        c->send_reqs[i] = MPI_REQUEST_NULL;
-    for (int i = 0; i < c->n_step_slots; i++)
-        c->steps[i].step = -1;
-    for (int i = 0; i < 4; i++)
-        c->evals[i].step = -1;
+    /* a step's reports can trail its assignment by the steps handed out ahead */
+    c->step_slots = (int)c->cfg.prefetch_batches + 4;
+    rm_progress_init(&c->progress, c->total_steps, c->cfg.progress_every_steps, c->cfg.verbosity);
+    if (rm_roster_init(&c->roster, c->workers, err) != RM_OK)
+        return RM_ERR;
+    /* the dataset's hash (from the shard index the sampler reads) keys the resume */
+    rm_assign_setup as = {
+        .cfg = &c->cfg,
+        .facts = &c->facts,
+        .workers = c->workers,
+        .total_steps = c->total_steps,
+        .supervised = c->watch.supervised,
+        .stop_request = &stop_requested,
+        .ckpt = &c->ckpt,
+        .progress = &c->progress,
+    };
+    if (rm_assign_init(&c->assign, &as, &c->dataset_hash, err) != RM_OK)
+        return RM_ERR;
+    if (rm_run_dir_open(&c->rd, &c->cfg, err) != RM_OK || find_resume_point(c, err) != RM_OK)
+        return RM_ERR;
+    /* the resume decided where training starts and which steps it skips */
+    long *skips;
+    int n_skips;
+    if (rm_resume_read_skips(c->rd.path, &skips, &n_skips, err) != RM_OK)
+        return RM_ERR;
+    rm_assign_begin(&c->assign, c->first_step, skips, n_skips);
+    return RM_OK;
+}
 
-    char dir[2 * RM_PATH_CAP];
-    snprintf(dir, sizeof dir, "%s/%s", c->cfg.data_dir, c->cfg.train_split);
-    rm_shard_index idx;
-    if (rm_shard_index_read(dir, &idx, err) != RM_OK)
+/* The modules that need the workers' HELLOs (hosts, transport). */
+static int start_modules(coordinator *c, rm_error *err)
+{
+    rm_observe_setup os = {
+        .cfg = &c->cfg,
+        .roster = &c->roster,
+        .rd = &c->rd,
+        .progress = &c->progress,
+        .first_step = c->first_step,
+        .total_steps = c->total_steps,
+        .step_slots = c->step_slots,
+    };
+    if (!(c->obs = rm_observe_create(&os, err)))
         return RM_ERR;
-    /* token splits: samples are windows of the model's context */
-    if (rm_shard_index_set_context(&idx, dir, c->cfg.model_context, err) != RM_OK) {
-        rm_shard_index_free(&idx);
-        return RM_ERR;
-    }
-    c->dataset_hash = idx.index_hash;
-    long *sizes = malloc((size_t)idx.n_shards * sizeof *sizes);
-    int rc = sizes ? RM_OK : rm_fail(err, "out of memory");
-    for (int s = 0; sizes && s < idx.n_shards; s++)
-        sizes[s] = idx.shards[s].samples;
-    if (rc == RM_OK)
-        rc = rm_sampler_init(&c->sampler, sizes, idx.n_shards, (uint64_t)c->cfg.seed, c->cfg.shuffle_window_shards,
-                             err);
-    free(sizes);
-    rm_shard_index_free(&idx);
-    if (rc != RM_OK)
-        return RM_ERR;
-    if (rm_run_dir_open(&c->rd, &c->cfg, err) != RM_OK)
-        return RM_ERR;
-    return find_resume_point(c, err);
+    rm_metrics_setup ms = {
+        .cfg = &c->cfg,
+        .facts = &c->facts,
+        .model = &c->model,
+        .roster = &c->roster,
+        .rd = &c->rd,
+        .progress = &c->progress,
+        .obs = c->obs,
+        .first_step = c->first_step,
+        .total_steps = c->total_steps,
+        .step_slots = c->step_slots,
+    };
+    return rm_metrics_init(&c->metrics, &ms, err);
 }
 
 static void print_start(coordinator *c)
@@ -486,11 +428,78 @@ static void print_start(coordinator *c)
     printf("model: %s, %ld training samples", model, c->facts.train_samples);
     if (c->model.positions > 1)
         printf(" (%ld tokens each)", c->model.positions);
-    printf(", %ld steps of %ld samples (%ld per worker", c->total_steps, c->cfg.global_batch, c->local_batch);
+    printf(", %ld steps of %ld samples (%ld per worker", c->total_steps, c->cfg.global_batch, c->assign.local_batch);
     if (c->cfg.grad_accum > 1)
-        printf(", %ld micro-steps of %ld", c->cfg.grad_accum, c->local_batch / c->cfg.grad_accum);
+        printf(", %ld micro-steps of %ld", c->cfg.grad_accum, c->assign.local_batch / c->cfg.grad_accum);
     printf("), %d workers, backend %s\n", c->workers, rm_backend_name(c->cfg.backend));
     fflush(stdout);
+}
+
+/* The job cannot start (bad config, a worker that cannot set up, ...):
+ * every worker is told why and every rank ends normally. A restart cannot
+ * cure it, but a failed write says so by its own status. */
+static int refuse_start(coordinator *c, int set_up, const rm_error *err)
+{
+    if (set_up)
+        record_failure(c, -1, -1, err->msg);
+    int code = rm_error_is_storage(err) ? RM_EXIT_STORAGE : RM_EXIT_FATAL;
+    rm_error e2;
+    if (rm_handshake_refuse(c->workers, err->msg, code, &e2) != RM_OK) {
+        rm_verdict v;
+        rm_verdict_stop(&v, code, -1, -1, "%s", e2.msg);
+        end_job(c, &v);
+    }
+    rm_run_dir_close(&c->rd);
+    rm_watch_release(&c->watch);
+    MPI_Finalize();
+    return code;
+}
+
+static void send_start(coordinator *c)
+{
+    rm_msg_start start = {.ok = 1, .assign_ahead = c->assign.ahead, .total_steps = c->total_steps,
+                          .first_step = c->first_step};
+    snprintf(start.resume_dir, sizeof start.resume_dir, "%s", c->resume_dir);
+    snprintf(start.ckpt_root, sizeof start.ckpt_root, "%s", c->ckpt.root);
+    for (int w = 0; w < c->workers; w++)
+        MPI_Send(&start, sizeof start, MPI_BYTE, w + 1, RM_TAG_START, MPI_COMM_WORLD);
+}
+
+/* The job ran to its end, or to the checkpoint a stop signal asked for. */
+static int conclude(coordinator *c, double t0)
+{
+    rm_error err;
+    if (rm_observe_write_trace(c->obs, &err) != RM_OK)
+        rm_error_log("the timeline was not written: %s", err.msg);
+    int exit_code = RM_EXIT_OK;
+    int sig = c->assign.stopped_on;
+    if (sig) {
+        /* stopped after the checkpoint of end_step: an outcome, not a failure */
+        exit_code = rm_stop_exit_code(sig);
+        char fields[96];
+        snprintf(fields, sizeof fields, "\"status\":\"%s\",\"step\":%ld",
+                 exit_code == RM_EXIT_REQUEUE ? "preempted" : "interrupted", c->assign.end_step);
+        rm_run_dir_event(&c->rd, "end", fields);
+        if (!c->watch.supervised) /* ringmaster run says how to resume */
+            rm_info("stopped on %s after step %ld with a checkpoint (exit %d%s)", rm_signal_name(sig),
+                    c->assign.end_step, exit_code, exit_code == RM_EXIT_REQUEUE ? ": requeue me" : "");
+    } else {
+        /* run_end first: summary.json records the trail's head with it */
+        rm_run_dir_event(&c->rd, "end", "\"status\":\"completed\"");
+        check_writes(c);
+        rm_run_outcome out = {
+            .wall_s = rm_now_s() - t0,
+            .weights_digest = c->roster.info[0].weights_digest,
+            .ckpt_committed = c->ckpt.committed,
+            .ckpt_failed = c->ckpt.failed,
+        };
+        if (rm_metrics_write_summary(&c->metrics, &out, &err) != RM_OK)
+            fail(c, c->total_steps, &err);
+    }
+    if (rm_run_dir_sync(&c->rd) != RM_OK)
+        check_writes(c);
+    check_writes(c);
+    return exit_code;
 }
 
 static void usage(void)
@@ -520,23 +529,26 @@ int main(int argc, char **argv)
     const char *config_path = NULL;
     char *sets[64];
     int n_sets = 0;
-    for (int i = 1; i < argc; i++) {
+    rm_verdict bad;
+    rm_verdict_go(&bad);
+    for (int i = 1; i < argc && !bad.stop; i++) {
         if (strcmp(argv[i], "--set") == 0 && i + 1 < argc && n_sets < 64)
             sets[n_sets++] = argv[++i];
         else if (!config_path && argv[i][0] != '-')
             config_path = argv[i];
-        else {
-            usage();
-            coordinator_abort(&c, -1, -1, "bad command line");
-        }
+        else
+            rm_verdict_stop(&bad, RM_EXIT_FAILED, -1, -1, "bad command line");
     }
     if (rank != 0)
-        coordinator_abort(&c, -1, -1, "ringmaster-coordinator must be MPI rank 0 (list it first on the mpirun line)");
-    if (size < 2)
-        coordinator_abort(&c, -1, -1, "no workers: start ringmaster-worker ranks after the coordinator");
-    if (!config_path) {
+        rm_verdict_stop(&bad, RM_EXIT_FAILED, -1, -1,
+                        "ringmaster-coordinator must be MPI rank 0 (list it first on the mpirun line)");
+    else if (size < 2)
+        rm_verdict_stop(&bad, RM_EXIT_FAILED, -1, -1, "no workers: start ringmaster-worker ranks after the coordinator");
+    else if (!bad.stop && !config_path)
+        rm_verdict_stop(&bad, RM_EXIT_FAILED, -1, -1, "no config given");
+    if (bad.stop) {
         usage();
-        coordinator_abort(&c, -1, -1, "no config given");
+        end_job(&c, &bad);
     }
 
     rm_error err;
@@ -545,77 +557,30 @@ int main(int argc, char **argv)
         rm_error_log("%s", err.msg);
     else
         print_start(&c);
-    if (!set_up || handshake_run(&c, &err) != RM_OK || !(c.obs = observe_create(&c, &err))) {
-        if (set_up)
-            coordinator_record_fatal(&c, -1, -1, err.msg);
-        /* A restart cannot cure what stops a job before it starts, but a
-         * failed write says so by its own status. Workers wait for START
-         * after their HELLO: release them. */
-        int code = rm_error_is_storage(&err) ? RM_EXIT_STORAGE : RM_EXIT_FATAL;
-        rm_error e2;
-        if (handshake_refuse(&c, err.msg, code, &e2) != RM_OK)
-            coordinator_abort_code(&c, -1, -1, e2.msg, code);
-        rm_run_dir_close(&c.rd);
-        rm_run_lock_release(&c.ckpt_lock);
-        rm_run_lock_release(&c.run_lock);
-        MPI_Finalize();
-        return code;
-    }
+    rm_handshake_expect want = {.config_hash = set_up ? rm_config_hash(&c.cfg) : 0,
+                                .n_params = c.model.n_params,
+                                .timeout_s = HANDSHAKE_TIMEOUT_S};
+    if (!set_up || rm_handshake_run(&c.roster, &want, &err) != RM_OK || start_modules(&c, &err) != RM_OK)
+        return refuse_start(&c, set_up, &err);
     if (c.cfg.verbosity != RM_VERBOSITY_QUIET) {
         printf("optimizer state: %.3f MiB per worker (the most any worker holds%s)\n",
-               (double)c.optimizer_state_bytes / (1024.0 * 1024.0), c.cfg.zero ? ", ZeRO-1" : "");
+               (double)c.roster.optimizer_state_bytes / (1024.0 * 1024.0), c.cfg.zero ? ", ZeRO-1" : "");
         fflush(stdout);
     }
-    rm_msg_start start = {.ok = 1, .assign_ahead = c.assign_ahead, .total_steps = c.total_steps,
-                          .first_step = c.first_step};
-    snprintf(start.resume_dir, sizeof start.resume_dir, "%s", c.resume_dir);
-    snprintf(start.ckpt_root, sizeof start.ckpt_root, "%s", c.ckpt.root);
-    for (int w = 0; w < c.workers; w++)
-        MPI_Send(&start, sizeof start, MPI_BYTE, w + 1, RM_TAG_START, MPI_COMM_WORLD);
-    handshake_write_ranks(&c);
+    send_start(&c);
+    rm_roster_write_ranks(&c.roster, c.rd.path);
     rm_run_dir_event(&c.rd, "start", "");
-    rm_progress_init(&c.progress, c.total_steps, c.cfg.progress_every_steps, c.cfg.verbosity);
-    c.started_s = rm_now_s();
 
-    if (run_steps(&c, &err) != RM_OK || finish(&c, &err) != RM_OK)
-        coordinator_abort_code(&c, -1, c.first_step + c.steps_done, err.msg,
-                               rm_error_is_storage(&err) ? RM_EXIT_STORAGE : RM_EXIT_FAILED);
-    if (observe_write_trace(c.obs, &err) != RM_OK)
-        rm_error_log("the timeline was not written: %s", err.msg);
-    int exit_code = RM_EXIT_OK;
-    if (c.stopping_on_signal) {
-        /* stopped after the checkpoint of end_step: an outcome, not a failure */
-        exit_code = coordinator_stop_exit_code(c.stopping_on_signal);
-        char fields[96];
-        snprintf(fields, sizeof fields, "\"status\":\"%s\",\"step\":%ld",
-                 exit_code == RM_EXIT_REQUEUE ? "preempted" : "interrupted", c.end_step);
-        rm_run_dir_event(&c.rd, "end", fields);
-        if (!c.supervised) /* ringmaster run says how to resume */
-            rm_info("stopped on %s after step %ld with a checkpoint (exit %d%s)", signal_name(c.stopping_on_signal),
-                    c.end_step, exit_code, exit_code == RM_EXIT_REQUEUE ? ": requeue me" : "");
-    } else {
-        /* run_end first: summary.json records the trail's head with it */
-        rm_run_dir_event(&c.rd, "end", "\"status\":\"completed\"");
-        if (c.rd.write_failed)
-            abort_on_write_failure(&c);
-        if (metrics_write_summary(&c, rm_now_s() - t0, &err) != RM_OK)
-            coordinator_abort_code(&c, -1, c.total_steps, err.msg,
-                                   rm_error_is_storage(&err) ? RM_EXIT_STORAGE : RM_EXIT_FAILED);
-    }
-    if (c.rd.write_failed || rm_run_dir_sync(&c.rd) != RM_OK)
-        abort_on_write_failure(&c);
+    run_steps(&c);
+    finish(&c);
+    int exit_code = conclude(&c, t0);
     rm_run_dir_close(&c.rd);
-    rm_run_lock_release(&c.ckpt_lock);
-    rm_run_lock_release(&c.run_lock);
-    rm_sampler_free(&c.sampler);
-    free(c.info);
-    free(c.steps);
-    free(c.send_bufs);
-    free(c.send_reqs);
-    free(c.flag_ring);
-    free(c.skip_steps);
+    rm_watch_release(&c.watch);
+    rm_assign_free(&c.assign);
+    rm_metrics_free(&c.metrics);
+    rm_roster_free(&c.roster);
     rm_ckpt_coord_free(&c.ckpt);
-    observe_destroy(c.obs);
+    rm_observe_destroy(c.obs);
     MPI_Finalize();
     return exit_code;
 }

@@ -21,7 +21,7 @@
  *   mpirun -np N+1 ringmaster-doctor CONFIG --out JSON */
 #include "doctor.h"
 
-#include "coordinator.h"
+#include "protocol.h"
 
 #include "grad_sync.h"
 #include "grad_sync_mpi.h"

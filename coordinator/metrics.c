@@ -1,6 +1,7 @@
-/* What the coordinator records about training: one metrics.jsonl line per
+/* What rank 0 records about training: one metrics.jsonl line per
  * step, eval.jsonl per evaluation, the progress display and summary.json. */
-#include "coordinator.h"
+#include "metrics.h"
+
 #include "audit.h"
 #include "fsutil.h"
 #include "hash.h"
@@ -12,19 +13,18 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *smooth_and_pick_slowest(coordinator *c, const step_acc *s)
+/* The phase of the slowest worker that, smoothed, takes the longest. */
+static const char *smooth_and_pick_slowest(rm_metrics *m, const rm_step_acc *s)
 {
-    static const char *names[] = {"data wait", "compute", "all-reduce wait", "optimizer"};
-    double v[] = {s->data_wait_s[1], s->compute_s[1], s->allreduce_wait_s[1], s->optimizer_s[1]};
-    double alpha = c->steps_done <= 1 ? 1.0 : 0.05;
-    c->ema_step_s += alpha * (s->step_s[1] - c->ema_step_s);
+    double alpha = m->steps_done <= 1 ? 1.0 : 0.05;
+    m->ema_step_s += alpha * (s->phase[RM_PHASE_STEP][1] - m->ema_step_s);
     int best = 0;
-    for (int i = 0; i < 4; i++) {
-        c->ema_phase_s[i] += alpha * (v[i] - c->ema_phase_s[i]);
-        if (c->ema_phase_s[i] > c->ema_phase_s[best])
-            best = i;
+    for (int p = 0; p < RM_PHASE_STEP; p++) {
+        m->ema_phase_s[p] += alpha * (s->phase[p][1] - m->ema_phase_s[p]);
+        if (m->ema_phase_s[p] > m->ema_phase_s[best])
+            best = p;
     }
-    return names[best];
+    return rm_phases[best].title;
 }
 
 static void accumulate(double pair[2], double v, int workers)
@@ -43,34 +43,37 @@ static void write_phase(FILE *f, const char *name, const double pair[2])
 }
 
 /* All reports of one step are in: log it, show progress. */
-void metrics_complete_step(coordinator *c, step_acc *s)
+static void complete_step(rm_metrics *m, rm_step_acc *s)
 {
+    const rm_config *cfg = m->s.cfg;
+    const rm_model *model = m->s.model;
     /* per prediction: per sample, or per token of a sequence model */
-    double loss = s->loss_sum / (s->count * (double)c->model.positions);
-    double step_s = s->step_s[1];
-    double samples_per_s = step_s > 0 ? (double)c->cfg.global_batch / step_s : 0;
-    double epoch = (double)(s->step + 1) * (double)c->cfg.global_batch / (double)c->facts.train_samples;
-    if (s->ckpt_stall_s[1] > 0) {
-        c->ckpt_stalls++;
-        c->ckpt_stall_total_s += s->ckpt_stall_s[1];
-        if (s->ckpt_stall_s[1] > c->ckpt_stall_max_s)
-            c->ckpt_stall_max_s = s->ckpt_stall_s[1];
+    double loss = s->loss_sum / (s->count * (double)model->positions);
+    double step_s = s->phase[RM_PHASE_STEP][1];
+    double samples_per_s = step_s > 0 ? (double)cfg->global_batch / step_s : 0;
+    double epoch = (double)(s->step + 1) * (double)cfg->global_batch / (double)m->s.facts->train_samples;
+    double stall_s = s->phase[RM_PHASE_CKPT_STALL][1];
+    if (stall_s > 0) {
+        m->ckpt_stalls++;
+        m->ckpt_stall_total_s += stall_s;
+        if (stall_s > m->ckpt_stall_max_s)
+            m->ckpt_stall_max_s = stall_s;
     }
-    c->steps_done++;
-    c->last_loss = loss;
+    m->steps_done++;
+    m->last_loss = loss;
     /* the line is made whole in memory, then appended in one piece */
     char *text = NULL;
     size_t text_len = 0;
     FILE *f = open_memstream(&text, &text_len);
     if (!f) {
-        rm_run_dir_append(&c->rd, RM_RUN_METRICS, NULL, 0); /* records the loss */
+        rm_run_dir_append(m->s.rd, RM_RUN_METRICS, NULL, 0); /* records the loss */
         return;
     }
     fprintf(f, "{\"step\":%ld,\"epoch\":", s->step + 1);
     rm_json_number(f, epoch);
     fputs(",\"loss\":", f);
     rm_json_number(f, loss);
-    if (c->model.positions == 1) {
+    if (model->positions == 1) {
         fputs(",\"train_accuracy\":", f);
         rm_json_number(f, s->correct / s->count);
     }
@@ -83,48 +86,48 @@ void metrics_complete_step(coordinator *c, step_acc *s)
     fprintf(f, ",\"batch_digest\":\"%016llx\"", (unsigned long long)s->batch_digest);
     fputs(",\"samples_per_second\":", f);
     rm_json_number(f, samples_per_s);
-    if (c->model.positions > 1) {
+    if (model->positions > 1) {
         fputs(",\"tokens_per_second\":", f);
-        rm_json_number(f, samples_per_s * (double)c->model.positions);
+        rm_json_number(f, samples_per_s * (double)model->positions);
     }
-    if (c->peak_flops > 0) {
+    if (m->s.roster->peak_flops > 0) {
         fputs(",\"mfu\":", f);
-        rm_json_number(f, samples_per_s * c->model.train_flops_per_sample / c->peak_flops);
+        rm_json_number(f, samples_per_s * model->train_flops_per_sample / m->s.roster->peak_flops);
     }
-    write_phase(f, "step_s", s->step_s);
-    write_phase(f, "data_wait_s", s->data_wait_s);
-    write_phase(f, "compute_s", s->compute_s);
-    write_phase(f, "allreduce_wait_s", s->allreduce_wait_s);
-    write_phase(f, "optimizer_s", s->optimizer_s);
-    write_phase(f, "ckpt_stall_s", s->ckpt_stall_s);
-    fprintf(f, ",\"optimizer_state_bytes_per_worker\":%ld", c->optimizer_state_bytes);
-    observe_complete_step(c->obs, s, samples_per_s, epoch, loss, f);
+    write_phase(f, rm_phases[RM_PHASE_STEP].json, s->phase[RM_PHASE_STEP]);
+    for (int p = 0; p < RM_PHASE_STEP; p++)
+        write_phase(f, rm_phases[p].json, s->phase[p]);
+    fprintf(f, ",\"optimizer_state_bytes_per_worker\":%ld", m->s.roster->optimizer_state_bytes);
+    rm_observe_step step = {.step = s->step, .lr = s->lr, .step_s = step_s, .samples_per_s = samples_per_s,
+                            .epoch = epoch, .loss = loss};
+    rm_observe_complete_step(m->s.obs, &step, f);
     fputs("}\n", f);
     fclose(f);
-    rm_run_dir_append(&c->rd, RM_RUN_METRICS, text, text_len); /* a failure stops the job (run_steps) */
+    rm_run_dir_append(m->s.rd, RM_RUN_METRICS, text, text_len); /* a failure stops the job (the loop) */
     free(text);
 
     long done_steps = s->step + 1;
-    const char *slowest = smooth_and_pick_slowest(c, s);
+    const char *slowest = smooth_and_pick_slowest(m, s);
     rm_progress_sample ps = {
         .step = done_steps,
         .epoch = epoch,
         .loss = loss,
-        .samples_per_s = c->ema_step_s > 0 ? (double)c->cfg.global_batch / c->ema_step_s : 0,
-        .eta_s = c->ema_step_s * (double)(c->total_steps - done_steps),
+        .samples_per_s = m->ema_step_s > 0 ? (double)cfg->global_batch / m->ema_step_s : 0,
+        .eta_s = m->ema_step_s * (double)(m->s.total_steps - done_steps),
         .slowest_phase = slowest,
     };
-    rm_progress_update(&c->progress, &ps);
+    rm_progress_update(m->s.progress, &ps);
     memset(s, 0, sizeof *s);
     s->step = -1;
 }
 
 /* A sequence model's evaluation: loss in nats per token, and in bits per
  * byte where each token is a byte. */
-static void complete_token_eval(coordinator *c, eval_acc *e, double loss)
+static void complete_token_eval(rm_metrics *m, rm_eval_acc *e, double loss)
 {
-    double tokens = e->count * (double)c->model.positions;
-    int bytes = strcmp(c->facts.tokenizer, "bytes") == 0;
+    const rm_config *cfg = m->s.cfg;
+    double tokens = e->count * (double)m->s.model->positions;
+    int bytes = strcmp(m->s.facts->tokenizer, "bytes") == 0;
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -141,31 +144,32 @@ static void complete_token_eval(coordinator *c, eval_acc *e, double loss)
         fputs("}\n", f);
         fclose(f);
     }
-    rm_run_dir_append(&c->rd, RM_RUN_EVAL, made ? text : NULL, len);
+    rm_run_dir_append(m->s.rd, RM_RUN_EVAL, made ? text : NULL, len);
     free(text);
-    if (c->cfg.verbosity != RM_VERBOSITY_QUIET) {
-        rm_progress_break(&c->progress);
+    if (cfg->verbosity != RM_VERBOSITY_QUIET) {
+        rm_progress_break(m->s.progress);
         if (bytes)
-            rm_info("step %ld: %s loss %.4f nats/token (%.4f bits/byte, %.0f tokens)", e->step + 1, c->cfg.eval_split,
+            rm_info("step %ld: %s loss %.4f nats/token (%.4f bits/byte, %.0f tokens)", e->step + 1, cfg->eval_split,
                     loss, loss / log(2.0), tokens);
         else
-            rm_info("step %ld: %s loss %.4f nats/token (%.0f tokens)", e->step + 1, c->cfg.eval_split, loss, tokens);
+            rm_info("step %ld: %s loss %.4f nats/token (%.0f tokens)", e->step + 1, cfg->eval_split, loss, tokens);
     }
 }
 
-static void complete_eval(coordinator *c, eval_acc *e)
+static void complete_eval(rm_metrics *m, rm_eval_acc *e)
 {
-    double acc = e->correct / e->count, loss = e->loss_sum / (e->count * (double)c->model.positions);
-    c->last_eval_accuracy = acc;
-    c->last_eval_loss = loss;
-    c->evals_done++;
-    if (c->model.positions > 1) {
-        complete_token_eval(c, e, loss);
+    const rm_config *cfg = m->s.cfg;
+    double acc = e->correct / e->count, loss = e->loss_sum / (e->count * (double)m->s.model->positions);
+    m->last_eval_accuracy = acc;
+    m->last_eval_loss = loss;
+    m->evals_done++;
+    if (m->s.model->positions > 1) {
+        complete_token_eval(m, e, loss);
         memset(e, 0, sizeof *e);
         e->step = -1;
         return;
     }
-    observe_eval(c->obs, e->step, acc);
+    rm_observe_eval(m->s.obs, e->step, acc);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -180,26 +184,26 @@ static void complete_eval(coordinator *c, eval_acc *e)
         fputs("}\n", f);
         fclose(f);
     }
-    rm_run_dir_append(&c->rd, RM_RUN_EVAL, made ? text : NULL, len);
+    rm_run_dir_append(m->s.rd, RM_RUN_EVAL, made ? text : NULL, len);
     free(text);
-    if (c->cfg.verbosity != RM_VERBOSITY_QUIET) {
-        rm_progress_break(&c->progress);
-        rm_info("step %ld: %s accuracy %.4f, loss %.4f (%.0f samples)", e->step + 1, c->cfg.eval_split, acc, loss,
+    if (cfg->verbosity != RM_VERBOSITY_QUIET) {
+        rm_progress_break(m->s.progress);
+        rm_info("step %ld: %s accuracy %.4f, loss %.4f (%.0f samples)", e->step + 1, cfg->eval_split, acc, loss,
                 e->count);
     }
     memset(e, 0, sizeof *e);
     e->step = -1;
 }
 
-static eval_acc *eval_slot(coordinator *c, long step)
+static rm_eval_acc *eval_slot(rm_metrics *m, long step)
 {
     for (int i = 0; i < 4; i++)
-        if (c->evals[i].step == step)
-            return &c->evals[i];
+        if (m->evals[i].step == step)
+            return &m->evals[i];
     for (int i = 0; i < 4; i++)
-        if (c->evals[i].step < 0) {
-            c->evals[i].step = step;
-            return &c->evals[i];
+        if (m->evals[i].step < 0) {
+            m->evals[i].step = step;
+            return &m->evals[i];
         }
     return NULL;
 }
@@ -208,89 +212,92 @@ static eval_acc *eval_slot(coordinator *c, long step)
  * steps follow each other, so this never exceeds the wall time (a sum of
  * per-step maxima would, as the slowest worker changes from step to step
  * and the workers' step boundaries drift against each other). */
-static double train_seconds(const coordinator *c)
+static double train_seconds(const rm_metrics *m)
 {
     double t = 0;
-    for (int w = 0; w < c->workers; w++)
-        if (c->info[w].train_s > t)
-            t = c->info[w].train_s;
+    for (int w = 0; w < m->s.roster->workers; w++)
+        if (m->train_s[w] > t)
+            t = m->train_s[w];
     return t;
 }
 
-int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
+int rm_metrics_write_summary(rm_metrics *m, const rm_run_outcome *out, rm_error *err)
 {
-    c->train_s = train_seconds(c);
+    const rm_config *cfg = m->s.cfg;
+    const rm_model *model = m->s.model;
+    const rm_roster *roster = m->s.roster;
+    double train_s = train_seconds(m);
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f)
         return rm_fail(err, "out of memory");
     char digest[17], cfg_hash[17];
-    rm_hash_hex(c->info[0].weights_digest, digest);
-    rm_hash_hex(rm_config_hash(&c->cfg), cfg_hash);
-    long trained = c->steps_done * c->cfg.global_batch; /* in this attempt */
-    double sps = c->train_s > 0 ? (double)trained / c->train_s : 0;
-    double flops = c->model.train_flops_per_sample;
+    rm_hash_hex(out->weights_digest, digest);
+    rm_hash_hex(rm_config_hash(cfg), cfg_hash);
+    long trained = m->steps_done * cfg->global_batch; /* in this attempt */
+    double sps = train_s > 0 ? (double)trained / train_s : 0;
+    double flops = model->train_flops_per_sample;
     fputs("{\n  \"status\": \"completed\",\n  \"test_accuracy\": ", f);
-    if (c->evals_done && c->model.positions == 1)
-        rm_json_number(f, c->last_eval_accuracy);
+    if (m->evals_done && model->positions == 1)
+        rm_json_number(f, m->last_eval_accuracy);
     else
         fputs("null", f);
     fputs(",\n  \"test_loss\": ", f);
-    if (c->evals_done)
-        rm_json_number(f, c->last_eval_loss);
+    if (m->evals_done)
+        rm_json_number(f, m->last_eval_loss);
     else
         fputs("null", f);
     fputs(",\n  \"val_loss\": ", f);
-    if (c->evals_done)
-        rm_json_number(f, c->last_eval_loss);
+    if (m->evals_done)
+        rm_json_number(f, m->last_eval_loss);
     else
         fputs("null", f);
     fputs(",\n  \"final_train_loss\": ", f);
-    rm_json_number(f, c->last_loss);
+    rm_json_number(f, m->last_loss);
     fputs(",\n  \"samples_per_second\": ", f);
     rm_json_number(f, sps);
-    if (c->model.positions > 1) {
+    if (model->positions > 1) {
         fputs(",\n  \"tokens_per_second\": ", f);
-        rm_json_number(f, sps * (double)c->model.positions);
+        rm_json_number(f, sps * (double)model->positions);
     }
-    fprintf(f, ",\n  \"model\": \"%s\"", c->model.name);
+    fprintf(f, ",\n  \"model\": \"%s\"", model->name);
     fputs(",\n  \"achieved_flops_per_second\": ", f);
     rm_json_number(f, sps * flops);
     /* model FLOPs (6 per weight per position, plus attention) over what
      * the workers' own sgemm does at best, measured at start-up */
     fputs(",\n  \"sgemm_peak_flops_per_second\": ", f);
-    rm_json_number(f, c->peak_flops);
+    rm_json_number(f, roster->peak_flops);
     fputs(",\n  \"mfu\": ", f);
-    if (c->peak_flops > 0)
-        rm_json_number(f, sps * flops / c->peak_flops);
+    if (roster->peak_flops > 0)
+        rm_json_number(f, sps * flops / roster->peak_flops);
     else
         fputs("null", f);
-    fprintf(f, ",\n  \"steps\": %ld,\n  \"samples\": %ld,\n  \"epochs\": ", c->total_steps,
-            c->total_steps * c->cfg.global_batch);
-    rm_json_number(f, (double)c->total_steps * (double)c->cfg.global_batch / (double)c->facts.train_samples);
+    fprintf(f, ",\n  \"steps\": %ld,\n  \"samples\": %ld,\n  \"epochs\": ", m->s.total_steps,
+            m->s.total_steps * cfg->global_batch);
+    rm_json_number(f, (double)m->s.total_steps * (double)cfg->global_batch / (double)m->s.facts->train_samples);
     fputs(",\n  \"train_seconds\": ", f);
-    rm_json_number(f, c->train_s);
+    rm_json_number(f, train_s);
     fputs(",\n  \"wall_seconds\": ", f);
-    rm_json_number(f, wall_s);
+    rm_json_number(f, out->wall_s);
     fprintf(f, ",\n  \"workers\": %d,\n  \"global_batch\": %ld,\n  \"backend\": \"%s\",\n  \"parameters\": %ld",
-            c->workers, c->cfg.global_batch, rm_backend_name(c->backend), c->model.n_params);
-    fprintf(f, ",\n  \"optimizer_state_bytes_per_worker\": %ld,\n  \"zero\": %ld", c->optimizer_state_bytes,
-            c->cfg.zero);
+            roster->workers, cfg->global_batch, rm_backend_name(roster->backend), model->n_params);
+    fprintf(f, ",\n  \"optimizer_state_bytes_per_worker\": %ld,\n  \"zero\": %ld", roster->optimizer_state_bytes,
+            cfg->zero);
     fprintf(f, ",\n  \"resumed_from_step\": %ld,\n  \"checkpoints_committed\": %ld,\n  \"checkpoints_failed\": %ld",
-            c->first_step, c->ckpt.committed, c->ckpt.failed);
+            m->s.first_step, out->ckpt_committed, out->ckpt_failed);
     fputs(",\n  \"checkpoint_stall_mean_s\": ", f);
-    rm_json_number(f, c->ckpt_stalls ? c->ckpt_stall_total_s / (double)c->ckpt_stalls : 0);
+    rm_json_number(f, m->ckpt_stalls ? m->ckpt_stall_total_s / (double)m->ckpt_stalls : 0);
     fputs(",\n  \"checkpoint_stall_max_s\": ", f);
-    rm_json_number(f, c->ckpt_stall_max_s);
+    rm_json_number(f, m->ckpt_stall_max_s);
     fputs(",\n  \"step_seconds_mean\": ", f);
-    rm_json_number(f, c->steps_done ? c->train_s / (double)c->steps_done : 0);
-    observe_write_summary(c->obs, sps, f);
+    rm_json_number(f, m->steps_done ? train_s / (double)m->steps_done : 0);
+    rm_observe_write_summary(m->s.obs, sps, f);
     fprintf(f, ",\n  \"weights_digest\": \"%s\",\n  \"config_hash\": \"%s\"", digest, cfg_hash);
     /* the audit trail's end (its run_end line): a trail cut short is found */
     long audit_seq;
     char audit_head[65];
-    if (rm_audit_head(c->rd.path, &audit_seq, audit_head, err) != RM_OK) {
+    if (rm_audit_head(m->s.rd->path, &audit_seq, audit_head, err) != RM_OK) {
         fclose(f);
         free(text);
         return RM_ERR;
@@ -298,27 +305,51 @@ int metrics_write_summary(coordinator *c, double wall_s, rm_error *err)
     fprintf(f, ",\n  \"audit_seq\": %ld,\n  \"audit_head\": \"%s\"\n}\n", audit_seq, audit_head);
     fclose(f);
     char path[RM_PATH_CAP + 32];
-    snprintf(path, sizeof path, "%s/summary.json", c->rd.path);
+    snprintf(path, sizeof path, "%s/summary.json", m->s.rd->path);
     int rc = rm_write_file_atomic(path, text, len, err);
     free(text);
-    if (rc == RM_OK && c->cfg.verbosity != RM_VERBOSITY_QUIET) {
-        rm_progress_break(&c->progress);
-        if (c->model.positions > 1)
-            printf("done: %ld steps on %d workers, %s loss %.4f, %.0f tokens/s, weights %s\nrun directory: %s\n",
-                   c->total_steps, c->workers, c->evals_done ? c->cfg.eval_split : "no eval,",
-                   c->evals_done ? c->last_eval_loss : 0.0, sps * (double)c->model.positions, digest, c->rd.path);
+    if (rc == RM_OK && cfg->verbosity != RM_VERBOSITY_QUIET) {
+        rm_progress_break(m->s.progress);
+        /* the held-out figure, or the last step's training loss without one */
+        char result[128];
+        if (!m->evals_done)
+            snprintf(result, sizeof result, "final training loss %.4f (no evaluation)", m->last_loss);
+        else if (model->positions > 1)
+            snprintf(result, sizeof result, "%s loss %.4f", cfg->eval_split, m->last_eval_loss);
         else
-            printf("done: %ld steps on %d workers, %s accuracy %.4f, %.0f samples/s, weights %s\nrun directory: %s\n",
-                   c->total_steps, c->workers, c->evals_done ? c->cfg.eval_split : "no eval,",
-                   c->evals_done ? c->last_eval_accuracy : 0.0, sps, digest, c->rd.path);
+            snprintf(result, sizeof result, "%s accuracy %.4f", cfg->eval_split, m->last_eval_accuracy);
+        printf("done: %ld steps on %d workers, %s, %.0f %s/s, weights %s\nrun directory: %s\n", m->s.total_steps,
+               roster->workers, result, model->positions > 1 ? sps * (double)model->positions : sps,
+               model->positions > 1 ? "tokens" : "samples", digest, m->s.rd->path);
         fflush(stdout);
     }
     return rc;
 }
 
 
-void metrics_add_report(coordinator *c, step_acc *s, const rm_msg_report *r, int worker)
+/* Takes the step's slot in the ring, or says why it cannot. */
+static rm_step_acc *step_slot(rm_metrics *m, long step, rm_error *err)
 {
+    rm_step_acc *s = &m->steps[step % m->s.step_slots];
+    if (s->step == step)
+        return s;
+    if (s->step >= 0) {
+        rm_fail(err, "a worker reported step %ld while step %ld is incomplete", step, s->step);
+        return NULL;
+    }
+    s->step = step;
+    return s;
+}
+
+int rm_metrics_add_report(rm_metrics *m, const rm_msg_report *r, int worker, long *completed, int *nonfinite,
+                          rm_error *err)
+{
+    *completed = -1;
+    *nonfinite = 0;
+    rm_step_acc *s = step_slot(m, r->step, err);
+    if (!s)
+        return RM_ERR;
+    int workers = m->s.roster->workers;
     s->reports++;
     s->loss_sum += r->loss_sum;
     s->correct += (double)r->correct;
@@ -328,19 +359,21 @@ void metrics_add_report(coordinator *c, step_acc *s, const rm_msg_report *r, int
     s->nonfinite |= r->nonfinite;
     s->update_skipped |= r->update_skipped;
     s->batch_digest += r->batch_digest;
-    accumulate(s->ckpt_stall_s, r->ckpt_stall_s, c->workers);
-    accumulate(s->data_wait_s, r->data_wait_s, c->workers);
-    accumulate(s->compute_s, r->compute_s, c->workers);
-    accumulate(s->allreduce_wait_s, r->allreduce_wait_s, c->workers);
-    accumulate(s->optimizer_s, r->optimizer_s, c->workers);
-    accumulate(s->step_s, r->step_s, c->workers);
-    c->info[worker].train_s += r->step_s;
-    observe_add_report(c->obs, r, worker);
+    for (int p = 0; p < RM_N_PHASES; p++)
+        accumulate(s->phase[p], r->phase_s[p], workers);
+    m->train_s[worker] += r->phase_s[RM_PHASE_STEP];
+    rm_observe_add_report(m->s.obs, r, worker);
+    if (s->reports < workers)
+        return RM_OK;
+    *completed = s->step;
+    *nonfinite = s->nonfinite;
+    complete_step(m, s);
+    return RM_OK;
 }
 
-int metrics_add_eval(coordinator *c, const rm_msg_eval_result *r, rm_error *err)
+int rm_metrics_add_eval(rm_metrics *m, const rm_msg_eval_result *r, rm_error *err)
 {
-    eval_acc *e = eval_slot(c, r->step);
+    rm_eval_acc *e = eval_slot(m, r->step);
     if (!e)
         return rm_fail(err, "too many evaluations in flight");
     e->results++;
@@ -349,7 +382,30 @@ int metrics_add_eval(coordinator *c, const rm_msg_eval_result *r, rm_error *err)
     e->count += (double)r->count;
     if (r->eval_s > e->eval_s)
         e->eval_s = r->eval_s;
-    if (e->results == c->workers)
-        complete_eval(c, e);
+    if (e->results == m->s.roster->workers)
+        complete_eval(m, e);
     return RM_OK;
+}
+
+int rm_metrics_init(rm_metrics *m, const rm_metrics_setup *setup, rm_error *err)
+{
+    memset(m, 0, sizeof *m);
+    m->s = *setup;
+    m->steps = calloc((size_t)setup->step_slots, sizeof *m->steps);
+    m->train_s = calloc((size_t)setup->roster->workers, sizeof *m->train_s);
+    if (!m->steps || !m->train_s)
+        return rm_fail(err, "out of memory");
+    for (int i = 0; i < setup->step_slots; i++)
+        m->steps[i].step = -1;
+    for (int i = 0; i < 4; i++)
+        m->evals[i].step = -1;
+    return RM_OK;
+}
+
+void rm_metrics_free(rm_metrics *m)
+{
+    free(m->steps);
+    free(m->train_s);
+    m->steps = NULL;
+    m->train_s = NULL;
 }

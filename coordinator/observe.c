@@ -5,26 +5,27 @@
  * collective every worker looks as slow as the slowest. Over the last
  * observe.straggler_window_steps steps, a worker whose median compute time
  * exceeds the median of the other workers' medians by
- * observe.straggler_threshold, at three judgements in a row (one every
- * tenth of a window), is named, provided the excess is at least a fifth of
- * the median step time (below that it costs the job little); medians and persistence, so that a few
- * noisy steps (a checkpoint, a page fault, a neighbour's burst on a shared
- * machine) name nobody.
+ * observe.straggler_threshold, at every judgement (one every tenth of a
+ * window) for a whole window and STRAGGLER_MIN_S, is named, provided the excess is at least a
+ * fifth of the median step time (below that it costs the job little):
+ * medians and persistence, so that noisy steps (a checkpoint, a page
+ * fault, a neighbour's burst on a shared machine) name nobody.
  *
  * Slowdowns compare the median step time of the last few steps with the
  * median of the observe.slowdown_window_steps steps before them; past
- * observe.slowdown_threshold, the phase that grew the most on the step's
- * critical path (the last worker to reach the collective) is named as the
- * cause. */
+ * observe.slowdown_threshold for SLOWDOWN_MIN_S, the
+ * phase that grew the most on the step's critical path (the last worker
+ * to reach the collective) is named as the cause, in the words of the
+ * job's reduction transport and hosts (shared memory is not a network). */
 #include "observe.h"
 
-#include "coordinator.h"
 #include "fsutil.h"
 #include "http_metrics.h"
 #include "json.h"
 #include "json_scan.h"
 #include "log.h"
 #include "mpi_check.h"
+#include "timer.h"
 #include "token_file.h"
 
 #include <math.h>
@@ -35,17 +36,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const phase_names[RM_N_PHASES] = {"data_wait_s", "compute_s", "allreduce_wait_s",
-                                                      "optimizer_s", "ckpt_stall_s",  "step_s"};
-static const char *const phase_labels[RM_N_PHASES] = {"data_wait", "compute", "allreduce_wait",
-                                                       "optimizer", "ckpt_stall", "step"};
-/* What a user should look at when a phase grows. */
-static const char *const phase_causes[RM_N_PHASES] = {"storage/loader", "compute", "network",
-                                                       "optimizer/memory", "checkpoint", "step"};
+/* Per worker and step, the phases and then the time the worker waited for
+ * a core (other work on its host). */
+#define COL_RUN_DELAY RM_N_PHASES
+#define COLS (RM_N_PHASES + 1)
 
 typedef struct straggler_record {
     int flagged;       /* now */
     int over;          /* consecutive judgements above the threshold */
+    int under;         /* ... and, while named, well below it */
+    double over_since_s; /* when the judgements above began */
     int ever;          /* named at least once */
     long first_step;   /* 1-based step it was first named at */
     double ratio;      /* at the last judgement */
@@ -57,12 +57,24 @@ typedef struct slowdown_event {
     long step;
     double ratio, step_s, baseline_s, growth_s;
     int phase;
+    int contended; /* the workers' wait for a core explains it */
 } slowdown_event;
 
 #define MAX_SLOWDOWN_EVENTS 64
 /* Judgements in a row (one every tenth of a window) above the threshold
- * before a worker is named: a burst of load on its host is not enough. */
-#define STRAGGLER_PERSISTENCE 3
+ * before a worker is named: a whole window's worth, so that a neighbour's
+ * burst of load on a shared host (seconds of it were seen) names nobody,
+ * while a worker that is slow for good is named one window after it
+ * began. Cleared after a few judgements in a row well below it. */
+#define STRAGGLER_PERSISTENCE 10
+#define STRAGGLER_CLEAR_PERSISTENCE 3
+/* ... and for this long: on a host whose cores are shared with other
+ * work, the scheduler starves one worker or the other for a second or
+ * two at a time (seen under a parallel build on a 2-core machine). */
+#define STRAGGLER_MIN_S 3.0
+/* A slowdown must hold this long before it is reported: a page-cache flush or a neighbour's compile slows a few
+ * hundred millisecond-steps, which is not a change in the job. */
+#define SLOWDOWN_MIN_S 2.0
 /* ... and its extra compute time must be at least this part of the step. */
 #define STRAGGLER_MIN_STEP_FRACTION 0.2
 
@@ -79,10 +91,11 @@ typedef struct live_figures {
 } live_figures;
 
 struct rm_observe {
-    coordinator *c;
+    rm_observe_setup s;
+    int one_host; /* every worker on one host: the reduction goes through its memory */
     int workers;
     int n_slots;
-    double *pending; /* n_slots x workers x RM_N_PHASES: reports of steps not yet complete */
+    double *pending; /* n_slots x workers x COLS: reports of steps not yet complete */
 
     /* stragglers */
     long window;
@@ -95,11 +108,14 @@ struct rm_observe {
 
     /* slowdowns */
     long base_len, recent_len, ring_len;
-    double *ring; /* ring_len x RM_N_PHASES: per step, max over workers */
+    double *ring; /* ring_len x COLS: per step, max over workers */
     long ring_count;
     long cooldown_until; /* completed-step count before which no new event */
     double last_base_step_s; /* the baseline median, refreshed every recent_len steps or when needed */
+    double slow_since_s;     /* when the recent steps first ran slow against it; 0: they do not */
+    double held_base[COLS]; /* the phases' baseline medians when they did */
     slowdown_event events[MAX_SLOWDOWN_EVENTS];
+    slowdown_event last_event;
     int n_events;
     long n_events_total;
 
@@ -116,7 +132,7 @@ struct rm_observe {
 
 static double *pending_at(rm_observe *o, long step, int worker)
 {
-    return o->pending + (((size_t)(step % o->n_slots) * (size_t)o->workers) + (size_t)worker) * RM_N_PHASES;
+    return o->pending + (((size_t)(step % o->n_slots) * (size_t)o->workers) + (size_t)worker) * COLS;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -136,31 +152,33 @@ static double median(double *v, long n)
 
 static void render(void *ctx, FILE *out);
 
-rm_observe *observe_create(coordinator *c, rm_error *err)
+rm_observe *rm_observe_create(const rm_observe_setup *setup, rm_error *err)
 {
     rm_observe *o = calloc(1, sizeof *o);
     if (!o) {
         rm_fail(err, "out of memory");
         return NULL;
     }
-    o->c = c;
-    o->workers = c->workers;
-    o->n_slots = c->n_step_slots;
-    o->window = c->cfg.straggler_window_steps;
-    o->base_len = c->cfg.slowdown_window_steps;
+    o->s = *setup;
+    const rm_config *cfg = setup->cfg;
+    o->one_host = rm_roster_one_host(setup->roster);
+    o->workers = setup->roster->workers;
+    o->n_slots = setup->step_slots;
+    o->window = cfg->straggler_window_steps;
+    o->base_len = cfg->slowdown_window_steps;
     o->recent_len = o->base_len / 10 > 5 ? o->base_len / 10 : 5;
     o->ring_len = o->base_len + o->recent_len;
     long scratch = o->window > o->ring_len ? o->window : o->ring_len;
     if (scratch < o->workers)
         scratch = o->workers;
     size_t w = (size_t)o->workers;
-    o->pending = calloc((size_t)o->n_slots * w * RM_N_PHASES, sizeof(double));
+    o->pending = calloc((size_t)o->n_slots * w * COLS, sizeof(double));
     o->compute_hist = calloc((size_t)o->window * w, sizeof(double));
     o->step_hist = calloc((size_t)o->window, sizeof(double));
     o->stragglers = calloc(w, sizeof *o->stragglers);
     o->medians = calloc(w, sizeof(double));
     o->scratch = calloc((size_t)scratch, sizeof(double));
-    o->ring = calloc((size_t)o->ring_len * RM_N_PHASES, sizeof(double));
+    o->ring = calloc((size_t)o->ring_len * COLS, sizeof(double));
     o->live.phase = calloc(w * RM_N_PHASES, sizeof(double));
     o->live.straggler = calloc(w, sizeof(int));
     o->live.straggler_ratio = calloc(w, sizeof(double));
@@ -169,49 +187,49 @@ rm_observe *observe_create(coordinator *c, rm_error *err)
     pthread_mutex_init(&o->mu, NULL);
     if (!o->pending || !o->compute_hist || !o->step_hist || !o->stragglers || !o->medians || !o->scratch || !o->ring || !o->live.phase ||
         !o->live.straggler || !o->live.straggler_ratio || !o->trace || !o->trace_len) {
-        observe_destroy(o);
+        rm_observe_destroy(o);
         rm_fail(err, "out of memory");
         return NULL;
     }
-    o->live.total_steps = c->total_steps;
-    o->live.step = c->first_step;
+    o->live.total_steps = setup->total_steps;
+    o->live.step = setup->first_step;
     o->live.eval_accuracy = NAN;
 
-    if (c->cfg.metrics_port >= 0) {
+    if (cfg->metrics_port >= 0) {
         char token[RM_TOKEN_CAP] = "";
-        if (c->cfg.metrics_token_file[0] &&
-            (rm_config_check_token_file(&c->cfg, err) != RM_OK ||
-             rm_token_file_read(c->cfg.metrics_token_file, token, sizeof token, err) != RM_OK)) {
-            observe_destroy(o);
+        if (cfg->metrics_token_file[0] &&
+            (rm_config_check_token_file(cfg, err) != RM_OK ||
+             rm_token_file_read(cfg->metrics_token_file, token, sizeof token, err) != RM_OK)) {
+            rm_observe_destroy(o);
             return NULL;
         }
-        o->http = rm_http_metrics_start(c->cfg.metrics_address, (int)c->cfg.metrics_port, token, render, o, err);
+        o->http = rm_http_metrics_start(cfg->metrics_address, (int)cfg->metrics_port, token, render, o, err);
         memset(token, 0, sizeof token);
         if (!o->http) {
-            observe_destroy(o);
+            rm_observe_destroy(o);
             return NULL;
         }
-        const char *a = c->cfg.metrics_address;
+        const char *a = cfg->metrics_address;
         char url[RM_NAME_CAP + 64], fields[RM_NAME_CAP + 128], path[RM_PATH_CAP + 32];
         snprintf(url, sizeof url, "http://%s%s%s:%d/metrics", strchr(a, ':') ? "[" : "", a, strchr(a, ':') ? "]" : "",
                  rm_http_metrics_port(o->http));
         snprintf(fields, sizeof fields, "\"url\":\"%s\",\"token\":%s", url,
-                 c->cfg.metrics_token_file[0] ? "true" : "false");
-        rm_run_dir_event(&c->rd, "metrics_endpoint", fields);
-        snprintf(path, sizeof path, "%s/metrics-url.txt", c->rd.path);
+                 cfg->metrics_token_file[0] ? "true" : "false");
+        rm_run_dir_event(o->s.rd, "metrics_endpoint", fields);
+        snprintf(path, sizeof path, "%s/metrics-url.txt", o->s.rd->path);
         char line[sizeof url + 1];
         snprintf(line, sizeof line, "%s\n", url);
         if (rm_write_file_atomic(path, line, strlen(line), err) != RM_OK) {
-            observe_destroy(o);
+            rm_observe_destroy(o);
             return NULL;
         }
-        if (c->cfg.verbosity != RM_VERBOSITY_QUIET)
-            rm_info("serving Prometheus metrics at %s%s", url, c->cfg.metrics_token_file[0] ? " (bearer token)" : "");
+        if (cfg->verbosity != RM_VERBOSITY_QUIET)
+            rm_info("serving Prometheus metrics at %s%s", url, cfg->metrics_token_file[0] ? " (bearer token)" : "");
     }
     return o;
 }
 
-void observe_destroy(rm_observe *o)
+void rm_observe_destroy(rm_observe *o)
 {
     if (!o)
         return;
@@ -234,15 +252,17 @@ void observe_destroy(rm_observe *o)
     free(o);
 }
 
-void observe_add_report(rm_observe *o, const rm_msg_report *r, int worker)
+void rm_observe_add_report(rm_observe *o, const rm_msg_report *r, int worker)
 {
     double *p = pending_at(o, r->step, worker);
-    p[RM_PHASE_DATA_WAIT] = r->data_wait_s;
-    p[RM_PHASE_COMPUTE] = r->compute_s;
-    p[RM_PHASE_ALLREDUCE_WAIT] = r->allreduce_wait_s;
-    p[RM_PHASE_OPTIMIZER] = r->optimizer_s;
-    p[RM_PHASE_CKPT_STALL] = r->ckpt_stall_s;
-    p[RM_PHASE_STEP] = r->step_s;
+    memcpy(p, r->phase_s, RM_N_PHASES * sizeof(double));
+    p[COL_RUN_DELAY] = r->run_delay_s > 0 ? r->run_delay_s : 0;
+}
+
+/* What to look at when phase p grows, on this job's transport and hosts. */
+static const char *cause_of(const rm_observe *o, int p)
+{
+    return rm_phase_cause(p, o->s.roster->transport, o->one_host);
 }
 
 static void event_json(rm_observe *o, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -253,14 +273,20 @@ static void event_json(rm_observe *o, const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(fields, sizeof fields, fmt, ap);
     va_end(ap);
-    rm_run_dir_event(&o->c->rd, name, fields);
+    rm_run_dir_event(o->s.rd, name, fields);
+}
+
+/* What a slowdown event tells the user to look at. */
+static const char *event_cause(const rm_observe *o, const slowdown_event *e)
+{
+    return e->contended ? "cpu contention" : cause_of(o, e->phase);
 }
 
 /* Judges every worker over the last `window` steps of compute time. */
 static void judge_stragglers(rm_observe *o, long step1)
 {
-    coordinator *c = o->c;
-    double thr = c->cfg.straggler_threshold;
+    const rm_config *cfg = o->s.cfg;
+    double thr = cfg->straggler_threshold;
     double *tmp = o->scratch, *medians = o->medians;
     memcpy(tmp, o->step_hist, (size_t)o->window * sizeof *tmp);
     double step_s = median(tmp, o->window);
@@ -280,19 +306,22 @@ static void judge_stragglers(rm_observe *o, long step1)
         s->ratio = ratio;
         s->median_s = medians[w];
         s->others_s = others;
-        const worker_info *in = &c->info[w];
+        const rm_worker_info *in = &o->s.roster->info[w];
         /* A worker slower by a sliver of the step is not worth naming,
          * however large the ratio of two tiny compute times. */
         int slow = ratio > thr && medians[w] - others > STRAGGLER_MIN_STEP_FRACTION * step_s;
         s->over = slow ? s->over + 1 : 0;
-        if (!s->flagged && s->over >= STRAGGLER_PERSISTENCE) {
+        if (s->over == 1)
+            s->over_since_s = rm_now_s();
+        s->under = s->flagged && ratio < 1 + (thr - 1) / 2 ? s->under + 1 : 0;
+        if (!s->flagged && s->over >= STRAGGLER_PERSISTENCE && rm_now_s() - s->over_since_s >= STRAGGLER_MIN_S) {
             s->flagged = 1;
             if (!s->ever)
                 s->first_step = step1;
             s->ever = 1;
             if (ratio > s->max_ratio)
                 s->max_ratio = ratio;
-            rm_progress_break(&c->progress);
+            rm_progress_break(o->s.progress);
             rm_warn("straggler: worker %d (rank %d, host %s) computes %.2fx as long as the others over the last %ld "
                     "steps (median %.2f ms vs %.2f ms, +%.0f%%)",
                     w, w + 1, in->host, ratio, o->window, medians[w] * 1e3, others * 1e3, (ratio - 1) * 100);
@@ -310,11 +339,12 @@ static void judge_stragglers(rm_observe *o, long step1)
                        "\"step\":%ld,\"worker\":%d,\"rank\":%d,\"host\":%s,\"slower_by\":%.4g,"
                        "\"compute_median_s\":%.6g,\"others_median_s\":%.6g,\"window_steps\":%ld",
                        step1, w, w + 1, host, ratio, medians[w], others, o->window);
-        } else if (s->flagged && ratio < 1 + (thr - 1) / 2) {
+        } else if (s->flagged && s->under >= STRAGGLER_CLEAR_PERSISTENCE) {
             /* Hysteresis: cleared well below the threshold, so a worker
              * hovering around it is not named again and again. */
             s->flagged = 0;
-            rm_progress_break(&c->progress);
+            s->under = 0;
+            rm_progress_break(o->s.progress);
             rm_info("straggler cleared: worker %d (rank %d, host %s) is back to %.2fx the others", w, w + 1, in->host,
                     ratio);
             event_json(o, "straggler_cleared", "\"step\":%ld,\"worker\":%d,\"rank\":%d,\"ratio\":%.4g", step1, w,
@@ -325,40 +355,55 @@ static void judge_stragglers(rm_observe *o, long step1)
     }
 }
 
+/* Median of phase p over `len` ring entries from `from` (ring index). */
+static double ring_median(rm_observe *o, long from, long len, int p)
+{
+    for (long i = 0; i < len; i++)
+        o->scratch[i] = o->ring[((from + i) % o->ring_len) * COLS + p];
+    return median(o->scratch, len);
+}
+
+/* Steps run slow against their rolling median when the median of the
+ * recent window passes the threshold. The baseline is then held, and the
+ * slowdown is reported once it has lasted SLOWDOWN_MIN_S (a burst that
+ * ends before is forgotten), with the phase that grew the most. */
 static void judge_slowdown(rm_observe *o, long step1)
 {
-    coordinator *c = o->c;
+    const rm_config *cfg = o->s.cfg;
+    double thr = cfg->slowdown_threshold;
     if (o->ring_count < o->ring_len || o->ring_count < o->cooldown_until)
         return;
     /* ring index of the oldest entry */
-    long oldest = o->ring_count % o->ring_len;
-    double base[RM_N_PHASES], recent[RM_N_PHASES], recent_mean[RM_N_PHASES];
+    long oldest = o->ring_count % o->ring_len, recent_from = oldest + o->base_len;
+    double *base = o->held_base, recent[COLS], recent_mean[COLS];
     /* The step time first, and the phases only when it has grown: this
      * runs on every step, on cores the workers share. */
-    for (long i = 0; i < o->recent_len; i++)
-        o->scratch[i] = o->ring[((oldest + o->base_len + i) % o->ring_len) * RM_N_PHASES + RM_PHASE_STEP];
-    double recent_step = median(o->scratch, o->recent_len);
-    if (recent_step <= c->cfg.slowdown_threshold * o->last_base_step_s && o->last_base_step_s > 0 &&
-        o->ring_count % o->recent_len != 0)
+    double recent_step = ring_median(o, recent_from, o->recent_len, RM_PHASE_STEP);
+    if (!o->slow_since_s) {
+        if (recent_step <= thr * o->last_base_step_s && o->last_base_step_s > 0 &&
+            o->ring_count % o->recent_len != 0)
+            return;
+        o->last_base_step_s = ring_median(o, oldest, o->base_len, RM_PHASE_STEP);
+        if (recent_step <= thr * o->last_base_step_s)
+            return;
+        for (int p = 0; p < COLS; p++)
+            base[p] = ring_median(o, oldest, o->base_len, p);
+        o->slow_since_s = rm_now_s();
+    } else if (recent_step <= thr * base[RM_PHASE_STEP]) {
+        o->slow_since_s = 0; /* a burst, over */
         return;
-    for (long i = 0; i < o->base_len; i++)
-        o->scratch[i] = o->ring[((oldest + i) % o->ring_len) * RM_N_PHASES + RM_PHASE_STEP];
-    o->last_base_step_s = median(o->scratch, o->base_len);
-    if (recent_step <= c->cfg.slowdown_threshold * o->last_base_step_s)
+    }
+    if (rm_now_s() - o->slow_since_s < SLOWDOWN_MIN_S)
         return;
-    for (int p = 0; p < RM_N_PHASES; p++) {
-        for (long i = 0; i < o->base_len; i++)
-            o->scratch[i] = o->ring[((oldest + i) % o->ring_len) * RM_N_PHASES + p];
-        base[p] = median(o->scratch, o->base_len);
+    o->slow_since_s = 0;
+    for (int p = 0; p < COLS; p++) {
         recent_mean[p] = 0;
-        for (long i = 0; i < o->recent_len; i++) {
-            o->scratch[i] = o->ring[((oldest + o->base_len + i) % o->ring_len) * RM_N_PHASES + p];
-            recent_mean[p] += o->scratch[i] / (double)o->recent_len;
-        }
-        recent[p] = median(o->scratch, o->recent_len);
+        for (long i = 0; i < o->recent_len; i++)
+            recent_mean[p] += o->ring[((recent_from + i) % o->ring_len) * COLS + p] / (double)o->recent_len;
+        recent[p] = ring_median(o, recent_from, o->recent_len, p);
     }
     double ratio = base[RM_PHASE_STEP] > 0 ? recent[RM_PHASE_STEP] / base[RM_PHASE_STEP] : 1;
-    if (ratio <= c->cfg.slowdown_threshold)
+    if (ratio <= cfg->slowdown_threshold)
         return;
     /* The median says that most recent steps are slow; which phase made
      * them slow is read from the means, since just after a change the
@@ -368,34 +413,52 @@ static void judge_slowdown(rm_observe *o, long step1)
     for (int p = 0; p < RM_PHASE_STEP; p++)
         if (recent_mean[p] - base[p] > recent_mean[grew] - base[grew])
             grew = p;
+    /* A worker that waited for a core (runnable, not running) slows the
+     * phase it was in and every worker that waits for it in the
+     * reduction: when that wait explains half the step's growth, the
+     * cause is other work on the host, whichever phase it landed in. */
+    double delay_growth = recent_mean[COL_RUN_DELAY] - base[COL_RUN_DELAY];
+    int contended = delay_growth > 0.5 * (recent_mean[RM_PHASE_STEP] - base[RM_PHASE_STEP]);
+    slowdown_event event = {step1, ratio, recent[RM_PHASE_STEP], base[RM_PHASE_STEP], recent_mean[grew] - base[grew],
+                            grew, contended};
+    const slowdown_event *e = &event;
     o->n_events_total++;
+    o->last_event = event;
     if (o->n_events < MAX_SLOWDOWN_EVENTS)
-        o->events[o->n_events++] = (slowdown_event){step1, ratio, recent[RM_PHASE_STEP], base[RM_PHASE_STEP],
-                                                    recent_mean[grew] - base[grew], grew};
+        o->events[o->n_events++] = event;
     /* The baseline must refill before the next judgement, or one
      * slowdown would be reported on every step. */
     o->cooldown_until = o->ring_count + o->ring_len;
-    rm_progress_break(&c->progress);
-    rm_warn("slowdown at step %ld: step time %.2f ms is %.2fx its rolling median %.2f ms; %s grew the most "
-            "(%.2f -> %.2f ms on average): look at %s",
-            step1, recent[RM_PHASE_STEP] * 1e3, ratio, base[RM_PHASE_STEP] * 1e3, phase_labels[grew],
-            base[grew] * 1e3, recent_mean[grew] * 1e3, phase_causes[grew]);
+    rm_progress_break(o->s.progress);
+    if (contended)
+        rm_warn("slowdown at step %ld: step time %.2f ms is %.2fx its rolling median %.2f ms; the workers waited "
+                "for a core %.2f ms per step (was %.2f): look at %s (other processes on the host)",
+                step1, recent[RM_PHASE_STEP] * 1e3, ratio, base[RM_PHASE_STEP] * 1e3,
+                recent_mean[COL_RUN_DELAY] * 1e3, base[COL_RUN_DELAY] * 1e3, event_cause(o, e));
+    else
+        rm_warn("slowdown at step %ld: step time %.2f ms is %.2fx its rolling median %.2f ms; %s grew the most "
+                "(%.2f -> %.2f ms on average): look at %s",
+                step1, recent[RM_PHASE_STEP] * 1e3, ratio, base[RM_PHASE_STEP] * 1e3, rm_phases[grew].title,
+                base[grew] * 1e3, recent_mean[grew] * 1e3, event_cause(o, e));
     event_json(o, "slowdown",
                "\"step\":%ld,\"cause\":\"%s\",\"phase\":\"%s\",\"step_s\":%.6g,\"baseline_step_s\":%.6g,"
-               "\"ratio\":%.4g,\"phase_s\":%.6g,\"baseline_phase_s\":%.6g",
-               step1, phase_causes[grew], phase_labels[grew], recent[RM_PHASE_STEP], base[RM_PHASE_STEP], ratio,
-               recent_mean[grew], base[grew]);
+               "\"ratio\":%.4g,\"phase_s\":%.6g,\"baseline_phase_s\":%.6g,\"run_delay_s\":%.6g,"
+               "\"baseline_run_delay_s\":%.6g",
+               step1, event_cause(o, e), rm_phases[grew].label, recent[RM_PHASE_STEP], base[RM_PHASE_STEP], ratio,
+               recent_mean[grew], base[grew], recent_mean[COL_RUN_DELAY], base[COL_RUN_DELAY]);
 }
 
-void observe_complete_step(rm_observe *o, const step_acc *s, double samples_per_s, double epoch, double loss,
-                           FILE *line)
+void rm_observe_complete_step(rm_observe *o, const rm_observe_step *s, FILE *line)
 {
-    coordinator *c = o->c;
+    const rm_config *cfg = o->s.cfg;
     long step1 = s->step + 1;
-    double maxima[RM_N_PHASES] = {0};
+    double maxima[COLS] = {0};
+    for (int w = 0; w < o->workers; w++)
+        if (pending_at(o, s->step, w)[COL_RUN_DELAY] > maxima[COL_RUN_DELAY])
+            maxima[COL_RUN_DELAY] = pending_at(o, s->step, w)[COL_RUN_DELAY];
     fputs(",\"per_worker\":{", line);
     for (int p = 0; p < RM_N_PHASES; p++) {
-        fprintf(line, "%s\"%s\":[", p ? "," : "", phase_names[p]);
+        fprintf(line, "%s\"%s\":[", p ? "," : "", rm_phases[p].json);
         for (int w = 0; w < o->workers; w++) {
             double v = pending_at(o, s->step, w)[p];
             if (v > maxima[p])
@@ -412,7 +475,7 @@ void observe_complete_step(rm_observe *o, const step_acc *s, double samples_per_
         long at = o->compute_count % o->window;
         for (int w = 0; w < o->workers; w++)
             o->compute_hist[(size_t)at * (size_t)o->workers + (size_t)w] = pending_at(o, s->step, w)[RM_PHASE_COMPUTE];
-        o->step_hist[at] = s->step_s[1];
+        o->step_hist[at] = s->step_s;
         o->compute_count++;
         /* Judged every tenth of a window: the medians move slowly. */
         long every = o->window / 10 > 1 ? o->window / 10 : 1;
@@ -425,15 +488,15 @@ void observe_complete_step(rm_observe *o, const step_acc *s, double samples_per_
      * others' waits also hold the time they waited for it. */
     int last = 0;
     for (int w = 1; w < o->workers; w++)
-        if (pending_at(o, s->step, w)[RM_PHASE_ALLREDUCE_WAIT] <
-            pending_at(o, s->step, last)[RM_PHASE_ALLREDUCE_WAIT])
+        if (pending_at(o, s->step, w)[RM_PHASE_GRAD_REDUCE] <
+            pending_at(o, s->step, last)[RM_PHASE_GRAD_REDUCE])
             last = w;
-    double *slot = o->ring + (o->ring_count % o->ring_len) * RM_N_PHASES;
+    double *slot = o->ring + (o->ring_count % o->ring_len) * COLS;
     memcpy(slot, maxima, sizeof maxima);
-    for (int p = RM_PHASE_DATA_WAIT; p <= RM_PHASE_ALLREDUCE_WAIT; p++)
+    for (int p = RM_PHASE_DATA_WAIT; p <= RM_PHASE_GRAD_REDUCE; p++)
         slot[p] = pending_at(o, s->step, last)[p];
     o->ring_count++;
-    int events_before = o->n_events;
+    long events_before = o->n_events_total;
     judge_slowdown(o, step1);
 
     int any = 0;
@@ -444,25 +507,30 @@ void observe_complete_step(rm_observe *o, const step_acc *s, double samples_per_
         }
     if (any)
         fputc(']', line);
-    if (o->n_events > events_before)
-        fprintf(line, ",\"slowdown\":\"%s\"", phase_causes[o->events[o->n_events - 1].phase]);
+    if (o->n_events_total > events_before)
+        fprintf(line, ",\"slowdown\":\"%s\"", event_cause(o, &o->last_event));
+    fputs(",\"run_delay_s_max\":", line);
+    rm_json_number(line, maxima[COL_RUN_DELAY]);
 
-    if (c->cfg.verbosity == RM_VERBOSITY_VERBOSE && step1 % c->cfg.progress_every_steps == 0) {
-        rm_progress_break(&c->progress);
+    if (cfg->verbosity == RM_VERBOSITY_VERBOSE && step1 % cfg->progress_every_steps == 0) {
+        rm_progress_break(o->s.progress);
         for (int w = 0; w < o->workers; w++) {
-            const double *p = pending_at(o, s->step, w);
-            rm_info("step %ld worker %d (%s): data wait %.2f ms, compute %.2f ms, all-reduce wait %.2f ms, "
-                    "optimizer %.2f ms, checkpoint stall %.2f ms",
-                    step1, w, c->info[w].host, p[0] * 1e3, p[1] * 1e3, p[2] * 1e3, p[3] * 1e3, p[4] * 1e3);
+            const double *v = pending_at(o, s->step, w);
+            char text[512];
+            int at = 0;
+            for (int p = 0; p < RM_PHASE_STEP && at < (int)sizeof text; p++)
+                at += snprintf(text + at, sizeof text - (size_t)at, "%s%s %.2f ms", p ? ", " : "", rm_phases[p].title,
+                               v[p] * 1e3);
+            rm_info("step %ld worker %d (%s): %s", step1, w, o->s.roster->info[w].host, text);
         }
     }
 
     pthread_mutex_lock(&o->mu);
     o->live.step = step1;
-    o->live.epoch = epoch;
-    o->live.loss = loss;
+    o->live.epoch = s->epoch;
+    o->live.loss = s->loss;
     o->live.lr = s->lr;
-    o->live.samples_per_s = samples_per_s;
+    o->live.samples_per_s = s->samples_per_s;
     for (int w = 0; w < o->workers; w++) {
         memcpy(o->live.phase + (size_t)w * RM_N_PHASES, pending_at(o, s->step, w), RM_N_PHASES * sizeof(double));
         o->live.straggler[w] = o->stragglers[w].flagged;
@@ -476,7 +544,7 @@ void observe_complete_step(rm_observe *o, const step_acc *s, double samples_per_
     pthread_mutex_unlock(&o->mu);
 }
 
-void observe_eval(rm_observe *o, long step, double accuracy)
+void rm_observe_eval(rm_observe *o, long step, double accuracy)
 {
     (void)step;
     pthread_mutex_lock(&o->mu);
@@ -512,7 +580,7 @@ static void label_value(FILE *out, const char *s)
 static void render(void *ctx, FILE *out)
 {
     rm_observe *o = ctx;
-    coordinator *c = o->c;
+    const rm_roster *roster = o->s.roster;
     pthread_mutex_lock(&o->mu);
     const live_figures *l = &o->live;
     fprintf(out, "# HELP ringmaster_step Optimizer steps completed.\n# TYPE ringmaster_step counter\n"
@@ -532,8 +600,8 @@ static void render(void *ctx, FILE *out)
     for (int w = 0; w < o->workers; w++)
         for (int p = 0; p < RM_N_PHASES; p++) {
             fprintf(out, "ringmaster_phase_seconds{worker=\"%d\",rank=\"%d\",host=", w, w + 1);
-            label_value(out, c->info[w].host);
-            fprintf(out, ",phase=\"%s\"} ", phase_labels[p]);
+            label_value(out, roster->info[w].host);
+            fprintf(out, ",phase=\"%s\"} ", rm_phases[p].label);
             rm_json_number(out, l->phase[(size_t)w * RM_N_PHASES + p]);
             fputc('\n', out);
         }
@@ -541,14 +609,14 @@ static void render(void *ctx, FILE *out)
                  "# TYPE ringmaster_straggler gauge\n");
     for (int w = 0; w < o->workers; w++) {
         fprintf(out, "ringmaster_straggler{worker=\"%d\",rank=\"%d\",host=", w, w + 1);
-        label_value(out, c->info[w].host);
+        label_value(out, roster->info[w].host);
         fprintf(out, "} %d\n", l->straggler[w]);
     }
     fprintf(out, "# HELP ringmaster_compute_ratio The worker's median compute time over the others' (straggler "
                  "window).\n# TYPE ringmaster_compute_ratio gauge\n");
     for (int w = 0; w < o->workers; w++) {
         fprintf(out, "ringmaster_compute_ratio{worker=\"%d\",rank=\"%d\",host=", w, w + 1);
-        label_value(out, c->info[w].host);
+        label_value(out, roster->info[w].host);
         fputs("} ", out);
         rm_json_number(out, l->straggler_ratio[w] > 0 ? l->straggler_ratio[w] : 1.0);
         fputc('\n', out);
@@ -567,7 +635,7 @@ static void render(void *ctx, FILE *out)
 static void write_prediction(rm_observe *o, double measured, FILE *out)
 {
     char path[RM_PATH_CAP + 32];
-    snprintf(path, sizeof path, "%s/doctor.json", o->c->rd.path);
+    snprintf(path, sizeof path, "%s/doctor.json", o->s.rd->path);
     rm_error err;
     size_t len;
     char *text = access(path, R_OK) == 0 ? rm_read_file(path, 1 << 20, "too large", &len, &err) : NULL;
@@ -596,9 +664,9 @@ static void write_prediction(rm_observe *o, double measured, FILE *out)
     fputc('}', out);
 }
 
-void observe_write_summary(rm_observe *o, double measured_samples_per_s, FILE *out)
+void rm_observe_write_summary(rm_observe *o, double measured_samples_per_s, FILE *out)
 {
-    coordinator *c = o->c;
+    const rm_roster *roster = o->s.roster;
     fputs(",\n  \"stragglers\": [", out);
     int n = 0;
     for (int w = 0; w < o->workers; w++) {
@@ -606,7 +674,7 @@ void observe_write_summary(rm_observe *o, double measured_samples_per_s, FILE *o
         if (!s->ever)
             continue;
         fprintf(out, "%s{\"worker\": %d, \"rank\": %d, \"host\": ", n++ ? ", " : "", w, w + 1);
-        rm_json_string(out, c->info[w].host);
+        rm_json_string(out, roster->info[w].host);
         fprintf(out, ", \"first_step\": %ld, \"slower_by\": ", s->first_step);
         rm_json_number(out, s->max_ratio);
         fputs(", \"compute_median_s\": ", out);
@@ -619,7 +687,7 @@ void observe_write_summary(rm_observe *o, double measured_samples_per_s, FILE *o
     for (int i = 0; i < o->n_events; i++) {
         const slowdown_event *e = &o->events[i];
         fprintf(out, "%s{\"step\": %ld, \"cause\": \"%s\", \"phase\": \"%s\", \"ratio\": ", i ? ", " : "", e->step,
-                phase_causes[e->phase], phase_labels[e->phase]);
+                event_cause(o, e), rm_phases[e->phase].label);
         rm_json_number(out, e->ratio);
         fputs(", \"step_s\": ", out);
         rm_json_number(out, e->step_s);
@@ -631,7 +699,7 @@ void observe_write_summary(rm_observe *o, double measured_samples_per_s, FILE *o
     write_prediction(o, measured_samples_per_s, out);
 }
 
-int observe_receive_trace(rm_observe *o, int src, rm_error *err)
+int rm_observe_receive_trace(rm_observe *o, int src, rm_error *err)
 {
     MPI_Status st;
     int bytes;
@@ -650,7 +718,7 @@ int observe_receive_trace(rm_observe *o, int src, rm_error *err)
 
     /* This worker's own file, complete on its own. */
     char dir[RM_PATH_CAP + 16], path[RM_PATH_CAP + 64];
-    snprintf(dir, sizeof dir, "%s/trace", o->c->rd.path);
+    snprintf(dir, sizeof dir, "%s/trace", o->s.rd->path);
     if (rm_private_dir(dir, err) != RM_OK)
         return RM_ERR;
     snprintf(path, sizeof path, "%s/worker-%d.json", dir, w);
@@ -660,7 +728,7 @@ int observe_receive_trace(rm_observe *o, int src, rm_error *err)
     return rm_write_parts_atomic(path, parts, lens, 3, err);
 }
 
-int observe_write_trace(rm_observe *o, rm_error *err)
+int rm_observe_write_trace(rm_observe *o, rm_error *err)
 {
     if (!o || !o->traces)
         return RM_OK;
@@ -670,7 +738,7 @@ int observe_write_trace(rm_observe *o, rm_error *err)
     if (!f)
         return rm_fail(err, "out of memory");
     fputs("{\"displayTimeUnit\":\"ms\",\"otherData\":{\"run_dir\":", f);
-    rm_json_string(f, o->c->rd.path);
+    rm_json_string(f, o->s.rd->path);
     fprintf(f, ",\"workers\":%d},\"traceEvents\":[\n", o->workers);
     int n = 0;
     for (int w = 0; w < o->workers; w++)
@@ -682,13 +750,13 @@ int observe_write_trace(rm_observe *o, rm_error *err)
     fputs("\n]}\n", f);
     fclose(f);
     char path[RM_PATH_CAP + 32];
-    snprintf(path, sizeof path, "%s/trace.json", o->c->rd.path);
+    snprintf(path, sizeof path, "%s/trace.json", o->s.rd->path);
     int rc = rm_write_file_atomic(path, text, len, err);
     free(text);
-    if (rc == RM_OK && o->c->cfg.verbosity != RM_VERBOSITY_QUIET) {
-        rm_progress_break(&o->c->progress);
+    if (rc == RM_OK && o->s.cfg->verbosity != RM_VERBOSITY_QUIET) {
+        rm_progress_break(o->s.progress);
         rm_info("timeline of steps %ld-%ld from %d workers: %s (open in https://ui.perfetto.dev)",
-                o->c->cfg.trace_steps[0], o->c->cfg.trace_steps[1], o->traces, path);
+                o->s.cfg->trace_steps[0], o->s.cfg->trace_steps[1], o->traces, path);
     }
     return rc;
 }

@@ -6,50 +6,55 @@
 #ifndef RINGMASTER_OBSERVE_H
 #define RINGMASTER_OBSERVE_H
 
+#include "config.h"
 #include "error.h"
+#include "progress.h"
 #include "protocol.h"
+#include "roster.h"
+#include "run_dir.h"
 
 #include <stdio.h>
 
-struct coordinator;
-struct step_acc;
 typedef struct rm_observe rm_observe;
 
-/* Phases a worker reports, in the order of rm_observe arrays. */
-enum rm_phase {
-    RM_PHASE_DATA_WAIT,
-    RM_PHASE_COMPUTE,
-    RM_PHASE_ALLREDUCE_WAIT,
-    RM_PHASE_OPTIMIZER,
-    RM_PHASE_CKPT_STALL,
-    RM_PHASE_STEP,
-    RM_N_PHASES
-};
+typedef struct rm_observe_setup {
+    const rm_config *cfg;
+    const rm_roster *roster; /* names and the reduction transport */
+    rm_run_dir *rd;          /* events and traces */
+    rm_progress *progress;   /* broken before a warning */
+    long first_step, total_steps;
+    int step_slots; /* steps that can be in flight at once */
+} rm_observe_setup;
+
+/* A step every worker has reported, as metrics recorded it. */
+typedef struct rm_observe_step {
+    long step; /* 0-based */
+    double lr, step_s, samples_per_s, epoch, loss;
+} rm_observe_step;
 
 /* Allocates the state and starts /metrics (unless observe.metrics_port is
  * -1). NULL with err set on failure. */
-rm_observe *observe_create(struct coordinator *c, rm_error *err);
-void observe_destroy(rm_observe *o);
+rm_observe *rm_observe_create(const rm_observe_setup *setup, rm_error *err);
+void rm_observe_destroy(rm_observe *o);
 
 /* One worker's report of one step. */
-void observe_add_report(rm_observe *o, const rm_msg_report *r, int worker);
+void rm_observe_add_report(rm_observe *o, const rm_msg_report *r, int worker);
 
-/* Every worker reported step s: writes the per-worker members of its
+/* Every worker reported the step: writes the per-worker members of its
  * metrics.jsonl line to `line` (",\"per_worker\":..."), runs the straggler
  * and slowdown detectors and refreshes the live figures. */
-void observe_complete_step(rm_observe *o, const struct step_acc *s, double samples_per_s, double epoch, double loss,
-                           FILE *line);
+void rm_observe_complete_step(rm_observe *o, const rm_observe_step *s, FILE *line);
 
 /* An evaluation finished. */
-void observe_eval(rm_observe *o, long step, double accuracy);
+void rm_observe_eval(rm_observe *o, long step, double accuracy);
 
 /* Members for summary.json (",\n  \"stragglers\": [...]" ...). */
-void observe_write_summary(rm_observe *o, double measured_samples_per_s, FILE *out);
+void rm_observe_write_summary(rm_observe *o, double measured_samples_per_s, FILE *out);
 
 /* A worker's trace (RM_TAG_TRACE) waits at `src`: receive and store it. */
-int observe_receive_trace(rm_observe *o, int src, rm_error *err);
+int rm_observe_receive_trace(rm_observe *o, int src, rm_error *err);
 
 /* Writes RUN_DIR/trace.json from the traces received; no-op without any. */
-int observe_write_trace(rm_observe *o, rm_error *err);
+int rm_observe_write_trace(rm_observe *o, rm_error *err);
 
 #endif

@@ -8,6 +8,8 @@
  * can be redrawn or restyled by hand. */
 #include "plot.h"
 
+#include "step_phase.h"
+
 #include "config.h"
 #include "error.h"
 #include "fsutil.h"
@@ -26,12 +28,8 @@
 extern char **environ;
 
 #define PLOT_BINS 400
-#define N_PHASES 5
-
-static const char *const phase_keys[N_PHASES] = {"data_wait_s", "compute_s", "allreduce_wait_s", "optimizer_s",
-                                                 "ckpt_stall_s"};
-static const char *const phase_titles[N_PHASES] = {"data wait", "forward + backward", "all-reduce wait", "optimizer",
-                                                   "checkpoint stall"};
+/* the parts of a step, stacked (the table's last entry is the whole step) */
+#define N_PHASES RM_PHASE_STEP
 
 typedef struct step_row {
     double step, loss, sps, phase[N_PHASES];
@@ -80,7 +78,7 @@ static int read_metrics(const char *path, rows *out, rm_error *err)
             break;
         }
         for (int p = 0; p < N_PHASES; p++)
-            if (rm_json_find_number(line, phase_keys[p], &r.phase[p]) != RM_OK)
+            if (rm_json_find_number(line, rm_phases[p].json, &r.phase[p]) != RM_OK)
                 r.phase[p] = 0;
         if (push_row(out, &r) != RM_OK) {
             rc = rm_fail(err, "out of memory");
@@ -103,7 +101,7 @@ static int write_steps_dat(const char *path, const rows *r, rm_error *err)
     long per_bin = (r->n + PLOT_BINS - 1) / PLOT_BINS;
     fprintf(f, "# step loss samples_per_second then cumulative ms:");
     for (int p = 0; p < N_PHASES; p++)
-        fprintf(f, " +%s", phase_keys[p]);
+        fprintf(f, " +%s", rm_phases[p].json);
     fputc('\n', f);
     for (long b = 0; b < r->n; b += per_bin) {
         long end = b + per_bin < r->n ? b + per_bin : r->n, k = end - b;
@@ -198,10 +196,9 @@ static void write_script(FILE *f, const char *dir, const char *title, long n_ste
                "set ylabel 'time per step (ms), stacked'\nset yrange [0:*]\nset key top right\nset style fill solid 0.85 noborder\n"
                "plot ",
             title);
-    static const char *colors[N_PHASES] = {"#ff7f0e", "#1f77b4", "#9467bd", "#2ca02c", "#8c564b"};
     for (int p = N_PHASES - 1; p >= 0; p--)
-        fprintf(f, "'steps.dat' using 1:%d with filledcurves x1 lc rgb '%s' title '%s'%s", 4 + p, colors[p],
-                phase_titles[p], p ? ", \\\n     " : "\n");
+        fprintf(f, "'steps.dat' using 1:%d with filledcurves x1 lc rgb '%s' title '%s'%s", 4 + p, rm_phases[p].colour,
+                rm_phases[p].title, p ? ", \\\n     " : "\n");
 }
 
 static int run_gnuplot(const char *dir, rm_error *err)

@@ -1,7 +1,7 @@
-/* The coordinator's watch over a running job: ranks that stopped making
- * progress, non-finite steps, and the outcome of each checkpoint. */
-#include "coordinator.h"
+#include "watch.h"
+
 #include "exit_codes.h"
+#include "fsutil.h"
 #include "json.h"
 #include "log.h"
 #include "resume.h"
@@ -11,64 +11,146 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A non-finite loss or gradient, after every worker reported the step
- * (the workers applied no update unless the policy is stop). skip: go on;
- * rollback: remember the step so the restart skips it, and end the job for
- * the supervisor to restart from the last checkpoint; stop: end the job
- * for good. A step already rolled back over is skipped whatever happens. */
-int watch_nonfinite(coordinator *c, long step, rm_error *err)
+int rm_watch_lock_run_dir(rm_watch *w, const rm_config *cfg, rm_error *err)
+{
+    w->cfg = cfg;
+    const char *token = getenv("RINGMASTER_RUN_LOCK");
+    w->supervised = token && *token;
+    w->lock_checked_s = rm_now_s();
+    if (w->supervised) {
+        snprintf(w->lock_token, sizeof w->lock_token, "%s", token);
+        return rm_run_lock_check_token(cfg->run_dir, token, err);
+    }
+    int state;
+    if (rm_run_dir_inspect(cfg->run_dir, &state, err) != RM_OK || state == RM_RUN_DIR_FOREIGN)
+        return RM_ERR;
+    if (rm_private_dir(cfg->run_dir, err) != RM_OK ||
+        rm_run_lock_acquire(&w->run_lock, cfg->run_dir, "run directory", 0, err) != RM_OK)
+        return RM_ERR;
+    if (cfg->ckpt_dir[0] &&
+        (rm_private_dir(cfg->ckpt_dir, err) != RM_OK ||
+         rm_run_lock_acquire(&w->ckpt_lock, cfg->ckpt_dir, "checkpoint directory", 0, err) != RM_OK))
+        return RM_ERR;
+    return RM_OK;
+}
+
+void rm_watch_release(rm_watch *w)
+{
+    rm_run_lock_release(&w->ckpt_lock);
+    rm_run_lock_release(&w->run_lock);
+}
+
+void rm_watch_attach(rm_watch *w, rm_run_dir *rd, rm_progress *progress)
+{
+    w->rd = rd;
+    w->progress = progress;
+}
+
+void rm_watch_lock(rm_watch *w, long step, rm_verdict *v)
+{
+    rm_verdict_go(v);
+    double now = rm_now_s();
+    if (now - w->lock_checked_s < 2.0)
+        return;
+    w->lock_checked_s = now;
+    rm_error err;
+    int lost = w->supervised ? rm_run_lock_check_token(w->cfg->run_dir, w->lock_token, &err) != RM_OK
+                             : rm_run_lock_lost(&w->run_lock) || rm_run_lock_lost(&w->ckpt_lock);
+    if (!lost)
+        return;
+    if (!w->supervised)
+        snprintf(err.msg, sizeof err.msg, "the lock of %s was taken over", w->cfg->run_dir);
+    rm_run_dir_close(w->rd); /* nothing more is written there: it is the other job's */
+    rm_verdict_stop(v, RM_EXIT_FATAL, -1, step, "another job took over the run directory (%s): stopping at once",
+                    err.msg);
+}
+
+void rm_watch_hang(const rm_watch *w, const rm_roster *r, double now_s, rm_verdict *v)
+{
+    rm_verdict_go(v);
+    double timeout_s = w->cfg->hang_timeout_s;
+    long least = -1; /* least progress among the silent workers */
+    for (int i = 0; i < r->workers; i++)
+        if (now_s - r->info[i].last_heard_s > timeout_s && (least < 0 || r->info[i].progress < least))
+            least = r->info[i].progress;
+    if (least < 0)
+        return;
+    /* Workers waiting in a collective keep sending heartbeats: the silent
+     * ones that got least far are the ones holding the job up. */
+    char names[1024] = "", waiting[256] = "";
+    for (int i = 0; i < r->workers; i++) {
+        const rm_worker_info *in = &r->info[i];
+        int silent = now_s - in->last_heard_s > timeout_s;
+        if (silent && in->progress == least && strlen(names) < sizeof names - 200)
+            snprintf(names + strlen(names), sizeof names - strlen(names),
+                     "%sworker %d (rank %d, host %s, pid %d, silent %.1f s)", names[0] ? ", " : "", i, i + 1, in->host,
+                     in->pid, now_s - in->last_heard_s);
+        else if (strlen(waiting) < sizeof waiting - 16)
+            snprintf(waiting + strlen(waiting), sizeof waiting - strlen(waiting), "%s%d", waiting[0] ? "," : "", i);
+    }
+    long step = least / 2 + 1; /* 1-based step that did not finish */
+    if (w->rd)
+        rm_run_dir_event(w->rd, "hang", "");
+    rm_verdict_stop(v, RM_EXIT_FAILED, -1, step, "hang: %s stopped reporting in step %ld (fault.hang_timeout_s %.0f)%s%s%s",
+                    names, step, timeout_s, waiting[0] ? "; workers " : "", waiting,
+                    waiting[0] ? " are alive and wait for it (in the gradient reduction)" : "");
+}
+
+int rm_watch_nonfinite(rm_watch *w, long step, int rolled_back_over, rm_verdict *v, rm_error *err)
 {
     static const char *policy_names[] = {"stop", "skip", "rollback"};
-    int skipped = c->cfg.nan_policy == RM_NAN_SKIP || coordinator_is_skip_step(c, step);
+    rm_verdict_go(v);
+    int policy = (int)w->cfg->nan_policy;
     char fields[128];
     snprintf(fields, sizeof fields, "\"step\":%ld,\"policy\":\"%s\"", step + 1,
-             coordinator_is_skip_step(c, step) ? "skipped after rollback" : policy_names[c->cfg.nan_policy]);
-    rm_run_dir_event(&c->rd, "nonfinite", fields);
-    rm_progress_break(&c->progress);
-    if (coordinator_is_skip_step(c, step)) {
+             rolled_back_over ? "skipped after rollback" : policy_names[policy]);
+    rm_run_dir_event(w->rd, "nonfinite", fields);
+    rm_progress_break(w->progress);
+    if (rolled_back_over) {
         rm_warn("step %ld: non-finite again; its update is skipped (rolled back over before)", step + 1);
         return RM_OK;
     }
-    if (skipped) {
+    if (policy == RM_NAN_SKIP) {
         rm_warn("step %ld: non-finite loss or gradient; update skipped (fault.nan_policy: skip)", step + 1);
         return RM_OK;
     }
-    if (c->cfg.nan_policy == RM_NAN_ROLLBACK) {
-        if (rm_resume_add_skip(c->rd.path, step, err) != RM_OK)
+    if (policy == RM_NAN_ROLLBACK) {
+        if (rm_resume_add_skip(w->rd->path, step, err) != RM_OK)
             return RM_ERR;
-        coordinator_abort_code(c, -1, step + 1,
-                               "non-finite loss or gradient (fault.nan_policy: rollback): restarting from the last "
-                               "checkpoint with this step's update skipped",
-                               RM_EXIT_FAILED);
+        rm_verdict_stop(v, RM_EXIT_FAILED, -1, step + 1,
+                        "non-finite loss or gradient (fault.nan_policy: rollback): restarting from the last "
+                        "checkpoint with this step's update skipped");
+        return RM_OK;
     }
-    coordinator_abort_code(c, -1, step + 1,
-                           "non-finite loss or gradient (fault.nan_policy: stop); lower train.lr or use skip/rollback",
-                           RM_EXIT_FATAL);
-    return RM_ERR;
+    rm_verdict_stop(v, RM_EXIT_FATAL, -1, step + 1,
+                    "non-finite loss or gradient (fault.nan_policy: stop); lower train.lr or use skip/rollback");
+    return RM_OK;
 }
 
-int watch_ckpt_done(coordinator *c, const rm_msg_ckpt_done *d, rm_error *err)
+int rm_watch_ckpt_done(rm_watch *w, rm_ckpt_coord *ck, const rm_msg_ckpt_done *d, long end_step, int stopping,
+                       rm_verdict *v, rm_error *err)
 {
+    rm_verdict_go(v);
     int outcome;
     long step;
     rm_error why;
-    if (rm_ckpt_coord_on_done(&c->ckpt, d, &c->rd, &outcome, &step, &why, err) != RM_OK)
+    if (rm_ckpt_coord_on_done(ck, d, w->rd, &outcome, &step, &why, err) != RM_OK)
         return RM_ERR;
     if (outcome == 0)
         return RM_OK;
     char name[32];
     rm_ckpt_dir_name(step, name, sizeof name);
     if (outcome > 0) {
-        if (c->cfg.verbosity == RM_VERBOSITY_VERBOSE || (c->stopping_on_signal && !c->supervised)) {
-            rm_progress_break(&c->progress);
+        if (w->cfg->verbosity == RM_VERBOSITY_VERBOSE || (stopping && !w->supervised)) {
+            rm_progress_break(w->progress);
             rm_info("checkpoint %s committed", name);
         }
         return RM_OK;
     }
     char previous[64] = "none yet";
-    if (c->ckpt.last_committed >= 0)
-        rm_ckpt_dir_name(c->ckpt.last_committed, previous, sizeof previous);
-    rm_progress_break(&c->progress);
+    if (ck->last_committed >= 0)
+        rm_ckpt_dir_name(ck->last_committed, previous, sizeof previous);
+    rm_progress_break(w->progress);
     rm_error_log("checkpoint %s was not written: %s; the latest checkpoint is still %s (intact)", name, why.msg,
                  previous);
     char *fields = NULL;
@@ -78,75 +160,16 @@ int watch_ckpt_done(coordinator *c, const rm_msg_ckpt_done *d, rm_error *err)
         fprintf(mem, "\"step\":%ld,\"latest\":\"%s\",\"reason\":", step, previous);
         rm_json_string(mem, why.msg);
         fclose(mem);
-        rm_run_dir_event(&c->rd, "checkpoint_failed", fields);
+        rm_run_dir_event(w->rd, "checkpoint_failed", fields);
         free(fields);
     }
     /* The final checkpoint is the run's model, and the one after a stop
      * signal is what a requeue resumes from: neither is optional. */
-    if (step >= c->end_step)
-        coordinator_abort_code(c, -1, step,
-                               c->stopping_on_signal ? "the checkpoint before stopping failed"
-                                                     : "the final checkpoint (the run's model) failed",
-                               RM_EXIT_STORAGE);
-    if (c->cfg.ckpt_on_error == RM_CKPT_ON_ERROR_STOP)
-        coordinator_abort_code(c, -1, step, "stopping: checkpoint.on_error is stop", RM_EXIT_STORAGE);
+    if (step >= end_step)
+        rm_verdict_stop(v, RM_EXIT_STORAGE, -1, step, "%s",
+                        stopping ? "the checkpoint before stopping failed"
+                                 : "the final checkpoint (the run's model) failed");
+    else if (w->cfg->ckpt_on_error == RM_CKPT_ON_ERROR_STOP)
+        rm_verdict_stop(v, RM_EXIT_STORAGE, -1, step, "stopping: checkpoint.on_error is stop");
     return RM_OK;
-}
-
-/* Names the ranks that stopped making progress, if any has been silent for
- * fault.hang_timeout_s: those that got least far (never reached the
- * all-reduce the others wait in). Ends the job for the supervisor. */
-void watch_check_hang(coordinator *c)
-{
-    double now = rm_now_s();
-    long least = -1; /* least progress among the silent workers */
-    for (int w = 0; w < c->workers; w++)
-        if (now - c->info[w].last_heard_s > c->cfg.hang_timeout_s && (least < 0 || c->info[w].progress < least))
-            least = c->info[w].progress;
-    if (least < 0)
-        return;
-    /* Workers waiting in a collective keep sending heartbeats: the silent
-     * ones that got least far are the ones holding the job up. */
-    char names[1024] = "", waiting[256] = "";
-    for (int w = 0; w < c->workers; w++) {
-        const worker_info *in = &c->info[w];
-        int silent = now - in->last_heard_s > c->cfg.hang_timeout_s;
-        if (silent && in->progress == least && strlen(names) < sizeof names - 200)
-            snprintf(names + strlen(names), sizeof names - strlen(names),
-                     "%sworker %d (rank %d, host %s, pid %d, silent %.1f s)", names[0] ? ", " : "", w, w + 1, in->host,
-                     in->pid, now - in->last_heard_s);
-        else if (strlen(waiting) < sizeof waiting - 16)
-            snprintf(waiting + strlen(waiting), sizeof waiting - strlen(waiting), "%s%d", waiting[0] ? "," : "", w);
-    }
-    long step = least / 2 + 1; /* 1-based step that did not finish */
-    char reason[RM_REASON_CAP + 1024];
-    snprintf(reason, sizeof reason,
-             "hang: %s stopped reporting in step %ld (fault.hang_timeout_s %.0f)%s%s%s", names, step,
-             c->cfg.hang_timeout_s, waiting[0] ? "; workers " : "", waiting,
-             waiting[0] ? " are alive and wait for it (in the gradient all-reduce)" : "");
-    rm_run_dir_event(&c->rd, "hang", "");
-    coordinator_abort_code(c, -1, step, reason, RM_EXIT_FAILED);
-}
-
-
-/* One job per run directory: a job whose lock was taken over (its lease
- * expired while it hung, or --break-lock) must stop writing at once. Looked
- * at every few seconds. */
-void watch_check_lock(coordinator *c)
-{
-    double now = rm_now_s();
-    if (now - c->lock_checked_s < 2.0)
-        return;
-    c->lock_checked_s = now;
-    rm_error err;
-    int lost = c->supervised ? rm_run_lock_check_token(c->cfg.run_dir, c->lock_token, &err) != RM_OK
-                             : rm_run_lock_lost(&c->run_lock) || rm_run_lock_lost(&c->ckpt_lock);
-    if (!lost)
-        return;
-    if (!c->supervised)
-        snprintf(err.msg, sizeof err.msg, "the lock of %s was taken over", c->cfg.run_dir);
-    char reason[sizeof err.msg + 128];
-    snprintf(reason, sizeof reason, "another job took over the run directory (%s): stopping at once", err.msg);
-    rm_run_dir_close(&c->rd); /* nothing more is written there: it is the other job's */
-    coordinator_abort_code(c, -1, c->first_step + c->steps_done, reason, RM_EXIT_FATAL);
 }

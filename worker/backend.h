@@ -11,6 +11,7 @@
 #include "config.h"
 #include "error.h"
 #include "model.h"
+#include "step_phase.h"
 
 #include <mpi.h>
 #include <stddef.h>
@@ -23,6 +24,7 @@ typedef struct rm_step_stats {
     double compute_s;        /* forward + backward, including overlapped communication */
     double allreduce_wait_s; /* blocked waiting for gradients after backward */
     double optimizer_s;
+    double param_gather_s; /* after update: ZeRO-1's all-gather, or the shared copy's barrier */
     double snapshot_s; /* checkpoint copy inside update_snapshot */
     /* Timeline: the worker sets trace_buckets before backward; a backend
      * that can time its gradient buckets then points these at bucket k's
@@ -33,7 +35,7 @@ typedef struct rm_step_stats {
     const long *bucket_begin, *bucket_end; /* in floats */
     int buckets_scattered; /* the buckets were reduce-scattered (ZeRO-1), not all-reduced */
     /* ZeRO-1: the parameter all-gather at the end of update (its start on
-     * the rm_now_s clock, its length, inside optimizer_s; 0: none), bytes */
+     * the rm_now_s clock, its length, inside param_gather_s; 0: none), bytes */
     double gather_start_s, gather_s;
     long gather_bytes;
 } rm_step_stats;
@@ -50,6 +52,7 @@ typedef struct rm_backend rm_backend;
 struct rm_backend {
     const char *name;
     int kind;    /* RM_BACKEND_CPU or RM_BACKEND_GPU */
+    int transport; /* enum rm_transport: how gradients are summed (step_phase.h) */
     int n_state; /* state tensors per parameter: params + optimizer moments */
     long max_micro_batch; /* samples one forward holds (a micro-step, or an evaluation chunk) */
     /* Bytes of optimizer state (moments) this worker holds, as allocated:

@@ -242,7 +242,7 @@ static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
         }
     }
     if (stats)
-        stats->allreduce_wait_s += rm_now_s() - t0;
+        stats->param_gather_s = rm_now_s() - t0;
     return RM_OK;
 }
 
@@ -431,5 +431,8 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
         return NULL;
     }
     cb->base.optimizer_state_bytes = cb->opt.state_bytes;
+    cb->base.transport = cb->comm_size == 1 ? RM_TRANSPORT_NONE
+                         : cb->mode == REDUCE_SHM ? RM_TRANSPORT_SHM
+                                                  : RM_TRANSPORT_MPI;
     return &cb->base;
 }

@@ -18,6 +18,7 @@
 #include "timer.h"
 #include "trace.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -264,6 +265,7 @@ static int handshake(worker *w, rm_msg_start *start, rm_error *err)
         .worker = w->worker,
         .pid = (int32_t)getpid(),
         .backend = w->backend->kind,
+        .transport = w->backend->transport,
         .config_hash = rm_config_hash(&w->cfg),
         .param_count = w->model.n_params,
         /* the host's products set the bound only where they run */
@@ -372,6 +374,27 @@ static uint64_t batch_digest(const rm_batch *b)
     return sum;
 }
 
+/* Time this thread has spent runnable but waiting for a core (Linux
+ * schedstat), in seconds; -1 where the kernel does not say. A step that
+ * waited long for a core was slowed by other work on the host, not by
+ * the job. */
+static double run_delay_s(void)
+{
+    int fd = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    char buf[128];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    unsigned long long run_ns, wait_ns;
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    if (sscanf(buf, "%llu %llu", &run_ns, &wait_ns) != 2)
+        return -1;
+    return (double)wait_ns * 1e-9;
+}
+
 /* Test knob debug.slow_worker: this worker's compute takes slow_factor
  * times as long, as on a slower node (it sleeps the difference before the
  * collective, which the others then wait for). */
@@ -390,16 +413,15 @@ static void stretch_compute(worker *w, rm_step_stats *stats)
  * from its start to its completion, and ZeRO-1's parameter all-gather. */
 static void trace_step(worker *w, double t0, const rm_msg_report *rep, const rm_step_stats *stats)
 {
-    static const char *names[] = {"data wait", "forward+backward", "all-reduce wait", "checkpoint stall", "optimizer"};
-    double durs[] = {rep->data_wait_s, rep->compute_s, rep->allreduce_wait_s, rep->ckpt_stall_s, rep->optimizer_s};
     double at = t0;
     char args[96];
     snprintf(args, sizeof args, "\"samples\":%lld", (long long)rep->count);
-    rm_trace_event(&w->trace, RM_TRACE_TID_PHASES, "step", "step", t0, rep->step_s, w->step, args);
-    for (int i = 0; i < 5; i++) {
-        if (durs[i] > 0 || i == 1)
-            rm_trace_event(&w->trace, RM_TRACE_TID_PHASES, names[i], "phase", at, durs[i], w->step, NULL);
-        at += durs[i];
+    rm_trace_event(&w->trace, RM_TRACE_TID_PHASES, "step", "step", t0, rep->phase_s[RM_PHASE_STEP], w->step, args);
+    for (int p = 0; p < RM_PHASE_STEP; p++) {
+        if (rep->phase_s[p] > 0 || p == RM_PHASE_COMPUTE)
+            rm_trace_event(&w->trace, RM_TRACE_TID_PHASES, rm_phases[p].title, "phase", at, rep->phase_s[p], w->step,
+                           NULL);
+        at += rep->phase_s[p];
     }
     for (int k = 0; k < stats->n_buckets; k++) {
         if (stats->bucket_done_s[k] <= 0)
@@ -452,7 +474,7 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         if (report_checkpoint(w, err) != RM_OK)
             return RM_ERR;
 
-        double t0 = rm_now_s();
+        double t0 = rm_now_s(), delay0 = run_delay_s();
         rm_batch *b;
         if (rm_loader_next(&w->loader, &b, err) != RM_OK)
             return RM_ERR;
@@ -523,12 +545,17 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             .nonfinite = nonfinite,
             .update_skipped = skip,
             .batch_digest = batch_digest(b),
-            .data_wait_s = data_wait_s,
-            .compute_s = stats.compute_s,
-            .allreduce_wait_s = stats.allreduce_wait_s,
-            .optimizer_s = stats.optimizer_s,
-            .ckpt_stall_s = stall_s,
-            .step_s = rm_now_s() - t0,
+            .phase_s =
+                {
+                    [RM_PHASE_DATA_WAIT] = data_wait_s,
+                    [RM_PHASE_COMPUTE] = stats.compute_s,
+                    [RM_PHASE_GRAD_REDUCE] = stats.allreduce_wait_s,
+                    [RM_PHASE_CKPT_STALL] = stall_s,
+                    [RM_PHASE_OPTIMIZER] = stats.optimizer_s,
+                    [RM_PHASE_PARAM_GATHER] = stats.param_gather_s,
+                    [RM_PHASE_STEP] = rm_now_s() - t0,
+                },
+            .run_delay_s = delay0 >= 0 ? run_delay_s() - delay0 : -1,
         };
         rm_loader_release(&w->loader);
         if (rm_trace_wants(&w->trace, w->step))

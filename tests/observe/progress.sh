@@ -30,7 +30,7 @@ if grep -E "step [0-9]+/200|^done:|resolved config" quiet.txt; then fail "quiet 
   --set observe.progress_every_steps=100 >verbose.txt 2>&1 || { cat verbose.txt; fail "verbose run failed"; }
 for w in 0 1; do
   for s in 100 200; do
-    grep -qE "step $s worker $w \([^)]*\): data wait [0-9.]+ ms, compute [0-9.]+ ms, all-reduce wait [0-9.]+ ms, optimizer [0-9.]+ ms, checkpoint stall [0-9.]+ ms" verbose.txt ||
+    grep -qE "step $s worker $w \([^)]*\): data wait [0-9.]+ ms, forward \+ backward [0-9.]+ ms, gradient reduction wait [0-9.]+ ms, checkpoint stall [0-9.]+ ms, optimizer [0-9.]+ ms, parameter all-gather [0-9.]+ ms" verbose.txt ||
       { cat verbose.txt; fail "no phase line for worker $w at step $s"; }
   done
 done

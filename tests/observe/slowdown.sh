@@ -6,7 +6,7 @@
 # shared CI machine (bursts of 2-4x) does not trip it before.
 source "$(dirname "$0")/lib.sh"
 write_job job.yaml
-"$RINGMASTER" run job.yaml --run-dir "$WORK/run" --set train.steps=275 --set model.hidden=[512,256] --set observe.slowdown_window_steps=100 --set observe.slowdown_threshold=5 \
+"$RINGMASTER" run job.yaml --run-dir "$WORK/run" --set train.steps=300 --set model.hidden=[512,256] --set observe.slowdown_window_steps=100 --set observe.slowdown_threshold=5 \
   --set debug.loader_throttle_mb_s=0.25 --set debug.loader_throttle_from_step=250 >out.txt 2>&1 ||
   { cat out.txt; fail "run failed"; }
 expect_in out.txt "look at storage/loader"
@@ -19,8 +19,9 @@ assert ev, "no slowdown event"
 assert all(e["step"] > 250 for e in ev), f"a slowdown before the throttle: {ev}"
 first = ev[0]
 assert first["cause"] == "storage/loader" and first["phase"] == "data_wait", first
-# detected within the short recent window after the throttle started
-assert first["step"] <= 250 + 15, first
+# detected once the recent window has turned and the slowdown has lasted
+# the detector's 2 s (steps of ~0.2 s here)
+assert first["step"] <= 250 + 30, first
 assert first["ratio"] > 5 and first["step_s"] > first["baseline_step_s"], first
 assert s["slowdowns"] and s["slowdowns"][0]["cause"] == "storage/loader", s["slowdowns"]
 m = [json.loads(l) for l in open(f"{run}/metrics.jsonl")]

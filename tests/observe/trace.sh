@@ -34,12 +34,12 @@ for pid in (1, 2):
     for step in range(18, 23):
         s = [e for e in mine if e["args"]["step"] == step]
         phases = {e["name"] for e in s if e["tid"] == 0}
-        assert {"step", "forward+backward", "all-reduce wait", "optimizer"} <= phases, (pid, step, phases)
+        assert {"step", "forward + backward", "gradient reduction wait", "optimizer"} <= phases, (pid, step, phases)
         buckets = [e for e in s if e["cat"] == "allreduce"]
         assert sorted(e["args"]["bucket"] for e in buckets) == list(range(n_buckets)), (pid, step, buckets)
         assert sum(e["args"]["bytes"] for e in buckets) == 407080, buckets
         step_ev = [e for e in s if e["name"] == "step"][0]
-        fb = [e for e in s if e["name"] == "forward+backward"][0]
+        fb = [e for e in s if e["name"] == "forward + backward"][0]
         # buckets start inside the step, after its forward pass began
         for b in buckets:
             assert fb["ts"] - 1 <= b["ts"] <= step_ev["ts"] + step_ev["dur"] + 1, (b, fb, step_ev)

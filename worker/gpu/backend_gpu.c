@@ -520,6 +520,7 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
     gb->base = (rm_backend){
         .name = "gpu",
         .kind = RM_BACKEND_GPU,
+        .transport = RM_TRANSPORT_NCCL,
         .n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2,
         .max_micro_batch = max_batch,
         .backward = gpu_backward,
