@@ -65,7 +65,7 @@ import json, statistics, sys
 out = sys.argv[1]
 rows = []
 print()
-print(f"{'workers':>7} {'zero':>4} {'tokens/s':>10} {'step ms':>8} {'comm ms':>8} {'opt ms':>7} "
+print(f"{'workers':>7} {'zero':>4} {'tokens/s':>10} {'step ms':>8} {'reduce ms':>9} {'opt ms':>7} {'gather ms':>9} "
       f"{'opt state/worker':>17} {'of zero 0':>9}  weights")
 for workers in (2, 3):
     base = None
@@ -78,13 +78,15 @@ for workers in (2, 3):
         base = base or state
         rows.append({"workers": workers, "zero": zero, "tokens_per_second": s["tokens_per_second"],
                      "step_ms": med("step_s"), "allreduce_wait_ms": med("allreduce_wait_s"),
-                     "optimizer_ms": med("optimizer_s"), "optimizer_state_bytes_per_worker": state,
+                     "optimizer_ms": med("optimizer_s"), "param_gather_ms": med("param_gather_s"),
+                     "optimizer_state_bytes_per_worker": state,
                      "final_train_loss": s["final_train_loss"], "weights_digest": s["weights_digest"]})
         print(f"{workers:7d} {zero:4d} {s['tokens_per_second']:10.0f} {med('step_s'):8.1f} "
-              f"{med('allreduce_wait_s'):8.2f} {med('optimizer_s'):7.2f} {state / 2**20:13.2f} MiB "
+              f"{med('allreduce_wait_s'):9.2f} {med('optimizer_s'):7.2f} {med('param_gather_s'):9.2f} "
+              f"{state / 2**20:13.2f} MiB "
               f"{state / base:9.3f}  {s['weights_digest']} (loss {s['final_train_loss']:.5f})")
-print("comm ms: blocked on the gradient after backward (ZeRO-1: reduce-scatter and norm) plus, under ZeRO-1, "
-      "the parameter all-gather; medians after 5 steps")
+print("reduce ms: blocked on the gradient after backward (ZeRO-1: the reduce-scatter's tail and the norm); "
+      "gather ms: ZeRO-1's parameter all-gather after the update; medians after 5 steps")
 json.dump(rows, open(f"{out}/bench.json", "w"), indent=2)
 print(f"details: {out}")
 PY
