@@ -1,0 +1,54 @@
+# Helpers for the multi-host tests: a cluster of namespace hosts on this
+# machine (scripts/cluster), made for the test and always taken down. CTest
+# runs each test as
+#   bash TEST.sh BIN_DIR DATA_DIR
+# The test skips (77) where namespaces cannot be made (not root, no
+# unshare), and refuses a build or data directory under /tmp: each host
+# has its own /tmp, as real hosts have their own disks.
+set -euo pipefail
+BIN=$1
+DATA=$2
+RINGMASTER=$BIN/ringmaster
+PYTHON=${PYTHON:-python3}
+export OPENBLAS_NUM_THREADS=1
+CLUSTER=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../scripts/cluster" && pwd)
+export RINGMASTER_CLUSTER_DIR=${RINGMASTER_CLUSTER_DIR:-/var/lib/ringmaster-cluster-test}
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+if [ "$(id -u)" != 0 ] || ! unshare --net --uts --mount --pid --fork true 2>/dev/null; then
+  echo "SKIP: cannot make namespace hosts here (needs root and unshare)"
+  exit 77
+fi
+if [ ! -f "$DATA/train/index.rmi" ]; then
+  echo "SKIP: no Fashion-MNIST shards in $DATA"
+  exit 77
+fi
+case "$(cd "$BIN" && pwd)/ $(cd "$DATA" && pwd)/" in
+  /tmp/* | */\ /tmp/*) fail "the build and data must not be under /tmp: every cluster host has its own /tmp" ;;
+esac
+BIN=$(cd "$BIN" && pwd)
+DATA=$(cd "$DATA" && pwd)
+RINGMASTER=$BIN/ringmaster
+
+# up K: a fresh cluster of K hosts; down on any exit, and WORK in its
+# shared directory (removed when the test passes).
+up() {
+  "$CLUSTER/up.sh" "$@" >/dev/null
+  WORK=$(mktemp -d "$RINGMASTER_CLUSTER_DIR/shared/test.XXXXXX")
+  cd "$WORK"
+}
+trap 'status=$?; cd /; "$CLUSTER/down.sh"; if [ $status -eq 0 ] || [ $status -eq 77 ]; then rm -rf "${WORK:-/nonexistent}"; else echo "(scratch kept in ${WORK:-?})"; fi' EXIT
+
+# on HOST CMD...: runs CMD on a cluster host, in the current directory.
+on() {
+  "$CLUSTER/exec.sh" "$@"
+}
+
+# expect_in FILE TEXT
+expect_in() {
+  grep -qF -- "$2" "$1" || { cat "$1"; fail "expected '$2' in $1"; }
+}
