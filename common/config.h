@@ -82,6 +82,7 @@ typedef struct rm_config {
     double restart_backoff_s;
     double hang_timeout_s;
     int nan_policy;
+    long min_workers; /* after a host is lost: restart on the hosts left with down to this many; 0: never fewer */
 
     /* launch */
     long workers;
@@ -89,6 +90,8 @@ typedef struct rm_config {
     long threads_per_worker;
     int cpu_reduce;
     char mpirun[RM_PATH_CAP];
+    char hostfile[RM_PATH_CAP];          /* Open MPI hostfile to launch across; "" = mpirun's default */
+    char network_interface[RM_NAME_CAP]; /* MPI's and NCCL's interface between hosts; "" = theirs to pick */
 
     /* observe */
     long progress_every_steps;

@@ -1,5 +1,6 @@
 #include "launcher.h"
 
+#include "fsutil.h"
 #include "log.h"
 
 #include <errno.h>
@@ -43,8 +44,108 @@ static long count_slots(int *in_slurm)
     return cores > 0 ? cores : 1;
 }
 
+int rm_hostfile_read(const char *path, rm_hostfile *hf, rm_error *err)
+{
+    memset(hf, 0, sizeof *hf);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return rm_fail_errno(err, errno, "launch.hostfile %s: cannot open", path);
+    char line[1024];
+    int lineno = 0, rc = RM_OK;
+    while (rc == RM_OK && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char host[256];
+        if (sscanf(line, "%255s", host) != 1)
+            continue;
+        if (hf->n == RM_HOSTFILE_MAX) {
+            rc = rm_fail(err, "%s:%d: more than %d hosts", path, lineno, RM_HOSTFILE_MAX);
+            break;
+        }
+        long slots = 1;
+        const char *sl = strstr(line, "slots=");
+        if (sl && (sscanf(sl, "slots=%ld", &slots) != 1 || slots < 1)) {
+            rc = rm_fail(err, "%s:%d: slots= needs a positive number", path, lineno);
+            break;
+        }
+        snprintf(hf->host[hf->n], sizeof hf->host[0], "%s", host);
+        hf->slots[hf->n++] = slots;
+    }
+    fclose(f);
+    if (rc == RM_OK && hf->n == 0)
+        rc = rm_fail(err, "launch.hostfile %s names no host", path);
+    return rc;
+}
+
+int rm_hostfile_write(const char *path, const rm_hostfile *hf, rm_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return rm_fail(err, "out of memory");
+    for (int i = 0; i < hf->n; i++)
+        fprintf(f, "%s slots=%ld\n", hf->host[i], hf->slots[i]);
+    fclose(f);
+    int rc = rm_write_file_atomic(path, text, len, err);
+    free(text);
+    return rc;
+}
+
+long rm_hostfile_slots(const rm_hostfile *hf)
+{
+    long n = 0;
+    for (int i = 0; i < hf->n; i++)
+        n += hf->slots[i];
+    return n;
+}
+
+int rm_hostfile_remove(rm_hostfile *hf, const char *host)
+{
+    for (int i = 0; i < hf->n; i++)
+        if (strcmp(hf->host[i], host) == 0) {
+            memmove(hf->host[i], hf->host[i + 1], (size_t)(hf->n - i - 1) * sizeof hf->host[0]);
+            memmove(&hf->slots[i], &hf->slots[i + 1], (size_t)(hf->n - i - 1) * sizeof hf->slots[0]);
+            hf->n--;
+            return 1;
+        }
+    return 0;
+}
+
+/* --hostfile and the interface between hosts: what a user launching
+ * across hosts by hand would write. The slots are the hostfile's. */
+static int push_hosts(rm_launch_plan *plan, const rm_config *cfg, rm_error *err)
+{
+    int ok = RM_OK;
+    if (cfg->hostfile[0]) {
+        rm_hostfile *hf = malloc(sizeof *hf);
+        if (!hf)
+            return rm_fail(err, "out of memory");
+        if (rm_hostfile_read(cfg->hostfile, hf, err) != RM_OK) {
+            free(hf);
+            return RM_ERR;
+        }
+        plan->slots = rm_hostfile_slots(hf);
+        plan->in_slurm = 0;
+        free(hf);
+        ok |= push(plan, "--hostfile");
+        ok |= push(plan, cfg->hostfile);
+    }
+    if (cfg->network_interface[0]) {
+        char nccl[RM_NAME_CAP + 32];
+        snprintf(nccl, sizeof nccl, "NCCL_SOCKET_IFNAME=%s", cfg->network_interface);
+        const char *args[] = {"--mca", "btl_tcp_if_include", cfg->network_interface, "--mca", "oob_tcp_if_include",
+                              cfg->network_interface, "-x", nccl};
+        for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+            ok |= push(plan, args[i]);
+    }
+    return ok == RM_OK ? RM_OK : rm_fail(err, "out of memory");
+}
+
 int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char *bin_dir, const char *config_path,
-                         rm_error *err)
+                         const char *const *rank_sets, int n_rank_sets, rm_error *err)
 {
     memset(plan, 0, sizeof *plan);
     char coordinator[RM_PATH_CAP + 64], worker[RM_PATH_CAP + 64], np[32];
@@ -59,6 +160,10 @@ int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char 
     /* Open MPI refuses root unless told; containers and CI run as root. */
     if (geteuid() == 0)
         ok |= push(plan, "--allow-run-as-root");
+    if (ok != RM_OK || push_hosts(plan, cfg, err) != RM_OK) {
+        rm_launch_plan_free(plan);
+        return ok != RM_OK ? rm_fail(err, "out of memory") : RM_ERR;
+    }
     if (ranks > plan->slots) {
         /* The coordinator sleeps between messages, so one more rank than
          * cores costs little; without binding the kernel spreads them. */
@@ -74,9 +179,19 @@ int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char 
     ok |= push(plan, "-x");
     ok |= push(plan, "RINGMASTER_RUN_LOCK");
     snprintf(np, sizeof np, "%ld", cfg->workers);
-    const char *tail[] = {"-np", "1", coordinator, config_path, ":", "-np", np, worker, config_path};
-    for (size_t i = 0; i < sizeof tail / sizeof tail[0]; i++)
-        ok |= push(plan, tail[i]);
+    const char *const programs[] = {coordinator, worker};
+    for (int p = 0; p < 2; p++) {
+        if (p)
+            ok |= push(plan, ":");
+        ok |= push(plan, "-np");
+        ok |= push(plan, p ? np : "1");
+        ok |= push(plan, programs[p]);
+        ok |= push(plan, config_path);
+        for (int i = 0; i < n_rank_sets; i++) {
+            ok |= push(plan, "--set");
+            ok |= push(plan, rank_sets[i]);
+        }
+    }
     if (ok != RM_OK) {
         rm_launch_plan_free(plan);
         return rm_fail(err, "out of memory");
@@ -192,8 +307,53 @@ static int pid_of_rank(const char *run_dir, int rank)
     return pid;
 }
 
-static void explain_line(const char *line, const char *run_dir, char *verdict, size_t cap)
+/* "worker 1 (rank 2), ..." for the ranks ranks.txt places on host. */
+static void ranks_on_host(const char *run_dir, const char *host, char *out, size_t cap)
 {
+    char path[4096], line[512];
+    snprintf(path, sizeof path, "%s/ranks.txt", run_dir);
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        int r, p;
+        char role[32], h[256];
+        if (sscanf(line, "%d %31s %255s %d", &r, role, h, &p) != 4 || strcmp(h, host) != 0)
+            continue;
+        size_t at = strlen(out);
+        if (r == 0)
+            snprintf(out + at, cap - at, "%sthe coordinator (rank 0)", at ? ", " : "");
+        else
+            snprintf(out + at, cap - at, "%sworker %d (rank %d)", at ? ", " : "", r - 1, r);
+    }
+    if (f)
+        fclose(f);
+}
+
+/* Open MPI's "ORTE has lost communication with a remote daemon" notice
+ * names the host in "  Remote daemon: [[11090,0],1] on node n1": the host
+ * died or its network went down. That verdict stands over the ranks'
+ * own deaths that follow from it. */
+static int explain_lost_host(const char *line, const char *run_dir, char *lost, char *verdict, size_t cap)
+{
+    const char *p = strstr(line, "Remote daemon:");
+    const char *on = p ? strstr(p, " on node ") : NULL;
+    if (!on || lost[0])
+        return lost[0] != 0;
+    char host[256];
+    if (sscanf(on, " on node %255s", host) != 1)
+        return 0;
+    snprintf(lost, 256, "%s", host);
+    char ranks[256];
+    ranks_on_host(run_dir, host, ranks, sizeof ranks);
+    snprintf(verdict, cap, "host %s was lost: mpirun lost its daemon there (it ran %s); the host died or its network "
+             "is down", host, ranks[0] ? ranks : "no rank yet");
+    return 1;
+}
+
+static void explain_line(const char *line, const char *run_dir, char *lost, char *verdict, size_t cap)
+{
+    if (explain_lost_host(line, run_dir, lost, verdict, cap))
+        return;
     const char *p = strstr(line, "noticed that process rank");
     if (!p)
         return;
@@ -222,6 +382,7 @@ static int boilerplate_box(const char *box)
         "mpirun detected that one or more processes exited with non-zero status",
         "mpirun noticed that process rank",
         "mpirun has exited due to process rank",
+        "ORTE has lost communication with a remote daemon",
     };
     for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
         if (strstr(box, known[i]))
@@ -244,6 +405,7 @@ typedef struct stderr_filter {
     const char *run_dir;
     char *verdict;
     size_t verdict_cap;
+    char *lost_host; /* 256 bytes */
     char line[4096];
     size_t line_len, line_shown; /* bytes of the current line, and how many of them went out */
     int holding;                 /* inside a notice: its lines are held back */
@@ -289,7 +451,7 @@ static void release_box(stderr_filter *f, int show)
 static void filter_line_done(stderr_filter *f, int ended)
 {
     f->line[f->line_len] = '\0';
-    explain_line(f->line, f->run_dir, f->verdict, f->verdict_cap);
+    explain_line(f->line, f->run_dir, f->lost_host, f->verdict, f->verdict_cap);
     int sep = ended && separator(f->line, f->line_len);
     if (f->holding) {
         hold(f, f->line, f->line_len);
@@ -434,7 +596,8 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, const rm_run_
     setpgid(child_pid, child_pid); /* either side may get there first */
     close(pipefd[1]);
 
-    stderr_filter filter = {.run_dir = run_dir, .verdict = res->verdict, .verdict_cap = sizeof res->verdict};
+    stderr_filter filter = {.run_dir = run_dir, .verdict = res->verdict, .verdict_cap = sizeof res->verdict,
+                            .lost_host = res->lost_host};
     int forwarded = 0, interrupts_acted = 0, lock_acted = 0;
     char chunk[4096];
     for (;;) {
@@ -516,6 +679,10 @@ int rm_launch_plan_build_program(rm_launch_plan *plan, const rm_config *cfg, lon
     int ok = push(plan, cfg->mpirun);
     if (geteuid() == 0)
         ok |= push(plan, "--allow-run-as-root");
+    if (ok != RM_OK || push_hosts(plan, cfg, err) != RM_OK) {
+        rm_launch_plan_free(plan);
+        return ok != RM_OK ? rm_fail(err, "out of memory") : RM_ERR;
+    }
     if (ranks > plan->slots) {
         plan->oversubscribed = 1;
         ok |= push(plan, "--oversubscribe");

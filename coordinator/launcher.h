@@ -15,9 +15,31 @@ typedef struct rm_launch_plan {
 } rm_launch_plan;
 
 /* bin_dir: where ringmaster-coordinator and ringmaster-worker live.
- * config_path: the resolved config every rank reads. */
+ * config_path: the resolved config every rank reads. With
+ * cfg->hostfile, mpirun launches across its hosts (slots: theirs); with
+ * cfg->network_interface, MPI and NCCL use that interface between hosts.
+ * rank_sets (n_rank_sets "section.key=value"): --set overrides every rank
+ * gets on top of config_path (a restart on fewer workers). */
 int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char *bin_dir, const char *config_path,
-                         rm_error *err);
+                         const char *const *rank_sets, int n_rank_sets, rm_error *err);
+
+#define RM_HOSTFILE_MAX 1024
+
+/* An Open MPI hostfile: "HOST [slots=N] ..." per line, # comments. */
+typedef struct rm_hostfile {
+    int n;
+    char host[RM_HOSTFILE_MAX][256];
+    long slots[RM_HOSTFILE_MAX]; /* 1 where the line gives none */
+} rm_hostfile;
+
+/* Reads path; an unreadable file or a line without a host is an error
+ * naming the file and line. */
+int rm_hostfile_read(const char *path, rm_hostfile *hf, rm_error *err);
+/* Writes hf to path whole (atomically). */
+int rm_hostfile_write(const char *path, const rm_hostfile *hf, rm_error *err);
+long rm_hostfile_slots(const rm_hostfile *hf);
+/* Removes `host`; 1 if it was there. */
+int rm_hostfile_remove(rm_hostfile *hf, const char *host);
 void rm_launch_plan_free(rm_launch_plan *plan);
 
 /* One program on `ranks` ranks, with the same mpirun options as a job:
@@ -41,6 +63,7 @@ typedef struct rm_launch_result {
     int stop_forwarded;  /* a stop request reached the ranks */
     int stopped_at_once; /* ... or the job was ended without a checkpoint (a second Ctrl-C, or not started) */
     int lock_lost;       /* another job took a lock over: this one was ended */
+    char lost_host[256]; /* mpirun lost its daemon on this host (it died, or its network is down); "" */
     char verdict[512];   /* when status is not 0: which rank failed and how */
 } rm_launch_result;
 

@@ -331,11 +331,73 @@ static int stopped(const rm_config *cfg, const rm_launch_result *res, const char
  * checkpoint, up to fault.max_restarts times with a doubling backoff.
  * Each failure is recorded in RUN_DIR/restarts.jsonl. A stop (a signal)
  * is an outcome, not a failure: see stopped(). */
-static int supervise(const rm_launch_plan *plan, const rm_config *cfg, const rm_run_lock *const *locks, int n_locks,
+/* What a restart launches: the first plan, or one without the hosts lost. */
+typedef struct launch_state {
+    rm_launch_plan *plan;
+    const char *bin_dir, *config_path;
+    rm_config live;     /* cfg with the hosts and workers of the next launch */
+    rm_hostfile *hosts; /* launch.hostfile's hosts still up; NULL without one */
+    char workers_set[64];
+} launch_state;
+
+/* The most workers, from `most` down to `least`, that the global batch
+ * (and its micro-steps) divides into; 0 if none. */
+static long fitting_workers(const rm_config *cfg, long most, long least)
+{
+    for (long w = most; w >= least && w >= 1; w--)
+        if (cfg->global_batch % w == 0 && (cfg->global_batch / w) % cfg->grad_accum == 0)
+            return w;
+    return 0;
+}
+
+/* A host was lost: the next launch goes to the hosts left
+ * (RUN_DIR/hostfile.live), with as many workers as before if their slots
+ * hold them, else with fewer, down to fault.min_workers. RM_ERR (err
+ * says why) when the job cannot go on without the host. */
+static int drop_lost_host(launch_state *ls, const rm_config *cfg, const char *host, rm_error *err)
+{
+    if (!ls->hosts)
+        return rm_fail(err, "host %s was lost and there is no launch.hostfile to launch without it", host);
+    if (!rm_hostfile_remove(ls->hosts, host))
+        return RM_OK; /* not one of ours to drop: the restart decides */
+    if (ls->hosts->n == 0)
+        return rm_fail(err, "host %s was lost and it was the last host of %s", host, cfg->hostfile);
+    /* the coordinator mostly sleeps: the workers need the slots */
+    long slots = rm_hostfile_slots(ls->hosts);
+    long workers = cfg->workers <= slots ? cfg->workers : 0;
+    if (!workers && cfg->min_workers > 0)
+        workers = fitting_workers(cfg, slots < cfg->workers ? slots : cfg->workers, cfg->min_workers);
+    if (!workers)
+        return rm_fail(err,
+                       "host %s was lost; the %d hosts left have %ld slots, fewer than the %ld workers (set "
+                       "fault.min_workers to go on with fewer)",
+                       host, ls->hosts->n, slots, cfg->workers);
+    snprintf(ls->live.hostfile, sizeof ls->live.hostfile, "%s/hostfile.live", cfg->run_dir);
+    if (rm_hostfile_write(ls->live.hostfile, ls->hosts, err) != RM_OK)
+        return RM_ERR;
+    ls->live.workers = workers;
+    snprintf(ls->workers_set, sizeof ls->workers_set, "launch.workers=%ld", workers);
+    const char *sets[] = {ls->workers_set};
+    rm_launch_plan next;
+    if (rm_launch_plan_build(&next, &ls->live, ls->bin_dir, ls->config_path, sets, workers != cfg->workers, err) !=
+        RM_OK)
+        return RM_ERR;
+    rm_launch_plan_free(ls->plan);
+    *ls->plan = next;
+    char *line = rm_launch_plan_format(ls->plan);
+    rm_warn("host %s is left out from now on: %ld worker%s on %d host%s (%s)%s%s", host, workers,
+            workers == 1 ? "" : "s", ls->hosts->n, ls->hosts->n == 1 ? "" : "s", ls->live.hostfile,
+            line ? "; next launch: " : "", line ? line : "");
+    free(line);
+    return RM_OK;
+}
+
+static int supervise(launch_state *ls, const rm_config *cfg, const rm_run_lock *const *locks, int n_locks,
                      const char *resume_cmd)
 {
     char causes[4096] = "";
     for (long attempt = 0;; attempt++) {
+        const rm_launch_plan *plan = ls->plan;
         rm_launch_result res;
         int rc = rm_launch_run(plan, cfg->run_dir, locks, n_locks, &res);
         int lock_lost = res.lock_lost;
@@ -386,6 +448,12 @@ static int supervise(const rm_launch_plan *plan, const rm_config *cfg, const rm_
                                                                                               "committed yet",
                          latest, "", resume_cmd);
             return RM_EXIT_STORAGE;
+        }
+        rm_error host_err;
+        if (res.lost_host[0] && attempt < cfg->max_restarts && drop_lost_host(ls, cfg, res.lost_host, &host_err) != RM_OK) {
+            audit_supervisor(cfg, "run_end", "failed", host_err.msg, rc, attempt);
+            rm_error_log("not restarting: %s; run directory %s", host_err.msg, cfg->run_dir);
+            return rc;
         }
         if (rc == RM_EXIT_FATAL || rc == RM_EXIT_USAGE || rc == 127) {
             audit_supervisor(cfg, "run_end", "failed", res.verdict, rc, attempt);
@@ -555,7 +623,7 @@ static int cmd_run(int argc, char **argv)
     char config_path[RM_PATH_CAP + 32];
     snprintf(config_path, sizeof config_path, "%s/config.yaml", cfg.run_dir);
     rm_launch_plan plan;
-    if (rm_launch_plan_build(&plan, &cfg, bin_dir, config_path, &err) != RM_OK) {
+    if (rm_launch_plan_build(&plan, &cfg, bin_dir, config_path, NULL, 0, &err) != RM_OK) {
         rm_error_log("%s", err.msg);
         return 1;
     }
@@ -598,7 +666,14 @@ static int cmd_run(int argc, char **argv)
             setenv("RINGMASTER_TTY", isatty(STDERR_FILENO) ? "1" : "0", 1);
             setenv("RINGMASTER_RUN_LOCK", run_lock.token, 1);
             const rm_run_lock *locks[2] = {&run_lock, &ckpt_lock};
-            rc = supervise(&plan, &cfg, locks, 2, resume_cmd ? resume_cmd : "(out of memory)");
+            launch_state ls = {.plan = &plan, .bin_dir = bin_dir, .config_path = config_path, .live = cfg};
+            if (cfg.hostfile[0] && (ls.hosts = malloc(sizeof *ls.hosts)) &&
+                rm_hostfile_read(cfg.hostfile, ls.hosts, &err) != RM_OK) {
+                free(ls.hosts);
+                ls.hosts = NULL;
+            }
+            rc = supervise(&ls, &cfg, locks, 2, resume_cmd ? resume_cmd : "(out of memory)");
+            free(ls.hosts);
         }
         rm_run_lock_release(&ckpt_lock);
         rm_run_lock_release(&run_lock);
