@@ -551,10 +551,11 @@ void rm_ckpt_manifest_free(rm_ckpt_manifest *m)
     m->n_tensors = 0;
 }
 
-/* Opens one file, checks size and header, and streams its payload through
- * the checksum; when dst is not NULL the slices land in dst[k] + begin. */
+/* Opens one file, checks size and header, and (payload) streams its
+ * payload through the checksum; when dst is not NULL the slices land in
+ * dst[k] + begin. */
 static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_file *cf, float *const *dst,
-                     rm_error *err)
+                     int payload_too, rm_error *err)
 {
     char name[64], path[4096];
     file_name(cf->worker, name, sizeof name);
@@ -594,6 +595,10 @@ static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_f
         payload != (uint64_t)slice * (uint64_t)m->n_state ||
         (protection == RM_CKPT_PROTECTION_PLAIN && RM_CKPT_HEADER_BYTES + payload != cf->bytes)) {
         rm_fail(err, "%s: header disagrees with the manifest", path);
+        goto out;
+    }
+    if (!payload_too) {
+        rc = RM_OK;
         goto out;
     }
     XXH3_64bits_reset(hs);
@@ -663,15 +668,33 @@ out:
 int rm_ckpt_verify(const char *dir, const rm_ckpt_manifest *m, rm_error *err)
 {
     for (int i = 0; i < m->n_files; i++)
-        if (read_file(dir, m, &m->files[i], NULL, err) != RM_OK)
+        if (read_file(dir, m, &m->files[i], NULL, 1, err) != RM_OK)
             return RM_ERR;
+    return RM_OK;
+}
+
+int rm_ckpt_verify_parts(const char *dir, const rm_ckpt_manifest *m, rm_error *err)
+{
+    for (int i = 0; i < m->n_files; i++) {
+        const rm_ckpt_file *cf = &m->files[i];
+        if (cf->worker != i)
+            return rm_fail(err, "%s: no part from worker %d", dir, i);
+        if (i > 0 && cf->begin != m->files[i - 1].end)
+            return rm_fail(err, "%s: worker %d's slice [%ld, %ld) does not follow worker %d's (ends at %ld)", dir, i,
+                           cf->begin, cf->end, i - 1, m->files[i - 1].end);
+        if (read_file(dir, m, cf, NULL, 0, err) != RM_OK)
+            return RM_ERR;
+    }
+    if (m->n_files > 0 && (m->files[0].begin != 0 || m->files[m->n_files - 1].end != m->n_params))
+        return rm_fail(err, "%s: the parts cover [%ld, %ld), not the %ld parameters", dir, m->files[0].begin,
+                       m->files[m->n_files - 1].end, m->n_params);
     return RM_OK;
 }
 
 int rm_ckpt_load(const char *dir, const rm_ckpt_manifest *m, float *const *out, rm_error *err)
 {
     for (int i = 0; i < m->n_files; i++)
-        if (read_file(dir, m, &m->files[i], out, err) != RM_OK)
+        if (read_file(dir, m, &m->files[i], out, 1, err) != RM_OK)
             return RM_ERR;
     return RM_OK;
 }
