@@ -24,7 +24,8 @@
 #   4. time from a SIGKILLed worker to training resumed (the first step
 #      after the restart is logged), target under 10 s.
 # Environment: BUILD_DIR (default build; relative to the repository or
-# absolute), DD_RUNS (dd repetitions per figure, default 3).
+# absolute), DD_RUNS (dd repetitions per figure, default 3), ONLY (the
+# parts to run, e.g. ONLY="1 2"; default all).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -37,6 +38,7 @@ RM=$build/bin/ringmaster
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringmaster-ckbench.XXXXXX")
 q=(--set observe.verbosity=quiet --set data.eval_split='""')
 dd_runs=${DD_RUNS:-3}
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
 # rate RUN_DIR LABEL: each committed checkpoint's write rate, then dd's for
 # the same bytes into the same directory, and the ratio.
@@ -75,6 +77,7 @@ print(f"  -> best {100*best/max(dd):.0f}% of dd's best, median {100*med/statisti
 PY
 }
 
+if want 1; then
 echo "== 1. stall per checkpoint (default model, checkpoint every 100 steps)"
 "$RM" run configs/fashion_mnist.yaml --run-dir "$work/stall" --set train.steps=2000 --set checkpoint.every_steps=100 \
   --set checkpoint.keep=2 "${q[@]}" >"$work/stall.log" 2>&1
@@ -104,7 +107,9 @@ print(f"excess of the checkpoint step and the {K} after it over the median of th
 print(f"workers' own count (ckpt_stall_s_max: waiting for the writer + the snapshot copy): median"
       f" {statistics.median(own)*1e3:.3f} ms = {pct(statistics.median(own)):.1f}% of a step")
 PY
+fi
 
+if want 2; then
 echo "== 2. checkpoint write rate vs dd (MLP 784-2048-2048-10, AdamW: params + 2 moments)"
 mlp=(--set train.steps=100 --set checkpoint.every_steps=20 --set model.hidden=[2048,2048] --set train.warmup_steps=5
   --set checkpoint.keep=5)
@@ -114,14 +119,18 @@ rate "$work/rate" "ringmaster checkpoint write, plain (target >= 80% of dd)"
 "$RM" run configs/fashion_mnist.yaml --run-dir "$work/rate-sealed" "${mlp[@]}" --set security.key_file="$work/ckpt.key" \
   "${q[@]}" >"$work/rate-sealed.log" 2>&1
 rate "$work/rate-sealed" "ringmaster checkpoint write, sealed with security.key_file (no target)"
+fi
 
+if want 3; then
 echo "== 3. checkpoint write rate vs dd (GPT: 8 layers, dim 768, 12 heads, context 128, AdamW)"
 "$RM" data import-text docs/*.md README.md --out "$work/text" --tokenizer bytes --val-fraction 0.1 >/dev/null
 "$RM" run bench/gpt-cpu.yaml --run-dir "$work/gpt" --set data.dir="$work/text" --set model.layers=8 --set model.dim=768 \
   --set model.heads=12 --set model.context=128 --set train.global_batch=2 --set train.steps=6 \
   --set train.warmup_steps=1 --set checkpoint.every_steps=2 --set checkpoint.keep=3 "${q[@]}" >"$work/gpt.log" 2>&1
 rate "$work/gpt" "ringmaster checkpoint write, GPT"
+fi
 
+if want 4; then
 echo "== 4. time from a killed worker to training resumed"
 dir=$work/kill
 "$RM" run configs/fashion_mnist.yaml --run-dir "$dir" --set train.steps=3000 --set checkpoint.every_steps=100 \
@@ -137,4 +146,5 @@ until grep -q "\"step\":$((from + 1))," "$dir/metrics.jsonl" 2>/dev/null; do sle
 t1=$(date +%s.%N)
 wait "$job" || true
 echo "killed worker 1 at step >= 200; resumed from step $from; first step after the restart logged $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s after the kill (restart backoff 0.5 s included; target < 10 s)"
+fi
 echo "details: $work"

@@ -3,12 +3,25 @@
 #include "timer.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* The calling thread's policy: SCHED_IDLE, or back to SCHED_OTHER (its
+ * nice value kept). Best effort: a system that refuses leaves nice 10. */
+static void set_idle(int idle)
+{
+#ifdef SCHED_IDLE
+    struct sched_param sp = {.sched_priority = 0};
+    pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &sp);
+#else
+    (void)idle;
+#endif
+}
 
 static void *writer_main(void *arg)
 {
@@ -19,8 +32,15 @@ static void *writer_main(void *arg)
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&w->mu);
     for (;;) {
+        /* It waits as SCHED_IDLE, whose wake-up never preempts a training
+         * thread: the submit comes at the end of the checkpoint's step, and
+         * a writer run there at once would lengthen that step. Once it has
+         * a core it goes back to nice 10, so the write still gets its
+         * share while training fills the cores. */
+        set_idle(1);
         while (!w->stopping && !(w->busy && !w->finished))
             pthread_cond_wait(&w->changed, &w->mu);
+        set_idle(0);
         if (w->stopping)
             break;
         long step = w->job_step;
