@@ -4,50 +4,51 @@
 #   bench/checkpoint.sh
 #
 #   1. training stall per checkpoint for the default model
-#      (configs/fashion_mnist.yaml, checkpoint every 100 steps), against the
-#      mean step time (target: under 5% of a step);
+#      (configs/fashion_mnist.yaml, checkpoint every 100 steps). The stall
+#      of a checkpoint at step s is how much longer step s took than the
+#      steps around it: step_s_max[s] - median(step_s_max of the K steps
+#      before and the K after), K = 5, from metrics.jsonl (the checkpoint
+#      steps are the rows with ckpt_stall_s_max > 0, the time the workers
+#      themselves count as checkpoint work). Target: median under 5% of the
+#      median step. Also printed: the excess of the checkpoint step and the
+#      K steps after it over the median before (what the background write
+#      costs the steps it overlaps, where the workers fill the cores), and
+#      the workers' own count;
 #   2. checkpoint write rate (bytes of one checkpoint / the slowest worker's
-#      write time, fsync included) for a larger model, against `dd ...
-#      conv=fsync` to the same directory;
-#   3. time from a SIGKILLed worker to training resumed (the first step
+#      write time: create, every byte, fsync) for a larger MLP (AdamW:
+#      params + 2 moments), plain and sealed (security.key_file), beside
+#      `dd bs=8M conv=fsync` of the same number of bytes into the same
+#      directory (target: plain >= 80% of dd);
+#   3. the same for a GPT (8 layers, dim 768, context 128, AdamW: ~340 MB
+#      per worker) on a byte-level dataset made from this repository's docs;
+#   4. time from a SIGKILLed worker to training resumed (the first step
 #      after the restart is logged), target under 10 s.
-# Environment: BUILD_DIR (default build).
+# Environment: BUILD_DIR (default build; relative to the repository or
+# absolute), DD_RUNS (dd repetitions per figure, default 3), ONLY (the
+# parts to run, e.g. ONLY="1 2"; default all).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 cd "$root"
 build=${BUILD_DIR:-build}
 [ -x "$build/bin/ringmaster" ] || BUILD_DIR=$build scripts/build.sh >/dev/null
-RM=$root/$build/bin/ringmaster
+case $build in /*) ;; *) build=$root/$build ;; esac
+RM=$build/bin/ringmaster
 [ -f data/fashion-mnist/train/index.rmi ] || RINGMASTER=$RM scripts/prepare-fashion-mnist.sh data/fashion-mnist >/dev/null
 work=$(mktemp -d "${TMPDIR:-/tmp}/ringmaster-ckbench.XXXXXX")
-q=(--set observe.verbosity=quiet)
+q=(--set observe.verbosity=quiet --set data.eval_split='""')
+dd_runs=${DD_RUNS:-3}
+want() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
 
-field() { sed -n "s/.*\"$2\": *\"\{0,1\}\([^\",}]*\)\"\{0,1\}.*/\1/p" "$1" | head -1; }
-
-echo "== 1. stall per checkpoint (default model, checkpoint every 100 steps)"
-"$RM" run configs/fashion_mnist.yaml --run-dir "$work/stall" --set train.steps=2000 --set checkpoint.every_steps=100 \
-  --set checkpoint.keep=2 --set data.eval_split='""' "${q[@]}" >"$work/stall.log" 2>&1
-s=$work/stall/summary.json
-python3 - "$work/stall/metrics.jsonl" <<'PY'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-stall = [r["ckpt_stall_s_max"] for r in rows if r["ckpt_stall_s_max"] > 0]
-steps = [r["step_s_max"] for r in rows if r["ckpt_stall_s_max"] == 0]
-med_step = statistics.median(steps)
-print(f"checkpoints: {len(stall)}; stall median {statistics.median(stall)*1e3:.3f} ms, mean {statistics.mean(stall)*1e3:.3f} ms, max {max(stall)*1e3:.3f} ms")
-print(f"step time median {med_step*1e3:.3f} ms -> median stall = {100*statistics.median(stall)/med_step:.1f}% of a step (target < 5%)")
-PY
-
-echo "== 2. checkpoint write rate vs dd (MLP 784-2048-2048-10, AdamW: params + 2 moments)"
-"$RM" run configs/fashion_mnist.yaml --run-dir "$work/rate" --set train.steps=60 --set checkpoint.every_steps=20 \
-  --set model.hidden=[2048,2048] --set train.warmup_steps=5 --set checkpoint.keep=3 --set data.eval_split='""' "${q[@]}" >"$work/rate.log" 2>&1
-python3 - "$work/rate" <<'PY'
-import json, os, sys
-run = sys.argv[1]
+# rate RUN_DIR LABEL: each committed checkpoint's write rate, then dd's for
+# the same bytes into the same directory, and the ratio.
+rate() {
+  python3 - "$1" "$2" "$dd_runs" <<'PY'
+import json, os, re, statistics, subprocess, sys
+run, label, dd_runs = sys.argv[1], sys.argv[2], int(sys.argv[3])
 events = [json.loads(l) for l in open(os.path.join(run, "events.jsonl")) if '"checkpoint"' in l]
 ck = os.path.join(run, "checkpoints")
-rates = []
+rates, size = [], 0
 for e in events:
     d = os.path.join(ck, e["dir"])
     if not os.path.isdir(d):
@@ -55,14 +56,82 @@ for e in events:
     m = json.load(open(os.path.join(d, "manifest.json")))
     size = sum(f["bytes"] for f in m["files"])
     rates.append(size / e["write_s"] / 1e6)
-    print(f"{e['dir']}: {size/1e6:.1f} MB in {e['write_s']*1e3:.1f} ms (2 writers in parallel) = {rates[-1]:.0f} MB/s; commit {e['commit_s']*1e3:.1f} ms")
-print(f"ringmaster checkpoint write: best {max(rates):.0f} MB/s")
+    print(f"  {e['dir']}: {size/1e6:.1f} MB ({len(m['files'])} writers in parallel) in {e['write_s']*1e3:.1f} ms"
+          f" = {rates[-1]:.0f} MB/s; commit {e['commit_s']*1e3:.1f} ms")
+if not rates:
+    sys.exit(f"{run}: no committed checkpoint")
+count = (size + (8 << 20) - 1) // (8 << 20)
+dd = []
+for i in range(dd_runs):
+    subprocess.run(["sync"])
+    out = subprocess.run(["dd", "if=/dev/zero", f"of={ck}/dd.bin", "bs=8M", f"count={count}", "conv=fsync"],
+                         capture_output=True, text=True).stderr
+    os.unlink(f"{ck}/dd.bin")
+    b, s = re.search(r"^(\d+) bytes.*copied, ([\d.]+) s", out, re.M).groups()
+    dd.append(int(b) / float(s) / 1e6)
+best, med = max(rates), statistics.median(rates)
+print(f"{label}: best {best:.0f} MB/s, median {med:.0f} MB/s over {len(rates)} checkpoints")
+print(f"  dd if=/dev/zero bs=8M count={count} conv=fsync into {ck}, {dd_runs} runs: best {max(dd):.0f} MB/s,"
+      f" median {statistics.median(dd):.0f} MB/s")
+print(f"  -> best {100*best/max(dd):.0f}% of dd's best, median {100*med/statistics.median(dd):.0f}% of dd's median")
 PY
-sync
-dd if=/dev/zero of="$work/rate/dd.bin" bs=1M count=256 conv=fsync 2>&1 | tail -1 | sed 's/^/dd (256 MiB, conv=fsync) to the same disk: /'
-rm -f "$work/rate/dd.bin"
+}
 
-echo "== 3. time from a killed worker to training resumed"
+if want 1; then
+echo "== 1. stall per checkpoint (default model, checkpoint every 100 steps)"
+"$RM" run configs/fashion_mnist.yaml --run-dir "$work/stall" --set train.steps=2000 --set checkpoint.every_steps=100 \
+  --set checkpoint.keep=2 "${q[@]}" >"$work/stall.log" 2>&1
+python3 - "$work/stall/metrics.jsonl" <<'PY'
+import json, statistics, sys
+K = 5
+rows = [json.loads(l) for l in open(sys.argv[1])]
+step = [r["step_s_max"] for r in rows]
+med_step = statistics.median(step[i] for i, r in enumerate(rows) if r["ckpt_stall_s_max"] == 0)
+stall, after, own = [], [], []
+for i, r in enumerate(rows):
+    if r["ckpt_stall_s_max"] <= 0 or i < K or i + K >= len(rows):
+        continue  # the run's first and last steps lack neighbours on one side
+    stall.append(step[i] - statistics.median(step[i - K:i] + step[i + 1:i + 1 + K]))
+    before = statistics.median(step[i - K:i])
+    after.append(sum(step[j] - before for j in range(i, i + K + 1)))
+    own.append(r["ckpt_stall_s_max"])
+if not stall:
+    sys.exit("no checkpoint step with neighbours")
+pct = lambda x: 100 * x / med_step
+print(f"checkpoints: {len(stall)}; median step {med_step*1e3:.3f} ms")
+print(f"stall = checkpoint step - median of the {K} steps before and the {K} after: median {statistics.median(stall)*1e3:.3f} ms"
+      f" = {pct(statistics.median(stall)):.1f}% of a step (target < 5%); mean {statistics.mean(stall)*1e3:.3f} ms,"
+      f" max {max(stall)*1e3:.3f} ms")
+print(f"excess of the checkpoint step and the {K} after it over the median of the {K} before: median"
+      f" {statistics.median(after)*1e3:.3f} ms = {pct(statistics.median(after)):.1f}% of a step")
+print(f"workers' own count (ckpt_stall_s_max: waiting for the writer + the snapshot copy): median"
+      f" {statistics.median(own)*1e3:.3f} ms = {pct(statistics.median(own)):.1f}% of a step")
+PY
+fi
+
+if want 2; then
+echo "== 2. checkpoint write rate vs dd (MLP 784-2048-2048-10, AdamW: params + 2 moments)"
+mlp=(--set train.steps=100 --set checkpoint.every_steps=20 --set model.hidden=[2048,2048] --set train.warmup_steps=5
+  --set checkpoint.keep=5)
+"$RM" run configs/fashion_mnist.yaml --run-dir "$work/rate" "${mlp[@]}" "${q[@]}" >"$work/rate.log" 2>&1
+rate "$work/rate" "ringmaster checkpoint write, plain (target >= 80% of dd)"
+"$RM" keygen "$work/ckpt.key" >/dev/null
+"$RM" run configs/fashion_mnist.yaml --run-dir "$work/rate-sealed" "${mlp[@]}" --set security.key_file="$work/ckpt.key" \
+  "${q[@]}" >"$work/rate-sealed.log" 2>&1
+rate "$work/rate-sealed" "ringmaster checkpoint write, sealed with security.key_file (no target)"
+fi
+
+if want 3; then
+echo "== 3. checkpoint write rate vs dd (GPT: 8 layers, dim 768, 12 heads, context 128, AdamW)"
+"$RM" data import-text docs/*.md README.md --out "$work/text" --tokenizer bytes --val-fraction 0.1 >/dev/null
+"$RM" run bench/gpt-cpu.yaml --run-dir "$work/gpt" --set data.dir="$work/text" --set model.layers=8 --set model.dim=768 \
+  --set model.heads=12 --set model.context=128 --set train.global_batch=2 --set train.steps=6 \
+  --set train.warmup_steps=1 --set checkpoint.every_steps=2 --set checkpoint.keep=3 "${q[@]}" >"$work/gpt.log" 2>&1
+rate "$work/gpt" "ringmaster checkpoint write, GPT"
+fi
+
+if want 4; then
+echo "== 4. time from a killed worker to training resumed"
 dir=$work/kill
 "$RM" run configs/fashion_mnist.yaml --run-dir "$dir" --set train.steps=3000 --set checkpoint.every_steps=100 \
   --set fault.restart_backoff_s=0.5 "${q[@]}" >"$work/kill.log" 2>&1 &
@@ -77,4 +146,5 @@ until grep -q "\"step\":$((from + 1))," "$dir/metrics.jsonl" 2>/dev/null; do sle
 t1=$(date +%s.%N)
 wait "$job" || true
 echo "killed worker 1 at step >= 200; resumed from step $from; first step after the restart logged $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}') s after the kill (restart backoff 0.5 s included; target < 10 s)"
+fi
 echo "details: $work"

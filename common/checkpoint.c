@@ -11,9 +11,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,14 +37,65 @@ static void file_name(int worker, char *out, size_t cap)
     snprintf(out, cap, "worker-%05d.rmc", worker);
 }
 
+/* Big sequential writes: few system calls, and each one a large request
+ * for the device. */
+#define WRITE_CHUNK_BYTES ((size_t)8 << 20)
+/* O_DIRECT needs the buffer, the offset and the length aligned to the
+ * device's logical block; a page covers every common one. */
+#define IMAGE_ALIGN_BYTES ((size_t)4096)
+/* Images this large go on 2 MiB boundaries so the kernel can back them
+ * with huge pages (fewer TLB misses in the snapshot copy). */
+#define IMAGE_HUGE_BYTES ((size_t)2 << 20)
+
+int rm_ckpt_image_init(rm_ckpt_image *im, long begin, long end, int n_state, rm_error *err)
+{
+    memset(im, 0, sizeof *im);
+    if (begin < 0 || end < begin || n_state < 1 || n_state > 3)
+        return rm_fail(err, "checkpoint image: bad slice [%ld, %ld) x %d", begin, end, n_state);
+    size_t bytes = RM_CKPT_HEADER_BYTES + (size_t)(end - begin) * sizeof(float) * (size_t)n_state;
+    size_t align = bytes >= IMAGE_HUGE_BYTES ? IMAGE_HUGE_BYTES : IMAGE_ALIGN_BYTES;
+    size_t cap = (bytes + align - 1) / align * align;
+    void *base = NULL;
+    if (posix_memalign(&base, align, cap) != 0)
+        return rm_fail(err, "out of memory for a %zu-byte checkpoint image", cap);
+#ifdef MADV_HUGEPAGE
+    if (align == IMAGE_HUGE_BYTES)
+        madvise(base, cap, MADV_HUGEPAGE); /* a hint: without it, small pages */
+#endif
+    /* Touched now, not in the first checkpoint's step: the page faults of
+     * the first snapshot would otherwise be a stall. The padding stays
+     * zero; it is written with the last block and cut off. */
+    memset(base, 0, cap);
+    im->base = base;
+    im->cap = cap;
+    im->begin = begin;
+    im->end = end;
+    im->n_state = n_state;
+    return RM_OK;
+}
+
+void rm_ckpt_image_free(rm_ckpt_image *im)
+{
+    free(im->base);
+    memset(im, 0, sizeof *im);
+}
+
+float *rm_ckpt_image_slice(const rm_ckpt_image *im, int k)
+{
+    return (float *)(im->base + RM_CKPT_HEADER_BYTES + (size_t)k * (size_t)(im->end - im->begin) * sizeof(float));
+}
+
 static int write_all(int fd, const void *buf, size_t len)
 {
     const char *p = buf;
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        size_t want = len < WRITE_CHUNK_BYTES ? len : WRITE_CHUNK_BYTES;
+        ssize_t n = write(fd, p, want);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0)
+        if (n == 0)
+            errno = ENOSPC;
+        if (n <= 0)
             return -1;
         p += n;
         len -= (size_t)n;
@@ -50,65 +103,186 @@ static int write_all(int fd, const void *buf, size_t len)
     return 0;
 }
 
-int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long end, const float *const *slices,
-                       int n_state, rm_ckpt_file *out, rm_error *err)
+static void fill_header(uint8_t header[RM_CKPT_HEADER_BYTES], int worker, long step, long begin, long end,
+                        int n_state, uint32_t protection)
+{
+    memset(header, 0, RM_CKPT_HEADER_BYTES);
+    memcpy(header, RM_CKPT_MAGIC, 8);
+    rm_put_u32(header + 8, 1);
+    rm_put_u32(header + 12, protection);
+    rm_put_u64(header + 16, (uint64_t)step);
+    rm_put_u32(header + 24, (uint32_t)worker);
+    rm_put_u32(header + 28, (uint32_t)n_state);
+    rm_put_u64(header + 32, (uint64_t)begin);
+    rm_put_u64(header + 40, (uint64_t)end);
+    rm_put_u64(header + 48, (uint64_t)(end - begin) * sizeof(float) * (uint64_t)n_state);
+}
+
+/* The payload's checksum, computed on a thread of its own while the file
+ * is written: the data is final before the first byte goes out, so the
+ * hash never holds the write up, and the write costs hash + I/O only when
+ * no core is free. */
+typedef struct hash_job {
+    const float *const *slices;
+    int n_state;
+    size_t slice_bytes;
+    uint64_t checksum;
+    int failed;
+    pthread_t thread;
+    int started;
+} hash_job;
+
+static void *hash_main(void *arg)
+{
+    hash_job *j = arg;
+    XXH3_state_t *hs = XXH3_createState();
+    if (!hs) {
+        j->failed = 1;
+        return NULL;
+    }
+    XXH3_64bits_reset(hs);
+    for (int k = 0; k < j->n_state; k++)
+        XXH3_64bits_update(hs, j->slices[k], j->slice_bytes);
+    j->checksum = XXH3_64bits_digest(hs);
+    XXH3_freeState(hs);
+    return NULL;
+}
+
+static void hash_start(hash_job *j, const float *const *slices, int n_state, size_t slice_bytes)
+{
+    memset(j, 0, sizeof *j);
+    j->slices = slices;
+    j->n_state = n_state;
+    j->slice_bytes = slice_bytes;
+    j->started = pthread_create(&j->thread, NULL, hash_main, j) == 0;
+    if (!j->started) /* no thread to be had: hash here, before the write */
+        hash_main(j);
+}
+
+static int hash_finish(hash_job *j, uint64_t *checksum, rm_error *err)
+{
+    if (j->started)
+        pthread_join(j->thread, NULL);
+    j->started = 0;
+    if (j->failed)
+        return rm_fail(err, "out of memory hashing a checkpoint file");
+    *checksum = j->checksum;
+    return RM_OK;
+}
+
+/* Writes len bytes of buf (page-aligned, readable up to len rounded up to
+ * a page) from offset 0 of fd: O_DIRECT in WRITE_CHUNK_BYTES requests when
+ * fd was opened so, the last block padded and the file cut back to len.
+ * A file system that refuses direct I/O (tmpfs; some network ones) gets
+ * the same requests through the page cache. */
+static int write_image(int fd, int direct, const uint8_t *buf, size_t len, const char *path, rm_error *err)
+{
+    size_t padded = direct ? (len + IMAGE_ALIGN_BYTES - 1) / IMAGE_ALIGN_BYTES * IMAGE_ALIGN_BYTES : len;
+    size_t at = 0;
+    while (at < padded) {
+        size_t want = padded - at < WRITE_CHUNK_BYTES ? padded - at : WRITE_CHUNK_BYTES;
+        ssize_t n = pwrite(fd, buf + at, want, (off_t)at);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EINVAL && direct) {
+            /* direct I/O refused for this file or at this (unaligned, after
+             * a short write) offset: go on through the page cache */
+            int fl = fcntl(fd, F_GETFL);
+            if (fl == -1 || fcntl(fd, F_SETFL, fl & ~O_DIRECT) != 0)
+                return rm_fail_errno(err, errno, "%s: cannot turn direct I/O off", path);
+            direct = 0;
+            padded = len > at ? len : at;
+            continue;
+        }
+        if (n <= 0)
+            return rm_fail_errno(err, n < 0 ? errno : ENOSPC, "%s: write failed after %zu of %zu bytes", path, at,
+                                 len);
+        at += (size_t)n;
+    }
+    if (at != len && ftruncate(fd, (off_t)len) != 0)
+        return rm_fail_errno(err, errno, "%s: cannot cut the padding off", path);
+    return RM_OK;
+}
+
+/* The file of worker `worker` at step `step`, from slices that lie in an
+ * image (im != NULL: written straight from it, header included) or
+ * anywhere (written in large buffered requests); sealed when a key is set. */
+static int write_file(const char *dir, int worker, long step, long begin, long end, const float *const *slices,
+                      int n_state, rm_ckpt_image *im, rm_ckpt_file *out, rm_error *err)
 {
     char name[64], path[4096];
     file_name(worker, name, sizeof name);
     snprintf(path, sizeof path, "%s/%s", dir, name);
     size_t slice_bytes = (size_t)(end - begin) * sizeof(float);
     uint64_t payload = (uint64_t)slice_bytes * (uint64_t)n_state;
-    uint8_t header[RM_CKPT_HEADER_BYTES] = {0};
-    memcpy(header, RM_CKPT_MAGIC, 8);
-    rm_put_u32(header + 8, 1);
     const rm_secret_key *key = rm_security_key();
-    rm_put_u32(header + 12, key ? RM_PROTECTION_XCHACHA20 : RM_CKPT_PROTECTION_PLAIN);
-    rm_put_u64(header + 16, (uint64_t)step);
-    rm_put_u32(header + 24, (uint32_t)worker);
-    rm_put_u32(header + 28, (uint32_t)n_state);
-    rm_put_u64(header + 32, (uint64_t)begin);
-    rm_put_u64(header + 40, (uint64_t)end);
-    rm_put_u64(header + 48, payload);
+    uint8_t header_buf[RM_CKPT_HEADER_BYTES];
+    uint8_t *header = im && !key ? im->base : header_buf;
+    fill_header(header, worker, step, begin, end, n_state, key ? RM_PROTECTION_XCHACHA20 : RM_CKPT_PROTECTION_PLAIN);
+    memset(out, 0, sizeof *out);
 
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int direct = im && !key;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW | (direct ? O_DIRECT : 0), 0600);
+    if (fd < 0 && direct && errno == EINVAL) {
+        direct = 0;
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    }
     if (fd < 0)
         return rm_fail_errno(err, errno, "%s: cannot create checkpoint file", path);
-    XXH3_state_t *hs = XXH3_createState();
-    if (!hs) {
-        close(fd);
-        return rm_fail(err, "out of memory");
-    }
-    XXH3_64bits_reset(hs);
+    hash_job hash;
+    hash_start(&hash, slices, n_state, slice_bytes);
     int rc = RM_OK;
-    rm_seal_writer sw = {0};
     if (fchmod(fd, 0600) != 0)
         rc = rm_fail_errno(err, errno, "%s: cannot set mode 0600", path);
-    if (rc == RM_OK && key)
+    if (rc == RM_OK && key) {
+        rm_seal_writer sw = {0};
         rc = rm_seal_writer_begin(&sw, key, fd, path, header, payload, SEAL_CHUNK_BYTES, err);
-    else if (rc == RM_OK && write_all(fd, header, sizeof header) != 0)
-        rc = rm_fail_errno(err, errno, "%s: write failed", path);
-    for (int k = 0; rc == RM_OK && k < n_state; k++) {
-        XXH3_64bits_update(hs, slices[k], slice_bytes);
-        if (key)
+        for (int k = 0; rc == RM_OK && k < n_state; k++)
             rc = rm_seal_writer_put(&sw, slices[k], slice_bytes, err);
-        else if (write_all(fd, slices[k], slice_bytes) != 0)
-            rc = rm_fail_errno(err, errno, "%s: write failed", path);
-    }
-    if (rc == RM_OK && key)
-        rc = rm_seal_writer_finish(&sw, err);
-    if (key)
+        if (rc == RM_OK)
+            rc = rm_seal_writer_finish(&sw, err);
         rm_seal_writer_free(&sw);
+    } else if (rc == RM_OK && im) {
+        rc = write_image(fd, direct, im->base, RM_CKPT_HEADER_BYTES + (size_t)payload, path, err);
+    } else if (rc == RM_OK) {
+        if (write_all(fd, header, RM_CKPT_HEADER_BYTES) != 0)
+            rc = rm_fail_errno(err, errno, "%s: write failed", path);
+        for (int k = 0; rc == RM_OK && k < n_state; k++)
+            if (write_all(fd, slices[k], slice_bytes) != 0)
+                rc = rm_fail_errno(err, errno, "%s: write failed", path);
+    }
+    /* one fsync per file; the directory is fsynced once, at the commit */
     if (rc == RM_OK && fsync(fd) != 0)
         rc = rm_fail_errno(err, errno, "%s: fsync failed", path);
     if (close(fd) != 0 && rc == RM_OK)
         rc = rm_fail_errno(err, errno, "%s: close failed", path);
+    uint64_t checksum = 0;
+    if (hash_finish(&hash, &checksum, rc == RM_OK ? err : &(rm_error){0}) != RM_OK)
+        rc = RM_ERR;
+    if (rc != RM_OK) {
+        unlink(path); /* never a half file that a listing could take for a part */
+        return RM_ERR;
+    }
     out->worker = worker;
     out->begin = begin;
     out->end = end;
     out->bytes = key ? rm_seal_file_bytes(payload, SEAL_CHUNK_BYTES) : RM_CKPT_HEADER_BYTES + payload;
-    out->checksum = XXH3_64bits_digest(hs);
-    XXH3_freeState(hs);
-    return rc;
+    out->checksum = checksum;
+    return RM_OK;
+}
+
+int rm_ckpt_write_file(const char *dir, int worker, long step, long begin, long end, const float *const *slices,
+                       int n_state, rm_ckpt_file *out, rm_error *err)
+{
+    return write_file(dir, worker, step, begin, end, slices, n_state, NULL, out, err);
+}
+
+int rm_ckpt_write_image(const char *dir, int worker, long step, rm_ckpt_image *im, rm_ckpt_file *out, rm_error *err)
+{
+    const float *slices[3];
+    for (int k = 0; k < im->n_state; k++)
+        slices[k] = rm_ckpt_image_slice(im, k);
+    return write_file(dir, worker, step, im->begin, im->end, slices, im->n_state, im, out, err);
 }
 
 int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_model *model, rm_error *err)
@@ -377,10 +551,11 @@ void rm_ckpt_manifest_free(rm_ckpt_manifest *m)
     m->n_tensors = 0;
 }
 
-/* Opens one file, checks size and header, and streams its payload through
- * the checksum; when dst is not NULL the slices land in dst[k] + begin. */
+/* Opens one file, checks size and header, and (payload) streams its
+ * payload through the checksum; when dst is not NULL the slices land in
+ * dst[k] + begin. */
 static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_file *cf, float *const *dst,
-                     rm_error *err)
+                     int payload_too, rm_error *err)
 {
     char name[64], path[4096];
     file_name(cf->worker, name, sizeof name);
@@ -420,6 +595,10 @@ static int read_file(const char *dir, const rm_ckpt_manifest *m, const rm_ckpt_f
         payload != (uint64_t)slice * (uint64_t)m->n_state ||
         (protection == RM_CKPT_PROTECTION_PLAIN && RM_CKPT_HEADER_BYTES + payload != cf->bytes)) {
         rm_fail(err, "%s: header disagrees with the manifest", path);
+        goto out;
+    }
+    if (!payload_too) {
+        rc = RM_OK;
         goto out;
     }
     XXH3_64bits_reset(hs);
@@ -489,15 +668,33 @@ out:
 int rm_ckpt_verify(const char *dir, const rm_ckpt_manifest *m, rm_error *err)
 {
     for (int i = 0; i < m->n_files; i++)
-        if (read_file(dir, m, &m->files[i], NULL, err) != RM_OK)
+        if (read_file(dir, m, &m->files[i], NULL, 1, err) != RM_OK)
             return RM_ERR;
+    return RM_OK;
+}
+
+int rm_ckpt_verify_parts(const char *dir, const rm_ckpt_manifest *m, rm_error *err)
+{
+    for (int i = 0; i < m->n_files; i++) {
+        const rm_ckpt_file *cf = &m->files[i];
+        if (cf->worker != i)
+            return rm_fail(err, "%s: no part from worker %d", dir, i);
+        if (i > 0 && cf->begin != m->files[i - 1].end)
+            return rm_fail(err, "%s: worker %d's slice [%ld, %ld) does not follow worker %d's (ends at %ld)", dir, i,
+                           cf->begin, cf->end, i - 1, m->files[i - 1].end);
+        if (read_file(dir, m, cf, NULL, 0, err) != RM_OK)
+            return RM_ERR;
+    }
+    if (m->n_files > 0 && (m->files[0].begin != 0 || m->files[m->n_files - 1].end != m->n_params))
+        return rm_fail(err, "%s: the parts cover [%ld, %ld), not the %ld parameters", dir, m->files[0].begin,
+                       m->files[m->n_files - 1].end, m->n_params);
     return RM_OK;
 }
 
 int rm_ckpt_load(const char *dir, const rm_ckpt_manifest *m, float *const *out, rm_error *err)
 {
     for (int i = 0; i < m->n_files; i++)
-        if (read_file(dir, m, &m->files[i], out, err) != RM_OK)
+        if (read_file(dir, m, &m->files[i], out, 1, err) != RM_OK)
             return RM_ERR;
     return RM_OK;
 }

@@ -13,24 +13,42 @@
 int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model *model, int workers,
                        long train_samples, uint64_t dataset_hash, long last_committed, rm_error *err)
 {
+    char root[RM_PATH_CAP];
+    rm_config_ckpt_root(cfg, root, sizeof root);
+    rm_ckpt_manifest base = {
+        .seed = cfg->seed,
+        .optimizer = cfg->optimizer,
+        .n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2,
+        .n_params = model->n_params,
+        .world_size = workers,
+        .config_hash = rm_config_hash(cfg),
+        .training_hash = rm_config_training_hash(cfg),
+        .dataset_hash = dataset_hash,
+    };
+    return rm_ckpt_coord_init_with(cc, root, workers, cfg->ckpt_keep, &base, model, cfg->global_batch, train_samples,
+                                   last_committed, err);
+}
+
+int rm_ckpt_coord_init_with(rm_ckpt_coord *cc, const char *root, int workers, long keep, const rm_ckpt_manifest *base,
+                            const rm_model *model, long global_batch, long train_samples, long last_committed,
+                            rm_error *err)
+{
     memset(cc, 0, sizeof *cc);
-    rm_config_ckpt_root(cfg, cc->root, sizeof cc->root);
+    if (snprintf(cc->root, sizeof cc->root, "%s", root) >= (int)sizeof cc->root)
+        return rm_fail(err, "%s: checkpoint directory path too long", root);
+    if (workers < 1)
+        return rm_fail(err, "checkpoint commit: %d workers", workers);
     if (rm_private_dir(cc->root, err) != RM_OK)
         return RM_ERR;
     cc->workers = workers;
-    cc->keep = cfg->ckpt_keep;
+    cc->keep = keep;
     cc->model = model;
-    cc->global_batch = cfg->global_batch;
+    cc->global_batch = global_batch;
     cc->train_samples = train_samples;
     cc->last_committed = last_committed;
-    cc->base.seed = cfg->seed;
-    cc->base.optimizer = cfg->optimizer;
-    cc->base.n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2;
-    cc->base.n_params = model->n_params;
-    cc->base.world_size = workers;
-    cc->base.config_hash = rm_config_hash(cfg);
-    cc->base.training_hash = rm_config_training_hash(cfg);
-    cc->base.dataset_hash = dataset_hash;
+    cc->base = *base;
+    cc->base.files = NULL;
+    cc->base.tensors = NULL;
     for (int i = 0; i < RM_CKPT_COORD_PENDING; i++) {
         cc->pending[i].step = -1;
         cc->pending[i].files = calloc((size_t)workers, sizeof *cc->pending[i].files);
@@ -72,8 +90,14 @@ int rm_ckpt_coord_expect(rm_ckpt_coord *cc, long steps_done, rm_error *err)
                    RM_CKPT_COORD_PENDING);
 }
 
-/* Writes the manifest into the .tmp directory and commits it. The manifest
- * records the audit trail's head, so lines lost from its end are found. */
+/* Writes the manifest into the .tmp directory and commits it, after
+ * checking that every worker's part is there as reported (size, and a
+ * header naming this step, worker slice and layout): a missing, truncated
+ * or foreign part keeps the checkpoint out. The payload checksums are
+ * read back by every resume (rm_ckpt_find_latest); reading them here
+ * would hold the coordinator's loop for the whole checkpoint's size. The
+ * manifest records the audit trail's head (run_dir NULL: none), so lines
+ * lost from its end are found. */
 static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, const char *run_dir, rm_error *why)
 {
     char name[32], tmp[RM_PATH_CAP + 48];
@@ -82,24 +106,27 @@ static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, const char *run_dir, rm
     rm_ckpt_manifest m = cc->base;
     m.step = p->step;
     m.data_cursor = p->step * cc->global_batch;
-    m.epoch = (double)m.data_cursor / (double)cc->train_samples;
+    m.epoch = cc->train_samples > 0 ? (double)m.data_cursor / (double)cc->train_samples : 0;
     m.opt_steps = p->opt_steps;
     m.created_unix = (long)time(NULL);
     m.n_files = cc->workers;
     m.files = p->files;
-    if (rm_audit_head(run_dir, &m.audit_seq, m.audit_head, why) != RM_OK ||
-        rm_ckpt_manifest_write(tmp, &m, cc->model, why) != RM_OK)
+    if (rm_ckpt_verify_parts(tmp, &m, why) != RM_OK)
+        return RM_ERR;
+    if (run_dir && rm_audit_head(run_dir, &m.audit_seq, m.audit_head, why) != RM_OK)
+        return RM_ERR;
+    if (rm_ckpt_manifest_write(tmp, &m, cc->model, why) != RM_OK)
         return RM_ERR;
     return rm_ckpt_commit(cc->root, tmp, p->step, why);
 }
 
-int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_dir *rd, int *outcome, long *step,
-                          rm_error *why, rm_error *err)
+int rm_ckpt_coord_receive(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, const char *run_dir, int *outcome, long *step,
+                          double *write_s, rm_error *why, rm_error *err)
 {
     *outcome = 0;
     rm_ckpt_pending *p = NULL;
     for (int i = 0; i < RM_CKPT_COORD_PENDING; i++)
-        if (cc->pending[i].step == d->step)
+        if (cc->pending[i].step >= 0 && cc->pending[i].step == d->step)
             p = &cc->pending[i];
     if (!p || d->worker < 0 || d->worker >= cc->workers)
         return rm_fail(err, "worker %d reported checkpoint step %lld, which was not requested", d->worker,
@@ -122,10 +149,9 @@ int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_d
         return RM_OK;
 
     *step = p->step;
+    *write_s = p->write_s_max;
     double t0 = rm_now_s();
-    char name[32];
-    rm_ckpt_dir_name(p->step, name, sizeof name);
-    if (p->failed || commit(cc, p, rd->path, why) != RM_OK) {
+    if (p->failed || commit(cc, p, run_dir, why) != RM_OK) {
         if (p->failed)
             snprintf(why->msg, sizeof why->msg, "%s", p->reason);
         rm_ckpt_discard_tmp(cc->root, p->step);
@@ -137,18 +163,30 @@ int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_d
         cc->commit_s_total += rm_now_s() - t0;
         rm_ckpt_prune(cc->root, (int)cc->keep, p->step);
         *outcome = 1;
-        char fields[512], final_dir[RM_PATH_CAP + 48], digest[65] = "";
-        snprintf(final_dir, sizeof final_dir, "%s/%s", cc->root, name);
-        rm_error derr;
-        if (rm_ckpt_manifest_digest(final_dir, digest, &derr) != RM_OK)
-            rm_warn("%s", derr.msg);
-        /* the manifest's digest names the checkpoint: it lists every file's checksum */
-        snprintf(fields, sizeof fields,
-                 "\"step\":%ld,\"dir\":\"%s\",\"manifest_blake2b\":\"%s\",\"write_s\":%.6f,\"commit_s\":%.6f",
-                 p->step, name, digest, p->write_s_max, rm_now_s() - t0);
-        rm_run_dir_event(rd, "checkpoint", fields);
-        rm_run_dir_sync(rd); /* the logs up to this checkpoint are on disk with it (a failure stops the job) */
     }
     p->step = -1;
+    return RM_OK;
+}
+
+int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_dir *rd, int *outcome, long *step,
+                          rm_error *why, rm_error *err)
+{
+    double t0 = rm_now_s(), write_s = 0;
+    if (rm_ckpt_coord_receive(cc, d, rd->path, outcome, step, &write_s, why, err) != RM_OK)
+        return RM_ERR;
+    if (*outcome != 1)
+        return RM_OK;
+    char name[32], fields[512], final_dir[RM_PATH_CAP + 48], digest[65] = "";
+    rm_ckpt_dir_name(*step, name, sizeof name);
+    snprintf(final_dir, sizeof final_dir, "%s/%s", cc->root, name);
+    rm_error derr;
+    if (rm_ckpt_manifest_digest(final_dir, digest, &derr) != RM_OK)
+        rm_warn("%s", derr.msg);
+    /* the manifest's digest names the checkpoint: it lists every file's checksum */
+    snprintf(fields, sizeof fields,
+             "\"step\":%ld,\"dir\":\"%s\",\"manifest_blake2b\":\"%s\",\"write_s\":%.6f,\"commit_s\":%.6f", *step, name,
+             digest, write_s, rm_now_s() - t0);
+    rm_run_dir_event(rd, "checkpoint", fields);
+    rm_run_dir_sync(rd); /* the logs up to this checkpoint are on disk with it (a failure stops the job) */
     return RM_OK;
 }

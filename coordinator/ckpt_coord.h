@@ -38,6 +38,15 @@ typedef struct rm_ckpt_coord {
 
 int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model *model, int workers,
                        long train_samples, uint64_t dataset_hash, long last_committed, rm_error *err);
+/* The same from explicit figures: the checkpoint root (made private),
+ * `keep` committed checkpoints, the manifest fields shared by the run
+ * (seed, optimizer, n_state, n_params, world_size, hashes; its files and
+ * tensors are ignored), the model that names the tensors (not owned; may
+ * be NULL: no tensor table), and the run's batch and size for the data
+ * cursor and epoch. */
+int rm_ckpt_coord_init_with(rm_ckpt_coord *cc, const char *root, int workers, long keep, const rm_ckpt_manifest *base,
+                            const rm_model *model, long global_batch, long train_samples, long last_committed,
+                            rm_error *err);
 void rm_ckpt_coord_free(rm_ckpt_coord *cc);
 
 /* Number of checkpoints requested but not yet committed or discarded. */
@@ -49,6 +58,13 @@ int rm_ckpt_coord_expect(rm_ckpt_coord *cc, long steps_done, rm_error *err);
 /* Handles one worker's report. When the step is complete it is committed
  * (*outcome = 1) or discarded (*outcome = -1, reason in *why); otherwise
  * *outcome = 0. RM_ERR only for a protocol violation. */
+/* rm_ckpt_coord_on_done without the run directory's logs: the audit head
+ * is read from run_dir (NULL: none recorded), and *write_s receives the
+ * slowest worker's write time when the step is complete. Before the
+ * rename every part must be there as its worker reported it. */
+int rm_ckpt_coord_receive(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, const char *run_dir, int *outcome, long *step,
+                          double *write_s, rm_error *why, rm_error *err);
+
 int rm_ckpt_coord_on_done(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, rm_run_dir *rd, int *outcome, long *step,
                           rm_error *why, rm_error *err);
 

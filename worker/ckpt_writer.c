@@ -3,12 +3,25 @@
 #include "timer.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+/* The calling thread's policy: SCHED_IDLE, or back to SCHED_OTHER (its
+ * nice value kept). Best effort: a system that refuses leaves nice 10. */
+static void set_idle(int idle)
+{
+#ifdef SCHED_IDLE
+    struct sched_param sp = {.sched_priority = 0};
+    pthread_setschedparam(pthread_self(), idle ? SCHED_IDLE : SCHED_OTHER, &sp);
+#else
+    (void)idle;
+#endif
+}
 
 static void *writer_main(void *arg)
 {
@@ -19,8 +32,15 @@ static void *writer_main(void *arg)
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10);
     pthread_mutex_lock(&w->mu);
     for (;;) {
+        /* It waits as SCHED_IDLE, whose wake-up never preempts a training
+         * thread: the submit comes at the end of the checkpoint's step, and
+         * a writer run there at once would lengthen that step. Once it has
+         * a core it goes back to nice 10, so the write still gets its
+         * share while training fills the cores. */
+        set_idle(1);
         while (!w->stopping && !(w->busy && !w->finished))
             pthread_cond_wait(&w->changed, &w->mu);
+        set_idle(0);
         if (w->stopping)
             break;
         long step = w->job_step;
@@ -29,7 +49,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&w->mu);
 
         double t0 = rm_now_s();
-        rm_ckpt_file file;
+        rm_ckpt_file file = {0};
         rm_error err = {.errnum = 0};
         int rc = RM_OK;
         if (mkdir(dir, 0700) != 0 && errno != EEXIST)
@@ -37,8 +57,7 @@ static void *writer_main(void *arg)
         if (w->delay_s > 0)
             usleep((useconds_t)(w->delay_s * 1e6));
         if (rc == RM_OK)
-            rc = rm_ckpt_write_file(dir, w->worker, step, w->begin, w->end, (const float *const *)w->snap, w->n_state,
-                                    &file, &err);
+            rc = rm_ckpt_write_image(dir, w->worker, step, &w->image, &file, &err);
 
         pthread_mutex_lock(&w->mu);
         w->result = file;
@@ -59,14 +78,10 @@ int rm_ckpt_writer_start(rm_ckpt_writer *w, int worker, long begin, long end, in
     w->begin = begin;
     w->end = end;
     w->n_state = n_state;
-    for (int k = 0; k < n_state; k++) {
-        /* at least one float so an empty slice still has a buffer */
-        w->snap[k] = malloc(((size_t)(end - begin) + 1) * sizeof(float));
-        if (!w->snap[k]) {
-            rm_ckpt_writer_stop(w);
-            return rm_fail(err, "out of memory for the checkpoint snapshot");
-        }
-    }
+    if (rm_ckpt_image_init(&w->image, begin, end, n_state, err) != RM_OK)
+        return RM_ERR;
+    for (int k = 0; k < n_state; k++)
+        w->snap[k] = rm_ckpt_image_slice(&w->image, k);
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->changed, NULL);
     if (pthread_create(&w->thread, NULL, writer_main, w) != 0) {
@@ -88,8 +103,7 @@ void rm_ckpt_writer_stop(rm_ckpt_writer *w)
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->changed);
     }
-    for (int k = 0; k < 3; k++)
-        free(w->snap[k]);
+    rm_ckpt_image_free(&w->image);
     memset(w, 0, sizeof *w);
 }
 

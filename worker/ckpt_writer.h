@@ -15,7 +15,8 @@ typedef struct rm_ckpt_writer {
     int worker;
     long begin, end; /* this worker's slice, in floats */
     int n_state;
-    float *snap[3];  /* snapshot buffers, end - begin floats each */
+    rm_ckpt_image image; /* the file as it will lie on disk */
+    float *snap[3];  /* the snapshot: slice k of the image, end - begin floats each */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
