@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # How close `ringmaster doctor` comes to the job it predicts, one command:
 #
-#   bench/doctor.sh [--runs N] [--only NAME] [--set section.key=value ...]
+#   bench/doctor.sh [--runs N] [--only NAME,NAME...] [--set section.key=value ...]
 #
 # For each job below, N times (default 3): `ringmaster doctor CONFIG
 # --run-dir DIR` and at once `ringmaster run CONFIG --run-dir DIR`, so that
@@ -11,7 +11,9 @@
 #
 #   fashion-mnist  configs/fashion_mnist.yaml (the default job)
 #   mlp-1024       bench/mlp-1024.yaml
-#   gpt            bench/gpt-cpu.yaml (byte-level GPT-2 on the Brown corpus)
+#   gpt            bench/gpt-cpu.yaml (byte-level GPT-2 on the Brown corpus),
+#                  GPT_STEPS steps (default 100 of its 300, evaluated on
+#                  16384 tokens: the steps are the same, the run shorter)
 #   gpt-zero1      bench/gpt-cpu.yaml with train.zero 1 and launch.cpu_reduce
 #                  mpi: the reduce-scatter and all-gather over MPI
 #   gpt-zero1-shm  bench/gpt-cpu.yaml with train.zero 1 as one host runs it
@@ -32,15 +34,16 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 cd "$root"
 build=${BUILD_DIR:-build}
+gpt_steps=${GPT_STEPS:-100}
 runs=3
 only=""
 sets=()
 while [ $# -gt 0 ]; do
   case $1 in
     --runs) [ $# -ge 2 ] || die "--runs needs a number"; runs=$2; shift 2 ;;
-    --only) [ $# -ge 2 ] || die "--only needs a job name"; only=$2; shift 2 ;;
+    --only) [ $# -ge 2 ] || die "--only needs job names"; only=$2; shift 2 ;;
     --set) [ $# -ge 2 ] || die "--set needs section.key=value"; sets+=(--set "$2"); shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see bench/doctor.sh --help)" ;;
   esac
 done
@@ -48,18 +51,19 @@ rm=$build/bin/ringmaster
 [ -x "$rm" ] || die "$rm not found: build first (cmake -S . -B $build && cmake --build $build)"
 [ -f data/fashion-mnist/train/index.rmi ] || die "no data/fashion-mnist: run scripts/prepare-fashion-mnist.sh"
 
+gpt="--set train.steps=$gpt_steps --set train.eval_tokens=16384"
 jobs=(
   "fashion-mnist|configs/fashion_mnist.yaml|"
   "mlp-1024|bench/mlp-1024.yaml|"
-  "gpt|bench/gpt-cpu.yaml|"
-  "gpt-zero1|bench/gpt-cpu.yaml|--set train.zero=1 --set launch.cpu_reduce=mpi"
-  "gpt-zero1-shm|bench/gpt-cpu.yaml|--set train.zero=1"
+  "gpt|bench/gpt-cpu.yaml|$gpt"
+  "gpt-zero1|bench/gpt-cpu.yaml|$gpt --set train.zero=1 --set launch.cpu_reduce=mpi"
+  "gpt-zero1-shm|bench/gpt-cpu.yaml|$gpt --set train.zero=1"
 )
 out=$(mktemp -d "${TMPDIR:-/tmp}/ringmaster-doctor-bench.XXXXXX")
 echo "== results in $out (load average: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) cores)"
 for job in "${jobs[@]}"; do
   IFS='|' read -r name config extra <<<"$job"
-  [ -z "$only" ] || [ "$only" = "$name" ] || continue
+  case ,$only, in ,, | *,$name,*) ;; *) continue ;; esac
   case $config in bench/gpt*)
     [ -f data/brown/train/index.rmi ] || die "no data/brown: run scripts/prepare-brown.sh" ;;
   esac
@@ -71,10 +75,12 @@ for job in "${jobs[@]}"; do
     "$rm" doctor "$config" "${opts[@]}" --run-dir "$dir" >"$out/$name-$i.doctor.log" 2>&1 ||
       { tail -n 30 "$out/$name-$i.doctor.log" >&2; die "doctor failed (log: $out/$name-$i.doctor.log)"; }
     grep -E "^(predicted throughput|bottleneck):" "$out/$name-$i.doctor.log" | sed 's/^/   /'
+    echo "   load average $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "== $name $i/$runs: ringmaster run $config ${opts[*]} --run-dir $dir"
     "$rm" run "$config" "${opts[@]}" --run-dir "$dir" >"$out/$name-$i.run.log" 2>&1 ||
       { tail -n 30 "$out/$name-$i.run.log" >&2; die "run failed (log: $out/$name-$i.run.log)"; }
     grep -E "^done:" "$out/$name-$i.run.log" | sed 's/^/   /'
+    echo "   load average $(cut -d' ' -f1-3 /proc/loadavg)"
   done
 done
 
