@@ -102,7 +102,7 @@ for name in names:
         p = s["prediction"]
         pred.append(p["predicted_samples_per_second"])
         meas.append(s["samples_per_second"])
-        each.append(f"{pred[-1]:.0f}/{meas[-1]:.0f} {p['bottleneck']}")
+        each.append(f"{pred[-1]:.1f}/{meas[-1]:.1f} {p['bottleneck']}")
     mp, mm = statistics.median(pred), statistics.median(meas)
-    print(f"{name:<15} {mp:>11.0f} {mm:>11.0f} {100 * (mp - mm) / mm:>+7.1f}%   " + ", ".join(each))
+    print(f"{name:<15} {mp:>11.1f} {mm:>11.1f} {100 * (mp - mm) / mm:>+7.1f}%   " + ", ".join(each))
 PY

@@ -14,7 +14,9 @@
  *     step_s = data_wait + compute + reduce + optimizer + gather
  *
  * (means over the probe's steps; gather is ZeRO-1's all-gather, else 0).
- * The slowest rank's step sets the pace, as in training. The loader alone
+ * The ranks move in lockstep; the one the others wait for (the most work
+ * of its own: data wait, compute, optimizer) sets the pace, and its
+ * phases are the step. The loader alone
  * and, on the GPU, the copy of a batch to the device run beside the step;
  * either sets the pace when it takes longer than the step it feeds:
  *
@@ -80,7 +82,7 @@ typedef struct rm_doctor_rank {
 enum { RM_DOCTOR_STORAGE, RM_DOCTOR_H2D, RM_DOCTOR_COMPUTE, RM_DOCTOR_NETWORK, RM_DOCTOR_MEMORY, RM_DOCTOR_PIPES };
 
 typedef struct rm_doctor_prediction {
-    int slowest;       /* index of the rank whose step is the longest */
+    int slowest;       /* index of the rank the others wait for: the most work of its own */
     const char *reduce; /* its gradient transport */
     /* the slowest rank's phases (they add up to sequence_step_s) */
     double data_wait_s, compute_s, allreduce_s, optimizer_s, gather_s, sequence_step_s;

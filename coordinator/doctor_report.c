@@ -16,11 +16,18 @@ const char *rm_doctor_pipe_name(int pipe)
 void rm_doctor_predict(const rm_config *cfg, const rm_doctor_rank *ranks, int n, rm_doctor_prediction *p)
 {
     memset(p, 0, sizeof *p);
-    /* Data parallelism runs at the pace of the slowest rank: its own step,
-     * phase by phase (the others' phases add up to no more). */
+    /* The ranks move in lockstep (every step's reduction waits for all),
+     * so their steps are equally long, and the wait in one rank's
+     * reduction is another's slower work. The rank the others wait for,
+     * the one with the most work of its own (data wait, compute, its
+     * optimizer pass), sets the pace: its phases are the step. */
+    double most_own = -1;
     for (int r = 0; r < n; r++) {
-        if (ranks[r].step_s > ranks[p->slowest].step_s)
+        double own = ranks[r].data_wait_s + ranks[r].compute_s + ranks[r].optimizer_s;
+        if (own > most_own) {
+            most_own = own;
             p->slowest = r;
+        }
         p->loader_s = fmax(p->loader_s, ranks[r].loader_batch_s);
         p->h2d_s = fmax(p->h2d_s, ranks[r].h2d_batch_s);
     }
@@ -125,7 +132,7 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model *model, con
     const rm_doctor_rank *s = &ranks[p->slowest];
     double step = p->step_s > 0 ? p->step_s : 1;
     fprintf(out, "\nthe step in sequence: the job's backend and loader, gradients via %s, %ld steps,\n"
-                 "mean per step on the slowest rank (worker %d):\n",
+                 "mean per step on the rank the others wait for (worker %d):\n",
             p->reduce, s->sequence_steps, s->rank);
     int zero = strstr(p->reduce, "zero") != NULL;
     struct {
@@ -217,8 +224,7 @@ void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model *model
         fprintf(out, "%s\"%s\": ", k ? ", " : "", rm_doctor_pipe_name(k));
         rm_json_number(out, p->step_s > 0 ? p->pipe_s[k] / p->step_s : 0);
     }
-    fputs("},\n", out);
-    fputs("  },\n  \"host_to_device_gb_s\": ", out);
+    fputs("},\n  \"host_to_device_gb_s\": ", out);
     if (ranks[0].gpu)
         rm_json_number(out, WORST(h2d_gb_s, 1));
     else
