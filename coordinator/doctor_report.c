@@ -142,9 +142,7 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model *model, con
         {"  waiting for data", p->data_wait_s},
         {"  forward + backward", p->compute_s},
         {zero ? "  gradient reduce-scatter + norm" : "  gradient reduction + norm", p->allreduce_s},
-        {zero ? "  optimizer (its 1/N slice)" : !strcmp(p->reduce, "shm") ? "  optimizer (its 1/N slice)"
-                                                                           : "  optimizer",
-         p->optimizer_s},
+        {zero || !strcmp(p->reduce, "shm") ? "  optimizer (its 1/N slice)" : "  optimizer", p->optimizer_s},
         {"  parameter all-gather", p->gather_s},
     };
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
