@@ -22,9 +22,9 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: ringmaster doctor CONFIG [--workers N] [--set section.key=value ...] [--run-dir DIR | --out FILE]\n"
                  "  measures storage, memory, sgemm, optimizer and all-reduce rates on the job's ranks, predicts\n"
-                 "  the step time and names the bottleneck; the report goes to --out, or RUN_DIR/doctor.json\n"
-                 "  (where a later `ringmaster run --run-dir DIR` compares it with what it measures), or\n"
-                 "  ./doctor.json\n");
+                 "  the step time and names the bottleneck. It prints the report; the JSON report goes to --out\n"
+                 "  FILE, or to RUN_DIR/doctor.json (where a later `ringmaster run --run-dir DIR` compares it\n"
+                 "  with what it measures), and nowhere otherwise\n");
 }
 
 int rm_doctor_cmd_main(int argc, char **argv)
@@ -78,7 +78,7 @@ int rm_doctor_cmd_main(int argc, char **argv)
 
     /* Where the ranks read the resolved config: the run directory, or a
      * scratch directory removed afterwards. */
-    char dir[PATH_MAX], cfg_path[PATH_MAX + 32], out_path[PATH_MAX + 32];
+    char dir[PATH_MAX], cfg_path[PATH_MAX + 32], out_path[PATH_MAX + 32] = "";
     int scratch = 0;
     if (run_dir) {
         snprintf(dir, sizeof dir, "%s", run_dir);
@@ -100,9 +100,7 @@ int rm_doctor_cmd_main(int argc, char **argv)
         snprintf(out_path, sizeof out_path, "%s", out);
     else if (run_dir)
         snprintf(out_path, sizeof out_path, "%s/doctor.json", dir);
-    else
-        snprintf(out_path, sizeof out_path, "doctor.json");
-    if (out_path[0] != '/') { /* the ranks may start elsewhere */
+    if (out_path[0] && out_path[0] != '/') { /* the ranks may start elsewhere */
         char cwd[PATH_MAX], joined[PATH_MAX + 32];
         if (getcwd(cwd, sizeof cwd)) {
             snprintf(joined, sizeof joined, "%s/%s", cwd, out_path);
@@ -136,7 +134,8 @@ int rm_doctor_cmd_main(int argc, char **argv)
     snprintf(program, sizeof program, "%s/ringmaster-doctor", dirname(exe));
     const char *args[] = {cfg_path, "--out", out_path};
     rm_launch_plan plan;
-    if (rm_launch_plan_build_program(&plan, &cfg, cfg.workers + 1, program, args, 3, &err) != RM_OK) {
+    if (rm_launch_plan_build_program(&plan, &cfg, cfg.workers + 1, program, args, out_path[0] ? 3 : 1, &err) !=
+        RM_OK) {
         rm_error_log("%s", err.msg);
         return 1;
     }

@@ -1,30 +1,31 @@
 /* ringmaster-doctor: one MPI rank per worker of the job, each measuring
  * the pipes its worker will use, at the same time as the others (so that
  * ranks sharing a host share its disk, memory and cores as in training).
- * Rank 0 gathers the figures, prints the table and writes the JSON.
+ * Rank 0 gathers the figures and prints the table, and writes the JSON
+ * where --out says (nowhere without it).
  *
  *   storage    the train split's shard files, read with read(2): cold
  *              (page cache dropped with posix_fadvise DONTNEED first) and
- *              warm; then the loader thread itself at the job's batch
+ *              warm; then the loader thread alone at the job's batch
  *   memory     a triad over arrays much larger than the caches
+ *   step       the worker's step loop through the job's backend, fed by
+ *              the job's loader thread: data wait, forward + backward, the
+ *              gradient reduction on the job's transport (shared memory,
+ *              MPI, ZeRO-1's reduce-scatter), the optimizer and ZeRO-1's
+ *              parameter all-gather, each timed as a run times it
+ *   reduction  the backend's gradient reduction alone, after a barrier
  *   compute    every sgemm of forward and backward at the model's shapes
- *              for one local batch
- *   step       the job's backend: forward + backward, the gradient
- *              reduction (under ZeRO-1 a reduce-scatter), the optimizer and
- *              ZeRO-1's parameter all-gather, in the step's order, each timed
- *   all-reduce the gradient alone, bucketed as in training: algbw, busbw
+ *              for one local batch, each alone (CPU backend)
  *
  * Rank 0 stands in for the coordinator (it sleeps, takes the workers'
  * per-step messages and answers them, as the coordinator would), so that
  * the workers share the machine as they will in training. Started by
  * `ringmaster doctor` as
- *   mpirun -np N+1 ringmaster-doctor CONFIG --out JSON */
+ *   mpirun -np N+1 ringmaster-doctor CONFIG [--out JSON] */
 #include "doctor.h"
 
 #include "protocol.h"
 
-#include "grad_sync.h"
-#include "grad_sync_mpi.h"
 #include "backend.h"
 #include "config.h"
 #include "fsutil.h"
@@ -50,8 +51,11 @@
 #define READ_CHUNK (4L << 20)
 #define STORAGE_CAP_BYTES (512L << 20) /* per rank: enough for a rate, bounded time */
 #define PROBE_S 0.25                    /* minimum time per timed figure */
-#define SEQUENCE_S 1.5                  /* the step sequence: long enough for a steady median */
+#define SEQUENCE_S 2.0                  /* the step sequence: long enough for a steady mean */
+#define WARM_STEPS 5                    /* run first, untimed: caches, pages, the loader's queue */
+#define MIN_SEQUENCE_STEPS 10
 #define MAX_SEQUENCE_STEPS 20000
+#define LOADER_BATCHES 1000
 
 /* Messages between the workers and the coordinator's stand-in. */
 enum { TAG_PROGRESS = 301, TAG_REPORT, TAG_ASSIGN, TAG_DONE };
@@ -144,6 +148,12 @@ static int probe_storage(doctor *d, rm_error *err)
     return RM_OK;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 /* The loader thread on its own, fed this rank's real slices of the first
  * steps: how long it takes to make one local batch ready. */
 static int probe_loader(doctor *d, rm_error *err)
@@ -156,12 +166,13 @@ static int probe_loader(doctor *d, rm_error *err)
         return RM_ERR;
     long *sizes = malloc((size_t)ds.index.n_shards * sizeof *sizes);
     uint32_t *samples = malloc((size_t)d->local_batch * sizeof *samples);
+    double *intervals = malloc(LOADER_BATCHES * sizeof *intervals);
     rm_sampler sampler;
     memset(&sampler, 0, sizeof sampler);
     rm_loader ld;
     memset(&ld, 0, sizeof ld);
     int rc = RM_ERR;
-    if (!sizes || !samples) {
+    if (!sizes || !samples || !intervals) {
         rm_fail(err, "out of memory");
         goto out;
     }
@@ -175,9 +186,9 @@ static int probe_loader(doctor *d, rm_error *err)
     if (d->cfg.debug_loader_throttle_mb_s > 0) /* as from step 0: the steady state of a throttled job */
         ld.throttle_bytes_per_s = d->cfg.debug_loader_throttle_mb_s * 1e6;
     MPI_Barrier(d->comm);
-    double t0 = rm_now_s();
+    double t0 = rm_now_s(), last = t0;
     long done = 0, pushed = 0;
-    while (done < 1000 && (done < 8 || rm_now_s() - t0 < PROBE_S)) {
+    while (done < LOADER_BATCHES && (done < 8 || rm_now_s() - t0 < PROBE_S)) {
         while (rm_loader_free_assign_slots(&ld) > 0 && pushed - done < ld.n_assign) {
             rm_msg_assign a = {.step = pushed,
                                .position = rm_order_slice_start(pushed, d->cfg.global_batch, d->rank, d->ranks),
@@ -191,9 +202,13 @@ static int probe_loader(doctor *d, rm_error *err)
         if (rm_loader_next(&ld, &b, err) != RM_OK)
             goto out;
         rm_loader_release(&ld);
-        done++;
+        double now = rm_now_s();
+        intervals[done++] = now - last;
+        last = now;
     }
-    d->me.loader_batch_s = (rm_now_s() - t0) / (double)done;
+    /* The median batch: the loader's pace, not a burst of other load */
+    qsort(intervals, (size_t)done, sizeof *intervals, cmp_double);
+    d->me.loader_batch_s = done % 2 ? intervals[done / 2] : 0.5 * (intervals[done / 2 - 1] + intervals[done / 2]);
     d->me.loader_samples_per_s = (double)d->local_batch / d->me.loader_batch_s;
     rc = RM_OK;
 out:
@@ -201,6 +216,7 @@ out:
     rm_sampler_free(&sampler);
     free(sizes);
     free(samples);
+    free(intervals);
     rm_dataset_close(&ds);
     return rc;
 }
@@ -326,29 +342,6 @@ static int stand_in(const doctor *d, int workers, rm_error *err)
     return rc;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* Median of column `col` of an n x 3 table. */
-/* compute, reduction, optimizer, ZeRO-1's all-gather */
-#define STEP_COLUMNS 4
-
-static double median_of(const double *table, long n, int col)
-{
-    double *v = malloc((size_t)n * sizeof *v);
-    if (!v)
-        return 0;
-    for (long i = 0; i < n; i++)
-        v[i] = table[STEP_COLUMNS * i + col];
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    double m = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-    free(v);
-    return m;
-}
-
 /* Every parameter product of one training step at the shapes of the
  * model's table (each matrix [out x in] applied to a micro-step's rows:
  * samples x positions), each timed on its own. */
@@ -396,54 +389,169 @@ static int probe_gemms(doctor *d, rm_error *err)
     return RM_OK;
 }
 
-/* A batch of the model's record with deterministic contents: pixel-like
- * floats and labels, or token ids inside the vocabulary. */
-static void synthetic_batch(const rm_model *m, long n, void *input, void *target)
+/* The steps' source, as in a worker: the loader thread, handed the
+ * assignments of the steps ahead as the coordinator's arrive. */
+typedef struct step_feed {
+    rm_dataset ds;
+    rm_sampler sampler;
+    rm_loader ld;
+    long *shard_sizes;
+    uint32_t *samples;
+    long pushed, taken; /* assignments handed to the loader, batches taken from it */
+} step_feed;
+
+static void feed_close(step_feed *f)
 {
-    if (m->data_format == RM_DATA_TOKENS) {
-        int32_t *in = input, *tg = target;
-        for (long i = 0; i < n * m->context; i++) {
-            in[i] = (int32_t)((i * 2654435761u) % (unsigned long)m->vocab);
-            tg[i] = (int32_t)((i * 40503u + 7) % (unsigned long)m->vocab);
-        }
-        return;
-    }
-    long dim = m->input_bytes / (long)sizeof(float);
-    float *x = input;
-    uint8_t *labels = target;
-    for (long i = 0; i < n * dim; i++)
-        x[i] = (float)((i * 2654435761u) % 256) / 255.0f;
-    for (long i = 0; i < n; i++)
-        labels[i] = (uint8_t)(i % m->vocab);
+    rm_loader_stop(&f->ld);
+    rm_sampler_free(&f->sampler);
+    free(f->shard_sizes);
+    free(f->samples);
+    rm_dataset_close(&f->ds);
 }
 
-/* The training step itself, through the job's backend (the same code, the
- * same way of summing gradients as training will choose), step after step:
- * forward + backward (starting the gradient reduction as it goes), the
- * wait for the reduction, the optimizer, each timed; the coordinator
- * stand-in hears each step's messages as in training. Measured in sequence
- * rather than each part in a tight loop of its own, because the
- * optimizer's pass over every parameter and moment evicts the caches that
- * forward and backward would otherwise find warm, and the reduction
- * absorbs the ranks' skew as in training. The tiny lr keeps the weights
- * from drifting into nonsense. */
+static int feed_open(doctor *d, step_feed *f, rm_error *err)
+{
+    memset(f, 0, sizeof *f);
+    char dir[2 * RM_PATH_CAP];
+    snprintf(dir, sizeof dir, "%s/%s", d->cfg.data_dir, d->cfg.train_split);
+    if (rm_dataset_open_context(dir, RM_DATASET_DEFAULT_DECRYPT_BYTES, d->cfg.model_context, &f->ds, err) != RM_OK)
+        return RM_ERR;
+    f->shard_sizes = malloc((size_t)f->ds.index.n_shards * sizeof *f->shard_sizes);
+    f->samples = malloc((size_t)d->local_batch * sizeof *f->samples);
+    if (!f->shard_sizes || !f->samples)
+        return rm_fail(err, "out of memory");
+    for (int s = 0; s < f->ds.index.n_shards; s++)
+        f->shard_sizes[s] = f->ds.index.shards[s].samples;
+    /* the worker's loader, with the queue depths `ringmaster run` gives it */
+    if (rm_sampler_init(&f->sampler, f->shard_sizes, f->ds.index.n_shards, (uint64_t)d->cfg.seed,
+                        d->cfg.shuffle_window_shards, err) != RM_OK ||
+        rm_loader_start(&f->ld, &f->ds, d->local_batch, (int)d->cfg.prefetch_batches,
+                        (int)d->cfg.prefetch_batches + 2, err) != RM_OK)
+        return RM_ERR;
+    f->ld.throttle_bytes_per_s = d->cfg.debug_loader_throttle_mb_s * 1e6;
+    return RM_OK;
+}
+
+static int feed_push(doctor *d, step_feed *f, rm_error *err)
+{
+    while (rm_loader_free_assign_slots(&f->ld) > 0 && f->pushed - f->taken < f->ld.n_assign) {
+        rm_msg_assign a = {.step = f->pushed,
+                           .position = rm_order_slice_start(f->pushed, d->cfg.global_batch, d->rank, d->ranks),
+                           .count = (int32_t)d->local_batch};
+        if (rm_sampler_fill(&f->sampler, a.position, a.count, f->samples, err) != RM_OK ||
+            rm_loader_push(&f->ld, &a, f->samples, err) != RM_OK)
+            return RM_ERR;
+        f->pushed++;
+    }
+    return RM_OK;
+}
+
+/* The phases of a step, as a worker's report cuts them. */
+enum { PHASE_DATA_WAIT, PHASE_COMPUTE, PHASE_REDUCE, PHASE_OPTIMIZER, PHASE_GATHER, PHASES };
+
+/* One step of the worker's loop (worker/worker_main.c: train), timed the
+ * same way: from asking the loader for the batch to the end of the update,
+ * the report to the coordinator excluded. The backend's own figures cut it
+ * into phases (on the GPU compute_s runs until the device finishes
+ * backward); every other moment of it is a wait on the peers and counts to
+ * the reduction, as in a run's report (shm: the barrier after the update).
+ * The tiny lr keeps the weights from drifting into nonsense. */
+static int one_step(doctor *d, rm_backend *backend, step_feed *f, double phase[PHASES], rm_error *err)
+{
+    const rm_model *m = &d->model;
+    if (feed_push(d, f, err) != RM_OK)
+        return RM_ERR;
+    double t0 = rm_now_s();
+    rm_batch *b;
+    if (rm_loader_next(&f->ld, &b, err) != RM_OK)
+        return RM_ERR;
+    double t1 = rm_now_s();
+    rm_step_stats stats = {0};
+    if (backend->backward(backend, b->input, b->target, b->assign.count,
+                          1.0f / (float)(d->cfg.global_batch * m->positions), 0, &stats, err) != RM_OK)
+        return RM_ERR;
+    rm_batch *next;
+    if (backend->prefetch && rm_loader_peek(&f->ld, &next) &&
+        backend->prefetch(backend, next->input, next->target, next->assign.count, err) != RM_OK)
+        return RM_ERR;
+    char msg[sizeof(rm_msg_report) + 64] = {0};
+    RM_MPI_CHECK(MPI_Send(msg, sizeof(rm_msg_progress), MPI_BYTE, 0, TAG_PROGRESS, MPI_COMM_WORLD), err);
+    if (backend->reduce(backend, &stats, err) != RM_OK || backend->update(backend, 1e-9, &stats, err) != RM_OK)
+        return RM_ERR;
+    double t3 = rm_now_s();
+    rm_loader_release(&f->ld);
+    f->taken++;
+    RM_MPI_CHECK(MPI_Send(msg, sizeof(rm_msg_report), MPI_BYTE, 0, TAG_REPORT, MPI_COMM_WORLD), err);
+    d->reports_sent++;
+    if (drain_assignments(d, 0, err) != RM_OK)
+        return RM_ERR;
+    phase[PHASE_DATA_WAIT] = t1 - t0;
+    phase[PHASE_COMPUTE] = stats.compute_s;
+    phase[PHASE_OPTIMIZER] = stats.optimizer_s;
+    phase[PHASE_GATHER] = stats.gather_s;
+    phase[PHASE_REDUCE] = (t3 - t1) - stats.compute_s - stats.optimizer_s - stats.gather_s;
+    return RM_OK;
+}
+
+/* The backend's gradient reduction on its own, after a barrier: what the
+ * transport takes without waiting for a slower rank. (The gradient is
+ * summed again and again; its values do not matter here.) */
+static int probe_reduce_alone(doctor *d, rm_backend *backend, rm_error *err)
+{
+    if (d->ranks == 1)
+        return RM_OK; /* nothing to reduce */
+    rm_step_stats stats = {0};
+    long reps = 0;
+    double t = 0;
+    for (int warm = 0; warm < 3; warm++)
+        if (backend->reduce(backend, &stats, err) != RM_OK)
+            return RM_ERR;
+    /* Every rank runs the same number: t is the same maximum on every one. */
+    while (reps < 5 || (t < PROBE_S && reps < 2000)) {
+        RM_MPI_CHECK(MPI_Barrier(d->comm), err);
+        double t0 = rm_now_s();
+        if (backend->reduce(backend, &stats, err) != RM_OK)
+            return RM_ERR;
+        double dt = rm_now_s() - t0;
+        RM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, d->comm), err);
+        t += dt;
+        reps++;
+    }
+    d->me.allreduce_s = t / (double)reps;
+    double bytes = (double)d->model.n_params * sizeof(float);
+    d->me.allreduce_algbw_gb_s = bytes / d->me.allreduce_s / 1e9;
+    /* the nccl-tests definitions: all-reduce moves 2(n-1)/n of the
+     * buffer per rank, reduce-scatter (n-1)/n */
+    double moved = strstr(d->me.reduce, "zero") ? (double)(d->ranks - 1) / d->ranks
+                                                : 2.0 * (d->ranks - 1) / d->ranks;
+    d->me.allreduce_busbw_gb_s = d->me.allreduce_algbw_gb_s * moved;
+    return RM_OK;
+}
+
+/* The worker's step loop through the job's backend and loader, with the
+ * coordinator's stand-in hearing each step's messages: first WARM_STEPS
+ * untimed, then as many as fill SEQUENCE_S (the same number on every
+ * rank, agreed once, so that no collective of the doctor's own runs
+ * between the steps), each cut into phases; the means per step are the
+ * prediction's terms. Means, not medians, because a run's samples/s is a
+ * mean: the slow steps (a page fault, a neighbour's burst, the other
+ * rank's turn on a shared core) count in it. */
 static int probe_step(doctor *d, rm_error *err)
 {
     const rm_model *m = &d->model;
     long n = d->local_batch;
-    void *x = malloc((size_t)n * (size_t)m->input_bytes);
-    void *labels = malloc((size_t)n * (size_t)m->target_bytes);
-    double *times = malloc(STEP_COLUMNS * MAX_SEQUENCE_STEPS * sizeof(double));
+    step_feed feed;
     rm_backend *backend = NULL;
     int rc = RM_ERR;
-    if (!x || !labels || !times) {
-        rm_fail(err, "out of memory for the step probe");
+    if (feed_open(d, &feed, err) != RM_OK)
         goto out;
-    }
-    synthetic_batch(m, n, x, labels);
     if (!(backend = rm_backend_create(m, &d->cfg, n, d->comm, NULL, NULL, 0, err)))
         goto out;
+    snprintf(d->me.reduce, sizeof d->me.reduce, "%s", backend->reduce_name ? backend->reduce_name : "?");
     d->me.gpu = backend->kind == RM_BACKEND_GPU;
+    if (backend->pin_host) /* as the worker pins its loader's batches */
+        for (int i = 0; i < feed.ld.n_slots; i++)
+            backend->pin_host(backend, feed.ld.slots[i].input, (size_t)n * (size_t)m->input_bytes);
     if (d->me.gpu) {
         /* the batch as the loader hands it over */
         size_t bytes = (size_t)n * (size_t)m->input_bytes;
@@ -451,128 +559,49 @@ static int probe_step(doctor *d, rm_error *err)
             goto out;
         d->me.h2d_batch_s = d->me.h2d_gb_s > 0 ? (double)bytes / (d->me.h2d_gb_s * 1e9) : 0;
     }
-    long reps = 0;
-    int more = 1;
-    char msg[sizeof(rm_msg_report) + 64] = {0};
+    double phase[PHASES];
     MPI_Barrier(d->comm);
-    double t_start = rm_now_s();
-    for (long warm = 3; more; warm--) {
-        rm_step_stats stats = {0};
-        double t0 = rm_now_s();
-        if (backend->backward(backend, x, labels, n, 1.0f / (float)(d->cfg.global_batch * m->positions), 0, &stats,
-                              err) != RM_OK)
+    double warm_t0 = 0;
+    for (int i = 0; i < WARM_STEPS; i++) {
+        if (i == WARM_STEPS - 2)
+            warm_t0 = rm_now_s();
+        if (one_step(d, backend, &feed, phase, err) != RM_OK)
             goto out;
-        double t1 = rm_now_s();
-        RM_MPI_CHECK(MPI_Send(msg, sizeof(rm_msg_progress), MPI_BYTE, 0, TAG_PROGRESS, MPI_COMM_WORLD), err);
-        if (backend->reduce(backend, &stats, err) != RM_OK)
-            goto out;
-        double t2 = rm_now_s();
-        if (backend->update(backend, 1e-9, &stats, err) != RM_OK)
-            goto out;
-        /* A worker's step time ends here, before its report (which is what
-         * a run's samples/s counts). */
-        double t3 = rm_now_s();
-        RM_MPI_CHECK(MPI_Send(msg, sizeof(rm_msg_report), MPI_BYTE, 0, TAG_REPORT, MPI_COMM_WORLD), err);
-        d->reports_sent++;
-        if (drain_assignments(d, 0, err) != RM_OK)
-            goto out;
-        if (warm <= 0) {
-            double *row = times + STEP_COLUMNS * reps;
-            row[0] = t1 - t0;
-            row[1] = t2 - t1;
-            row[2] = t3 - t2 - stats.gather_s; /* update holds ZeRO-1's all-gather */
-            row[3] = stats.gather_s;
-            reps++;
-        }
-        /* Every rank runs the same number of steps: rank 0 decides. */
-        more = reps < 10 || (rm_now_s() - t_start < SEQUENCE_S && reps < MAX_SEQUENCE_STEPS);
-        MPI_Bcast(&more, 1, MPI_INT, 0, d->comm);
     }
-    /* Medians: a burst of someone else's load during the short probe
-     * should not decide the prediction for a whole run. */
-    d->me.compute_s = median_of(times, reps, 0);
-    d->me.step_allreduce_s = d->ranks > 1 ? median_of(times, reps, 1) : 0;
-    d->me.optimizer_s = median_of(times, reps, 2);
-    d->me.step_gather_s = median_of(times, reps, 3);
-    rc = RM_OK;
+    double warm_step_s = (rm_now_s() - warm_t0) / 2;
+    RM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &warm_step_s, 1, MPI_DOUBLE, MPI_MAX, d->comm), err);
+    long steps = warm_step_s > 0 ? (long)ceil(SEQUENCE_S / warm_step_s) : MAX_SEQUENCE_STEPS;
+    steps = steps < MIN_SEQUENCE_STEPS ? MIN_SEQUENCE_STEPS : steps > MAX_SEQUENCE_STEPS ? MAX_SEQUENCE_STEPS : steps;
+    double sum[PHASES] = {0};
+    for (long i = 0; i < steps; i++) {
+        if (one_step(d, backend, &feed, phase, err) != RM_OK)
+            goto out;
+        for (int k = 0; k < PHASES; k++)
+            sum[k] += phase[k];
+    }
+    d->me.sequence_steps = steps;
+    d->me.data_wait_s = sum[PHASE_DATA_WAIT] / (double)steps;
+    d->me.compute_s = sum[PHASE_COMPUTE] / (double)steps;
+    d->me.step_allreduce_s = sum[PHASE_REDUCE] / (double)steps;
+    d->me.optimizer_s = sum[PHASE_OPTIMIZER] / (double)steps;
+    d->me.step_gather_s = sum[PHASE_GATHER] / (double)steps;
+    d->me.step_s = d->me.data_wait_s + d->me.compute_s + d->me.step_allreduce_s + d->me.optimizer_s +
+                   d->me.step_gather_s;
+    rc = probe_reduce_alone(d, backend, err);
 out:
-    if (backend)
+    if (backend) /* before the loader: it may hold the loader's pinned pages */
         backend->destroy(backend);
-    free(x);
-    free(labels);
-    free(times);
+    feed_close(&feed);
     return rc;
-}
-
-/* The whole gradient, in the job's buckets, as the CPU backend reduces it. */
-static int probe_allreduce(doctor *d, rm_error *err)
-{
-    if (d->ranks == 1)
-        return RM_OK; /* nothing to reduce */
-    long np = d->model.n_params;
-    float *grads = malloc((size_t)np * sizeof(float));
-    if (!grads)
-        return rm_fail(err, "out of memory for the all-reduce probe");
-    for (long i = 0; i < np; i++)
-        grads[i] = 1.0f;
-    long bucket_floats = (long)(d->cfg.bucket_mb * 1024.0 * 1024.0 / sizeof(float));
-    if (bucket_floats < 1)
-        bucket_floats = 1;
-    rm_grad_sync_mpi mpi;
-    rm_grad_sync ar;
-    memset(&ar, 0, sizeof ar);
-    if (rm_grad_sync_mpi_init(&mpi, d->comm, grads, (int)((np + bucket_floats - 1) / bucket_floats), err) != RM_OK) {
-        free(grads);
-        return RM_ERR;
-    }
-    rm_grad_transport tp = rm_grad_sync_mpi_transport(&mpi);
-    if (rm_grad_sync_init(&ar, np, bucket_floats, d->rank, &tp, err) != RM_OK) {
-        rm_grad_sync_mpi_free(&mpi);
-        free(grads);
-        return RM_ERR;
-    }
-    int rc = RM_OK;
-    long reps = 0;
-    double t = 0;
-    for (int warm = 0; warm < 3 && rc == RM_OK; warm++)
-        rc = rm_grad_sync_finish(&ar, err);
-    /* Every rank runs the same number of reductions: rank 0 decides. */
-    while (rc == RM_OK) {
-        MPI_Barrier(d->comm);
-        double t0 = rm_now_s();
-        if (rm_grad_sync_finish(&ar, err) != RM_OK) {
-            rc = RM_ERR;
-            break;
-        }
-        double dt = rm_now_s() - t0;
-        MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, d->comm);
-        t += dt;
-        reps++;
-        int more = reps < 5 || (t < PROBE_S && reps < 2000);
-        MPI_Bcast(&more, 1, MPI_INT, 0, d->comm);
-        if (!more)
-            break;
-    }
-    rm_grad_sync_free(&ar);
-    rm_grad_sync_mpi_free(&mpi);
-    free(grads);
-    if (rc != RM_OK)
-        return RM_ERR;
-    d->me.allreduce_s = t / (double)reps;
-    double bytes = (double)np * sizeof(float);
-    d->me.allreduce_algbw_gb_s = bytes / d->me.allreduce_s / 1e9;
-    d->me.allreduce_busbw_gb_s = d->me.allreduce_algbw_gb_s * 2.0 * (d->ranks - 1) / d->ranks;
-    return RM_OK;
 }
 
 static int run(doctor *d, const char *out_path, rm_error *err)
 {
-    /* The step first: it settles the backend. On the GPU the host's sgemm
+    /* The step before the sgemms: it settles the backend. On the GPU the host's sgemm
      * says nothing about the job (and at wide layers takes minutes), so
      * the GPU's own products are the step's. */
     if (probe_storage(d, err) != RM_OK || probe_loader(d, err) != RM_OK || probe_memory(d, err) != RM_OK ||
-        probe_step(d, err) != RM_OK || (!d->me.gpu && probe_gemms(d, err) != RM_OK) ||
-        probe_allreduce(d, err) != RM_OK)
+        probe_step(d, err) != RM_OK || (!d->me.gpu && probe_gemms(d, err) != RM_OK))
         return RM_ERR;
     rm_doctor_rank *all = d->rank == 0 ? calloc((size_t)d->ranks, sizeof *all) : NULL;
     if (d->rank == 0 && !all)
@@ -587,6 +616,11 @@ static int run(doctor *d, const char *out_path, rm_error *err)
     rm_doctor_prediction p;
     rm_doctor_predict(&d->cfg, all, d->ranks, &p);
     rm_doctor_print(stdout, &d->cfg, &d->model, all, d->ranks, &p);
+    fflush(stdout);
+    if (!out_path) { /* the report goes only where it was asked for */
+        free(all);
+        return RM_OK;
+    }
     char *text = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
@@ -631,8 +665,8 @@ int main(int argc, char **argv)
     }
     rm_error err;
     int rc = RM_OK;
-    if (!config_path || !out_path) {
-        rc = rm_fail(&err, "usage: ringmaster-doctor CONFIG --out JSON (started by `ringmaster doctor`)");
+    if (!config_path) {
+        rc = rm_fail(&err, "usage: ringmaster-doctor CONFIG [--out JSON] (started by `ringmaster doctor`)");
     } else if (rm_config_load(config_path, NULL, 0, &d.cfg, &d.facts, &err) != RM_OK) {
         rc = RM_ERR;
     } else if (d.cfg.workers != d.ranks) {

@@ -174,6 +174,18 @@ START_TEST(metrics_address_rules)
 }
 END_TEST
 
+/* Sets one rank's phases of the step in sequence; step_s is their sum. */
+static void doctor_phases(rm_doctor_rank *r, double wait, double compute, double reduce, double optimizer,
+                          double gather)
+{
+    r->data_wait_s = wait;
+    r->compute_s = compute;
+    r->step_allreduce_s = reduce;
+    r->optimizer_s = optimizer;
+    r->step_gather_s = gather;
+    r->step_s = wait + compute + reduce + optimizer + gather;
+}
+
 START_TEST(doctor_names_the_bottleneck)
 {
     rm_config cfg;
@@ -182,45 +194,76 @@ START_TEST(doctor_names_the_bottleneck)
     rm_doctor_rank r[2];
     memset(r, 0, sizeof r);
     for (int i = 0; i < 2; i++) {
+        snprintf(r[i].reduce, sizeof r[i].reduce, "shm");
         r[i].loader_batch_s = 0.001;
-        r[i].compute_s = 0.004;
-        r[i].step_allreduce_s = 0.002;
         r[i].allreduce_s = 0.001;
-        r[i].optimizer_s = 0.001;
     }
-    r[1].compute_s = 0.005; /* the slowest rank sets the pace */
+    /* lockstep: rank 1 computes longer, rank 0 waits for it in the
+     * reduction; rank 1's phases are the step */
+    doctor_phases(&r[0], 0, 0.004, 0.003, 0.001, 0);
+    doctor_phases(&r[1], 0, 0.006, 0.001, 0.001, 0);
     rm_doctor_prediction p;
     rm_doctor_predict(&cfg, r, 2, &p);
-    ck_assert_double_eq_tol(p.step_s, 0.005 + 0.002 + 0.001, 1e-12);
+    ck_assert_int_eq(p.slowest, 1);
+    ck_assert_double_eq_tol(p.step_s, 0.006 + 0.001 + 0.001, 1e-12);
+    ck_assert_double_eq_tol(p.compute_s, 0.006, 1e-12);
     ck_assert_double_eq_tol(p.samples_per_s, 100 / 0.008, 1e-6);
     ck_assert_str_eq(p.bottleneck, "compute");
+    /* a rank waiting for its data makes the others wait in the reduction:
+     * the wait for data is named, not the reduction */
+    doctor_phases(&r[0], 0.006, 0.001, 0.0005, 0.0005, 0);
+    doctor_phases(&r[1], 0, 0.001, 0.0065, 0.0005, 0);
+    rm_doctor_predict(&cfg, r, 2, &p);
+    ck_assert_int_eq(p.slowest, 0);
+    ck_assert_str_eq(p.bottleneck, "storage");
+    doctor_phases(&r[0], 0, 0.004, 0.003, 0.001, 0);
+    doctor_phases(&r[1], 0, 0.006, 0.001, 0.001, 0);
 
+    /* the loader alone slower than the step it feeds sets the pace */
+    rm_doctor_predict(&cfg, r, 2, &p);
+    ck_assert_str_eq(p.reduce, "shm");
     r[0].loader_batch_s = 0.02;
     rm_doctor_predict(&cfg, r, 2, &p);
     ck_assert_str_eq(p.bottleneck, "storage");
     ck_assert_double_eq_tol(p.step_s, 0.02, 1e-12);
 
+    /* a reduction longer than compute is named, whatever the reduction
+     * alone takes (the verdict is the largest printed share) */
     r[0].loader_batch_s = 0.001;
     for (int i = 0; i < 2; i++) {
-        r[i].compute_s = 0.001;
-        r[i].allreduce_s = r[i].step_allreduce_s = 0.006;
+        r[i].allreduce_s = 0.0005;
+        doctor_phases(&r[i], 0, 0.00193, 0.00398, 0.0001, 0);
     }
     rm_doctor_predict(&cfg, r, 2, &p);
     ck_assert_str_eq(p.bottleneck, "network");
+    ck_assert_double_eq_tol(p.step_s, 0.00193 + 0.00398 + 0.0001, 1e-12);
 
-    /* a long all-reduce wait that the all-reduce alone does not explain is
-     * ranks waiting for each other: compute */
+    /* ZeRO-1: reduce-scatter and all-gather are one pipe's share */
     for (int i = 0; i < 2; i++)
-        r[i].allreduce_s = 0.0005;
+        doctor_phases(&r[i], 0, 0.004, 0.0025, 0.0002, 0.0025);
     rm_doctor_predict(&cfg, r, 2, &p);
-    ck_assert_str_eq(p.bottleneck, "compute");
+    ck_assert_str_eq(p.bottleneck, "network");
+    ck_assert_double_eq_tol(p.pipe_s[RM_DOCTOR_NETWORK], 0.005, 1e-12);
 
-    for (int i = 0; i < 2; i++) {
-        r[i].step_allreduce_s = r[i].allreduce_s = 0.0005;
-        r[i].optimizer_s = 0.003;
-    }
+    for (int i = 0; i < 2; i++)
+        doctor_phases(&r[i], 0, 0.001, 0.0005, 0.003, 0);
     rm_doctor_predict(&cfg, r, 2, &p);
     ck_assert_str_eq(p.bottleneck, "memory");
+
+    /* waiting for data in the step is the loader's share */
+    for (int i = 0; i < 2; i++)
+        doctor_phases(&r[i], 0.004, 0.003, 0.0005, 0.0005, 0);
+    rm_doctor_predict(&cfg, r, 2, &p);
+    ck_assert_str_eq(p.bottleneck, "storage");
+    ck_assert_double_eq_tol(p.step_s, 0.008, 1e-12);
+
+    /* the verdict is always the largest printed share */
+    for (int i = 0; i < 2; i++)
+        doctor_phases(&r[i], 0.0001, 0.002, 0.0019, 0.0003, 0);
+    rm_doctor_predict(&cfg, r, 2, &p);
+    for (int k = 0; k < RM_DOCTOR_PIPES; k++)
+        ck_assert(p.pipe_s[k] <= p.pipe_s[p.bottleneck_pipe]);
+    ck_assert_str_eq(p.bottleneck, "compute");
 }
 END_TEST
 

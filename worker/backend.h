@@ -51,6 +51,9 @@ typedef struct rm_backend rm_backend;
  *             gradient under nan_policy skip, or a rolled-back step) */
 struct rm_backend {
     const char *name;
+    /* How gradients are summed, once create has chosen: "shm", "mpi",
+     * "mpi zero-1", "nccl", or "none" (one worker). For reports. */
+    const char *reduce_name;
     int kind;    /* RM_BACKEND_CPU or RM_BACKEND_GPU */
     int transport; /* enum rm_transport: how gradients are summed (step_phase.h) */
     int n_state; /* state tensors per parameter: params + optimizer moments */

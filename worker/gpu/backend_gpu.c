@@ -548,6 +548,7 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
     gb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
     MPI_Comm_rank(comm, &gb->rank);
     MPI_Comm_size(comm, &gb->world);
+    gb->base.reduce_name = gb->world > 1 ? "nccl" : "none";
 
     /* Agree before the NCCL communicator, which every worker must join:
      * a worker whose device failed must not leave the others waiting. */
