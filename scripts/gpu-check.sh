@@ -13,6 +13,9 @@
 #      launch.backend=gpu) and checks the test accuracy reaches the CPU
 #      backend's (MIN_ACCURACY, default 0.89; --cpu-reference also trains
 #      it on the CPU backend and prints both);
+#   3b. trains it for one epoch on one GPU with train.zero 1 and with 0:
+#      ZeRO-1 on one worker is plain data parallelism, so both end with the
+#      same weights (weights_digest) and the same optimizer state bytes;
 #   4. unless --quick: measures the GPU's cuBLAS GEMM rate, trains
 #      bench/mlp-8192-gpu.yaml (784-8192-8192-10, global batch 4096) with
 #      ringmaster in bf16 and tf32 and the same job in PyTorch on the same
@@ -44,7 +47,7 @@ for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
     --cpu-reference) cpu_reference=1 ;;
-    -h|--help) sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,42p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gpu-check.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -226,6 +229,28 @@ if [ $cpu_reference = 1 ]; then
   else
     fail "Fashion-MNIST on the CPU backend (log: $out/fmnist-cpu.log)"
   fi
+fi
+
+# --- 3b. ZeRO-1 on one GPU against zero 0 ----------------------------------
+say "ZeRO-1 on one GPU against zero 0 (one epoch each)"
+zero_ok=1
+for z in 0 1; do
+  if ! run_job fmnist-zero$z configs/fashion_mnist.yaml --workers 1 --set launch.backend=gpu --set train.epochs=1 \
+       --set train.zero=$z; then
+    fail "Fashion-MNIST one epoch on the GPU with train.zero $z (log: $out/fmnist-zero$z.log)"
+    zero_ok=0
+  fi
+done
+if [ $zero_ok = 1 ]; then
+  for key in weights_digest optimizer_state_bytes_per_worker final_train_loss test_accuracy; do
+    a=$(json_field "$out/fmnist-zero0/summary.json" $key)
+    b=$(json_field "$out/fmnist-zero1/summary.json" $key)
+    if [ "$a" = "$b" ]; then
+      note "train.zero 1 on one GPU: $key $b, the same as zero 0"
+    else
+      fail "train.zero 1 on one GPU: $key $b, zero 0 $a"
+    fi
+  done
 fi
 
 # --- 4. the larger MLP against PyTorch -------------------------------------

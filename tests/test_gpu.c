@@ -1,7 +1,8 @@
 /* The GPU backend against the CPU backend: every kernel against the CPU's
  * formula, the MLP's products in fp32, tf32 and bf16 against mlp_cpu.c,
  * whole training steps (SGD and AdamW) against backend_cpu.c, checkpoints
- * moved between the two backends, and the NCCL transport on one rank.
+ * moved between the two backends, the NCCL transport on one rank (plain
+ * and ZeRO-1's sharded form), and ZeRO-1 on one worker (a no-op).
  *
  * Agreement is the relative error |gpu - cpu| / |cpu| over a whole tensor,
  * held under a threshold per precision: fp32 to float rounding, tf32 to its
@@ -587,6 +588,109 @@ START_TEST(nccl_transport_on_one_rank)
 }
 END_TEST
 
+/* train.zero 1 on one worker: one slice, all of it, so the same steps and
+ * the same bytes as zero 0, and the whole optimizer state allocated and
+ * reported. _i: precision. */
+START_TEST(zero_on_one_worker_is_plain_data_parallel)
+{
+    int precision = _i;
+    rm_config cfg;
+    rm_model_shape s;
+    small_model(&cfg, &s, RM_ACT_RELU);
+    cfg.optimizer = RM_OPT_ADAMW;
+    cfg.precision = precision;
+    cfg.lr = 1e-3;
+    cfg.weight_decay = 1e-4;
+    rm_backend *plain = make_backend(1, &cfg, &s);
+    /* make_backend keeps one model per backend kind: the CPU slot holds
+     * the second GPU backend's model (no CPU backend in this test) */
+    cfg.zero = 1;
+    rm_error err;
+    rm_dataset_facts facts = {.data_format = RM_DATA_RECORDS, .input_dim = s.dims[0], .classes = s.dims[s.n_layers]};
+    rm_model *m = &backend_models[0];
+    rm_model_free(m);
+    ck_assert_msg(rm_model_init(m, &cfg, &facts, &err) == RM_OK, "%s", err.msg);
+    rm_backend *zero = rm_backend_gpu_create(m, &cfg, BATCH, MPI_COMM_SELF, NULL, NULL, 1.0, &err);
+    ck_assert_msg(zero != NULL, "gpu backend with train.zero 1: %s", err.msg);
+    ck_assert_msg(zero->optimizer_state_bytes == plain->optimizer_state_bytes &&
+                      plain->optimizer_state_bytes == 2 * (size_t)s.n_params * sizeof(float),
+                  "optimizer state %zu bytes under zero 1, %zu under zero 0, want %zu", zero->optimizer_state_bytes,
+                  plain->optimizer_state_bytes, 2 * (size_t)s.n_params * sizeof(float));
+    float x[BATCH * IN];
+    uint8_t labels[BATCH];
+    for (int step = 0; step < 4; step++) {
+        batch_of(50 + (uint64_t)step, x, labels);
+        rm_step_stats sp, sz;
+        train_step(plain, x, labels, cfg.lr, 0, &sp);
+        train_step(zero, x, labels, cfg.lr, step % 2, &sz);
+        ck_assert_msg(sp.grad_norm == sz.grad_norm && sp.loss_sum == sz.loss_sum,
+                      "step %d: zero 1 norm %.9g loss %.9g, zero 0 norm %.9g loss %.9g", step, sz.grad_norm,
+                      sz.loss_sum, sp.grad_norm, sp.loss_sum);
+    }
+    float *state_p[3], *state_z[3];
+    for (int k = 0; k < 3; k++) {
+        state_p[k] = malloc((size_t)s.n_params * 4);
+        state_z[k] = malloc((size_t)s.n_params * 4);
+    }
+    long tp = 0, tz = 0;
+    ck_assert_msg(plain->snapshot(plain, 0, s.n_params, state_p, &tp, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(zero->snapshot(zero, 0, s.n_params, state_z, &tz, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(tp, tz);
+    for (int k = 0; k < 3; k++)
+        ck_assert_msg(memcmp(state_p[k], state_z[k], (size_t)s.n_params * 4) == 0,
+                      "%s: state tensor %d differs between zero 1 and zero 0 on one worker", precision_name[precision],
+                      k);
+    plain->destroy(plain);
+    zero->destroy(zero);
+    for (int k = 0; k < 3; k++)
+        free(state_p[k]), free(state_z[k]);
+}
+END_TEST
+
+/* ZeRO-1's form of the NCCL transport on a one-rank communicator: the
+ * rank owns every bucket (a reduce onto itself leaves the buffer as it
+ * is), the sum of one double is that double, and gathering the slices
+ * leaves the parameters as they are; every call ordered on the streams. */
+START_TEST(nccl_sharded_transport_on_one_rank)
+{
+    const long n = 10000;
+    float *h = random_floats(n, 41, 1.0), *got = malloc((size_t)n * 4);
+    cudaStream_t compute;
+    CUDA_OK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    float *dg = to_device(h, (size_t)n * 4), *dp = to_device(h, (size_t)n * 4);
+    double one = 2.5, back = 0;
+    double *dd = to_device(&one, sizeof one);
+    rm_nccl_transport t;
+    rm_error err;
+    ck_assert_msg(rm_nccl_transport_init(&t, MPI_COMM_SELF, compute, dg, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_nccl_transport_shard(&t, n, &err) == RM_OK, "%s", err.msg);
+    rm_grad_transport tp = rm_nccl_transport_table(&t);
+    rm_grad_sync gs;
+    ck_assert_msg(rm_grad_sync_init(&gs, n, 999, 0, &tp, &err) == RM_OK, "%s", err.msg);
+    gs.watchdog_s = 30;
+    for (int step = 0; step < 3; step++) {
+        ck_assert_msg(rm_grad_sync_ready_from(&gs, n / 2, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(rm_grad_sync_finish(&gs, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(rm_nccl_sum_double(&t, dd, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(rm_nccl_gather_slices(&t, dp, &err) == RM_OK, "%s", err.msg);
+    }
+    CUDA_OK(cudaStreamSynchronize(compute));
+    from_device(got, dg, (size_t)n * 4);
+    ck_assert_msg(memcmp(got, h, (size_t)n * 4) == 0, "a one-rank reduce changed the gradient");
+    from_device(got, dp, (size_t)n * 4);
+    ck_assert_msg(memcmp(got, h, (size_t)n * 4) == 0, "a one-rank gather changed the parameters");
+    from_device(&back, dd, sizeof back);
+    ck_assert_msg(back == one, "a one-rank sum turned %g into %g", one, back);
+    rm_grad_sync_free(&gs);
+    rm_nccl_transport_free(&t);
+    cudaFree(dg);
+    cudaFree(dp);
+    cudaFree(dd);
+    cudaStreamDestroy(compute);
+    free(h), free(got);
+}
+END_TEST
+
 static Suite *gpu_suite(void)
 {
     Suite *s = suite_create("gpu");
@@ -603,6 +707,8 @@ static Suite *gpu_suite(void)
     tcase_add_loop_test(steps, training_steps_match_cpu, 0, 6);
     tcase_add_test(steps, checkpoints_move_between_backends);
     tcase_add_test(steps, nccl_transport_on_one_rank);
+    tcase_add_loop_test(steps, zero_on_one_worker_is_plain_data_parallel, 0, 3);
+    tcase_add_test(steps, nccl_sharded_transport_on_one_rank);
     suite_add_tcase(s, steps);
     return s;
 }

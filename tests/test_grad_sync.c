@@ -4,7 +4,8 @@
  * schedule the GPU backend runs over NCCL, checked where there is no GPU.
  * Also the transport's ZeRO-1 form (reduce-scatter into each rank's slice,
  * all-gather of the slices) and the single-host shared-memory reduction
- * (shm_reduce.c).
+ * (shm_reduce.c), and the GPU backend's ZeRO-1 slice arithmetic
+ * (worker/gpu/zero_slice.h, pure C) against the CPU transport's slices.
  *
  * Sums use small integers, exact in float whatever order the ranks add
  * them in. Forking after MPI_Init is unsafe (the child shares the parent's
@@ -20,6 +21,7 @@
 #include "shm_reduce.h"
 #include "test_util.h"
 #include "timer.h"
+#include "../worker/gpu/zero_slice.h"
 
 #include <check.h>
 #include <math.h>
@@ -192,6 +194,104 @@ START_TEST(sharded_sum_lands_in_each_slice_and_gathers)
     char what[96];
     snprintf(what, sizeof what, "sharded, n %ld, bucket %ld floats", n, bucket_floats);
     assert_all_ranks_ok(bad, what);
+}
+END_TEST
+
+/* The GPU backend's ZeRO-1 slices (zero_slice.h) against the CPU's: for
+ * every n up to 300 and a few large ones, and 1 to 9 workers, the slices
+ * tile [0, n) in rank order, differ in length by at most one, are the ones
+ * the checkpoint writer saves (n*r/N, n*(r+1)/N) and, at this run's size,
+ * the ones the MPI transport's reduce-scatter fills; every bucket is cut
+ * into its owners' parts exactly. Then a sharded step simulated on the
+ * host as nccl_transport.c runs it (each part reduced onto its owner):
+ * each owner's slice holds the exact sum and the slices' squares add up
+ * to the full gradient's. Pure arithmetic: checked on rank 0 only. */
+START_TEST(gpu_zero_slices_match_the_cpu_slices)
+{
+    long bad = 0;
+    if (rank == 0) {
+        long big[] = {1000003, 101770, 7};
+        for (long t = 1; t <= 300 + 3; t++) {
+            long n = t <= 300 ? t : big[t - 301];
+            for (int w = 1; w <= 9; w++) {
+                long prev_hi = 0, min_len = n, max_len = 0;
+                for (int r = 0; r < w; r++) {
+                    long lo, hi;
+                    rm_zero_slice(n, w, r, &lo, &hi);
+                    bad += lo != prev_hi || hi < lo || lo != n * r / w || hi != n * (r + 1) / w;
+                    prev_hi = hi;
+                    if (hi - lo < min_len)
+                        min_len = hi - lo;
+                    if (hi - lo > max_len)
+                        max_len = hi - lo;
+                }
+                bad += prev_hi != n || max_len - min_len > 1;
+                long buckets[] = {1, 3, n / 2 + 1, n};
+                for (int k = 0; k < 4; k++) {
+                    long bf = buckets[k] < 1 ? 1 : buckets[k];
+                    for (long off = 0; off < n; off += bf) {
+                        long count = n - off < bf ? n - off : bf, at = off;
+                        for (int r = 0; r < w; r++) {
+                            long a, b, lo, hi;
+                            int met = rm_zero_bucket_part(n, w, r, off, count, &a, &b);
+                            rm_zero_slice(n, w, r, &lo, &hi);
+                            bad += met != (b > a) || (met && (a != at || a < lo || b > hi));
+                            if (met)
+                                at = b;
+                        }
+                        bad += at != off + count;
+                    }
+                }
+            }
+        }
+        /* a step over 4 simulated workers, n = 103, buckets of 10 */
+        enum { W = 4, NN = 103, BF = 10 };
+        static float g[W][NN];
+        for (int r = 0; r < W; r++)
+            for (long i = 0; i < NN; i++)
+                g[r][i] = input_at(r, i, 1);
+        for (long off = 0; off < NN; off += BF) {
+            long count = NN - off < BF ? NN - off : BF;
+            for (int owner = 0; owner < W; owner++) {
+                long a, b;
+                if (!rm_zero_bucket_part(NN, W, owner, off, count, &a, &b))
+                    continue;
+                for (long i = a; i < b; i++)
+                    for (int r = 0; r < W; r++)
+                        if (r != owner)
+                            g[owner][i] += g[r][i];
+            }
+        }
+        double slices_sumsq = 0, full_sumsq = 0;
+        for (int r = 0; r < W; r++) {
+            long lo, hi;
+            rm_zero_slice(NN, W, r, &lo, &hi);
+            for (long i = lo; i < hi; i++) {
+                bad += g[r][i] != (float)((W * (W + 1) / 2) * (i % 13) - W * (i % 7) + 5 * W);
+                slices_sumsq += (double)g[r][i] * g[r][i];
+            }
+        }
+        for (long i = 0; i < NN; i++) {
+            double x = (double)((W * (W + 1) / 2) * (i % 13) - W * (i % 7) + 5 * W);
+            full_sumsq += x * x;
+        }
+        bad += slices_sumsq != full_sumsq;
+    }
+    /* the CPU transport's slices at this run's size */
+    long n = 1001;
+    float *grads = calloc((size_t)n, sizeof *grads);
+    ck_assert_ptr_nonnull(grads);
+    rm_grad_sync_mpi mpi;
+    rm_error err;
+    ck_assert_msg(rm_grad_sync_mpi_init_sharded(&mpi, MPI_COMM_WORLD, grads, n, 1, &err) == RM_OK, "%s", err.msg);
+    for (int r = 0; r < size; r++) {
+        long lo, hi;
+        rm_zero_slice(n, size, r, &lo, &hi);
+        bad += mpi.slice_displ[r] != lo || mpi.slice_count[r] != hi - lo;
+    }
+    rm_grad_sync_mpi_free(&mpi);
+    free(grads);
+    assert_all_ranks_ok(bad, "GPU ZeRO-1 slices against the CPU's");
 }
 END_TEST
 
@@ -488,6 +588,7 @@ static Suite *grad_sync_suite(void)
     TCase *tc = tcase_create("mpi");
     tcase_add_loop_test(tc, sum_is_exact_for_every_bucket_size, 0, N_SIZES * N_BUCKET_SIZES);
     tcase_add_loop_test(tc, sharded_sum_lands_in_each_slice_and_gathers, 0, N_SIZES * N_BUCKET_SIZES);
+    tcase_add_test(tc, gpu_zero_slices_match_the_cpu_slices);
     tcase_add_test(tc, buckets_start_as_backward_produces_them);
     tcase_add_test(tc, sum_of_scaled_slices_is_the_global_mean);
     tcase_add_test(tc, watchdog_and_heartbeat_while_a_peer_is_late);

@@ -13,7 +13,17 @@
  * same code, so snapshots, checkpoints and read_params are the same bytes
  * either backend would write, and either resumes the other's checkpoints.
  * Under bf16 a bf16 copy of the weights feeds the products; the optimizer
- * kernel refreshes it in the same pass that updates the fp32 master. */
+ * kernel refreshes it in the same pass that updates the fp32 master.
+ *
+ * ZeRO-1 (train.zero 1, more than one worker): worker r owns the slice
+ * [n*r/N, n*(r+1)/N) of zero_slice.h, the CPU backend's and the checkpoint
+ * writer's. Each gradient bucket is reduced onto the owners of its parts
+ * (nccl_transport.c), the norm is the all-reduced sum of the slices'
+ * squares, the optimizer updates the slice only and holds its moments for
+ * the slice only, and the slices are then broadcast back on the
+ * communication stream; the next step's forward waits for that on the
+ * device. The weights stay whole on every worker (ZeRO-1 shards the
+ * optimizer state, not the parameters). */
 #include "backend.h"
 #include "gpu_check.h"
 #include "gpu_device.h"
@@ -26,6 +36,7 @@
 #include "mpi_check.h"
 #include "nccl_transport.h"
 #include "timer.h"
+#include "zero_slice.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -70,7 +81,10 @@ typedef struct gpu_backend {
 
     cudaStream_t compute, copy;
     cublasHandle_t blas;
-    float *params, *grads, *m, *v; /* device, n_params each (v: AdamW only) */
+    float *params, *grads; /* device, n_params each */
+    float *m, *v;          /* device, [lo, hi) only (v: AdamW only) */
+    long lo, hi;           /* the slice this worker updates: all of it unless sharded */
+    int sharded;           /* ZeRO-1 over more than one worker */
     void *params16;                /* bf16 copy of params (bf16 only) */
     rm_mlp_gpu mlp;
 
@@ -257,7 +271,12 @@ static int gpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
     if (rm_grad_sync_finish(&gb->sync, err) != RM_OK)
         return RM_ERR;
     stats->allreduce_wait_s = gb->sync.wait_s;
-    RM_CUDA_CHECK(rm_gpu_sumsq(gb->grads, gb->shape.n_params, gb->dev_partial, gb->dev_sumsq, gb->compute), err);
+    /* Sharded, a worker holds the sum of its own slice only: the norm (and
+     * so the non-finite decision) is the sum of the slices' squares, the
+     * same double on every worker. */
+    RM_CUDA_CHECK(rm_gpu_sumsq(gb->grads + gb->lo, gb->hi - gb->lo, gb->dev_partial, gb->dev_sumsq, gb->compute), err);
+    if (gb->sharded && rm_nccl_sum_double(&gb->nccl, gb->dev_sumsq, err) != RM_OK)
+        return RM_ERR;
     RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->sumsq, gb->dev_sumsq, sizeof(double), cudaMemcpyDeviceToHost,
                                   gb->compute),
                   err);
@@ -275,21 +294,31 @@ static int gpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
 static int enqueue_update(gpu_backend *gb, double lr, rm_error *err)
 {
     gb->opt_steps++;
-    long n = gb->shape.n_params;
-    void *w16 = gb->precision == RM_PREC_BF16 ? gb->params16 : NULL;
+    long n = gb->hi - gb->lo;
+    float *w = gb->params + gb->lo;
+    const float *g = gb->grads + gb->lo;
+    /* bf16 elements are two bytes */
+    void *w16 = gb->precision == RM_PREC_BF16 ? (char *)gb->params16 + 2 * gb->lo : NULL;
     if (gb->optimizer == RM_OPT_SGD) {
-        RM_CUDA_CHECK(rm_gpu_sgd_momentum(gb->params, gb->grads, gb->m, n, (float)lr, (float)gb->momentum,
+        RM_CUDA_CHECK(rm_gpu_sgd_momentum(w, g, gb->m, n, (float)lr, (float)gb->momentum,
                                           (float)gb->weight_decay, w16, gb->compute),
                       err);
     } else {
         /* Bias corrections as worker/optimizer.c computes them. */
         float c1 = (float)(1.0 / (1.0 - pow(gb->beta1, (double)gb->opt_steps)));
         float c2 = (float)(1.0 / sqrt(1.0 - pow(gb->beta2, (double)gb->opt_steps)));
-        RM_CUDA_CHECK(rm_gpu_adamw(gb->params, gb->grads, gb->m, gb->v, n, (float)lr, (float)gb->beta1,
+        RM_CUDA_CHECK(rm_gpu_adamw(w, g, gb->m, gb->v, n, (float)lr, (float)gb->beta1,
                                    (float)gb->beta2, (float)gb->eps, (float)gb->weight_decay, c1, c2, w16,
                                    gb->compute),
                       err);
     }
+    if (!gb->sharded)
+        return RM_OK;
+    /* every slice to every worker, fp32; the bf16 copy is cast from it */
+    if (rm_nccl_gather_slices(&gb->nccl, gb->params, err) != RM_OK)
+        return RM_ERR;
+    if (gb->precision == RM_PREC_BF16)
+        RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, gb->shape.n_params, gb->params16, gb->compute), err);
     return RM_OK;
 }
 
@@ -305,11 +334,15 @@ static int gpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *
 static int gpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, long *opt_steps, rm_error *err)
 {
     gpu_backend *gb = (gpu_backend *)b;
+    if (begin < gb->lo || end > gb->hi)
+        return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) worker %d updates", begin,
+                       end, gb->lo, gb->hi, gb->rank);
     if (wait_compute(gb, err) != RM_OK)
         return RM_ERR;
-    const float *src[3] = {gb->params, gb->m, gb->v};
+    /* the moments start at lo */
+    const float *src[3] = {gb->params + begin, gb->m + (begin - gb->lo), gb->v ? gb->v + (begin - gb->lo) : NULL};
     for (int k = 0; k < b->n_state; k++)
-        RM_CUDA_CHECK(cudaMemcpyAsync(dst[k], src[k] + begin, (size_t)(end - begin) * sizeof(float),
+        RM_CUDA_CHECK(cudaMemcpyAsync(dst[k], src[k], (size_t)(end - begin) * sizeof(float),
                                       cudaMemcpyDeviceToHost, gb->compute),
                       err);
     *opt_steps = gb->opt_steps;
@@ -368,9 +401,13 @@ static int gpu_restore(rm_backend *b, const float *const *state, long opt_steps,
     gpu_backend *gb = (gpu_backend *)b;
     if (wait_compute(gb, err) != RM_OK)
         return RM_ERR;
-    float *dst[3] = {gb->params, gb->m, gb->v};
-    for (int k = 0; k < b->n_state; k++)
-        RM_CUDA_CHECK(cudaMemcpyAsync(dst[k], state[k], (size_t)gb->shape.n_params * sizeof(float),
+    /* the whole weights; the moments of this worker's slice */
+    RM_CUDA_CHECK(cudaMemcpyAsync(gb->params, state[0], (size_t)gb->shape.n_params * sizeof(float),
+                                  cudaMemcpyHostToDevice, gb->compute),
+                  err);
+    float *dst[3] = {NULL, gb->m, gb->v};
+    for (int k = 1; k < b->n_state; k++)
+        RM_CUDA_CHECK(cudaMemcpyAsync(dst[k], state[k] + gb->lo, (size_t)(gb->hi - gb->lo) * sizeof(float),
                                       cudaMemcpyHostToDevice, gb->compute),
                       err);
     if (gb->precision == RM_PREC_BF16)
@@ -432,7 +469,7 @@ static void gpu_destroy(rm_backend *b)
 static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_error *err)
 {
     const rm_model_shape *s = &gb->shape;
-    size_t n = (size_t)s->n_params;
+    size_t n = (size_t)s->n_params, n_slice = (size_t)(gb->hi - gb->lo);
     if (rm_gpu_bind(comm, &gb->device, err) != RM_OK)
         return RM_ERR;
     int cc;
@@ -447,14 +484,16 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
     RM_CUBLAS_CHECK(cublasSetStream(gb->blas, gb->compute), err);
     RM_CUDA_CHECK(cudaMalloc((void **)&gb->params, n * sizeof(float)), err);
     RM_CUDA_CHECK(cudaMalloc((void **)&gb->grads, n * sizeof(float)), err);
-    RM_CUDA_CHECK(cudaMalloc((void **)&gb->m, n * sizeof(float)), err);
+    RM_CUDA_CHECK(cudaMalloc((void **)&gb->m, n_slice * sizeof(float)), err);
     /* Every copy and fill goes on the compute stream: the streams here do
      * not synchronise with the legacy default stream. */
     RM_CUDA_CHECK(cudaMemsetAsync(gb->grads, 0, n * sizeof(float), gb->compute), err);
-    RM_CUDA_CHECK(cudaMemsetAsync(gb->m, 0, n * sizeof(float), gb->compute), err);
+    RM_CUDA_CHECK(cudaMemsetAsync(gb->m, 0, n_slice * sizeof(float), gb->compute), err);
+    gb->base.optimizer_state_bytes = n_slice * sizeof(float);
     if (gb->optimizer == RM_OPT_ADAMW) {
-        RM_CUDA_CHECK(cudaMalloc((void **)&gb->v, n * sizeof(float)), err);
-        RM_CUDA_CHECK(cudaMemsetAsync(gb->v, 0, n * sizeof(float), gb->compute), err);
+        RM_CUDA_CHECK(cudaMalloc((void **)&gb->v, n_slice * sizeof(float)), err);
+        RM_CUDA_CHECK(cudaMemsetAsync(gb->v, 0, n_slice * sizeof(float), gb->compute), err);
+        gb->base.optimizer_state_bytes += n_slice * sizeof(float);
     }
     /* The CPU backend's initial weights, bit for bit. */
     float *host = malloc(n * sizeof(float));
@@ -507,10 +546,6 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
         rm_fail(err, "train.grad_accum and train.grad_clip are not implemented on the GPU backend yet");
         return NULL;
     }
-    if (cfg->zero) {
-        rm_fail(err, "train.zero 1 (ZeRO-1) is not implemented on the GPU backend yet; use launch.backend cpu");
-        return NULL;
-    }
     const rm_model_shape *shape = &model->mlp;
     gpu_backend *gb = calloc(1, sizeof *gb);
     if (!gb) {
@@ -549,6 +584,12 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
     MPI_Comm_rank(comm, &gb->rank);
     MPI_Comm_size(comm, &gb->world);
     gb->base.reduce_name = gb->world > 1 ? "nccl" : "none";
+    /* With one worker ZeRO-1 is plain data parallelism: one slice, all of it. */
+    gb->sharded = cfg->zero && gb->world > 1;
+    gb->lo = 0;
+    gb->hi = shape->n_params;
+    if (gb->sharded)
+        rm_zero_slice(shape->n_params, gb->world, gb->rank, &gb->lo, &gb->hi);
 
     /* Agree before the NCCL communicator, which every worker must join:
      * a worker whose device failed must not leave the others waiting. */
@@ -573,6 +614,14 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
         gb->have_nccl = 1;
         if (rm_nccl_transport_init(&gb->nccl, comm, gb->compute, gb->grads, err) != RM_OK)
             goto fail;
+        if (gb->sharded) {
+            if (rm_nccl_transport_shard(&gb->nccl, shape->n_params, err) != RM_OK)
+                goto fail;
+            if (gb->rank == 0)
+                rm_info("ZeRO-1: gradient buckets reduced onto their owners and parameters gathered over NCCL, each "
+                        "of %d workers holding the optimizer state of its 1/%d slice",
+                        gb->world, gb->world);
+        }
         tp = rm_nccl_transport_table(&gb->nccl);
     }
     long bucket_floats = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
@@ -584,8 +633,6 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
      * which names a rank that went silent; this one catches what it cannot
      * see: a collective stuck while every host still reports. */
     gb->sync.watchdog_s = 1.5 * cfg->hang_timeout_s;
-    /* the moments build_local allocated, one per state tensor past the weights */
-    gb->base.optimizer_state_bytes = (size_t)(gb->base.n_state - 1) * (size_t)shape->n_params * sizeof(float);
     return &gb->base;
 fail:
     gpu_destroy(&gb->base);

@@ -3,6 +3,7 @@
 #include "gpu_check.h"
 #include "log.h"
 #include "mpi_check.h"
+#include "zero_slice.h"
 
 #include <string.h>
 
@@ -12,9 +13,8 @@ int rm_nccl_transport_init(rm_nccl_transport *t, MPI_Comm mpi_comm, cudaStream_t
     memset(t, 0, sizeof *t);
     t->compute = compute;
     t->grads = grads;
-    int size;
     RM_MPI_CHECK(MPI_Comm_rank(mpi_comm, &t->rank), err);
-    RM_MPI_CHECK(MPI_Comm_size(mpi_comm, &size), err);
+    RM_MPI_CHECK(MPI_Comm_size(mpi_comm, &t->size), err);
     ncclUniqueId id;
     memset(&id, 0, sizeof id);
     /* Every rank reaches the broadcast even if rank 0 failed to make an id,
@@ -32,7 +32,9 @@ int rm_nccl_transport_init(rm_nccl_transport *t, MPI_Comm mpi_comm, cudaStream_t
     RM_CUDA_CHECK(cudaStreamCreateWithFlags(&t->comm_stream, cudaStreamNonBlocking), err);
     RM_CUDA_CHECK(cudaEventCreateWithFlags(&t->gate, cudaEventDisableTiming), err);
     RM_CUDA_CHECK(cudaEventCreateWithFlags(&t->done, cudaEventDisableTiming), err);
-    RM_NCCL_CHECK(ncclCommInitRank(&t->comm, size, id, t->rank), err);
+    RM_CUDA_CHECK(cudaEventCreateWithFlags(&t->side_in, cudaEventDisableTiming), err);
+    RM_CUDA_CHECK(cudaEventCreateWithFlags(&t->side_done, cudaEventDisableTiming), err);
+    RM_NCCL_CHECK(ncclCommInitRank(&t->comm, t->size, id, t->rank), err);
     return RM_OK;
 }
 
@@ -45,9 +47,85 @@ void rm_nccl_transport_free(rm_nccl_transport *t)
         cudaEventDestroy(t->gate);
     if (t->done)
         cudaEventDestroy(t->done);
+    if (t->side_in)
+        cudaEventDestroy(t->side_in);
+    if (t->side_done)
+        cudaEventDestroy(t->side_done);
     if (t->comm_stream)
         cudaStreamDestroy(t->comm_stream);
     memset(t, 0, sizeof *t);
+}
+
+int rm_nccl_transport_shard(rm_nccl_transport *t, long n, rm_error *err)
+{
+    if (n < t->size)
+        return rm_fail(err, "ZeRO-1 over %d workers needs at least that many parameters; the model has %ld", t->size,
+                       n);
+    t->sharded = 1;
+    t->n = n;
+    return RM_OK;
+}
+
+/* ncclGroupEnd even when a call in the group failed, so no group is left
+ * open; the first error is the one reported. */
+static int end_group(rm_nccl_transport *t, ncclResult_t rc, const char *what, rm_error *err)
+{
+    ncclResult_t end_rc = ncclGroupEnd();
+    if (rc == ncclSuccess)
+        rc = end_rc;
+    if (rc != ncclSuccess)
+        return rm_fail(err, "rank %d on %s: %s failed: %s", t->rank, rm_log_host(), what, ncclGetErrorString(rc));
+    return RM_OK;
+}
+
+/* The comm stream's next work after the compute stream's work so far. */
+static int side_begin(rm_nccl_transport *t, rm_error *err)
+{
+    RM_CUDA_CHECK(cudaEventRecord(t->side_in, t->compute), err);
+    RM_CUDA_CHECK(cudaStreamWaitEvent(t->comm_stream, t->side_in, 0), err);
+    return RM_OK;
+}
+
+/* The compute stream's next work after the comm stream's work so far. */
+static int side_end(rm_nccl_transport *t, rm_error *err)
+{
+    RM_CUDA_CHECK(cudaEventRecord(t->side_done, t->comm_stream), err);
+    RM_CUDA_CHECK(cudaStreamWaitEvent(t->compute, t->side_done, 0), err);
+    return RM_OK;
+}
+
+int rm_nccl_sum_double(rm_nccl_transport *t, double *dev, rm_error *err)
+{
+    if (!t->comm)
+        return rm_fail(err, "rank %d: the NCCL communicator was aborted", t->rank);
+    if (side_begin(t, err) != RM_OK)
+        return RM_ERR;
+    RM_NCCL_CHECK(ncclAllReduce(dev, dev, 1, ncclDouble, ncclSum, t->comm, t->comm_stream), err);
+    return side_end(t, err);
+}
+
+int rm_nccl_gather_slices(rm_nccl_transport *t, float *params, rm_error *err)
+{
+    if (!t->comm)
+        return rm_fail(err, "rank %d: the NCCL communicator was aborted", t->rank);
+    if (!t->sharded)
+        return rm_fail(err, "rank %d: parameter gather on a transport that is not sharded", t->rank);
+    if (side_begin(t, err) != RM_OK)
+        return RM_ERR;
+    /* In place: each owner's slice is its send buffer and every other
+     * worker's receive buffer at the same offset. */
+    ncclResult_t rc = ncclGroupStart();
+    if (rc != ncclSuccess)
+        return rm_fail(err, "rank %d: ncclGroupStart failed: %s", t->rank, ncclGetErrorString(rc));
+    for (int r = 0; r < t->size && rc == ncclSuccess; r++) {
+        long lo, hi;
+        rm_zero_slice(t->n, t->size, r, &lo, &hi);
+        if (hi > lo)
+            rc = ncclBroadcast(params + lo, params + lo, (size_t)(hi - lo), ncclFloat, r, t->comm, t->comm_stream);
+    }
+    if (end_group(t, rc, "ZeRO-1 parameter gather (ncclBroadcast)", err) != RM_OK)
+        return RM_ERR;
+    return side_end(t, err);
 }
 
 /* cudaStreamWaitEvent takes the event's state at the time of the call, so
@@ -65,9 +143,24 @@ static int nccl_start(void *ctx, int bucket, long offset, long count, rm_error *
     rm_nccl_transport *t = ctx;
     if (!t->comm)
         return rm_fail(err, "rank %d: all-reduce bucket %d after the NCCL communicator was aborted", t->rank, bucket);
-    RM_NCCL_CHECK(ncclAllReduce(t->grads + offset, t->grads + offset, (size_t)count, ncclFloat, ncclSum, t->comm,
-                                t->comm_stream),
-                  err);
+    if (t->sharded) {
+        /* each owner's part of the bucket summed onto its owner only */
+        ncclResult_t rc = ncclGroupStart();
+        if (rc != ncclSuccess)
+            return rm_fail(err, "rank %d: ncclGroupStart failed: %s", t->rank, ncclGetErrorString(rc));
+        for (int r = 0; r < t->size && rc == ncclSuccess; r++) {
+            long a, b;
+            if (rm_zero_bucket_part(t->n, t->size, r, offset, count, &a, &b))
+                rc = ncclReduce(t->grads + a, t->grads + a, (size_t)(b - a), ncclFloat, ncclSum, r, t->comm,
+                                t->comm_stream);
+        }
+        if (end_group(t, rc, "ZeRO-1 gradient reduce (ncclReduce)", err) != RM_OK)
+            return RM_ERR;
+    } else {
+        RM_NCCL_CHECK(ncclAllReduce(t->grads + offset, t->grads + offset, (size_t)count, ncclFloat, ncclSum,
+                                    t->comm, t->comm_stream),
+                      err);
+    }
     t->done_recorded = 0;
     return RM_OK;
 }
