@@ -15,7 +15,7 @@ done
 ip link del "$CLUSTER_BRIDGE" 2>/dev/null
 # the hosts' unshare launchers end with their first processes
 for ((t = 0; t < 40; t++)); do
-  pgrep -f "$CLUSTER_HERE/host-init.sh" >/dev/null || break
+  pgrep -f "$CLUSTER_DIR/bin/host-init.sh" >/dev/null || break
   sleep 0.05
 done
 exit 0

@@ -10,7 +10,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 [ $# -ge 2 ] || cluster_die "usage: exec.sh HOST CMD [ARGS...]"
 pid=$(cluster_pid "$1")
 shift
-export OMPI_MCA_plm_rsh_agent=$CLUSTER_HERE/agent.sh
+export OMPI_MCA_plm_rsh_agent=$CLUSTER_DIR/bin/agent.sh
 export OMPI_MCA_orte_default_hostfile=$CLUSTER_DIR/hostfile
 export OMPI_MCA_btl_tcp_if_include=eth0
 export OMPI_MCA_oob_tcp_if_include=eth0

@@ -36,7 +36,10 @@ for tool in unshare nsenter ip; do
 done
 
 "$CLUSTER_HERE/down.sh" >/dev/null 2>&1 || true
-mkdir -p "$CLUSTER_DIR/shared"
+mkdir -p "$CLUSTER_DIR/shared" "$CLUSTER_DIR/bin"
+# what runs on the hosts, where every host sees it (a repository under
+# /tmp is not: each host has its own /tmp)
+cp "$CLUSTER_HERE"/{lib.sh,host-init.sh,relay.py,agent.sh} "$CLUSTER_DIR/bin/"
 chmod 1777 "$CLUSTER_DIR/shared"
 {
   echo "127.0.0.1 localhost"
@@ -51,7 +54,7 @@ for ((i = 0; i < hosts; i++)); do
   rm -f "$CLUSTER_DIR/$name.ready"
   # setsid: the host outlives this script and the shell that ran it
   setsid unshare --net --uts --mount --pid --ipc --fork --mount-proc --propagation private \
-    "$CLUSTER_HERE/host-init.sh" "$name" "$CLUSTER_DIR/hosts" "$CLUSTER_DIR/$name.ready" "$CLUSTER_DIR/$name.sock" \
+    "$CLUSTER_DIR/bin/host-init.sh" "$name" "$CLUSTER_DIR/hosts" "$CLUSTER_DIR/$name.ready" "$CLUSTER_DIR/$name.sock" \
     </dev/null >"$CLUSTER_DIR/$name.log" 2>&1 &
   launcher=$!
   for ((t = 0; t < 100; t++)); do
