@@ -9,7 +9,7 @@ for f in "$CLUSTER_DIR"/n*.pid; do
   [ -d "/proc/$pid" ] && kill -KILL "$pid" 2>/dev/null
   rm -f "$f" "${f%.pid}.ready" "${f%.pid}.sock"
 done
-for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep '^rmcl-'); do
+for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$CLUSTER_BRIDGE-n"); do
   ip link del "$link" 2>/dev/null
 done
 ip link del "$CLUSTER_BRIDGE" 2>/dev/null

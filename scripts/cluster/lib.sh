@@ -8,15 +8,19 @@
 #                              shared/        the directory every host sees (the cluster's
 #                                             shared filesystem)
 #   RINGMASTER_CLUSTER_NET   the hosts' /24 (default 10.77.0): host nI is .(10+I)
+#   RINGMASTER_CLUSTER_BRIDGE the bridge the hosts are on (default rmcl0); host
+#                              nI's link is BRIDGE-nI, so two clusters with their
+#                              own directory, net and bridge can be up at once
 CLUSTER_DIR=${RINGMASTER_CLUSTER_DIR:-/var/lib/ringmaster-cluster}
 CLUSTER_NET=${RINGMASTER_CLUSTER_NET:-10.77.0}
-CLUSTER_BRIDGE=rmcl0
+CLUSTER_BRIDGE=${RINGMASTER_CLUSTER_BRIDGE:-rmcl0}
 CLUSTER_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 cluster_die() {
   echo "cluster: $*" >&2
   exit 1
 }
+[ ${#CLUSTER_BRIDGE} -le 8 ] || cluster_die "bridge name '$CLUSTER_BRIDGE' is over 8 characters (its links are BRIDGE-nI-h)"
 
 # cluster_pid HOST: the host's first process (killing it kills the host).
 cluster_pid() {

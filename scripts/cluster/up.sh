@@ -66,10 +66,10 @@ for ((i = 0; i < hosts; i++)); do
   pid=$(cat "/proc/$launcher/task/$launcher/children" 2>/dev/null | awk '{print $1}')
   [ -n "$pid" ] || cluster_die "cannot find host $name's first process"
   echo "$pid" >"$CLUSTER_DIR/$name.pid"
-  ip link add "rmcl-$name" type veth peer name "rmcl-$name-h"
-  ip link set "rmcl-$name" master "$CLUSTER_BRIDGE" up
-  ip link set "rmcl-$name-h" netns "$pid"
-  nsenter -t "$pid" -n sh -c "ip link set lo up && ip link set rmcl-$name-h name eth0 &&
+  ip link add "$CLUSTER_BRIDGE-$name" type veth peer name "$CLUSTER_BRIDGE-$name-h"
+  ip link set "$CLUSTER_BRIDGE-$name" master "$CLUSTER_BRIDGE" up
+  ip link set "$CLUSTER_BRIDGE-$name-h" netns "$pid"
+  nsenter -t "$pid" -n sh -c "ip link set lo up && ip link set $CLUSTER_BRIDGE-$name-h name eth0 &&
     ip addr add $CLUSTER_NET.$((10 + i))/24 dev eth0 && ip link set eth0 up"
 done
 echo "cluster: $hosts hosts up (n0..n$((hosts - 1)), $CLUSTER_NET.10-$((9 + hosts)), shared $CLUSTER_DIR/shared)"
