@@ -8,7 +8,7 @@
 #include "test_util.h"
 #include "token_file.h"
 
-#include "../coordinator/doctor.h"
+#include "doctor.h"
 
 #include <check.h>
 #include <math.h>
