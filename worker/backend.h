@@ -51,11 +51,11 @@ typedef struct rm_backend rm_backend;
  *             gradient under nan_policy skip, or a rolled-back step) */
 struct rm_backend {
     const char *name;
-    /* How gradients are summed, once create has chosen: "shm", "mpi",
-     * "mpi zero-1", "nccl", or "none" (one worker). For reports. */
-    const char *reduce_name;
     int kind;    /* RM_BACKEND_CPU or RM_BACKEND_GPU */
     int transport; /* enum rm_transport: how gradients are summed (step_phase.h) */
+    /* 1 when the reduction is ZeRO-1's reduce-scatter and all-gather
+     * (train.zero 1 over MPI or NCCL, more than one worker). */
+    int sharded;
     int n_state; /* state tensors per parameter: params + optimizer moments */
     long max_micro_batch; /* samples one forward holds (a micro-step, or an evaluation chunk) */
     /* Bytes of optimizer state (moments) this worker holds, as allocated:

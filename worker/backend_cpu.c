@@ -119,7 +119,7 @@ static int choose_reduce(cpu_backend *cb, rm_error *err)
         if (start_engine(cb, err) != RM_OK)
             return RM_ERR;
         cb->mode = REDUCE_MPI;
-        cb->base.reduce_name = cb->comm_size == 1 ? "none" : cb->zero ? "mpi zero-1" : "mpi";
+        cb->base.sharded = cb->zero && cb->comm_size > 1;
         if (cb->zero && cb->comm_size > 1) {
             cb->lo = cb->n_params * cb->rank / cb->comm_size;
             cb->hi = cb->n_params * (cb->rank + 1) / cb->comm_size;
@@ -138,7 +138,6 @@ static int choose_reduce(cpu_backend *cb, rm_error *err)
     cb->lo = cb->shm.lo;
     cb->hi = cb->shm.hi;
     cb->mode = REDUCE_SHM;
-    cb->base.reduce_name = "shm";
     if (cb->shm.rank == 0)
         rm_info("gradients summed through node-shared memory by %d workers, each updating its 1/%d slice",
                 cb->comm_size, cb->comm_size);

@@ -283,7 +283,11 @@ static void finish(coordinator *c)
             continue;
         }
         rm_msg_done d;
-        MPI_Recv(&d, sizeof d, MPI_BYTE, st.MPI_SOURCE, RM_TAG_DONE, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        if (MPI_Recv(&d, sizeof d, MPI_BYTE, st.MPI_SOURCE, RM_TAG_DONE, MPI_COMM_WORLD, MPI_STATUS_IGNORE) !=
+            MPI_SUCCESS) {
+            rm_fail(&err, "MPI_Recv of DONE from worker %d (rank %d) failed", st.MPI_SOURCE - 1, st.MPI_SOURCE);
+            fail(c, steps_done(c), &err);
+        }
         c->roster.info[st.MPI_SOURCE - 1].weights_digest = d.weights_digest;
         rm_roster_heard(&c->roster, st.MPI_SOURCE - 1, rm_now_s(), 0);
         got++;

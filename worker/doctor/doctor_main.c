@@ -547,7 +547,8 @@ static int probe_step(doctor *d, rm_error *err)
         goto out;
     if (!(backend = rm_backend_create(m, &d->cfg, n, d->comm, NULL, NULL, 0, err)))
         goto out;
-    snprintf(d->me.reduce, sizeof d->me.reduce, "%s", backend->reduce_name ? backend->reduce_name : "?");
+    snprintf(d->me.reduce, sizeof d->me.reduce, "%s%s", rm_transport_name(backend->transport),
+             backend->sharded ? " zero-1" : "");
     d->me.gpu = backend->kind == RM_BACKEND_GPU;
     if (backend->pin_host) /* as the worker pins its loader's batches */
         for (int i = 0; i < feed.ld.n_slots; i++)

@@ -583,9 +583,11 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
     gb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
     MPI_Comm_rank(comm, &gb->rank);
     MPI_Comm_size(comm, &gb->world);
-    gb->base.reduce_name = gb->world > 1 ? "nccl" : "none";
     /* With one worker ZeRO-1 is plain data parallelism: one slice, all of it. */
     gb->sharded = cfg->zero && gb->world > 1;
+    gb->base.sharded = gb->sharded;
+    if (gb->world == 1)
+        gb->base.transport = RM_TRANSPORT_NONE;
     gb->lo = 0;
     gb->hi = shape->n_params;
     if (gb->sharded)
