@@ -268,6 +268,16 @@ static int gpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
     if (wait_event(gb, gb->compute_done, err) != RM_OK)
         return RM_ERR;
     stats->compute_s = rm_now_s() - gb->backward_t0;
+    /* Sharded, this forward first waited on the device for the previous
+     * update's gather: its device time is this step's parameter gather,
+     * not compute. */
+    if (gb->sharded) {
+        double gather_s;
+        if (rm_nccl_gather_time(&gb->nccl, &gather_s, err) != RM_OK)
+            return RM_ERR;
+        stats->param_gather_s = gather_s;
+        stats->compute_s = stats->compute_s > gather_s ? stats->compute_s - gather_s : 0;
+    }
     if (rm_grad_sync_finish(&gb->sync, err) != RM_OK)
         return RM_ERR;
     stats->allreduce_wait_s = gb->sync.wait_s;

@@ -34,6 +34,8 @@ int rm_nccl_transport_init(rm_nccl_transport *t, MPI_Comm mpi_comm, cudaStream_t
     RM_CUDA_CHECK(cudaEventCreateWithFlags(&t->done, cudaEventDisableTiming), err);
     RM_CUDA_CHECK(cudaEventCreateWithFlags(&t->side_in, cudaEventDisableTiming), err);
     RM_CUDA_CHECK(cudaEventCreateWithFlags(&t->side_done, cudaEventDisableTiming), err);
+    RM_CUDA_CHECK(cudaEventCreate(&t->gather_t0), err);
+    RM_CUDA_CHECK(cudaEventCreate(&t->gather_t1), err);
     RM_NCCL_CHECK(ncclCommInitRank(&t->comm, t->size, id, t->rank), err);
     return RM_OK;
 }
@@ -51,6 +53,10 @@ void rm_nccl_transport_free(rm_nccl_transport *t)
         cudaEventDestroy(t->side_in);
     if (t->side_done)
         cudaEventDestroy(t->side_done);
+    if (t->gather_t0)
+        cudaEventDestroy(t->gather_t0);
+    if (t->gather_t1)
+        cudaEventDestroy(t->gather_t1);
     if (t->comm_stream)
         cudaStreamDestroy(t->comm_stream);
     memset(t, 0, sizeof *t);
@@ -112,6 +118,7 @@ int rm_nccl_gather_slices(rm_nccl_transport *t, float *params, rm_error *err)
         return rm_fail(err, "rank %d: parameter gather on a transport that is not sharded", t->rank);
     if (side_begin(t, err) != RM_OK)
         return RM_ERR;
+    RM_CUDA_CHECK(cudaEventRecord(t->gather_t0, t->comm_stream), err);
     /* In place: each owner's slice is its send buffer and every other
      * worker's receive buffer at the same offset. */
     ncclResult_t rc = ncclGroupStart();
@@ -125,7 +132,21 @@ int rm_nccl_gather_slices(rm_nccl_transport *t, float *params, rm_error *err)
     }
     if (end_group(t, rc, "ZeRO-1 parameter gather (ncclBroadcast)", err) != RM_OK)
         return RM_ERR;
+    RM_CUDA_CHECK(cudaEventRecord(t->gather_t1, t->comm_stream), err);
+    t->gather_timed = 1;
     return side_end(t, err);
+}
+
+int rm_nccl_gather_time(rm_nccl_transport *t, double *seconds, rm_error *err)
+{
+    *seconds = 0;
+    if (!t->gather_timed)
+        return RM_OK;
+    float ms = 0;
+    RM_CUDA_CHECK(cudaEventElapsedTime(&ms, t->gather_t0, t->gather_t1), err);
+    t->gather_timed = 0;
+    *seconds = ms / 1e3;
+    return RM_OK;
 }
 
 /* cudaStreamWaitEvent takes the event's state at the time of the call, so

@@ -30,6 +30,9 @@ typedef struct rm_nccl_transport {
     int sharded;
     long n; /* floats in the sharded buffer */
     cudaEvent_t side_in, side_done; /* orders the norm and the gather */
+    /* the last gather's start and end on the communication stream, timed */
+    cudaEvent_t gather_t0, gather_t1;
+    int gather_timed; /* a gather was enqueued since rm_nccl_gather_time */
 } rm_nccl_transport;
 
 /* Creates the communicator over the MPI communicator mpi_comm (rank 0 makes
@@ -53,6 +56,11 @@ int rm_nccl_sum_double(rm_nccl_transport *t, double *dev, rm_error *err);
  * compute stream's later work (the next forward) waits for it on the
  * device, the host does not. */
 int rm_nccl_gather_slices(rm_nccl_transport *t, float *params, rm_error *err);
+
+/* The device time of the last gather, once the compute stream has passed
+ * it (the caller has waited for later compute work): *seconds is 0 when no
+ * gather was enqueued since the last call. */
+int rm_nccl_gather_time(rm_nccl_transport *t, double *seconds, rm_error *err);
 
 rm_grad_transport rm_nccl_transport_table(rm_nccl_transport *t);
 
