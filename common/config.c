@@ -108,6 +108,9 @@ static const key_spec keys[] = {
      "Open MPI hostfile (HOST slots=N per line) to launch across; empty: this host, or the Slurm allocation"},
     {"launch.network_interface", STR(network_interface),
      "the interface MPI and NCCL use between hosts (eth0, ib0, ...); empty: their own choice"},
+    {"launch.coordinator_host", STR(coordinator_host),
+     "the host of launch.hostfile the coordinator runs on (the workers take the other slots); empty: the first "
+     "slot"},
     {"launch.cpu_reduce", ENUM(cpu_reduce, cpu_reduce_names),
      "CPU backend gradient sum: shm (node-shared memory) | mpi | auto (shm when all workers share a node)"},
     {"observe.progress_every_steps", INT(progress_every_steps, 1, 1e9), "plain progress line interval"},
@@ -653,6 +656,10 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
         return fail_at(cfg, "model.hidden", err, "model.hidden needs at least one layer width");
     if (check_gpt(cfg, err) != RM_OK)
         return RM_ERR;
+    if (cfg->coordinator_host[0] && !cfg->hostfile[0])
+        return fail_at(cfg, "launch.coordinator_host", err,
+                       "launch.coordinator_host %s needs launch.hostfile: the hosts it is one of",
+                       cfg->coordinator_host);
     if (cfg->backend == RM_BACKEND_CPU && cfg->precision != RM_PREC_FP32)
         return fail_at(cfg, "train.precision", err,
                        "train.precision %s needs launch.backend gpu or auto; the CPU backend computes in fp32",

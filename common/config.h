@@ -92,6 +92,7 @@ typedef struct rm_config {
     char mpirun[RM_PATH_CAP];
     char hostfile[RM_PATH_CAP];          /* Open MPI hostfile to launch across; "" = mpirun's default */
     char network_interface[RM_NAME_CAP]; /* MPI's and NCCL's interface between hosts; "" = theirs to pick */
+    char coordinator_host[RM_NAME_CAP];  /* the hostfile's host rank 0 runs on; "" = the first slot */
 
     /* observe */
     long progress_every_steps;

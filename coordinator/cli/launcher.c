@@ -15,6 +15,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static int compare_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
 static int push(rm_launch_plan *p, const char *arg)
 {
     char **grown = realloc(p->argv, (size_t)(p->argc + 2) * sizeof *grown);
@@ -141,7 +146,89 @@ static int push_hosts(rm_launch_plan *plan, const rm_config *cfg, rm_error *err)
         for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
             ok |= push(plan, args[i]);
     }
+    /* NCCL's settings in this environment (NCCL_IB_HCA, NCCL_DEBUG, ...)
+     * reach every rank, in name order so the line is the same each run. */
+    extern char **environ;
+    char **names = NULL;
+    size_t n_names = 0;
+    for (char **e = environ; *e && ok == RM_OK; e++) {
+        const char *eq = strchr(*e, '=');
+        if (strncmp(*e, "NCCL_", 5) != 0 || !eq)
+            continue;
+        if (cfg->network_interface[0] && strncmp(*e, "NCCL_SOCKET_IFNAME=", 19) == 0)
+            continue; /* launch.network_interface's, above */
+        char **grown = realloc(names, (n_names + 1) * sizeof *grown);
+        if (!grown || !(grown[n_names] = strndup(*e, (size_t)(eq - *e)))) {
+            names = grown ? grown : names;
+            ok = RM_ERR;
+            break;
+        }
+        names = grown;
+        n_names++;
+    }
+    if (n_names > 1)
+        qsort(names, n_names, sizeof *names, compare_names);
+    for (size_t i = 0; i < n_names; i++) {
+        if (ok == RM_OK)
+            ok |= push(plan, "-x");
+        if (ok == RM_OK)
+            ok |= push(plan, names[i]);
+        free(names[i]);
+    }
+    free(names);
     return ok == RM_OK ? RM_OK : rm_fail(err, "out of memory");
+}
+
+/* launch.coordinator_host: rank 0 on that host of the hostfile, the
+ * workers on every other slot (`--host` per program, as a user places
+ * MPMD programs by hand). *coord is "" when the coordinator takes mpirun's
+ * first slot: no coordinator_host, or a host the supervisor has dropped
+ * from the live hostfile (then a warning says so). */
+static int place_coordinator(const rm_config *cfg, char *coord, size_t coord_cap, char **workers, rm_error *err)
+{
+    *coord = '\0';
+    *workers = NULL;
+    if (!cfg->coordinator_host[0] || !cfg->hostfile[0])
+        return RM_OK;
+    rm_hostfile *hf = malloc(sizeof *hf);
+    if (!hf)
+        return rm_fail(err, "out of memory");
+    if (rm_hostfile_read(cfg->hostfile, hf, err) != RM_OK) {
+        free(hf);
+        return RM_ERR;
+    }
+    int at = -1;
+    for (int i = 0; i < hf->n; i++)
+        if (strcmp(hf->host[i], cfg->coordinator_host) == 0)
+            at = i;
+    if (at < 0) {
+        rm_warn("launch.coordinator_host %s is not in %s (a host lost and left out?): the coordinator takes the "
+                "first slot",
+                cfg->coordinator_host, cfg->hostfile);
+        free(hf);
+        return RM_OK;
+    }
+    size_t cap = (size_t)hf->n * 280 + 1, len = 0;
+    char *list = malloc(cap);
+    if (!list) {
+        free(hf);
+        return rm_fail(err, "out of memory");
+    }
+    list[0] = '\0';
+    for (int i = 0; i < hf->n; i++) {
+        long slots = hf->slots[i] - (i == at);
+        if (slots > 0)
+            len += (size_t)snprintf(list + len, cap - len, "%s%s:%ld", len ? "," : "", hf->host[i], slots);
+    }
+    free(hf);
+    if (!len) {
+        free(list);
+        return rm_fail(err, "%s: no slot is left for a worker once the coordinator takes one on %s",
+                       cfg->hostfile, cfg->coordinator_host);
+    }
+    snprintf(coord, coord_cap, "%s", cfg->coordinator_host);
+    *workers = list;
+    return RM_OK;
 }
 
 int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char *bin_dir, const char *config_path,
@@ -179,12 +266,23 @@ int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char 
     ok |= push(plan, "-x");
     ok |= push(plan, "RINGMASTER_RUN_LOCK");
     snprintf(np, sizeof np, "%ld", cfg->workers);
+    char coord_host[RM_NAME_CAP];
+    char *worker_hosts;
+    if (ok != RM_OK || place_coordinator(cfg, coord_host, sizeof coord_host, &worker_hosts, err) != RM_OK) {
+        rm_launch_plan_free(plan);
+        return ok != RM_OK ? rm_fail(err, "out of memory") : RM_ERR;
+    }
     const char *const programs[] = {coordinator, worker};
+    const char *const hosts[] = {coord_host, worker_hosts};
     for (int p = 0; p < 2; p++) {
         if (p)
             ok |= push(plan, ":");
         ok |= push(plan, "-np");
         ok |= push(plan, p ? np : "1");
+        if (coord_host[0]) {
+            ok |= push(plan, "--host");
+            ok |= push(plan, hosts[p]);
+        }
         ok |= push(plan, programs[p]);
         ok |= push(plan, config_path);
         for (int i = 0; i < n_rank_sets; i++) {
@@ -192,6 +290,7 @@ int rm_launch_plan_build(rm_launch_plan *plan, const rm_config *cfg, const char 
             ok |= push(plan, rank_sets[i]);
         }
     }
+    free(worker_hosts);
     if (ok != RM_OK) {
         rm_launch_plan_free(plan);
         return rm_fail(err, "out of memory");

@@ -2,7 +2,8 @@
 # hostname, /tmp and /dev/shm; MPI between them over TCP), and a job whose
 # workers are spread over them trains to the same weights, bit for bit, as
 # the same job with its workers on one host. The coordinator and worker 0
-# run on n0, worker 1 on n1.
+# run on n0, worker 1 on n1; then, with launch.coordinator_host, the
+# coordinator alone on n1 and both workers on n0.
 source "$(dirname "$0")/lib.sh"
 up 2 --slots 2
 
@@ -38,6 +39,11 @@ observe:
 YAML
 on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/spread" >spread.txt 2>&1 || { cat spread.txt; fail "the 2-host run failed"; }
 "$RINGMASTER" run job.yaml --run-dir "$WORK/one" >one.txt 2>&1 || { cat one.txt; fail "the 1-host run failed"; }
+# launch.coordinator_host: rank 0 on n1, both workers on the other slots (n0's)
+on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/placed" --set launch.hostfile="$RINGMASTER_CLUSTER_DIR/hostfile" \
+  --set launch.coordinator_host=n1 >placed.txt 2>&1 || { cat placed.txt; fail "the run with the coordinator on n1 failed"; }
+expect_in placed.txt "-np 1 --host n1 "
+expect_in placed.txt "-np 2 --host n0:2,n1:1 "
 "$PYTHON" - "$WORK" <<'PY'
 import json, sys
 work = sys.argv[1]
@@ -47,6 +53,9 @@ assert hosts == {"coordinator": "n0", "0": "n0", "1": "n1"}, ranks
 spread = json.load(open(f"{work}/spread/summary.json"))
 one = json.load(open(f"{work}/one/summary.json"))
 assert spread["weights_digest"] == one["weights_digest"], (spread["weights_digest"], one["weights_digest"])
+placed = {r[1]: r[2] for r in (l.split() for l in open(f"{work}/placed/ranks.txt"))}
+assert placed == {"coordinator": "n1", "0": "n0", "1": "n0"}, placed
+assert json.load(open(f"{work}/placed/summary.json"))["weights_digest"] == one["weights_digest"]
 print(f"2 workers on n0+n1 and on one host: weights {one['weights_digest']} both; "
       f"{spread['samples_per_second']:.0f} vs {one['samples_per_second']:.0f} samples/s")
 PY

@@ -52,6 +52,20 @@ refused set_typo "--set train.lrr=0.1: unknown key 'train.lrr' (did you mean 'tr
 refused batch_bound "train.global_batch = 100000000 is out of range: must be >= 1 and <= 16777216" job.yaml \
   --set train.global_batch=100000000
 
+# a coordinator host with no hostfile to find it in
+refused coordinator_host "launch.coordinator_host n1 needs launch.hostfile" job.yaml --set launch.coordinator_host=n1
+
+# the mpirun line across hosts, as a user would write it: the hostfile, the
+# coordinator alone on its host, the interface, NCCL's settings passed on
+printf 'alpha slots=2\nbeta slots=3\n' >hosts.txt
+NCCL_IB_HCA=mlx5_0 NCCL_DEBUG=WARN "$RINGMASTER" run job.yaml --dry-run --run-dir "$WORK/dry" \
+  --set launch.hostfile="$WORK/hosts.txt" --set launch.coordinator_host=beta --set launch.network_interface=ib0 \
+  >dry.txt 2>&1 || { cat dry.txt; fail "--dry-run across hosts failed"; }
+expect_in dry.txt "--hostfile $WORK/hosts.txt --mca btl_tcp_if_include ib0 --mca oob_tcp_if_include ib0 -x NCCL_SOCKET_IFNAME=ib0 -x NCCL_DEBUG -x NCCL_IB_HCA"
+expect_in dry.txt "-np 1 --host beta $BIN/ringmaster-coordinator"
+expect_in dry.txt "-np 2 --host alpha:2,beta:2 $BIN/ringmaster-worker"
+echo "across hosts: $(grep -o -- '--hostfile.*' dry.txt | head -1)"
+
 # a tab in the indentation is named as such
 printf 'model:\n\thidden: [128]\n' >tab.yaml
 refused tab "tab.yaml:2:1: invalid YAML: a tab character: YAML indents with spaces, never tabs" tab.yaml
