@@ -71,21 +71,9 @@ struct rm_backend {
     int (*update)(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err);
     /* update, plus the snapshot that `snapshot` would take right after it,
      * fused into the same pass where the device allows; the copy time is
-     * added to stats->snapshot_s. A backend with snapshot_finish may
-     * instead leave part of the copy pending (see there). */
+     * added to stats->snapshot_s. */
     int (*update_snapshot)(rm_backend *b, double lr, long begin, long end, float *const *dst, long *opt_steps,
                            rm_step_stats *stats, rm_error *err);
-    /* Optional (NULL: update_snapshot copies everything before it returns).
-     * The state in the snapshot stays unchanged until the next update, so
-     * update_snapshot may leave its copy pending and do it while the
-     * backend waits on its peers (the parameter gather that ends update,
-     * the next step's gradient reduce): time the worker would otherwise
-     * spin. snapshot_finish copies what is still pending, if anything, and
-     * returns the seconds that took; the snapshot is then complete. The
-     * worker calls it before the next update or restore.
-     * snapshot_pending: whether any of the copy is still to do. */
-    double (*snapshot_finish)(rm_backend *b);
-    int (*snapshot_pending)(const rm_backend *b);
     int (*evaluate)(rm_backend *b, const void *input, const void *target, long n, double *loss_sum, long *correct,
                     rm_error *err);
     /* Copies the parameters to host memory (n_params floats). */

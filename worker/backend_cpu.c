@@ -65,52 +65,7 @@ typedef struct cpu_backend {
     /* shm on traced steps: the reduction of this worker's slice, shown on
      * the timeline as its one bucket */
     double shm_trace_start_s, shm_trace_done_s;
-    /* The checkpoint copy update_snapshot left pending: [at, end) of
-     * [begin, end) is still to copy into dst[k]. */
-    struct {
-        long begin, end, at;
-        float *dst[3];
-    } snap;
 } cpu_backend;
-
-/* Floats of each state tensor per piece of a pending snapshot copy (48 KB
- * under AdamW, a few microseconds): small enough that a wait it fills
- * notices its peers soon after they are done. */
-#define SNAPSHOT_PIECE 4096L
-
-/* The peer wait's idle work: copies the next piece of a pending snapshot.
- * 1 if it copied one, 0 if none is pending. */
-static int snapshot_copy_piece(void *ctx)
-{
-    cpu_backend *cb = ctx;
-    if (cb->snap.at >= cb->snap.end)
-        return 0;
-    /* the optimizer state starts at its own lo (v is NULL under SGD) */
-    const float *src[3] = {cb->params, cb->opt.m, cb->opt.v};
-    long base[3] = {0, cb->opt.lo, cb->opt.lo};
-    long from = cb->snap.at, to = from + SNAPSHOT_PIECE < cb->snap.end ? from + SNAPSHOT_PIECE : cb->snap.end;
-    for (int k = 0; k < cb->base.n_state; k++)
-        memcpy(cb->snap.dst[k] + (from - cb->snap.begin), src[k] + (from - base[k]), (size_t)(to - from) * sizeof(float));
-    cb->snap.at = to;
-    return 1;
-}
-
-static double cpu_snapshot_finish(rm_backend *b)
-{
-    cpu_backend *cb = (cpu_backend *)b;
-    if (cb->snap.at >= cb->snap.end)
-        return 0;
-    double t0 = rm_now_s();
-    while (snapshot_copy_piece(cb))
-        ;
-    return rm_now_s() - t0;
-}
-
-static int cpu_snapshot_pending(const rm_backend *b)
-{
-    const cpu_backend *cb = (const cpu_backend *)b;
-    return cb->snap.at < cb->snap.end;
-}
 
 static int grad_ready(void *ctx, long offset, rm_error *err)
 {
@@ -296,7 +251,6 @@ static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
 static int cpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    cpu_snapshot_finish(b); /* the worker finishes it first; a guard */
     double t0 = rm_now_s();
     cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
     rm_optimizer_step(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi);
@@ -342,27 +296,11 @@ static int cpu_update_snapshot(rm_backend *b, double lr, long begin, long end, f
     if (begin < cb->lo || end > cb->hi)
         return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
                        end, cb->lo, cb->hi);
-    cpu_snapshot_finish(b); /* the worker finishes it first; a guard */
     double t0 = rm_now_s();
     cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
-    if (cb->comm_size == 1) { /* no peer to wait for: the copy rides on the update's pass */
-        stats->snapshot_s =
-            rm_optimizer_step_snapshot(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi, begin, end, dst);
-        stats->optimizer_s = rm_now_s() - t0 - stats->snapshot_s;
-    } else {
-        /* Copied in pieces while this worker waits for the others, from
-         * the parameter gather below on (snapshot_copy_piece). Fused into
-         * the update's pass, the copy lengthened the checkpoint's step by
-         * 0.2-0.3 ms of a 4.3 ms step on the default job, on both workers
-         * at once. */
-        rm_optimizer_step(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi);
-        stats->optimizer_s = rm_now_s() - t0;
-        stats->snapshot_s = 0;
-        cb->snap.begin = cb->snap.at = begin;
-        cb->snap.end = end;
-        for (int k = 0; k < b->n_state; k++)
-            cb->snap.dst[k] = dst[k];
-    }
+    stats->snapshot_s =
+        rm_optimizer_step_snapshot(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi, begin, end, dst);
+    stats->optimizer_s = rm_now_s() - t0 - stats->snapshot_s;
     *opt_steps = cb->opt.t;
     return publish_params(cb, stats, err);
 }
@@ -385,7 +323,6 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
 static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    cpu_snapshot_finish(b); /* of the state being replaced */
     /* shm: each worker writes its own slice of the shared parameters;
      * otherwise each has its own whole copy */
     long lo = cb->mode == REDUCE_SHM ? cb->lo : 0, hi = cb->mode == REDUCE_SHM ? cb->hi : cb->n_params;
@@ -443,8 +380,6 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
         .evaluate = cpu_evaluate,
         .read_params = cpu_read_params,
         .snapshot = cpu_snapshot,
-        .snapshot_finish = cpu_snapshot_finish,
-        .snapshot_pending = cpu_snapshot_pending,
         .restore = cpu_restore,
         .destroy = cpu_destroy,
     };
@@ -457,11 +392,7 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
     cb->zero = cfg->zero != 0;
     cb->comm = comm;
     cb->shm.node_comm = MPI_COMM_NULL;
-    cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat,
-                                   .ctx = heartbeat_ctx,
-                                   .heartbeat_s = heartbeat_s,
-                                   .idle = snapshot_copy_piece,
-                                   .idle_ctx = cb};
+    cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
     cb->lo = 0;
     cb->hi = model->n_params;
     if (MPI_Comm_size(comm, &cb->comm_size) != MPI_SUCCESS || MPI_Comm_rank(comm, &cb->rank) != MPI_SUCCESS) {

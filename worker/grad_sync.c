@@ -105,15 +105,13 @@ int rm_grad_sync_finish(rm_grad_sync *gs, rm_error *err)
             return RM_ERR;
         if (done)
             break;
-        const rm_peer_wait *pw = &gs->peer_wait;
-        if (pw->idle && pw->idle(pw->idle_ctx))
-            continue; /* the rank's own work instead of spinning or sleeping */
         /* Spin first (a bucket is often microseconds from done), then poll
          * gently so a long wait does not burn the core the loader needs. */
         if (spins < 4096)
             continue;
         if ((spins & 63) == 0) {
             double now = rm_now_s();
+            const rm_peer_wait *pw = &gs->peer_wait;
             if (pw->heartbeat && now - last_beat > pw->heartbeat_s) {
                 last_beat = now;
                 if (pw->heartbeat(pw->ctx, err) != RM_OK)

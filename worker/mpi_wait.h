@@ -13,16 +13,10 @@ typedef struct rm_peer_wait {
     int (*heartbeat)(void *ctx, rm_error *err);
     void *ctx;
     double heartbeat_s;
-    /* Optional: a few microseconds of the rank's own pending work, done
-     * between two polls instead of spinning or sleeping; returns 1 if it
-     * did some (there may be more), 0 if none is pending. */
-    int (*idle)(void *idle_ctx);
-    void *idle_ctx;
 } rm_peer_wait;
 
 /* MPI_Waitall by polling, calling pw->heartbeat about every
- * pw->heartbeat_s and pw->idle between polls. Returns RM_OK, or RM_ERR
- * from MPI or the heartbeat. */
+ * pw->heartbeat_s. Returns RM_OK, or RM_ERR from MPI or the heartbeat. */
 int rm_mpi_wait_all(int n, MPI_Request *reqs, const rm_peer_wait *pw, rm_error *err);
 
 #endif

@@ -50,7 +50,6 @@ typedef struct worker {
     void *eval_input, *eval_target;
     long step; /* step in progress, for messages */
     rm_trace trace;            /* observe.trace_steps */
-    long snapshot_unsent;      /* steps done in a snapshot the backend still copies (0: none) */
     double ckpt_submit_s;      /* when the checkpoint being written was handed over */
     int ckpt_traced;           /* ... and whether it belongs on the timeline */
 } worker;
@@ -346,6 +345,14 @@ static int report_checkpoint(worker *w, rm_error *err)
     return RM_OK;
 }
 
+/* A checkpoint after this step: the writer must be free (its previous
+ * result reported) before its snapshot buffers are refilled. */
+static int prepare_checkpoint(worker *w, rm_error *err)
+{
+    rm_ckpt_writer_wait_idle(&w->writer);
+    return report_checkpoint(w, err);
+}
+
 /* Hands the filled snapshot of the state after `steps_done` steps to the
  * writer thread. */
 static void submit_checkpoint(worker *w, long steps_done)
@@ -356,29 +363,6 @@ static void submit_checkpoint(worker *w, long steps_done)
     w->ckpt_submit_s = rm_now_s();
     w->ckpt_traced = rm_trace_wants(&w->trace, steps_done - 1);
     rm_ckpt_writer_submit(&w->writer, steps_done, dir);
-}
-
-/* A snapshot whose copy the backend does while it waits on its peers
- * (backend.h, snapshot_finish) goes to the writer once complete: before
- * the next update changes the state, the rest is copied here. Returns the
- * seconds that took (0 when the waits sufficed, or nothing is pending). */
-static double flush_snapshot(worker *w)
-{
-    if (!w->snapshot_unsent)
-        return 0;
-    double copy_s = w->backend->snapshot_finish(w->backend);
-    submit_checkpoint(w, w->snapshot_unsent);
-    w->snapshot_unsent = 0;
-    return copy_s;
-}
-
-/* A checkpoint after this step: the writer must be free (its previous
- * result reported) before its snapshot buffers are refilled. */
-static int prepare_checkpoint(worker *w, rm_error *err)
-{
-    flush_snapshot(w);
-    rm_ckpt_writer_wait_idle(&w->writer);
-    return report_checkpoint(w, err);
 }
 
 /* N-independent fingerprint of which sample sits at which stream position. */
@@ -524,25 +508,20 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         int flags = b->assign.flags;
         int skip = (flags & RM_ASSIGN_SKIP_UPDATE) || nonfinite;
         /* The checkpoint snapshot rides on the optimizer's pass over the
-         * state, or on the waits for the peers after it (flush_snapshot);
-         * the stall is what it adds to a step (waiting for the writer, the
-         * copies outside those waits), measured as such. */
+         * state; the stall is what it adds (waiting for the writer, the
+         * copies), measured as such. */
         int checkpoint = flags & RM_ASSIGN_CHECKPOINT_AFTER;
-        double stall_s = flush_snapshot(w), t_ck = rm_now_s();
+        double stall_s = 0, t_ck = rm_now_s();
         if (checkpoint) {
             if (prepare_checkpoint(w, err) != RM_OK)
                 return RM_ERR;
-            stall_s += rm_now_s() - t_ck;
+            stall_s = rm_now_s() - t_ck;
         }
         if (checkpoint && !skip) {
             if (w->backend->update_snapshot(w->backend, lr, w->writer.begin, w->writer.end, w->writer.snap,
                                             &w->snapshot_opt_steps, &stats, err) != RM_OK)
                 return RM_ERR;
             stall_s += stats.snapshot_s;
-            if (w->backend->snapshot_pending && w->backend->snapshot_pending(w->backend)) {
-                w->snapshot_unsent = w->step + 1;
-                checkpoint = 0; /* flush_snapshot submits it */
-            }
         } else {
             if (!skip && w->backend->update(w->backend, lr, &stats, err) != RM_OK)
                 return RM_ERR;
@@ -592,7 +571,6 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             break;
     }
     /* The last checkpoint must reach the coordinator before STOP. */
-    flush_snapshot(w);
     rm_ckpt_writer_wait_idle(&w->writer);
     if (report_checkpoint(w, err) != RM_OK)
         return RM_ERR;
