@@ -10,12 +10,16 @@
 #      before and the K after), K = 5, from metrics.jsonl (the checkpoint
 #      steps are those of the checkpoint events in events.jsonl). Target:
 #      median under 5% of the median step. Also printed: the same for the
-#      step after (a worker that had no wait to copy its snapshot in
-#      finishes the copy before that step's update) and for both steps
-#      together; the excess of the checkpoint step and the K steps after it
-#      over the median before (what the background write costs the steps
-#      it overlaps, where the workers fill the cores); and the workers' own
-#      count (ckpt_stall_s_max of both steps);
+#      step after and for both steps together (so that a cost moved from
+#      the checkpoint's step into the next one shows); the excess of the
+#      checkpoint step and the K steps after it over the median before
+#      (what the background write costs the steps it overlaps, where the
+#      workers fill the cores); the workers' own count (ckpt_stall_s_max of
+#      both steps); and, per phase, how much the slowest worker's time in
+#      it grew in the checkpoint's step (which phase the stall is in:
+#      grad_reduce growing means the other worker was late), beside the
+#      growth of run_delay_s_max (time a worker waited for a core: other
+#      work on the machine);
 #   2. checkpoint write rate (bytes of one checkpoint / the slowest worker's
 #      write time: create, every byte, fsync) for a larger MLP (AdamW:
 #      params + 2 moments), plain and sealed (security.key_file), beside
@@ -94,6 +98,9 @@ step = [r["step_s_max"] for r in rows]
 near = set(j for i in ck for j in (i, i + 1))
 med_step = statistics.median(s for i, s in enumerate(step) if i not in near)
 stall, next_stall, both, after, own = [], [], [], [], []
+phases = ["data_wait_s", "compute_s", "allreduce_wait_s", "ckpt_stall_s", "optimizer_s", "param_gather_s",
+          "run_delay_s"]
+grew = {p: [] for p in phases}
 for i in ck:
     if i < K or i + 1 + K >= len(rows):
         continue  # the run's first and last steps lack neighbours on one side
@@ -104,6 +111,9 @@ for i in ck:
     before = statistics.median(step[i - K:i])
     after.append(sum(step[j] - before for j in range(i, i + K + 1)))
     own.append(rows[i]["ckpt_stall_s_max"] + rows[i + 1]["ckpt_stall_s_max"])
+    for p in phases:
+        v = [r.get(p + "_max", 0) for r in rows]
+        grew[p].append(v[i] - statistics.median(v[i - K:i] + v[i + 1:i + 1 + K]))
 if not stall:
     sys.exit("no checkpoint step with neighbours")
 pct = lambda x: 100 * x / med_step
@@ -111,11 +121,13 @@ med = lambda xs: f"{statistics.median(xs)*1e3:.3f} ms = {pct(statistics.median(x
 print(f"checkpoints: {len(stall)}; median step {med_step*1e3:.3f} ms")
 print(f"stall = checkpoint step - median of the {K} steps before and the {K} after: median {med(stall)}"
       f" (target < 5%); mean {statistics.mean(stall)*1e3:.3f} ms, max {max(stall)*1e3:.3f} ms")
-print(f"the step after, the same way (where a snapshot copy that found no wait ends): median {med(next_stall)}")
+print(f"the step after, the same way: median {med(next_stall)}")
 print(f"both steps together over the median of the {K} before and the {K} after them: median {med(both)}")
 print(f"excess of the checkpoint step and the {K} after it over the median of the {K} before: median {med(after)}")
-print(f"workers' own count (ckpt_stall_s_max of both steps: waiting for the writer + the snapshot copy outside"
-      f" the waits for the peers): median {med(own)}")
+print(f"workers' own count (ckpt_stall_s_max of both steps: waiting for the writer + the snapshot copy):"
+      f" median {med(own)}")
+print("growth in the checkpoint's step over the same neighbours, slowest worker per phase (median): "
+      + ", ".join(f"{p[:-2]} {statistics.median(grew[p])*1e3:+.3f} ms" for p in phases))
 PY
 fi
 
