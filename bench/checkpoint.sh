@@ -8,12 +8,18 @@
 #      of a checkpoint at step s is how much longer step s took than the
 #      steps around it: step_s_max[s] - median(step_s_max of the K steps
 #      before and the K after), K = 5, from metrics.jsonl (the checkpoint
-#      steps are the rows with ckpt_stall_s_max > 0, the time the workers
-#      themselves count as checkpoint work). Target: median under 5% of the
-#      median step. Also printed: the excess of the checkpoint step and the
-#      K steps after it over the median before (what the background write
-#      costs the steps it overlaps, where the workers fill the cores), and
-#      the workers' own count;
+#      steps are those of the checkpoint events in events.jsonl). Target:
+#      median under 5% of the median step. Also printed: the same for the
+#      step after and for both steps together (so that a cost moved from
+#      the checkpoint's step into the next one shows); the excess of the
+#      checkpoint step and the K steps after it over the median before
+#      (what the background write costs the steps it overlaps, where the
+#      workers fill the cores); the workers' own count (ckpt_stall_s_max of
+#      both steps); and, per phase, how much the slowest worker's time in
+#      it grew in the checkpoint's step (which phase the stall is in:
+#      grad_reduce growing means the other worker was late), beside the
+#      growth of run_delay_s_max (time a worker waited for a core: other
+#      work on the machine);
 #   2. checkpoint write rate (bytes of one checkpoint / the slowest worker's
 #      write time: create, every byte, fsync) for a larger MLP (AdamW:
 #      params + 2 moments), plain and sealed (security.key_file), beside
@@ -81,31 +87,47 @@ if want 1; then
 echo "== 1. stall per checkpoint (default model, checkpoint every 100 steps)"
 "$RM" run configs/fashion_mnist.yaml --run-dir "$work/stall" --set train.steps=2000 --set checkpoint.every_steps=100 \
   --set checkpoint.keep=2 "${q[@]}" >"$work/stall.log" 2>&1
-python3 - "$work/stall/metrics.jsonl" <<'PY'
-import json, statistics, sys
+python3 - "$work/stall" <<'PY'
+import json, os, statistics, sys
 K = 5
-rows = [json.loads(l) for l in open(sys.argv[1])]
+rows = [json.loads(l) for l in open(os.path.join(sys.argv[1], "metrics.jsonl"))]
+events = [json.loads(l) for l in open(os.path.join(sys.argv[1], "events.jsonl")) if '"checkpoint"' in l]
+at = {r["step"]: i for i, r in enumerate(rows)}
+ck = sorted(at[e["step"]] for e in events if e.get("event") == "checkpoint" and e["step"] in at)
 step = [r["step_s_max"] for r in rows]
-med_step = statistics.median(step[i] for i, r in enumerate(rows) if r["ckpt_stall_s_max"] == 0)
-stall, after, own = [], [], []
-for i, r in enumerate(rows):
-    if r["ckpt_stall_s_max"] <= 0 or i < K or i + K >= len(rows):
+near = set(j for i in ck for j in (i, i + 1))
+med_step = statistics.median(s for i, s in enumerate(step) if i not in near)
+stall, next_stall, both, after, own = [], [], [], [], []
+phases = ["data_wait_s", "compute_s", "allreduce_wait_s", "ckpt_stall_s", "optimizer_s", "param_gather_s",
+          "run_delay_s"]
+grew = {p: [] for p in phases}
+for i in ck:
+    if i < K or i + 1 + K >= len(rows):
         continue  # the run's first and last steps lack neighbours on one side
     stall.append(step[i] - statistics.median(step[i - K:i] + step[i + 1:i + 1 + K]))
+    around = statistics.median(step[i - K:i] + step[i + 2:i + 2 + K])  # of the pair i, i + 1
+    next_stall.append(step[i + 1] - around)
+    both.append(step[i] + step[i + 1] - 2 * around)
     before = statistics.median(step[i - K:i])
     after.append(sum(step[j] - before for j in range(i, i + K + 1)))
-    own.append(r["ckpt_stall_s_max"])
+    own.append(rows[i]["ckpt_stall_s_max"] + rows[i + 1]["ckpt_stall_s_max"])
+    for p in phases:
+        v = [r.get(p + "_max", 0) for r in rows]
+        grew[p].append(v[i] - statistics.median(v[i - K:i] + v[i + 1:i + 1 + K]))
 if not stall:
     sys.exit("no checkpoint step with neighbours")
 pct = lambda x: 100 * x / med_step
+med = lambda xs: f"{statistics.median(xs)*1e3:.3f} ms = {pct(statistics.median(xs)):.1f}% of a step"
 print(f"checkpoints: {len(stall)}; median step {med_step*1e3:.3f} ms")
-print(f"stall = checkpoint step - median of the {K} steps before and the {K} after: median {statistics.median(stall)*1e3:.3f} ms"
-      f" = {pct(statistics.median(stall)):.1f}% of a step (target < 5%); mean {statistics.mean(stall)*1e3:.3f} ms,"
-      f" max {max(stall)*1e3:.3f} ms")
-print(f"excess of the checkpoint step and the {K} after it over the median of the {K} before: median"
-      f" {statistics.median(after)*1e3:.3f} ms = {pct(statistics.median(after)):.1f}% of a step")
-print(f"workers' own count (ckpt_stall_s_max: waiting for the writer + the snapshot copy): median"
-      f" {statistics.median(own)*1e3:.3f} ms = {pct(statistics.median(own)):.1f}% of a step")
+print(f"stall = checkpoint step - median of the {K} steps before and the {K} after: median {med(stall)}"
+      f" (target < 5%); mean {statistics.mean(stall)*1e3:.3f} ms, max {max(stall)*1e3:.3f} ms")
+print(f"the step after, the same way: median {med(next_stall)}")
+print(f"both steps together over the median of the {K} before and the {K} after them: median {med(both)}")
+print(f"excess of the checkpoint step and the {K} after it over the median of the {K} before: median {med(after)}")
+print(f"workers' own count (ckpt_stall_s_max of both steps: waiting for the writer + the snapshot copy):"
+      f" median {med(own)}")
+print("growth in the checkpoint's step over the same neighbours, slowest worker per phase (median): "
+      + ", ".join(f"{p[:-2]} {statistics.median(grew[p])*1e3:+.3f} ms" for p in phases))
 PY
 fi
 
