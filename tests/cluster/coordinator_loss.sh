@@ -12,48 +12,12 @@ source "$(dirname "$0")/lib.sh"
 t0=$(date +%s)
 
 up 4 --slots 1
-cat >job.yaml <<YAML
-model:
-  hidden: [128]
-data:
-  dir: $DATA
-  eval_split: ""
-train:
-  global_batch: 96
-  steps: 300
-  optimizer: adamw
-  lr: 0.002
-  seed: 1
-launch:
-  workers: 2
-checkpoint:
-  every_steps: 50
-fault:
-  max_restarts: 2
-  restart_backoff_s: 0.5
-  hang_timeout_s: 10
-observe:
-  progress_every_steps: 100
-YAML
+job job.yaml 2 300 10
 printf 'n0 slots=1\nn1 slots=1\nn2 slots=1\n' >hosts012
 printf 'n1 slots=1\nn2 slots=1\nn3 slots=1\n' >hosts123
 printf 'n2 slots=1\nn3 slots=1\n' >hosts23
 "$RINGMASTER" run job.yaml --run-dir "$WORK/ref" >ref.txt 2>&1 || { cat ref.txt; fail "the reference run failed"; }
 ref=$("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["weights_digest"])' "$WORK/ref/summary.json")
-
-# kill_when RUN STEP HOST: cuts HOST off and kills it once RUN has logged STEP steps; prints the time.
-kill_when() {
-  local i
-  for ((i = 0; i < 1200; i++)); do
-    if [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ]; then
-      "$CLUSTER/kill-host.sh" --silent "$3"
-      date +%s.%N
-      return
-    fi
-    sleep 0.1
-  done
-  fail "the run never reached step $2"
-}
 
 digest_is_ref() { # digest_is_ref RUN
   "$PYTHON" - "$1" "$ref" <<'PY'
@@ -66,7 +30,7 @@ PY
 # 1. the coordinator's host dies, ringmaster run lives on n3
 on n3 "$RINGMASTER" run job.yaml --run-dir "$WORK/a" --set launch.hostfile="$WORK/hosts012" >a.txt 2>&1 &
 runner=$!
-killed_at=$(kill_when "$WORK/a" 120 n0)
+killed_at=$(kill_when "$WORK/a" 120 n0 --silent)
 wait $runner || { cat a.txt; fail "the run did not recover from losing the coordinator's host"; }
 expect_in a.txt "host n0 was lost: mpirun lost its daemon there (it ran the coordinator (rank 0))"
 expect_in a.txt "host n0 is left out from now on: 2 workers on 2 hosts"
@@ -87,7 +51,7 @@ PY
 RINGMASTER_LOCK_LEASE_S=4 on n1 "$RINGMASTER" run job.yaml --run-dir "$WORK/b" \
   --set launch.hostfile="$WORK/hosts123" >b.txt 2>&1 &
 runner=$!
-killed_at=$(kill_when "$WORK/b" 120 n1)
+killed_at=$(kill_when "$WORK/b" 120 n1 --silent)
 wait $runner 2>/dev/null || true # its relay connection ends with n1
 pidns() { stat -L -c %i "/proc/$(cat "$RINGMASTER_CLUSTER_DIR/$1.pid")/ns/pid"; }
 survivors="$(pidns n2)|$(pidns n3)"
