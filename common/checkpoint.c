@@ -32,6 +32,14 @@ void rm_ckpt_dir_name(long step, char *out, size_t cap)
     snprintf(out, cap, "step-%08ld", step);
 }
 
+void rm_ckpt_tmp_dir_name(long step, long generation, char *out, size_t cap)
+{
+    if (generation > 0)
+        snprintf(out, cap, "step-%08ld.g%ld.tmp", step, generation);
+    else
+        snprintf(out, cap, "step-%08ld.tmp", step);
+}
+
 static void file_name(int worker, char *out, size_t cap)
 {
     snprintf(out, cap, "worker-%05d.rmc", worker);
@@ -307,6 +315,8 @@ int rm_ckpt_manifest_write(const char *dir, const rm_ckpt_manifest *m, const rm_
             m->created_unix);
     fprintf(f, "  \"config_hash\": \"%s\",\n  \"training_hash\": \"%s\",\n  \"dataset_index_hash\": \"%s\",\n", cfg,
             train, data);
+    if (m->generation > 0)
+        fprintf(f, "  \"generation\": %ld,\n", m->generation);
     if (m->audit_seq > 0)
         fprintf(f, "  \"audit\": {\"seq\": %ld, \"head\": \"%s\"},\n", m->audit_seq, m->audit_head);
     fprintf(f, "  \"files\": [\n");
@@ -505,6 +515,11 @@ int rm_ckpt_manifest_read(const char *dir, rm_ckpt_manifest *m, rm_error *err)
         }
     }
     m->n_tensors = (int)tensors->count;
+    if (rm_yaml_get(root, "generation") && /* absent from checkpoints before generations */
+        (get_long(root, "generation", &m->generation, path, err) != RM_OK || m->generation < 1)) {
+        rm_fail(err, "%s: malformed generation", path);
+        goto out;
+    }
     const rm_yaml_node *audit = rm_yaml_get(root, "audit");
     if (audit) { /* checkpoints from before the audit head was recorded have none */
         const rm_yaml_node *head = rm_yaml_get(audit, "head");
@@ -736,7 +751,8 @@ int rm_ckpt_commit(const char *root, const char *tmp_dir, long step, rm_error *e
     return rm_write_file_atomic(latest, text, (size_t)len, err);
 }
 
-static int parse_step_dir(const char *name, long *step, int *tmp)
+/* "step-N" (committed), "step-N.tmp" (generation 0) or "step-N.gG.tmp". */
+static int parse_step_dir(const char *name, long *step, int *tmp, long *generation)
 {
     char *end;
     if (strncmp(name, "step-", 5) != 0)
@@ -744,12 +760,21 @@ static int parse_step_dir(const char *name, long *step, int *tmp)
     long v = strtol(name + 5, &end, 10);
     if (end == name + 5 || v < 0)
         return 0;
-    if (*end == '\0')
+    *generation = 0;
+    if (*end == '\0') {
         *tmp = 0;
-    else if (strcmp(end, ".tmp") == 0)
+    } else if (strcmp(end, ".tmp") == 0) {
         *tmp = 1;
-    else
+    } else if (strncmp(end, ".g", 2) == 0) {
+        char *gend;
+        long g = strtol(end + 2, &gend, 10);
+        if (gend == end + 2 || g < 1 || strcmp(gend, ".tmp") != 0)
+            return 0;
+        *tmp = 1;
+        *generation = g;
+    } else {
         return 0;
+    }
     *step = v;
     return 1;
 }
@@ -760,9 +785,14 @@ static int cmp_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-static int scan(const char *root, int want_tmp, long **steps, int *n, rm_error *err)
+/* The committed (want_tmp 0) or temporary directories' steps, newest
+ * first; with gens, each one's generation too (not sorted along: for
+ * temporary directories, which are not sorted). */
+static int scan(const char *root, int want_tmp, long **steps, long **gens, int *n, rm_error *err)
 {
     *steps = NULL;
+    if (gens)
+        *gens = NULL;
     *n = 0;
     DIR *d = opendir(root);
     if (!d) {
@@ -773,30 +803,43 @@ static int scan(const char *root, int want_tmp, long **steps, int *n, rm_error *
     int cap = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        long step;
+        long step, gen;
         int tmp;
-        if (!parse_step_dir(e->d_name, &step, &tmp) || tmp != want_tmp)
+        if (!parse_step_dir(e->d_name, &step, &tmp, &gen) || tmp != want_tmp)
             continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
             long *grown = realloc(*steps, (size_t)cap * sizeof *grown);
-            if (!grown) {
+            long *grown_gens = grown && gens ? realloc(*gens, (size_t)cap * sizeof *grown_gens) : NULL;
+            if (grown)
+                *steps = grown;
+            if (grown_gens)
+                *gens = grown_gens;
+            if (!grown || (gens && !grown_gens)) {
                 closedir(d);
+                free(*steps);
+                *steps = NULL;
+                if (gens) {
+                    free(*gens);
+                    *gens = NULL;
+                }
+                *n = 0;
                 return rm_fail(err, "out of memory");
             }
-            *steps = grown;
         }
+        if (gens)
+            (*gens)[*n] = gen;
         (*steps)[(*n)++] = step;
     }
     closedir(d);
-    if (*n > 1)
+    if (*n > 1 && !gens)
         qsort(*steps, (size_t)*n, sizeof **steps, cmp_desc);
     return RM_OK;
 }
 
 int rm_ckpt_list(const char *root, long **steps, int *n, rm_error *err)
 {
-    return scan(root, 0, steps, n, err);
+    return scan(root, 0, steps, NULL, n, err);
 }
 
 static void remove_tree(const char *dir)
@@ -816,20 +859,20 @@ static void remove_tree(const char *dir)
     rmdir(dir);
 }
 
-void rm_ckpt_discard_tmp(const char *root, long step)
+void rm_ckpt_discard_tmp(const char *root, long step, long generation)
 {
-    char name[32], path[4096];
-    rm_ckpt_dir_name(step, name, sizeof name);
-    snprintf(path, sizeof path, "%s/%s.tmp", root, name);
+    char name[48], path[4096];
+    rm_ckpt_tmp_dir_name(step, generation, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", root, name);
     remove_tree(path);
 }
 
-void rm_ckpt_prune(const char *root, int keep, long keep_tmp_before_step)
+void rm_ckpt_prune(const char *root, int keep, long keep_tmp_before_step, long generation)
 {
-    long *steps;
+    long *steps, *gens;
     int n;
-    char name[32], path[4096];
-    if (scan(root, 0, &steps, &n, NULL) == RM_OK) {
+    char name[48], path[4096];
+    if (scan(root, 0, &steps, NULL, &n, NULL) == RM_OK) {
         for (int i = keep; i < n; i++) {
             rm_ckpt_dir_name(steps[i], name, sizeof name);
             snprintf(path, sizeof path, "%s/%s", root, name);
@@ -837,14 +880,15 @@ void rm_ckpt_prune(const char *root, int keep, long keep_tmp_before_step)
         }
         free(steps);
     }
-    if (scan(root, 1, &steps, &n, NULL) == RM_OK) {
+    if (scan(root, 1, &steps, &gens, &n, NULL) == RM_OK) {
         for (int i = 0; i < n; i++)
-            if (steps[i] < keep_tmp_before_step) {
-                rm_ckpt_dir_name(steps[i], name, sizeof name);
-                snprintf(path, sizeof path, "%s/%s.tmp", root, name);
+            if (gens[i] < generation || (gens[i] == generation && steps[i] < keep_tmp_before_step)) {
+                rm_ckpt_tmp_dir_name(steps[i], gens[i], name, sizeof name);
+                snprintf(path, sizeof path, "%s/%s", root, name);
                 remove_tree(path);
             }
         free(steps);
+        free(gens);
     }
 }
 
@@ -916,7 +960,7 @@ static int find_newest(const char *root, rm_ckpt_manifest *m, char *dir, size_t 
     dir[0] = '\0';
     if (rm_ckpt_check_latest(root, err) != RM_OK)
         return RM_ERR;
-    if (scan(root, 0, &steps, &n, err) != RM_OK)
+    if (scan(root, 0, &steps, NULL, &n, err) != RM_OK)
         return RM_ERR;
     for (int i = 0; i < n; i++) {
         char name[32];

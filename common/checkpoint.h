@@ -3,7 +3,9 @@
  *   CKPT_ROOT/step-00000100/          committed (renamed from .tmp after
  *       worker-00000.rmc ...          every file and the manifest are
  *       manifest.json                 fsynced)
- *   CKPT_ROOT/step-00000200.tmp/      being written: never read
+ *   CKPT_ROOT/step-00000200.g3.tmp/   being written by generation 3 (the
+ *                                     job that took the directory last,
+ *                                     ckpt_fence.h): never read
  *   CKPT_ROOT/latest                  "step-00000100\n", replaced atomically
  *
  * Worker w's file holds its slice [begin, end) of every state tensor
@@ -74,10 +76,17 @@ typedef struct rm_ckpt_manifest {
      * its last line's seq (0: none recorded) and BLAKE2b-256. */
     long audit_seq;
     char audit_head[65];
+    /* The generation of the job that committed it (ckpt_fence.h); 0 in
+     * checkpoints from before generations were recorded. */
+    long generation;
 } rm_ckpt_manifest;
 
 /* "step-00000100" */
 void rm_ckpt_dir_name(long step, char *out, size_t cap);
+
+/* The directory generation `generation` writes step's parts into:
+ * "step-00000100.g3.tmp" ("step-00000100.tmp" for generation 0). */
+void rm_ckpt_tmp_dir_name(long step, long generation, char *out, size_t cap);
 
 /* Writes one worker's file (header + the n_state slices, each end-begin
  * floats) into dir, fsyncs it, returns its size and payload checksum. On
@@ -127,12 +136,15 @@ int rm_ckpt_verify_parts(const char *dir, const rm_ckpt_manifest *m, rm_error *e
 /* Renames tmp_dir to root/step-N, fsyncs root, points root/latest at it. */
 int rm_ckpt_commit(const char *root, const char *tmp_dir, long step, rm_error *err);
 
-/* Removes root/step-N.tmp and what is in it (a checkpoint that failed). */
-void rm_ckpt_discard_tmp(const char *root, long step);
+/* Removes generation's temporary directory of step and what is in it (a
+ * checkpoint that failed). */
+void rm_ckpt_discard_tmp(const char *root, long step, long generation);
 
-/* Removes committed checkpoints beyond the newest `keep`, and stale .tmp
- * directories older than `keep_tmp_before_step`. */
-void rm_ckpt_prune(const char *root, int keep, long keep_tmp_before_step);
+/* Removes committed checkpoints beyond the newest `keep`, and temporary
+ * directories left behind: generation's own older than
+ * `keep_tmp_before_step`, and every one of an older generation (a newer
+ * generation's are never touched). */
+void rm_ckpt_prune(const char *root, int keep, long keep_tmp_before_step, long generation);
 
 /* Committed checkpoint steps in root, newest first. Caller frees *steps. */
 int rm_ckpt_list(const char *root, long **steps, int *n, rm_error *err);

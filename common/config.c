@@ -128,6 +128,7 @@ static const key_spec keys[] = {
     {"security.decrypt_cache_mb", INT(decrypt_cache_mb, 1, 1 << 24), "decrypted shards kept in memory per split"},
     {"debug.nan_at_step", INT(debug_nan_at_step, -1, 1e12), "test knob: poison the loss gradient at this step"},
     {"debug.ckpt_write_delay_s", DBL(debug_ckpt_write_delay_s, 0, 3600), "test knob: slow checkpoint writes down"},
+    {"debug.ckpt_commit_delay_s", DBL(debug_ckpt_commit_delay_s, 0, 3600), "test knob: hold each commit back (fencing)"},
     {"debug.slow_worker", INT(debug_slow_worker, -1, 65535), "test knob: this worker computes slowly; -1: none"},
     {"debug.slow_factor", DBL(debug_slow_factor, 1, 1000), "test knob: the slow worker's compute time multiplier"},
     {"debug.loader_throttle_mb_s", DBL(debug_loader_throttle_mb_s, 0, 1e9), "test knob: cap loader reads, MB/s; 0: off"},

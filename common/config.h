@@ -115,6 +115,7 @@ typedef struct rm_config {
     /* debug: fault injection for tests */
     long debug_nan_at_step; /* -1: off; the step whose loss gradient is poisoned */
     double debug_ckpt_write_delay_s; /* the checkpoint writer sleeps this long before writing */
+    double debug_ckpt_commit_delay_s; /* the coordinator sleeps this long before each checkpoint's commit */
     long debug_slow_worker;          /* -1: off; this worker's compute is stretched by slow_factor */
     double debug_slow_factor;
     double debug_loader_throttle_mb_s; /* 0: off; the loader reads at most this fast */

@@ -73,6 +73,7 @@ typedef struct rm_msg_start {
     int64_t first_step;
     char resume_dir[RM_DIR_CAP]; /* checkpoint to load; "" = fresh start */
     char ckpt_root[RM_DIR_CAP];
+    int64_t generation; /* the job's checkpoint generation: parts go to step-N.gG.tmp (ckpt_fence.h) */
     char reason[RM_REASON_CAP];
 } rm_msg_start;
 

@@ -2,9 +2,11 @@
  * (bytes, size, checksum; a failing or full disk gives an error and no
  * file), the background writer thread, and the coordinator's commit
  * (every part checked before the rename, a step with a missing or damaged
- * part kept out, an unverified step directory moved aside, retention). */
+ * part kept out, an unverified step directory moved aside, retention), and
+ * the generation fence (a job of an older generation moves nothing). */
 #include "checkpoint.h"
 #include "ckpt_coord.h"
+#include "ckpt_fence.h"
 #include "ckpt_writer.h"
 #include "crypto.h"
 #include "le_bytes.h"
@@ -12,12 +14,14 @@
 
 #include <check.h>
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char scratch[RMT_PATH_CAP], root[RMT_PATH_CAP + 32];
@@ -258,15 +262,22 @@ END_TEST
 #define WORKERS 2
 #define PARAMS 3001L
 
-static rm_ckpt_coord coord_setup(long keep)
+/* A coordinator of `generation` (0: a directory that never had one). */
+static rm_ckpt_coord coord_setup_gen(long keep, long generation, long last_committed)
 {
     rm_ckpt_coord cc;
     rm_ckpt_manifest base = {.seed = 1, .optimizer = 1, .n_state = 3, .n_params = PARAMS, .world_size = WORKERS,
-                             .config_hash = 11, .training_hash = 22, .dataset_hash = 33};
+                             .config_hash = 11, .training_hash = 22, .dataset_hash = 33, .generation = generation};
     rm_error err;
-    ck_assert_msg(rm_ckpt_coord_init_with(&cc, root, WORKERS, keep, &base, NULL, 10, 1000, -1, &err) == RM_OK, "%s",
-                  err.msg);
+    ck_assert_msg(rm_ckpt_coord_init_with(&cc, root, WORKERS, keep, &base, NULL, 10, 1000, last_committed, &err) ==
+                      RM_OK,
+                  "%s", err.msg);
     return cc;
+}
+
+static rm_ckpt_coord coord_setup(long keep)
+{
+    return coord_setup_gen(keep, 0, -1);
 }
 
 static long slice_begin(int w)
@@ -274,13 +285,14 @@ static long slice_begin(int w)
     return PARAMS * w / WORKERS;
 }
 
-/* Worker w writes its part of checkpoint `step` (values shifted by step)
- * into the step's .tmp directory, as the worker does; returns its report. */
-static rm_msg_ckpt_done worker_writes(long step, int w)
+/* Worker w of `generation` writes its part of checkpoint `step` (values
+ * shifted by step + shift) into its generation's temporary directory of
+ * the step, as the worker does; returns its report. */
+static rm_msg_ckpt_done worker_writes_gen(long step, int w, long generation, float shift)
 {
-    char name[32], dir[RMT_PATH_CAP + 64];
-    rm_ckpt_dir_name(step, name, sizeof name);
-    snprintf(dir, sizeof dir, "%s/%s.tmp", root, name);
+    char name[48], dir[RMT_PATH_CAP + 64];
+    rm_ckpt_tmp_dir_name(step, generation, name, sizeof name);
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
     mkdir(dir, 0700);
     long begin = slice_begin(w), end = slice_begin(w + 1);
     rm_ckpt_image im;
@@ -288,13 +300,18 @@ static rm_msg_ckpt_done worker_writes(long step, int w)
     ck_assert_msg(rm_ckpt_image_init(&im, begin, end, 3, &err) == RM_OK, "%s", err.msg);
     for (int k = 0; k < 3; k++)
         for (long i = begin; i < end; i++)
-            rm_ckpt_image_slice(&im, k)[i - begin] = value_at(k, i) + (float)step;
+            rm_ckpt_image_slice(&im, k)[i - begin] = value_at(k, i) + (float)step + shift;
     rm_ckpt_file f;
     ck_assert_msg(rm_ckpt_write_image(dir, w, step, &im, &f, &err) == RM_OK, "%s", err.msg);
     rm_ckpt_image_free(&im);
     rm_msg_ckpt_done d = {.step = step, .ok = 1, .worker = w, .begin = f.begin, .end = f.end, .opt_steps = step,
                           .bytes = f.bytes, .checksum = f.checksum, .write_s = 0.01 * (w + 1)};
     return d;
+}
+
+static rm_msg_ckpt_done worker_writes(long step, int w)
+{
+    return worker_writes_gen(step, w, 0, 0.0f);
 }
 
 static void part_path(long step, int w, int tmp, char *out, size_t cap)
@@ -557,6 +574,181 @@ START_TEST(damaged_payload_is_skipped_at_resume)
 }
 END_TEST
 
+/* ---- the generation fence ---- */
+
+START_TEST(generation_advances_and_is_checked)
+{
+    rm_error err;
+    long g = -1;
+    ck_assert_int_eq(mkdir(root, 0700), 0);
+    ck_assert_msg(rm_ckpt_generation_read(root, &g, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(g, 0); /* none taken yet */
+    ck_assert_msg(rm_ckpt_generation_advance(root, &g, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(g, 1);
+    ck_assert_msg(rm_ckpt_generation_advance(root, &g, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(g, 2);
+    char path[RMT_PATH_CAP + 64];
+    snprintf(path, sizeof path, "%s/generation", root);
+    uint8_t *text = rmt_read_bytes(path, NULL);
+    ck_assert_str_eq((char *)text, "2\n");
+    free(text);
+    rmt_write_bytes(path, (const uint8_t *)"two\n", 4);
+    ck_assert_int_eq(rm_ckpt_generation_advance(root, &g, &err), RM_ERR);
+    rmt_assert_contains(err.msg, "generation: not a generation number");
+}
+END_TEST
+
+/* Loads the committed checkpoint of step and checks that it holds the
+ * values of the writers that shifted them by `shift`, and its generation. */
+static void assert_committed_state(long step, float shift, long generation)
+{
+    char name[32], dir[RMT_PATH_CAP + 64];
+    rm_ckpt_dir_name(step, name, sizeof name);
+    snprintf(dir, sizeof dir, "%s/%s", root, name);
+    rm_ckpt_manifest m;
+    rm_error err;
+    ck_assert_msg(rm_ckpt_manifest_read(dir, &m, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(m.generation, generation);
+    ck_assert_msg(rm_ckpt_verify(dir, &m, &err) == RM_OK, "%s", err.msg);
+    float *params = malloc(PARAMS * sizeof(float));
+    float *const out[3] = {params, NULL, NULL};
+    ck_assert_msg(rm_ckpt_load(dir, &m, out, &err) == RM_OK, "%s", err.msg);
+    for (long i = 0; i < PARAMS; i++)
+        ck_assert_float_eq(params[i], value_at(0, i) + (float)step + shift);
+    free(params);
+    rm_ckpt_manifest_free(&m);
+}
+
+/* Generation 1 is cut off with step 20's parts written; generation 2
+ * takes the directory, resumes from 10 and commits 20 and starts 30. When
+ * generation 1 comes back its reports complete step 20 (and then 40): both
+ * commits are refused naming the generations and the step, and nothing
+ * moves: `latest`, generation 2's step 20 and its step 30 being written. */
+START_TEST(older_generation_commit_is_refused)
+{
+    rm_error err, why;
+    long gen_old, gen_new;
+    ck_assert_int_eq(mkdir(root, 0700), 0);
+    ck_assert_msg(rm_ckpt_generation_advance(root, &gen_old, &err) == RM_OK, "%s", err.msg);
+    rm_ckpt_coord old = coord_setup_gen(3, gen_old, -1);
+    ck_assert_msg(rm_ckpt_coord_expect(&old, 10, &err) == RM_OK, "%s", err.msg);
+    rm_msg_ckpt_done first[WORKERS] = {worker_writes_gen(10, 0, gen_old, 0.0f), worker_writes_gen(10, 1, gen_old, 0.0f)};
+    ck_assert_int_eq(deliver(&old, first, &why), 1);
+    ck_assert_msg(rm_ckpt_coord_expect(&old, 20, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_ckpt_coord_expect(&old, 40, &err) == RM_OK, "%s", err.msg);
+    rm_msg_ckpt_done stale20[WORKERS] = {worker_writes_gen(20, 0, gen_old, 0.5f), worker_writes_gen(20, 1, gen_old, 0.5f)};
+    rm_msg_ckpt_done stale40[WORKERS] = {worker_writes_gen(40, 0, gen_old, 0.5f), worker_writes_gen(40, 1, gen_old, 0.5f)};
+
+    ck_assert_msg(rm_ckpt_generation_advance(root, &gen_new, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(gen_new, gen_old + 1);
+    rm_ckpt_coord cur = coord_setup_gen(3, gen_new, 10);
+    ck_assert_msg(rm_ckpt_coord_expect(&cur, 20, &err) == RM_OK, "%s", err.msg);
+    rm_msg_ckpt_done fresh20[WORKERS] = {worker_writes_gen(20, 0, gen_new, 0.0f), worker_writes_gen(20, 1, gen_new, 0.0f)};
+    ck_assert_int_eq(deliver(&cur, fresh20, &why), 1);
+    ck_assert_msg(rm_ckpt_coord_expect(&cur, 30, &err) == RM_OK, "%s", err.msg);
+    (void)worker_writes_gen(30, 0, gen_new, 0.0f); /* worker 1 is still writing */
+    assert_latest("step-00000020\n");
+
+    ck_assert_int_eq(deliver(&old, stale20, &why), RM_CKPT_COORD_FENCED);
+    rmt_assert_contains(why.msg, "step-00000020 refused: this job is generation 1");
+    rmt_assert_contains(why.msg, "generation 2 has started there since");
+    rmt_assert_contains(why.msg, "nothing was changed");
+    ck_assert_int_eq(old.fenced_by, gen_new);
+    ck_assert_int_eq(old.last_committed, 10);
+    memset(&why, 0, sizeof why);
+    ck_assert_int_eq(deliver(&old, stale40, &why), RM_CKPT_COORD_FENCED);
+    rmt_assert_contains(why.msg, "step-00000040 refused");
+
+    assert_latest("step-00000020\n");
+    assert_committed_state(20, 0.0f, gen_new);
+    char path[RMT_PATH_CAP + 64];
+    snprintf(path, sizeof path, "%s/step-00000040", root);
+    ck_assert_msg(!exists(path), "the stale generation committed %s", path);
+    snprintf(path, sizeof path, "%s/step-00000030.g2.tmp/worker-00000.rmc", root);
+    ck_assert_msg(exists(path), "the newer generation's step 30 was touched");
+    long *steps;
+    int n;
+    ck_assert_msg(rm_ckpt_list(root, &steps, &n, &err) == RM_OK, "%s", err.msg);
+    ck_assert_int_eq(n, 2); /* 20 (generation 2) and 10 (generation 1, resumed from) */
+    free(steps);
+    rm_ckpt_coord_free(&old);
+    rm_ckpt_coord_free(&cur);
+}
+END_TEST
+
+/* Parts of an older generation (a worker cut off mid-write that comes
+ * back) lie in their own directory: the newer generation's checkpoint of
+ * the same step holds only its own workers' parts, whatever the stale
+ * worker writes before or after, and its pruning clears the stale
+ * directory. */
+START_TEST(older_generation_parts_never_land_in_newer)
+{
+    rm_error err, why;
+    long gen_old, gen_new;
+    ck_assert_int_eq(mkdir(root, 0700), 0);
+    ck_assert_msg(rm_ckpt_generation_advance(root, &gen_old, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_ckpt_generation_advance(root, &gen_new, &err) == RM_OK, "%s", err.msg);
+    rm_ckpt_coord cur = coord_setup_gen(3, gen_new, -1);
+    ck_assert_msg(rm_ckpt_coord_expect(&cur, 20, &err) == RM_OK, "%s", err.msg);
+    (void)worker_writes_gen(20, 1, gen_old, 0.5f); /* before the newer worker writes */
+    rm_msg_ckpt_done d[WORKERS] = {worker_writes_gen(20, 0, gen_new, 0.0f), worker_writes_gen(20, 1, gen_new, 0.0f)};
+    (void)worker_writes_gen(20, 0, gen_old, 0.5f); /* and after */
+    ck_assert_int_eq(deliver(&cur, d, &why), 1);
+    assert_committed_state(20, 0.0f, gen_new);
+    char path[RMT_PATH_CAP + 64];
+    snprintf(path, sizeof path, "%s/step-00000020.g1.tmp", root);
+    ck_assert_msg(!exists(path), "the older generation's %s was not cleared", path);
+    rm_ckpt_coord_free(&cur);
+}
+END_TEST
+
+/* The generation is checked under the lock the rename is done under: a
+ * newer generation that takes the lock first (and advances while holding
+ * it) makes the commit wait and then refuse it; it is never checked
+ * before and renamed after. */
+START_TEST(fence_check_and_rename_do_not_interleave)
+{
+    rm_error err;
+    long gen;
+    ck_assert_int_eq(mkdir(root, 0700), 0);
+    ck_assert_msg(rm_ckpt_generation_advance(root, &gen, &err) == RM_OK, "%s", err.msg);
+    char tmp[RMT_PATH_CAP + 64], lock[RMT_PATH_CAP + 64], gen_path[RMT_PATH_CAP + 64];
+    snprintf(tmp, sizeof tmp, "%s/step-00000010.g1.tmp", root);
+    snprintf(lock, sizeof lock, "%s/generation.lock", root);
+    snprintf(gen_path, sizeof gen_path, "%s/generation", root);
+    ck_assert_int_eq(mkdir(tmp, 0700), 0);
+    int ready[2];
+    ck_assert_int_eq(pipe(ready), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) { /* the newer generation's coordinator, slow inside its advance */
+        int fd = open(lock, O_RDWR);
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        if (fd < 0 || fcntl(fd, F_SETLKW, &fl) != 0)
+            _exit(1);
+        (void)!write(ready[1], "x", 1);
+        usleep(300000);
+        rmt_write_bytes(gen_path, (const uint8_t *)"2\n", 2);
+        _exit(0);
+    }
+    char c;
+    ck_assert_int_eq(read(ready[0], &c, 1), 1);
+    long current = -1;
+    ck_assert_int_eq(rm_ckpt_commit_fenced(root, tmp, 10, gen, &current, &err), RM_CKPT_FENCED);
+    ck_assert_int_eq(current, 2);
+    int status;
+    ck_assert_int_eq(waitpid(child, &status, 0), child);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert(exists(tmp));
+    snprintf(tmp, sizeof tmp, "%s/step-00000010", root);
+    ck_assert(!exists(tmp));
+    snprintf(tmp, sizeof tmp, "%s/latest", root);
+    ck_assert(!exists(tmp));
+    close(ready[0]);
+    close(ready[1]);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -579,6 +771,14 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, existing_step_directory_is_moved_aside);
     tcase_add_test(tc, retention_keeps_the_newest);
     tcase_add_test(tc, damaged_payload_is_skipped_at_resume);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("fence");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, generation_advances_and_is_checked);
+    tcase_add_test(tc, older_generation_commit_is_refused);
+    tcase_add_test(tc, older_generation_parts_never_land_in_newer);
+    tcase_add_test(tc, fence_check_and_rename_do_not_interleave);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -98,6 +98,7 @@ static int start_engine(cpu_backend *cb, rm_error *err)
         return rm_fail(err, "gradient buckets: the engine cut %d, the transport expects %d", cb->sync.n_buckets,
                        cb->mpi.n_buckets);
     cb->sync.peer_wait = cb->peer_wait;
+    cb->sync.watchdog_s = cb->peer_wait.give_up_s;
     return RM_OK;
 }
 
@@ -391,7 +392,11 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
     cb->zero = cfg->zero != 0;
     cb->comm = comm;
     cb->shm.node_comm = MPI_COMM_NULL;
-    cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
+    /* waits on peers give up at 1.5 x fault.hang_timeout_s, as the GPU
+     * backend's watchdog does: by then the coordinator would have ended a
+     * job with a stuck rank, unless it is gone too */
+    cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s,
+                                   .give_up_s = 1.5 * cfg->hang_timeout_s};
     cb->lo = 0;
     cb->hi = model->n_params;
     if (MPI_Comm_size(comm, &cb->comm_size) != MPI_SUCCESS || MPI_Comm_rank(comm, &cb->rank) != MPI_SUCCESS) {

@@ -1,20 +1,29 @@
 #include "mpi_wait.h"
 
+#include "log.h"
 #include "mpi_check.h"
 #include "timer.h"
 
 int rm_mpi_wait_all(int n, MPI_Request *reqs, const rm_peer_wait *pw, rm_error *err)
 {
-    double last_beat = rm_now_s();
+    double t0 = rm_now_s(), last_beat = t0;
     for (long spins = 0;; spins++) {
         int done;
         RM_MPI_CHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE), err);
         if (done)
             return RM_OK;
-        if (pw && pw->heartbeat && (spins & 255) == 0 && rm_now_s() - last_beat > pw->heartbeat_s) {
-            last_beat = rm_now_s();
+        if (!pw || (spins & 255) != 0)
+            continue;
+        double now = rm_now_s();
+        if (pw->heartbeat && now - last_beat > pw->heartbeat_s) {
+            last_beat = now;
             if (pw->heartbeat(pw->ctx, err) != RM_OK)
                 return RM_ERR;
         }
+        if (pw->give_up_s > 0 && now - t0 > pw->give_up_s)
+            return rm_fail(err,
+                           "%s: the other workers did not answer within %g s, and the coordinator did not end the job "
+                           "(it is gone too): giving up",
+                           rm_log_host(), pw->give_up_s);
     }
 }

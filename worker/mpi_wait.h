@@ -13,10 +13,15 @@ typedef struct rm_peer_wait {
     int (*heartbeat)(void *ctx, rm_error *err);
     void *ctx;
     double heartbeat_s;
+    /* Gives up after this long (0: never). The coordinator ends a job whose
+     * rank is stuck after fault.hang_timeout_s; a wait that outlasts that
+     * means the coordinator is gone too, and nobody else would end it. */
+    double give_up_s;
 } rm_peer_wait;
 
 /* MPI_Waitall by polling, calling pw->heartbeat about every
- * pw->heartbeat_s. Returns RM_OK, or RM_ERR from MPI or the heartbeat. */
+ * pw->heartbeat_s. Returns RM_OK, or RM_ERR from MPI, the heartbeat, or
+ * after pw->give_up_s. */
 int rm_mpi_wait_all(int n, MPI_Request *reqs, const rm_peer_wait *pw, rm_error *err);
 
 #endif

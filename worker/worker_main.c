@@ -41,6 +41,7 @@ typedef struct worker {
     rm_loader loader;
     rm_ckpt_writer writer;
     char ckpt_root[RM_DIR_CAP];
+    long generation; /* the job's checkpoint generation, from the coordinator */
     long snapshot_opt_steps; /* optimizer updates in the snapshot being written */
     long local_batch;
     long eval_chunk; /* samples per evaluate call */
@@ -357,9 +358,10 @@ static int prepare_checkpoint(worker *w, rm_error *err)
  * writer thread. */
 static void submit_checkpoint(worker *w, long steps_done)
 {
-    char name[32], dir[RM_DIR_CAP + 48];
-    rm_ckpt_dir_name(steps_done, name, sizeof name);
-    snprintf(dir, sizeof dir, "%s/%s.tmp", w->ckpt_root, name);
+    char name[48], dir[RM_DIR_CAP + 64];
+    /* a directory of this job's generation: a newer job never commits it */
+    rm_ckpt_tmp_dir_name(steps_done, w->generation, name, sizeof name);
+    snprintf(dir, sizeof dir, "%s/%s", w->ckpt_root, name);
     w->ckpt_submit_s = rm_now_s();
     w->ckpt_traced = rm_trace_wants(&w->trace, steps_done - 1);
     rm_ckpt_writer_submit(&w->writer, steps_done, dir);
@@ -455,6 +457,7 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         for (int i = 0; i < w->loader.n_slots; i++)
             w->backend->pin_host(w->backend, w->loader.slots[i].input, (size_t)w->local_batch * (size_t)w->input_bytes);
     snprintf(w->ckpt_root, sizeof w->ckpt_root, "%s", start->ckpt_root);
+    w->generation = start->generation;
     long n = w->model.n_params;
     if (rm_ckpt_writer_start(&w->writer, w->worker, n * w->worker / w->workers, n * (w->worker + 1) / w->workers,
                              w->backend->n_state, err) != RM_OK)

@@ -90,7 +90,8 @@ static int cmd_list(const char *root, int verify, long only_step)
         fclose(lf);
     }
     if (!verify)
-        printf("%-16s %8s %10s %8s %12s  %s\n", "checkpoint", "step", "epoch", "workers", "bytes", "created (UTC)");
+        printf("%-16s %8s %10s %8s %4s %12s  %s\n", "checkpoint", "step", "epoch", "workers", "gen", "bytes",
+               "created (UTC)");
     for (int i = 0; i < n; i++) {
         if (only_step >= 0 && steps[i] != only_step)
             continue;
@@ -113,8 +114,8 @@ static int cmd_list(const char *root, int verify, long only_step)
             rm_hash_hex(m.dataset_hash, data);
             rm_error derr;
             rm_ckpt_manifest_digest(dir, digest, &derr);
-            printf("  config_hash %s  dataset_index_hash %s  manifest_blake2b %s%s\n", cfg, data, digest,
-                   sealed(dir) ? "  (encrypted)" : "");
+            printf("  config_hash %s  dataset_index_hash %s  manifest_blake2b %s  generation %ld%s\n", cfg, data,
+                   digest, m.generation, sealed(dir) ? "  (encrypted)" : "");
         } else {
             unsigned long long bytes = 0;
             for (int f = 0; f < m.n_files; f++)
@@ -124,8 +125,8 @@ static int cmd_list(const char *root, int verify, long only_step)
             struct tm tm;
             gmtime_r(&t, &tm);
             strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-            printf("%-16s %8ld %10.3f %8d %12llu  %s%s\n", name, m.step, m.epoch, m.world_size, bytes, when,
-                   strcmp(latest, name) == 0 ? "  (latest)" : "");
+            printf("%-16s %8ld %10.3f %8d %4ld %12llu  %s%s\n", name, m.step, m.epoch, m.world_size, m.generation,
+                   bytes, when, strcmp(latest, name) == 0 ? "  (latest)" : "");
         }
         rm_ckpt_manifest_free(&m);
     }

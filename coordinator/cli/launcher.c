@@ -138,6 +138,23 @@ static int push_hosts(rm_launch_plan *plan, const rm_config *cfg, rm_error *err)
         ok |= push(plan, "--hostfile");
         ok |= push(plan, cfg->hostfile);
     }
+    if (cfg->hostfile[0] || plan->in_slurm) {
+        /* A host that dies without closing its connections (power, kernel,
+         * network) is noticed by TCP keepalive only: Open MPI's default
+         * (300 s idle, then 9 probes 20 s apart) leaves mpirun, and the
+         * daemons of a dead mpirun's host, waiting 8 minutes. Within
+         * about 3/4 of fault.hang_timeout_s, a lost daemon is named by
+         * mpirun before the ranks give up on their own, and daemons whose
+         * mpirun died end with their ranks instead of staying behind. */
+        long idle_s = (long)(cfg->hang_timeout_s / 4 + 0.5), interval_s = (long)(cfg->hang_timeout_s / 8 + 0.5);
+        char idle[32], interval[32];
+        snprintf(idle, sizeof idle, "%ld", idle_s > 1 ? idle_s : 1);
+        snprintf(interval, sizeof interval, "%ld", interval_s > 1 ? interval_s : 1);
+        const char *args[] = {"--mca", "oob_tcp_keepalive_time", idle,      "--mca", "oob_tcp_keepalive_intvl",
+                              interval, "--mca", "oob_tcp_keepalive_probes", "4"};
+        for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+            ok |= push(plan, args[i]);
+    }
     if (cfg->network_interface[0]) {
         char nccl[RM_NAME_CAP + 32];
         snprintf(nccl, sizeof nccl, "NCCL_SOCKET_IFNAME=%s", cfg->network_interface);

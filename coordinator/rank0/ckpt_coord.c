@@ -1,6 +1,7 @@
 #include "ckpt_coord.h"
 
 #include "audit.h"
+#include "ckpt_fence.h"
 #include "fsutil.h"
 #include "hash.h"
 #include "log.h"
@@ -9,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model *model, int workers,
-                       long train_samples, uint64_t dataset_hash, long last_committed, rm_error *err)
+                       long train_samples, uint64_t dataset_hash, long last_committed, long generation,
+                       rm_error *err)
 {
     char root[RM_PATH_CAP];
     rm_config_ckpt_root(cfg, root, sizeof root);
@@ -24,9 +27,13 @@ int rm_ckpt_coord_init(rm_ckpt_coord *cc, const rm_config *cfg, const rm_model *
         .config_hash = rm_config_hash(cfg),
         .training_hash = rm_config_training_hash(cfg),
         .dataset_hash = dataset_hash,
+        .generation = generation,
     };
-    return rm_ckpt_coord_init_with(cc, root, workers, cfg->ckpt_keep, &base, model, cfg->global_batch, train_samples,
-                                   last_committed, err);
+    if (rm_ckpt_coord_init_with(cc, root, workers, cfg->ckpt_keep, &base, model, cfg->global_batch, train_samples,
+                                last_committed, err) != RM_OK)
+        return RM_ERR;
+    cc->commit_delay_s = cfg->debug_ckpt_commit_delay_s;
+    return RM_OK;
 }
 
 int rm_ckpt_coord_init_with(rm_ckpt_coord *cc, const char *root, int workers, long keep, const rm_ckpt_manifest *base,
@@ -97,12 +104,13 @@ int rm_ckpt_coord_expect(rm_ckpt_coord *cc, long steps_done, rm_error *err)
  * read back by every resume (rm_ckpt_find_latest); reading them here
  * would hold the coordinator's loop for the whole checkpoint's size. The
  * manifest records the audit trail's head (run_dir NULL: none), so lines
- * lost from its end are found. */
+ * lost from its end are found. Returns RM_CKPT_FENCED (nothing changed)
+ * when a newer generation holds the directory. */
 static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, const char *run_dir, rm_error *why)
 {
-    char name[32], tmp[RM_PATH_CAP + 48];
-    rm_ckpt_dir_name(p->step, name, sizeof name);
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", cc->root, name);
+    char name[48], tmp[RM_PATH_CAP + 64];
+    rm_ckpt_tmp_dir_name(p->step, cc->base.generation, name, sizeof name);
+    snprintf(tmp, sizeof tmp, "%s/%s", cc->root, name);
     rm_ckpt_manifest m = cc->base;
     m.step = p->step;
     m.data_cursor = p->step * cc->global_batch;
@@ -117,7 +125,13 @@ static int commit(rm_ckpt_coord *cc, rm_ckpt_pending *p, const char *run_dir, rm
         return RM_ERR;
     if (rm_ckpt_manifest_write(tmp, &m, cc->model, why) != RM_OK)
         return RM_ERR;
-    return rm_ckpt_commit(cc->root, tmp, p->step, why);
+    if (cc->commit_delay_s > 0)
+        usleep((useconds_t)(cc->commit_delay_s * 1e6));
+    long current;
+    int rc = rm_ckpt_commit_fenced(cc->root, tmp, p->step, cc->base.generation, &current, why);
+    if (rc == RM_CKPT_FENCED)
+        cc->fenced_by = current;
+    return rc;
 }
 
 int rm_ckpt_coord_receive(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, const char *run_dir, int *outcome, long *step,
@@ -151,17 +165,28 @@ int rm_ckpt_coord_receive(rm_ckpt_coord *cc, const rm_msg_ckpt_done *d, const ch
     *step = p->step;
     *write_s = p->write_s_max;
     double t0 = rm_now_s();
-    if (p->failed || commit(cc, p, run_dir, why) != RM_OK) {
+    /* a stale job learns it before it reads or removes anything: a newer
+     * generation's pruning may have taken its parts away already */
+    long current;
+    int rc = rm_ckpt_fence_check(cc->root, p->step, cc->base.generation, &current, why);
+    if (rc == RM_CKPT_FENCED)
+        cc->fenced_by = current;
+    else if (rc == RM_OK)
+        rc = p->failed ? RM_ERR : commit(cc, p, run_dir, why);
+    if (rc == RM_CKPT_FENCED) {
+        /* the directory is a newer job's: not even our own parts are touched */
+        *outcome = RM_CKPT_COORD_FENCED;
+    } else if (rc != RM_OK) {
         if (p->failed)
             snprintf(why->msg, sizeof why->msg, "%s", p->reason);
-        rm_ckpt_discard_tmp(cc->root, p->step);
+        rm_ckpt_discard_tmp(cc->root, p->step, cc->base.generation);
         cc->failed++;
         *outcome = -1;
     } else {
         cc->last_committed = p->step;
         cc->committed++;
         cc->commit_s_total += rm_now_s() - t0;
-        rm_ckpt_prune(cc->root, (int)cc->keep, p->step);
+        rm_ckpt_prune(cc->root, (int)cc->keep, p->step, cc->base.generation);
         *outcome = 1;
     }
     p->step = -1;

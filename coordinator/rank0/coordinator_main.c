@@ -14,6 +14,8 @@
  *   ckpt_coord.c  the checkpoint commit */
 #include "assign.h"
 #include "ckpt_coord.h"
+#include "ckpt_fence.h"
+#include "fsutil.h"
 #include "config.h"
 #include "crypto.h"
 #include "exit_codes.h"
@@ -60,6 +62,7 @@ typedef struct coordinator {
     rm_model model;
     int workers;
     long total_steps, first_step;
+    long generation; /* this job's checkpoint generation (ckpt_fence.h) */
     uint64_t dataset_hash;
     char resume_dir[RM_DIR_CAP];
     rm_run_dir rd;
@@ -307,6 +310,13 @@ static void finish(coordinator *c)
  * step, the state to load, and logs trimmed back to that step. */
 static int find_resume_point(coordinator *c, rm_error *err)
 {
+    /* This job's generation first: from here no job before it can commit
+     * (ckpt_fence.h), so the newest checkpoint found below stays the newest
+     * but for this job's own. */
+    char root[RM_PATH_CAP];
+    rm_config_ckpt_root(&c->cfg, root, sizeof root);
+    if (rm_private_dir(root, err) != RM_OK || rm_ckpt_generation_advance(root, &c->generation, err) != RM_OK)
+        return RM_ERR;
     rm_resume_point rp;
     if (rm_resume_find(&c->cfg, c->dataset_hash, c->model.n_params, &rp, err) != RM_OK)
         return RM_ERR;
@@ -326,12 +336,12 @@ static int find_resume_point(coordinator *c, rm_error *err)
         rm_run_dir_close(&c->rd);
         if (rm_run_dir_open(&c->rd, &c->cfg, err) != RM_OK)
             return RM_ERR;
-        snprintf(fields, sizeof fields, "\"step\":%ld,\"dir\":\"%s\",\"world_size_then\":%d", c->first_step,
-                 rp.dir, rp.manifest.world_size);
+        snprintf(fields, sizeof fields, "\"step\":%ld,\"dir\":\"%s\",\"world_size_then\":%d,\"generation\":%ld",
+                 c->first_step, rp.dir, rp.manifest.world_size, c->generation);
         rm_run_dir_event(&c->rd, "resume", fields);
         if (c->cfg.verbosity != RM_VERBOSITY_QUIET)
-            rm_info("resuming from %s (step %ld of %ld, written by %d workers, now %d)", rp.dir, c->first_step,
-                    c->total_steps, rp.manifest.world_size, c->workers);
+            rm_info("resuming from %s (step %ld of %ld, written by %d workers, now %d; generation %ld)", rp.dir,
+                    c->first_step, c->total_steps, rp.manifest.world_size, c->workers, c->generation);
     }
     rm_resume_free(&rp);
     if (c->first_step >= c->total_steps)
@@ -340,7 +350,7 @@ static int find_resume_point(coordinator *c, rm_error *err)
                        "with `ringmaster ckpt export %s OUT.safetensors`",
                        c->first_step, c->rd.path);
     return rm_ckpt_coord_init(&c->ckpt, &c->cfg, &c->model, c->workers, c->facts.train_samples, c->dataset_hash,
-                              committed, err);
+                              committed, c->generation, err);
 }
 
 /* Everything before the handshake: config, locks, model, the dataset's
@@ -465,6 +475,7 @@ static void send_start(coordinator *c)
                           .first_step = c->first_step};
     snprintf(start.resume_dir, sizeof start.resume_dir, "%s", c->resume_dir);
     snprintf(start.ckpt_root, sizeof start.ckpt_root, "%s", c->ckpt.root);
+    start.generation = c->generation;
     for (int w = 0; w < c->workers; w++)
         MPI_Send(&start, sizeof start, MPI_BYTE, w + 1, RM_TAG_START, MPI_COMM_WORLD);
 }

@@ -138,6 +138,14 @@ int rm_watch_ckpt_done(rm_watch *w, rm_ckpt_coord *ck, const rm_msg_ckpt_done *d
         return RM_ERR;
     if (outcome == 0)
         return RM_OK;
+    if (outcome == RM_CKPT_COORD_FENCED) {
+        /* A newer job took this run over while this one was cut off: the
+         * run directory is its now, nothing more is written there. */
+        rm_progress_break(w->progress);
+        rm_run_dir_close(w->rd);
+        rm_verdict_stop(v, RM_EXIT_FATAL, -1, step, "checkpoint %s; stopping at once", why.msg);
+        return RM_OK;
+    }
     char name[32];
     rm_ckpt_dir_name(step, name, sizeof name);
     if (outcome > 0) {

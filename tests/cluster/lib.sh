@@ -57,3 +57,46 @@ on() {
 expect_in() {
   grep -qF -- "$2" "$1" || { cat "$1"; fail "expected '$2' in $1"; }
 }
+
+# job FILE WORKERS STEPS [HANG_TIMEOUT_S]: the small MLP job of the
+# fault tests (checkpoints every 50 steps, 2 restarts).
+job() {
+  cat >"$1" <<YAML
+model:
+  hidden: [128]
+data:
+  dir: $DATA
+  eval_split: ""
+train:
+  global_batch: 96
+  steps: $3
+  optimizer: adamw
+  lr: 0.002
+  seed: 1
+launch:
+  workers: $2
+checkpoint:
+  every_steps: 50
+fault:
+  max_restarts: 2
+  restart_backoff_s: 0.5
+  hang_timeout_s: ${4:-20}
+observe:
+  progress_every_steps: 100
+YAML
+}
+
+# kill_when RUN STEP HOST [--silent]: kills HOST (kill-host.sh) once RUN
+# has logged STEP steps; prints the time.
+kill_when() {
+  local i
+  for ((i = 0; i < 1200; i++)); do
+    if [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ]; then
+      "$CLUSTER/kill-host.sh" ${4:+"$4"} "$3"
+      date +%s.%N
+      return
+    fi
+    sleep 0.1
+  done
+  fail "the run never reached step $2"
+}

@@ -6,46 +6,6 @@
 # workers and the same sample sequence.
 source "$(dirname "$0")/lib.sh"
 
-job() { # job FILE WORKERS STEPS
-  cat >"$1" <<YAML
-model:
-  hidden: [128]
-data:
-  dir: $DATA
-  eval_split: ""
-train:
-  global_batch: 96
-  steps: $3
-  optimizer: adamw
-  lr: 0.002
-  seed: 1
-launch:
-  workers: $2
-checkpoint:
-  every_steps: 50
-fault:
-  max_restarts: 2
-  restart_backoff_s: 0.5
-  hang_timeout_s: 20
-observe:
-  progress_every_steps: 100
-YAML
-}
-
-# kill_when RUN STEP HOST: kills HOST once RUN has logged STEP steps; prints the time.
-kill_when() {
-  local i
-  for ((i = 0; i < 1200; i++)); do
-    if [ -f "$1/metrics.jsonl" ] && [ "$(wc -l <"$1/metrics.jsonl")" -ge "$2" ]; then
-      "$CLUSTER/kill-host.sh" "$3"
-      date +%s.%N
-      return
-    fi
-    sleep 0.1
-  done
-  fail "the run never reached step $2"
-}
-
 # 1. three hosts of one slot: the coordinator on n0, worker 0 on n1, worker 1 on n2; n2 dies
 up 3 --slots 1
 job job.yaml 2 400

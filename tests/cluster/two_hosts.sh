@@ -18,30 +18,13 @@ on n0 mpirun --allow-run-as-root -np 4 sh -c 'echo "$(hostname) $OMPI_COMM_WORLD
   | sort >ranks.txt
 [ "$(cat ranks.txt)" = "$(printf 'n0 0 0\nn0 1 1\nn1 2 0\nn1 3 1')" ] || { cat ranks.txt; fail "mpirun placement"; }
 
-cat >job.yaml <<YAML
-model:
-  hidden: [128]
-data:
-  dir: $DATA
-  eval_split: ""
-train:
-  global_batch: 128
-  steps: 200
-  optimizer: adamw
-  lr: 0.002
-  seed: 1
-launch:
-  workers: 2
-fault:
-  max_restarts: 0
-observe:
-  progress_every_steps: 100
-YAML
-on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/spread" >spread.txt 2>&1 || { cat spread.txt; fail "the 2-host run failed"; }
-"$RINGMASTER" run job.yaml --run-dir "$WORK/one" >one.txt 2>&1 || { cat one.txt; fail "the 1-host run failed"; }
+job job.yaml 2 200
+on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/spread" --set fault.max_restarts=0 >spread.txt 2>&1 || { cat spread.txt; fail "the 2-host run failed"; }
+"$RINGMASTER" run job.yaml --run-dir "$WORK/one" --set fault.max_restarts=0 >one.txt 2>&1 || { cat one.txt; fail "the 1-host run failed"; }
 # launch.coordinator_host: rank 0 on n1, both workers on the other slots (n0's)
 on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/placed" --set launch.hostfile="$RINGMASTER_CLUSTER_DIR/hostfile" \
-  --set launch.coordinator_host=n1 >placed.txt 2>&1 || { cat placed.txt; fail "the run with the coordinator on n1 failed"; }
+  --set launch.coordinator_host=n1 --set fault.max_restarts=0 >placed.txt 2>&1 ||
+  { cat placed.txt; fail "the run with the coordinator on n1 failed"; }
 expect_in placed.txt "-np 1 --host n1 "
 expect_in placed.txt "-np 2 --host n0:2,n1:1 "
 "$PYTHON" - "$WORK" <<'PY'

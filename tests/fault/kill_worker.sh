@@ -24,8 +24,9 @@ kill_when() { # kill_when NAME PATH-TO-WAIT-FOR [extra options]
 
 # before the first checkpoint: a few steps in
 kill_when before-first metrics.jsonl --set debug.ckpt_write_delay_s=0
-# mid-write: the writer is slowed so the .tmp directory lives long enough
-kill_when mid-write checkpoints/step-00000080.tmp --set debug.ckpt_write_delay_s=1
+# mid-write: the writer is slowed so the .tmp directory (of the first
+# generation: the first launch) lives long enough
+kill_when mid-write checkpoints/step-00000080.g1.tmp --set debug.ckpt_write_delay_s=1
 # right after a commit
 kill_when after-commit checkpoints/step-00000120/manifest.json
 echo "kill_worker: ok"
