@@ -61,7 +61,8 @@ printf 'alpha slots=2\nbeta slots=3\n' >hosts.txt
 NCCL_IB_HCA=mlx5_0 NCCL_DEBUG=WARN "$RINGMASTER" run job.yaml --dry-run --run-dir "$WORK/dry" \
   --set launch.hostfile="$WORK/hosts.txt" --set launch.coordinator_host=beta --set launch.network_interface=ib0 \
   >dry.txt 2>&1 || { cat dry.txt; fail "--dry-run across hosts failed"; }
-expect_in dry.txt "--hostfile $WORK/hosts.txt --mca btl_tcp_if_include ib0 --mca oob_tcp_if_include ib0 -x NCCL_SOCKET_IFNAME=ib0 -x NCCL_DEBUG -x NCCL_IB_HCA"
+expect_in dry.txt "--hostfile $WORK/hosts.txt --mca oob_tcp_keepalive_time "
+expect_in dry.txt "--mca btl_tcp_if_include ib0 --mca oob_tcp_if_include ib0 -x NCCL_SOCKET_IFNAME=ib0 -x NCCL_DEBUG -x NCCL_IB_HCA"
 expect_in dry.txt "-np 1 --host beta $BIN/ringmaster-coordinator"
 expect_in dry.txt "-np 2 --host alpha:2,beta:2 $BIN/ringmaster-worker"
 echo "across hosts: $(grep -o -- '--hostfile.*' dry.txt | head -1)"
