@@ -57,3 +57,31 @@ on() {
 expect_in() {
   grep -qF -- "$2" "$1" || { cat "$1"; fail "expected '$2' in $1"; }
 }
+
+# mlp_job FILE WORKERS STEPS HANG_TIMEOUT_S: the fault tests' job, the small
+# MLP with a checkpoint every 50 steps and two restarts
+mlp_job() {
+  cat >"$1" <<YAML
+model:
+  hidden: [128]
+data:
+  dir: $DATA
+  eval_split: ""
+train:
+  global_batch: 96
+  steps: $3
+  optimizer: adamw
+  lr: 0.002
+  seed: 1
+launch:
+  workers: $2
+checkpoint:
+  every_steps: 50
+fault:
+  max_restarts: 2
+  restart_backoff_s: 0.5
+  hang_timeout_s: $4
+observe:
+  progress_every_steps: 100
+YAML
+}

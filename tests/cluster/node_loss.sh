@@ -6,32 +6,6 @@
 # workers and the same sample sequence.
 source "$(dirname "$0")/lib.sh"
 
-job() { # job FILE WORKERS STEPS
-  cat >"$1" <<YAML
-model:
-  hidden: [128]
-data:
-  dir: $DATA
-  eval_split: ""
-train:
-  global_batch: 96
-  steps: $3
-  optimizer: adamw
-  lr: 0.002
-  seed: 1
-launch:
-  workers: $2
-checkpoint:
-  every_steps: 50
-fault:
-  max_restarts: 2
-  restart_backoff_s: 0.5
-  hang_timeout_s: 20
-observe:
-  progress_every_steps: 100
-YAML
-}
-
 # kill_when RUN STEP HOST: kills HOST once RUN has logged STEP steps; prints the time.
 kill_when() {
   local i
@@ -48,7 +22,7 @@ kill_when() {
 
 # 1. three hosts of one slot: the coordinator on n0, worker 0 on n1, worker 1 on n2; n2 dies
 up 3 --slots 1
-job job.yaml 2 400
+mlp_job job.yaml 2 400 20
 "$RINGMASTER" run job.yaml --run-dir "$WORK/ref" >ref.txt 2>&1 || { cat ref.txt; fail "the reference run failed"; }
 on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/lost" --set launch.hostfile="$RINGMASTER_CLUSTER_DIR/hostfile" \
   >lost.txt 2>&1 &
@@ -77,7 +51,7 @@ PY
 # with fault.min_workers 2 the job goes on with 3 (the batch of 96 splits
 # over 3)
 up 3 --slots 2
-job job4.yaml 4 300
+mlp_job job4.yaml 4 300 20
 "$RINGMASTER" run job4.yaml --run-dir "$WORK/ref4" >ref4.txt 2>&1 || { cat ref4.txt; fail "the 4-worker reference failed"; }
 printf 'n0 slots=1\nn1 slots=2\nn2 slots=2\n' >hosts4
 on n0 "$RINGMASTER" run job4.yaml --run-dir "$WORK/shrink" --set launch.hostfile="$WORK/hosts4" \
