@@ -14,7 +14,9 @@
 # gradient reduction wait (metrics' allreduce_wait_s: the time a worker
 # waits for the reduction after its backward, i.e. communication not hidden
 # behind compute), its share of the step, samples/s (global batch / step
-# time) and the scaling efficiency samples/s(N) / (N x samples/s(1 host)).
+# time) and the scaling efficiency samples/s(N) / (N x samples/s(1 host)),
+# against the 1-host run of the same link (the nearest in time: the load of
+# a shared machine drifts).
 # Not in CI (minutes).
 # All the hosts share this machine's cores: with more workers than cores,
 # compute slows down too, which the unshaped rows show apart from the
@@ -68,7 +70,7 @@ for link in $links; do
       --set launch.hostfile="$out/hosts-$n" --set launch.workers="$n" --set train.global_batch=$((128 * n)) \
       --set train.steps="$steps" --set data.dir="$data" --set data.eval_split= --set checkpoint.every_steps=0 \
       --set observe.progress_every_steps=1000 >"$run.log" 2>&1) || { tail -n 20 "$run.log" >&2; die "run failed: $run.log"; }
-    /usr/bin/python3 - "$run/metrics.jsonl" "$n" "$link" "$out/base" <<'PY'
+    /usr/bin/python3 - "$run/metrics.jsonl" "$n" "$link" "$out/base-$link" <<'PY'
 import json, os, statistics as st, sys
 path, n, link, base_file = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 m = [json.loads(l) for l in open(path)][10:]  # the first 10: warm-up
