@@ -16,8 +16,8 @@ on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/cut" --set launch.hostfile="$R
   >cut.txt 2>&1 &
 runner=$!
 
-# n2's link goes down after 150 steps; then the times (epoch seconds) the
-# host is named and the restart resumes go to times.txt
+# n2's link goes down after 150 steps; then the moments (epoch seconds)
+# the host is named and the restart resumes are noted
 down_at=
 for ((i = 0; i < 1200; i++)); do
   if [ -f cut/metrics.jsonl ] && [ "$(wc -l <cut/metrics.jsonl)" -ge 150 ]; then
