@@ -99,6 +99,28 @@ START_TEST(hang_names_the_silent_worker_that_got_least_far)
 }
 END_TEST
 
+START_TEST(hang_on_a_host_that_answers_is_not_a_lost_host)
+{
+    /* A cut-off host (no answer) is named by tests/cluster/link_down.sh:
+     * here no address is sure to stay silent (a proxy may accept every
+     * connection). A worker silent on a host that answers (a refused
+     * connection is an answer) is a hang; its host is not blamed. */
+    double now = 1000.0;
+    cfg.hang_timeout_s = 10;
+    roster.info[0] = (rm_worker_info){.pid = 100, .last_heard_s = now - 1, .progress = 2 * 4 + 1};
+    roster.info[1] = (rm_worker_info){.pid = 101, .last_heard_s = now - 30, .progress = 2 * 3 + 2};
+    roster.info[2] = (rm_worker_info){.pid = 102, .last_heard_s = now - 2, .progress = 2 * 4 + 1};
+    snprintf(roster.info[0].host, sizeof roster.info[0].host, "127.0.0.2");
+    snprintf(roster.info[1].host, sizeof roster.info[1].host, "127.0.0.1");
+    snprintf(roster.info[2].host, sizeof roster.info[2].host, "127.0.0.2");
+    rm_verdict v;
+    rm_watch_hang(&watch, &roster, now, &v);
+    ck_assert_int_eq(v.stop, 1);
+    rmt_assert_contains(v.reason, "hang: worker 1 (rank 2, host 127.0.0.1, pid 101, silent 30.0 s)");
+    ck_assert_ptr_null(strstr(v.reason, "unreachable"));
+}
+END_TEST
+
 START_TEST(nonfinite_policies_give_their_verdicts)
 {
     rm_verdict v;
@@ -263,6 +285,7 @@ static Suite *rank0_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, hang_names_the_silent_worker_that_got_least_far);
+    tcase_add_test(tc, hang_on_a_host_that_answers_is_not_a_lost_host);
     tcase_add_test(tc, nonfinite_policies_give_their_verdicts);
     tcase_add_test(tc, a_lock_taken_over_stops_the_job);
     tcase_add_test(tc, roster_names_and_hosts);
