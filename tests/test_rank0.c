@@ -70,17 +70,23 @@ static char *events(void)
     return (char *)text;
 }
 
-START_TEST(hang_names_the_silent_worker_that_got_least_far)
+/* Workers 0 and 2 wait in the reduction of step 5 and keep talking;
+ * worker 1 went silent 30 s ago, before reaching it. */
+static void worker_1_silent(double now, const char *host0, const char *host1, const char *host2)
 {
-    double now = 1000.0;
-    cfg.hang_timeout_s = 10;
-    /* workers 0 and 2 wait in the reduction of step 5 and keep talking;
-     * worker 1 went silent before reaching it */
+    const char *hosts[3] = {host0, host1, host2};
     roster.info[0] = (rm_worker_info){.pid = 100, .last_heard_s = now - 1, .progress = 2 * 4 + 1};
     roster.info[1] = (rm_worker_info){.pid = 101, .last_heard_s = now - 30, .progress = 2 * 3 + 2};
     roster.info[2] = (rm_worker_info){.pid = 102, .last_heard_s = now - 2, .progress = 2 * 4 + 1};
     for (int w = 0; w < 3; w++)
-        snprintf(roster.info[w].host, sizeof roster.info[w].host, "node%d", w);
+        snprintf(roster.info[w].host, sizeof roster.info[w].host, "%s", hosts[w]);
+}
+
+START_TEST(hang_names_the_silent_worker_that_got_least_far)
+{
+    double now = 1000.0;
+    cfg.hang_timeout_s = 10;
+    worker_1_silent(now, "node0", "node1", "node2");
     rm_verdict v;
     rm_watch_hang(&watch, &roster, now, &v);
     ck_assert_int_eq(v.stop, 1);
@@ -107,12 +113,7 @@ START_TEST(hang_on_a_host_that_answers_is_not_a_lost_host)
      * connection is an answer) is a hang; its host is not blamed. */
     double now = 1000.0;
     cfg.hang_timeout_s = 10;
-    roster.info[0] = (rm_worker_info){.pid = 100, .last_heard_s = now - 1, .progress = 2 * 4 + 1};
-    roster.info[1] = (rm_worker_info){.pid = 101, .last_heard_s = now - 30, .progress = 2 * 3 + 2};
-    roster.info[2] = (rm_worker_info){.pid = 102, .last_heard_s = now - 2, .progress = 2 * 4 + 1};
-    snprintf(roster.info[0].host, sizeof roster.info[0].host, "127.0.0.2");
-    snprintf(roster.info[1].host, sizeof roster.info[1].host, "127.0.0.1");
-    snprintf(roster.info[2].host, sizeof roster.info[2].host, "127.0.0.2");
+    worker_1_silent(now, "127.0.0.2", "127.0.0.1", "127.0.0.2");
     rm_verdict v;
     rm_watch_hang(&watch, &roster, now, &v);
     ck_assert_int_eq(v.stop, 1);
