@@ -425,6 +425,7 @@ typedef struct stderr_filter {
     char *verdict;
     size_t verdict_cap;
     char *lost_host; /* 256 bytes */
+    int hang_named;  /* the coordinator's hang watch stopped the job */
     char line[4096];
     size_t line_len, line_shown; /* bytes of the current line, and how many of them went out */
     int holding;                 /* inside a notice: its lines are held back */
@@ -471,6 +472,7 @@ static void filter_line_done(stderr_filter *f, int ended)
 {
     f->line[f->line_len] = '\0';
     explain_line(f->line, f->run_dir, f->lost_host, f->verdict, f->verdict_cap);
+    f->hang_named |= strstr(f->line, "error: hang: ") != NULL;
     int sep = ended && separator(f->line, f->line_len);
     if (f->holding) {
         hold(f, f->line, f->line_len);
@@ -639,13 +641,17 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, const rm_run_
          * ranks to end, and its remote shell there open (holding our pipe):
          * once the host is named, mpirun gets a few seconds to end the job,
          * then it and its remote shells are killed, and its exit is the
-         * end (nothing more comes from the host). */
-        if (res->lost_host[0] && !lost_acted) {
+         * end (nothing more comes from the host). After a hang that names
+         * no host, mpirun gets longer (a host may still be out of reach). */
+        if ((res->lost_host[0] || filter.hang_named) && !lost_acted) {
             double now = rm_now_s();
             if (lost_named_s == 0)
                 lost_named_s = now;
-            if (now - lost_named_s > 3.0) {
-                rm_warn("host %s is lost and mpirun is still waiting for it: ending the job", res->lost_host);
+            if (now - lost_named_s > (res->lost_host[0] ? 3.0 : 15.0)) {
+                if (res->lost_host[0])
+                    rm_warn("host %s is lost and mpirun is still waiting for it: ending the job", res->lost_host);
+                else
+                    rm_warn("the job hung and mpirun has not ended it in 15 s: ending it");
                 kill_children(child_pid);
                 kill(-child_pid, SIGKILL);
                 lost_acted = 1;
