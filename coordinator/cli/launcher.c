@@ -2,6 +2,8 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "timer.h"
+#include "verdict.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -466,9 +468,26 @@ static int explain_lost_host(const char *line, const char *run_dir, char *lost, 
     return 1;
 }
 
+/* The coordinator's hang watch found a host cut off (its workers silent,
+ * the host not answering): "hang: host n2 is unreachable: ...". mpirun
+ * knows nothing yet (its daemon there is silent, not gone): the host is
+ * lost as surely as one that died. */
+static int explain_unreachable_host(const char *line, char *lost, char *verdict, size_t cap)
+{
+    const char *p = strstr(line, "hang: host ");
+    char host[256];
+    int end = 0;
+    if (!p || lost[0] || sscanf(p, "hang: host %255[^ ]%n", host, &end) != 1 ||
+        strncmp(p + end, RM_VERDICT_UNREACHABLE, strlen(RM_VERDICT_UNREACHABLE)) != 0)
+        return 0;
+    snprintf(lost, 256, "%s", host);
+    snprintf(verdict, cap, "%s", p);
+    return 1;
+}
+
 static void explain_line(const char *line, const char *run_dir, char *lost, char *verdict, size_t cap)
 {
-    if (explain_lost_host(line, run_dir, lost, verdict, cap))
+    if (explain_unreachable_host(line, lost, verdict, cap) || explain_lost_host(line, run_dir, lost, verdict, cap))
         return;
     const char *p = strstr(line, "noticed that process rank");
     if (!p)
@@ -522,6 +541,7 @@ typedef struct stderr_filter {
     char *verdict;
     size_t verdict_cap;
     char *lost_host; /* 256 bytes */
+    int hang_named;  /* the coordinator's hang watch stopped the job */
     char line[4096];
     size_t line_len, line_shown; /* bytes of the current line, and how many of them went out */
     int holding;                 /* inside a notice: its lines are held back */
@@ -568,6 +588,7 @@ static void filter_line_done(stderr_filter *f, int ended)
 {
     f->line[f->line_len] = '\0';
     explain_line(f->line, f->run_dir, f->lost_host, f->verdict, f->verdict_cap);
+    f->hang_named |= strstr(f->line, "error: hang: ") != NULL;
     int sep = ended && separator(f->line, f->line_len);
     if (f->holding) {
         hold(f, f->line, f->line_len);
@@ -678,6 +699,20 @@ static void exec_mpirun(const rm_launch_plan *plan, int err_fd)
     _exit(127);
 }
 
+/* SIGKILL to pid's children (mpirun's remote shells and local ranks). */
+static void kill_children(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+    FILE *f = fopen(path, "r");
+    int child;
+    while (f && fscanf(f, "%d", &child) == 1)
+        if (child > 0)
+            kill(child, SIGKILL);
+    if (f)
+        fclose(f);
+}
+
 int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, const rm_run_lock *const *locks, int n_locks,
                   rm_launch_result *res)
 {
@@ -714,9 +749,34 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, const rm_run_
 
     stderr_filter filter = {.run_dir = run_dir, .verdict = res->verdict, .verdict_cap = sizeof res->verdict,
                             .lost_host = res->lost_host};
-    int forwarded = 0, interrupts_acted = 0, lock_acted = 0;
+    int forwarded = 0, interrupts_acted = 0, lock_acted = 0, lost_acted = 0, status = 0, reaped = 0;
+    double lost_named_s = 0;
     char chunk[4096];
     for (;;) {
+        /* A host that is cut off, not dead, keeps mpirun waiting for its
+         * ranks to end, and its remote shell there open (holding our pipe):
+         * once the host is named, mpirun gets a few seconds to end the job,
+         * then it and its remote shells are killed, and its exit is the
+         * end (nothing more comes from the host). After a hang that names
+         * no host, mpirun gets longer (a host may still be out of reach). */
+        if ((res->lost_host[0] || filter.hang_named) && !lost_acted) {
+            double now = rm_now_s();
+            if (lost_named_s == 0)
+                lost_named_s = now;
+            if (now - lost_named_s > (res->lost_host[0] ? 3.0 : 15.0)) {
+                if (res->lost_host[0])
+                    rm_warn("host %s is lost and mpirun is still waiting for it: ending the job", res->lost_host);
+                else
+                    rm_warn("the job hung and mpirun has not ended it in 15 s: ending it");
+                kill_children(child_pid);
+                kill(-child_pid, SIGKILL);
+                lost_acted = 1;
+            }
+        }
+        if (lost_acted && waitpid(child_pid, &status, WNOHANG) == child_pid) {
+            reaped = 1;
+            break;
+        }
         /* a stop goes to the ranks once they can take it; before that there
          * is nothing to checkpoint and mpirun ends them */
         if (!res->started)
@@ -772,8 +832,7 @@ int rm_launch_run(const rm_launch_plan *plan, const char *run_dir, const rm_run_
     }
     filter_finish(&filter);
     close(pipefd[0]);
-    int status = 0;
-    while (waitpid(child_pid, &status, 0) < 0 && errno == EINTR)
+    while (!reaped && waitpid(child_pid, &status, 0) < 0 && errno == EINTR)
         ;
     child_pid = 0;
     if (!res->started)

@@ -7,9 +7,14 @@
 #include "resume.h"
 #include "timer.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 int rm_watch_lock_run_dir(rm_watch *w, const rm_config *cfg, rm_error *err)
 {
@@ -65,6 +70,62 @@ void rm_watch_lock(rm_watch *w, long step, rm_verdict *v)
                     err.msg);
 }
 
+/* 1 when `host` answers a TCP connection within timeout_s: accepted or
+ * refused (nothing listens on the discard port), the host is up and its
+ * network works. No answer, or no route, means it is cut off; a name that
+ * does not resolve, or any other error, counts as an answer (nothing is
+ * known against the host). */
+static int host_answers(const char *host, double timeout_s)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, "9", &hints, &ai) != 0 || !ai)
+        return 1;
+    int answered = 1;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
+        if (rc != 0 && errno == EINPROGRESS) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            if (poll(&p, 1, (int)(timeout_s * 1000)) <= 0) {
+                answered = 0;
+            } else {
+                int soerr = 0;
+                socklen_t len = sizeof soerr;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
+                answered = soerr != EHOSTUNREACH && soerr != ENETUNREACH && soerr != ETIMEDOUT;
+            }
+        } else if (rc != 0) {
+            answered = errno != EHOSTUNREACH && errno != ENETUNREACH;
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return answered;
+}
+
+/* The host of the silent workers that hold the job up (progress `least`)
+ * when it is cut off: every worker on it is silent and it does not answer
+ * on the network, while some other worker is still heard (else it is
+ * rank 0's own network that is down). NULL if none such. */
+static const char *unreachable_host(const rm_roster *r, double now_s, double timeout_s, long least)
+{
+    int heard = 0;
+    for (int i = 0; i < r->workers; i++)
+        heard |= now_s - r->info[i].last_heard_s <= timeout_s;
+    for (int i = 0; heard && i < r->workers; i++) {
+        const rm_worker_info *in = &r->info[i];
+        if (now_s - in->last_heard_s <= timeout_s || in->progress != least || !in->host[0])
+            continue;
+        int all_silent = 1;
+        for (int j = 0; j < r->workers; j++)
+            if (strcmp(r->info[j].host, in->host) == 0 && now_s - r->info[j].last_heard_s <= timeout_s)
+                all_silent = 0;
+        if (all_silent && strcmp(in->host, rm_log_host()) != 0 && !host_answers(in->host, 2.0))
+            return in->host;
+    }
+    return NULL;
+}
+
 void rm_watch_hang(const rm_watch *w, const rm_roster *r, double now_s, rm_verdict *v)
 {
     rm_verdict_go(v);
@@ -91,9 +152,18 @@ void rm_watch_hang(const rm_watch *w, const rm_roster *r, double now_s, rm_verdi
     long step = least / 2 + 1; /* 1-based step that did not finish */
     if (w->rd)
         rm_run_dir_event(w->rd, "hang", "");
-    rm_verdict_stop(v, RM_EXIT_FAILED, -1, step, "hang: %s stopped reporting in step %ld (fault.hang_timeout_s %.0f)%s%s%s",
-                    names, step, timeout_s, waiting[0] ? "; workers " : "", waiting,
-                    waiting[0] ? " are alive and wait for it (in the gradient reduction)" : "");
+    const char *cut_off = waiting[0] ? unreachable_host(r, now_s, timeout_s, least) : NULL;
+    if (cut_off) /* RM_VERDICT_UNREACHABLE: `ringmaster run` leaves the host out of the restart */
+        rm_verdict_stop(v, RM_EXIT_FAILED, -1, step,
+                        "hang: host %s" RM_VERDICT_UNREACHABLE ": %s stopped reporting in step %ld "
+                        "(fault.hang_timeout_s %.0f) and %s does not answer on the network; workers %s are alive and "
+                        "wait for it (in the gradient reduction)",
+                        cut_off, names, step, timeout_s, cut_off, waiting);
+    else
+        rm_verdict_stop(v, RM_EXIT_FAILED, -1, step,
+                        "hang: %s stopped reporting in step %ld (fault.hang_timeout_s %.0f)%s%s%s", names, step,
+                        timeout_s, waiting[0] ? "; workers " : "", waiting,
+                        waiting[0] ? " are alive and wait for it (in the gradient reduction)" : "");
 }
 
 int rm_watch_nonfinite(rm_watch *w, long step, int rolled_back_over, rm_verdict *v, rm_error *err)
