@@ -45,6 +45,12 @@ enum rm_tag {
 #define RM_HOST_CAP 64
 #define RM_REASON_CAP 512
 
+/* The words after "hang: host H" when rank 0 found host H cut off (its
+ * workers silent, the host not answering): `ringmaster run` reads them in
+ * the coordinator's log, ends the job (mpirun cannot reach the host to end
+ * its ranks) and restarts without the host, as for one that died. */
+#define RM_VERDICT_UNREACHABLE " is unreachable"
+
 /* Rank 0 sleeps this long when no message waits: it shares cores with
  * the workers, and each wake-up preempts one. Assignments go out several
  * steps ahead, so a late wake-up never stalls a worker. */

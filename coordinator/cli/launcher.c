@@ -2,8 +2,8 @@
 
 #include "fsutil.h"
 #include "log.h"
+#include "protocol.h"
 #include "timer.h"
-#include "verdict.h"
 
 #include <errno.h>
 #include <fcntl.h>

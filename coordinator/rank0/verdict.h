@@ -15,12 +15,6 @@ typedef struct rm_verdict {
     char reason[RM_REASON_CAP + 1024];
 } rm_verdict;
 
-/* The words after "hang: host H" when rank 0 found host H cut off (its
- * workers silent, the host not answering): `ringmaster run` reads them in
- * the coordinator's log, ends the job (mpirun cannot reach the host to end
- * its ranks) and restarts without the host, as for one that died. */
-#define RM_VERDICT_UNREACHABLE " is unreachable"
-
 /* A verdict to go on. */
 void rm_verdict_go(rm_verdict *v);
 

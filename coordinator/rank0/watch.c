@@ -4,6 +4,7 @@
 #include "fsutil.h"
 #include "json.h"
 #include "log.h"
+#include "protocol.h"
 #include "resume.h"
 #include "timer.h"
 
