@@ -165,6 +165,7 @@ def job_from_args(a):
         for key, name, kind in (("model.layers", "layers", int), ("model.heads", "heads", int),
                                 ("model.dim", "dim", int), ("model.context", "context", int),
                                 ("train.global_batch", "global_batch", int), ("train.grad_accum", "grad_accum", int),
+                                ("train.steps", "steps", int),
                                 ("train.lr", "lr", float), ("train.beta1", "beta1", float),
                                 ("train.beta2", "beta2", float), ("train.eps", "eps", float),
                                 ("train.weight_decay", "weight_decay", float), ("train.grad_clip", "grad_clip", float),
@@ -347,11 +348,6 @@ def main():
     job = job_from_args(a)
     if not job["data"]:
         sys.exit("torch_gpt_gpu.py: name the dataset (--data DIR or --config with data.dir)")
-    if a.device.startswith("cuda") and not torch.cuda.is_available():
-        sys.exit(f"torch_gpt_gpu.py: PyTorch {torch.__version__} sees no CUDA device (--device cpu for a tiny check)")
-    if a.device == "cpu" and job["precision"] == "tf32":
-        job["precision"] = "fp32"  # tf32 is a tensor-core mode; on the CPU it is fp32
-
     if a.dry_run:
         vocab = vocab_of(job["data"])
         with torch.device("meta") if hasattr(torch.device, "__enter__") else torch.no_grad():
@@ -361,6 +357,11 @@ def main():
         print(json.dumps({"job": job, "vocab": vocab, "parameters": n, "flops_per_token": fpt,
                           "tokens_per_step": job["global_batch"] * job["context"]}))
         return
+
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit(f"torch_gpt_gpu.py: PyTorch {torch.__version__} sees no CUDA device (--device cpu for a tiny check)")
+    if a.device == "cpu" and job["precision"] == "tf32":
+        job["precision"] = "fp32"  # tf32 is a tensor-core mode; on the CPU it is fp32
 
     compile_note = None
     if a.compile == "on":
