@@ -19,9 +19,10 @@ The baseline gets every advantage that is cheap to give it:
   * the whole train split sits on the device as int64 windows: a step's
     batch is one index on the device (ringmaster copies each from the host);
   * --compile auto (the default) first trains eagerly, then tries
-    torch.compile in a child process under --compile-timeout seconds and
-    reports the faster; a compile that fails or runs out of time leaves the
-    eager figure, with the reason in the JSON's `compile_note`;
+    torch.compile in a child process under --compile-timeout seconds (or
+    what --time-limit leaves) and reports the faster; a compile that fails
+    or runs out of time leaves the eager figure, with the reason in the
+    JSON's `compile_note`;
   * the clock starts after --warmup untimed steps and torch.cuda.synchronize(),
     and stops after the last step's synchronize: every queued kernel counts.
 
@@ -340,11 +341,14 @@ def main():
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="auto: eager, then torch.compile in a child under --compile-timeout; report the faster")
     p.add_argument("--compile-timeout", type=float, default=180, help="seconds the compiled child may take")
+    p.add_argument("--time-limit", type=float,
+                   help="seconds this whole run may take: the compiled child gets at most what the eager run leaves")
     p.add_argument("--gemm-json", help="ringmaster-bench-gemm-gpu's output: MFU against the measured GEMM rate")
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a tiny check without a GPU")
     p.add_argument("--dry-run", action="store_true", help="print the job and its FLOPs; train nothing")
     p.add_argument("--json", metavar="FILE", help="also write the result to FILE")
     a = p.parse_args()
+    started = time.perf_counter()
     job = job_from_args(a)
     if not job["data"]:
         sys.exit("torch_gpt_gpu.py: name the dataset (--data DIR or --config with data.dir)")
@@ -375,7 +379,13 @@ def main():
                 if a.device.startswith("cuda"):
                     torch.cuda.empty_cache()  # the child needs the memory this process cached
                 eager = result
-                compiled, compile_note = compiled_in_child(a, a.compile_timeout)
+                limit = a.compile_timeout
+                if a.time_limit:
+                    limit = min(limit, a.time_limit - (time.perf_counter() - started) - 10)
+                if limit < 30:
+                    compiled, compile_note = None, f"no time left for torch.compile ({limit:.0f} s of --time-limit)"
+                else:
+                    compiled, compile_note = compiled_in_child(a, limit)
                 if compiled is not None:
                     result = compiled if compiled["tokens_per_second"] > eager["tokens_per_second"] else eager
                     compile_note = (f"compiled {compiled['tokens_per_second']:.0f} tokens/s, eager "

@@ -496,7 +496,7 @@ PY
         # eager first (about 25 s), then torch.compile in what is left
         mem_watch "$out/torch-$gpt-memory.txt"
         if timeout -k 10 "$t" "$python" bench/torch_gpt_gpu.py --config "$out/$gpt/config.yaml" \
-             --data "$gpt_data/brown-gpt2" --gemm-json "$out/gemm-gpt.json" --compile-timeout $((t - 40)) \
+             --data "$gpt_data/brown-gpt2" --gemm-json "$out/gemm-gpt.json" --time-limit $((t - 5)) \
              --json "$out/torch-$gpt.json" >"$out/torch-$gpt.log" 2>&1; then
           torch_ok=1
         else
