@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU backend, checked on a machine with a CUDA GPU, in one command:
 #
-#   scripts/gpu-check.sh [--quick] [--cpu-reference]
+#   scripts/gpu-check.sh [--quick] [--cpu-reference] [--gpt-only]
 #
 #   1. builds ringmaster with the GPU backend (RINGMASTER_CUDA=ON) into
 #      BUILD_DIR (default build-gpu), for this GPU's architecture;
@@ -46,7 +46,8 @@
 #   4 GEMM + MLP bench ~70 s | 5a ~40 s | 5b, 5c: GEMM at the GPT's shapes
 #   ~5 s, doctor ~25 s, ringmaster 40 steps ~40 s, PyTorch eager ~25 s and
 #   compiled ~100 s (its compile gets what is left, at most 180 s).
-#   --quick: 1 to 3b and 5a, about 4.5 minutes.
+#   --quick: 1 to 3b and 5a, about 4.5 minutes. --gpt-only: 1 and 5 only
+#   (about 5 minutes), for a lease whose time the other steps would take.
 #
 # Exit status: 0 when every check passes, 1 when one fails, 77 when there
 # is no usable GPU: then it still builds the GPU backend (for CUDA_ARCHS,
@@ -73,10 +74,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-quick=0 cpu_reference=0
+quick=0 cpu_reference=0 gpt_only=0
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
+    --gpt-only) gpt_only=1 ;;
     --cpu-reference) cpu_reference=1 ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "gpu-check.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
@@ -277,36 +279,6 @@ if [ $have_gpu = 0 ]; then
   exit 77
 fi
 
-# --- 2. agreement tests ---------------------------------------------------
-say "GPU against CPU: $bin/test_gpu"
-set +e
-timeout -k 10 240 "$bin/test_gpu" >"$out/test_gpu.log" 2>&1
-rc=$?
-set -e
-grep -E "^[0-9]+%: Checks" "$out/test_gpu.log" | tee -a "$summary" || true
-case $rc in
-  0) note "agreement tests: pass" ;;
-  77) fail "test_gpu skipped: $(head -n 1 "$out/test_gpu.log")" ;;
-  *) grep -E ":F:|:E:" "$out/test_gpu.log" | head -n 20 | tee -a "$summary"; fail "agreement tests (log: $out/test_gpu.log)" ;;
-esac
-say "multi-rank all-reduce logic under $mpirun_cmd"
-if (cd "$build" && ctest -R "test_grad_sync|test_allreduce" --timeout 120 --output-on-failure >"$out/mpi_tests.log" 2>&1); then
-  note "grad_sync and allreduce tests (3 ranks): pass"
-else
-  fail "MPI tests (log: $out/mpi_tests.log)"
-fi
-
-# --- data -----------------------------------------------------------------
-src=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
-[ -f "$src/train-images-idx3-ubyte.gz" ] || src=$carry/fashion-mnist
-[ -f "$src/train-images-idx3-ubyte.gz" ] || die "no Fashion-MNIST IDX files (FASHION_MNIST_DIR, or scripts/gpu-carry.sh)"
-data=$build/gpu-check-data
-for split in train:train t10k:test; do
-  prefix=${split%%:*} name=${split##*:}
-  [ -f "$data/$name/index.rmi" ] || "$bin/ringmaster" data import-idx --images "$src/$prefix-images-idx3-ubyte.gz" \
-    --labels "$src/$prefix-labels-idx1-ubyte.gz" --out "$data/$name" >/dev/null
-done
-
 json_field() { # FILE KEY
   "${python:-python3}" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"
 }
@@ -321,48 +293,84 @@ run_job() { # NAME CONFIG ARGS...: ringmaster run into $out/NAME (job_data, job_
   fi
 }
 
-# --- 3. Fashion-MNIST on one GPU ------------------------------------------
-say "Fashion-MNIST on one GPU"
-if run_job fmnist-gpu configs/fashion_mnist.yaml --workers 1 --set launch.backend=gpu; then
-  acc=$(json_field "$out/fmnist-gpu/summary.json" test_accuracy)
-  sps=$(json_field "$out/fmnist-gpu/summary.json" samples_per_second)
-  note "fashion_mnist.yaml, 1 GPU: test accuracy $acc, $(printf '%.0f' "$sps") samples/s"
-  awk -v a="$acc" -v m="$min_accuracy" 'BEGIN { exit !(a >= m) }' || fail "GPU accuracy $acc < $min_accuracy"
-else
-  fail "Fashion-MNIST on the GPU backend (log: $out/fmnist-gpu.log)"
-fi
-if [ $cpu_reference = 1 ]; then
-  if run_job fmnist-cpu configs/fashion_mnist.yaml --workers 1 --set launch.backend=cpu; then
-    note "fashion_mnist.yaml, 1 CPU worker: test accuracy $(json_field "$out/fmnist-cpu/summary.json" test_accuracy)"
+# --- 2. agreement tests ---------------------------------------------------
+if [ $gpt_only = 0 ]; then
+  say "GPU against CPU: $bin/test_gpu"
+  set +e
+  timeout -k 10 240 "$bin/test_gpu" >"$out/test_gpu.log" 2>&1
+  rc=$?
+  set -e
+  grep -E "^[0-9]+%: Checks" "$out/test_gpu.log" | tee -a "$summary" || true
+  case $rc in
+    0) note "agreement tests: pass" ;;
+    77) fail "test_gpu skipped: $(head -n 1 "$out/test_gpu.log")" ;;
+    *) grep -E ":F:|:E:" "$out/test_gpu.log" | head -n 20 | tee -a "$summary"; fail "agreement tests (log: $out/test_gpu.log)" ;;
+  esac
+  say "multi-rank all-reduce logic under $mpirun_cmd"
+  if (cd "$build" && ctest -R "test_grad_sync|test_allreduce" --timeout 120 --output-on-failure >"$out/mpi_tests.log" 2>&1); then
+    note "grad_sync and allreduce tests (3 ranks): pass"
   else
-    fail "Fashion-MNIST on the CPU backend (log: $out/fmnist-cpu.log)"
+    fail "MPI tests (log: $out/mpi_tests.log)"
   fi
 fi
 
-# --- 3b. ZeRO-1 on one GPU against zero 0 ----------------------------------
-say "ZeRO-1 on one GPU against zero 0 (one epoch each)"
-zero_ok=1
-for z in 0 1; do
-  if ! run_job fmnist-zero$z configs/fashion_mnist.yaml --workers 1 --set launch.backend=gpu --set train.epochs=1 \
-       --set train.zero=$z; then
-    fail "Fashion-MNIST one epoch on the GPU with train.zero $z (log: $out/fmnist-zero$z.log)"
-    zero_ok=0
-  fi
-done
-if [ $zero_ok = 1 ]; then
-  for key in weights_digest optimizer_state_bytes_per_worker final_train_loss test_accuracy; do
-    a=$(json_field "$out/fmnist-zero0/summary.json" $key)
-    b=$(json_field "$out/fmnist-zero1/summary.json" $key)
-    if [ "$a" = "$b" ]; then
-      note "train.zero 1 on one GPU: $key $b, the same as zero 0"
-    else
-      fail "train.zero 1 on one GPU: $key $b, zero 0 $a"
-    fi
+# --- data -----------------------------------------------------------------
+if [ $gpt_only = 0 ]; then
+  src=${FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}
+  [ -f "$src/train-images-idx3-ubyte.gz" ] || src=$carry/fashion-mnist
+  [ -f "$src/train-images-idx3-ubyte.gz" ] || die "no Fashion-MNIST IDX files (FASHION_MNIST_DIR, or scripts/gpu-carry.sh)"
+  data=$build/gpu-check-data
+  for split in train:train t10k:test; do
+    prefix=${split%%:*} name=${split##*:}
+    [ -f "$data/$name/index.rmi" ] || "$bin/ringmaster" data import-idx --images "$src/$prefix-images-idx3-ubyte.gz" \
+      --labels "$src/$prefix-labels-idx1-ubyte.gz" --out "$data/$name" >/dev/null
   done
 fi
 
+# --- 3. Fashion-MNIST on one GPU ------------------------------------------
+if [ $gpt_only = 0 ]; then
+  say "Fashion-MNIST on one GPU"
+  if run_job fmnist-gpu configs/fashion_mnist.yaml --workers 1 --set launch.backend=gpu; then
+    acc=$(json_field "$out/fmnist-gpu/summary.json" test_accuracy)
+    sps=$(json_field "$out/fmnist-gpu/summary.json" samples_per_second)
+    note "fashion_mnist.yaml, 1 GPU: test accuracy $acc, $(printf '%.0f' "$sps") samples/s"
+    awk -v a="$acc" -v m="$min_accuracy" 'BEGIN { exit !(a >= m) }' || fail "GPU accuracy $acc < $min_accuracy"
+  else
+    fail "Fashion-MNIST on the GPU backend (log: $out/fmnist-gpu.log)"
+  fi
+  if [ $cpu_reference = 1 ]; then
+    if run_job fmnist-cpu configs/fashion_mnist.yaml --workers 1 --set launch.backend=cpu; then
+      note "fashion_mnist.yaml, 1 CPU worker: test accuracy $(json_field "$out/fmnist-cpu/summary.json" test_accuracy)"
+    else
+      fail "Fashion-MNIST on the CPU backend (log: $out/fmnist-cpu.log)"
+    fi
+  fi
+
+    # --- 3b. ZeRO-1 on one GPU against zero 0 --------------------------------
+  say "ZeRO-1 on one GPU against zero 0 (one epoch each)"
+  zero_ok=1
+  for z in 0 1; do
+    if ! run_job fmnist-zero$z configs/fashion_mnist.yaml --workers 1 --set launch.backend=gpu --set train.epochs=1 \
+         --set train.zero=$z; then
+      fail "Fashion-MNIST one epoch on the GPU with train.zero $z (log: $out/fmnist-zero$z.log)"
+      zero_ok=0
+    fi
+  done
+  if [ $zero_ok = 1 ]; then
+    for key in weights_digest optimizer_state_bytes_per_worker final_train_loss test_accuracy; do
+      a=$(json_field "$out/fmnist-zero0/summary.json" $key)
+      b=$(json_field "$out/fmnist-zero1/summary.json" $key)
+      if [ "$a" = "$b" ]; then
+        note "train.zero 1 on one GPU: $key $b, the same as zero 0"
+      else
+        fail "train.zero 1 on one GPU: $key $b, zero 0 $a"
+      fi
+    done
+  fi
+fi
+
 # --- 4. the larger MLP against PyTorch -------------------------------------
-if [ $quick = 0 ]; then
+if [ $quick = 0 ] && [ $gpt_only = 0 ]; then
   say "GEMM rate and the 784-8192-8192-10 MLP against PyTorch"
   dims=784,8192,8192,10
   timeout -k 10 120 "$bin/ringmaster-bench-gemm-gpu" --dims $dims --batch 4096 >"$out/gemm.json" 2>"$out/gemm.log" ||
@@ -519,8 +527,8 @@ steady = rows[5:] or rows
 step_s = sum(r.get("step_s_max", r["step_s"]) for r in steady) / len(steady)
 rm_tps = tokens_per_step / step_s
 t = json.load(open(f"{out}/torch-{name}.json")) if torch_ok else None
-gemm = json.load(open(f"{out}/gemm.json")) if os.path.exists(f"{out}/gemm.json") else {}
-gemm_gpt = json.load(open(f"{out}/gemm-gpt.json")) if os.path.exists(f"{out}/gemm-gpt.json") else {}
+# ringmaster-bench-gemm-gpu --dims 768,3072,768: 8192^3 and the block's MLP shapes
+gemm = json.load(open(f"{out}/gemm-gpt.json")) if os.path.exists(f"{out}/gemm-gpt.json") else {}
 prec = t["precision"] if t else None
 
 def mib_peak(path):
@@ -548,9 +556,9 @@ if t:
                   f"PyTorch {t['tokens_per_second'] * fpt / peak / 1e12:.1%}")
         else:
             print(f"  against {label}: n/a (no {label} figure for {t['device']} in {prec})")
-    if gemm_gpt.get(f"model_{prec}_tflops"):
+    if gemm.get(f"model_{prec}_tflops"):
         print(f"  cuBLAS {prec} at the MLP's shapes (16384 x 768 x 3072 and back): "
-              f"{gemm_gpt[f'model_{prec}_tflops']:.0f} TFLOP/s")
+              f"{gemm[f'model_{prec}_tflops']:.0f} TFLOP/s")
     print(f"GPT-2 124M attention: PyTorch {t['attention']}; ringmaster {s.get('attention', 'not reported in summary.json')}")
 rm_mem = s.get("device_memory_peak_bytes")
 rm_mem = f"{rm_mem / 2**20:.0f} MiB (summary.json)" if rm_mem else (
