@@ -441,7 +441,7 @@ else
     fi
   done
   if [ $tiny_ok = 1 ]; then
-    "${python:-python3}" - "$out/gpt-tiny-gpu" "$out/gpt-tiny-cpu" "${GPT_LOSS_RTOL:-1e-2}" <<'PY' | tee -a "$summary"
+    "${python:-python3}" - "$out/gpt-tiny-gpu" "$out/gpt-tiny-cpu" "${GPT_LOSS_RTOL:-1e-2}" <<'PY' | tee -a "$summary" ||
 import json, sys
 gpu, cpu, rtol = sys.argv[1], sys.argv[2], float(sys.argv[3])
 def run(d):
@@ -455,9 +455,13 @@ checks = [("loss at step 1", g_rows[0]["loss"], c_rows[0]["loss"], 1e-3),
 print(f"GPT 4 layers x 256, context 256 (bench/gpt-cpu.yaml), fp32, 1 worker: GPU {g['tokens_per_second']:.0f} "
       f"tokens/s, CPU {c['tokens_per_second']:.0f} tokens/s")
 for what, a, b, tol in checks:
-    verdict = "ok" if a is not None and b is not None and rel(a, b) <= tol else "FAIL"
+    if a is None or b is None:
+        print(f"FAIL: GPT {what}: GPU {a}, CPU {b} (null: not finite)")
+        continue
+    verdict = "ok" if rel(a, b) <= tol else "FAIL"
     print(f"{verdict}: GPT {what}: GPU {a:.6f}, CPU {b:.6f}, relative difference {rel(a, b):.1e} (tolerance {tol:g})")
 PY
+      fail "comparing the GPT's GPU and CPU runs (their run directories: $out/gpt-tiny-*)"
     failures=$((failures + $(grep -c "^FAIL: GPT" "$summary" || true)))
   fi
 
@@ -515,7 +519,7 @@ PY
       fi
     fi
     if [ $rm_ok = 1 ]; then
-      "${python:-python3}" - "$out" "$gpt" "$torch_ok" "${mem_base:-}" <<'PY' | tee -a "$summary"
+      "${python:-python3}" - "$out" "$gpt" "$torch_ok" "${mem_base:-}" <<'PY' | tee -a "$summary" ||
 import json, os, sys
 out, name, torch_ok, mem_base = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
 run = f"{out}/{name}"
@@ -532,12 +536,12 @@ gemm = json.load(open(f"{out}/gemm-gpt.json")) if os.path.exists(f"{out}/gemm-gp
 prec = t["precision"] if t else None
 
 def mib_peak(path):
-    """The most memory.used sampled, less the use before the run, MiB."""
+    """The most memory.used sampled, less the use before the run."""
     try:
         used = [int(x) for x in open(path).read().split() if x.isdigit()]
-        return max(used) - int(mem_base or 0) if used else "n/a"
     except OSError:
-        return "n/a"
+        used = []
+    return f"{max(used) - int(mem_base or 0)} MiB" if used else "n/a"
 
 print(f"GPT-2 124M ({s['parameters']} parameters as ringmaster counts them), 1 GPU, {s['global_batch']} x {context} "
       f"tokens a step: ringmaster {rm_tps:.0f} tokens/s steady (mean step {step_s * 1e3:.1f} ms over steps "
@@ -562,13 +566,13 @@ if t:
     print(f"GPT-2 124M attention: PyTorch {t['attention']}; ringmaster {s.get('attention', 'not reported in summary.json')}")
 rm_mem = s.get("device_memory_peak_bytes")
 rm_mem = f"{rm_mem / 2**20:.0f} MiB (summary.json)" if rm_mem else (
-    f"{mib_peak(f'{out}/{name}-memory.txt')} MiB (nvidia-smi memory.used sampled every 200 ms, less before: "
+    f"{mib_peak(f'{out}/{name}-memory.txt')} (nvidia-smi memory.used sampled every 200 ms, less before: "
     "context, cuBLAS workspace and allocator cache included)")
 line = f"GPT-2 124M peak device memory: ringmaster {rm_mem}"
-if t:
+if t and "peak_memory_allocated_bytes" in t:
     line += (f"; PyTorch {t['peak_memory_allocated_bytes'] / 2**20:.0f} MiB allocated, "
              f"{t['peak_memory_reserved_bytes'] / 2**20:.0f} MiB reserved (torch.cuda), "
-             f"{mib_peak(f'{out}/torch-{name}-memory.txt')} MiB by nvidia-smi as above")
+             f"{mib_peak(f'{out}/torch-{name}-memory.txt')} by nvidia-smi as above")
 print(line)
 p = s.get("prediction")
 if p:
@@ -579,6 +583,7 @@ if p:
 else:
     print("GPT-2 124M doctor: no prediction in summary.json (no doctor.json in the run directory)")
 PY
+        fail "the GPT-2 124M report (the runs: $out/$gpt, $out/torch-$gpt.json)"
     fi
   fi
 fi
