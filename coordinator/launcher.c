@@ -114,6 +114,47 @@ int rm_hostfile_remove(rm_hostfile *hf, const char *host)
     return 0;
 }
 
+int rm_hostfile_from_slurm(rm_hostfile *hf, rm_error *err)
+{
+    memset(hf, 0, sizeof *hf);
+    const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NUM_NODES");
+    const char *tasks = getenv("SLURM_TASKS_PER_NODE");
+    if (!job || !*job || !nodes || atol(nodes) < 2)
+        return 0;
+    if (!tasks || !*tasks || !getenv("SLURM_JOB_NODELIST"))
+        return rm_fail(err, "Slurm job %s: SLURM_JOB_NODELIST or SLURM_TASKS_PER_NODE is not set", job);
+    /* with no argument scontrol expands SLURM_JOB_NODELIST */
+    FILE *p = popen("scontrol show hostnames", "r");
+    if (!p)
+        return rm_fail_errno(err, errno, "Slurm job %s: cannot run scontrol to list its nodes", job);
+    char host[256];
+    while (hf->n < RM_HOSTFILE_MAX && fscanf(p, "%255s", host) == 1)
+        snprintf(hf->host[hf->n++], sizeof hf->host[0], "%s", host);
+    int status = pclose(p);
+    if (status != 0 || hf->n != atol(nodes))
+        return rm_fail(err, "Slurm job %s: scontrol show hostnames listed %d of its %s nodes (exit status %d)", job,
+                       hf->n, nodes, status);
+    /* "2(x3),1": 2 tasks on each of 3 nodes, then 1 */
+    int at = 0;
+    for (const char *t = tasks; *t;) {
+        long n = 0, times = 1;
+        int used = 0;
+        if (sscanf(t, "%ld%n", &n, &used) != 1 || n < 1)
+            break;
+        t += used;
+        if (sscanf(t, "(x%ld)%n", &times, &used) == 1)
+            t += used;
+        for (long i = 0; i < times && at < hf->n; i++)
+            hf->slots[at++] = n;
+        if (*t == ',')
+            t++;
+    }
+    if (at != hf->n)
+        return rm_fail(err, "Slurm job %s: SLURM_TASKS_PER_NODE=%s does not give tasks to each of its %d nodes", job,
+                       tasks, hf->n);
+    return 1;
+}
+
 /* --hostfile and the interface between hosts: what a user launching
  * across hosts by hand would write. The slots are the hostfile's. */
 static int push_hosts(rm_launch_plan *plan, const rm_config *cfg, rm_error *err)

@@ -40,6 +40,12 @@ int rm_hostfile_write(const char *path, const rm_hostfile *hf, rm_error *err);
 long rm_hostfile_slots(const rm_hostfile *hf);
 /* Removes `host`; 1 if it was there. */
 int rm_hostfile_remove(rm_hostfile *hf, const char *host);
+/* Inside a Slurm allocation of more than one node: its nodes (scontrol's
+ * expansion of SLURM_JOB_NODELIST) with the tasks Slurm gives each
+ * (SLURM_TASKS_PER_NODE) as slots, the hosts mpirun launches on there.
+ * Returns 0 (hf empty) outside Slurm or on one node, 1 when filled,
+ * RM_ERR (err says why) when the variables do not add up. */
+int rm_hostfile_from_slurm(rm_hostfile *hf, rm_error *err);
 void rm_launch_plan_free(rm_launch_plan *plan);
 
 /* One program on `ranks` ranks, with the same mpirun options as a job:

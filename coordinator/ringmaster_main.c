@@ -361,7 +361,8 @@ static int drop_lost_host(launch_state *ls, const rm_config *cfg, const char *ho
     if (!rm_hostfile_remove(ls->hosts, host))
         return RM_OK; /* not one of ours to drop: the restart decides */
     if (ls->hosts->n == 0)
-        return rm_fail(err, "host %s was lost and it was the last host of %s", host, cfg->hostfile);
+        return rm_fail(err, "host %s was lost and it was the last host of %s", host,
+                       cfg->hostfile[0] ? cfg->hostfile : "the Slurm allocation");
     /* the coordinator mostly sleeps: the workers need the slots */
     long slots = rm_hostfile_slots(ls->hosts);
     long workers = cfg->workers <= slots ? cfg->workers : 0;
@@ -671,6 +672,17 @@ static int cmd_run(int argc, char **argv)
                 rm_hostfile_read(cfg.hostfile, ls.hosts, &err) != RM_OK) {
                 free(ls.hosts);
                 ls.hosts = NULL;
+            }
+            /* inside a Slurm allocation its nodes are the hosts: a lost one
+             * is left out of the restarts as a hostfile's would be */
+            if (!cfg.hostfile[0] && plan.in_slurm && (ls.hosts = malloc(sizeof *ls.hosts))) {
+                err.msg[0] = '\0';
+                if (rm_hostfile_from_slurm(ls.hosts, &err) != 1) {
+                    if (err.msg[0])
+                        rm_warn("%s; a lost node ends the job", err.msg);
+                    free(ls.hosts);
+                    ls.hosts = NULL;
+                }
             }
             rc = supervise(&ls, &cfg, locks, 2, resume_cmd ? resume_cmd : "(out of memory)");
             free(ls.hosts);

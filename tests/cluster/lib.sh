@@ -57,3 +57,27 @@ on() {
 expect_in() {
   grep -qF -- "$2" "$1" || { cat "$1"; fail "expected '$2' in $1"; }
 }
+
+# slurm_up K [--slots S]: a fresh cluster of K hosts running Slurm
+# (scripts/cluster/slurm-up.sh: slurmctld on n0, a slurmd per host); skips
+# (77) where Slurm or munge is not installed. down.sh stops it with the hosts.
+slurm_up() {
+  local tool
+  for tool in slurmctld slurmd sbatch munged; do
+    command -v "$tool" >/dev/null || { echo "SKIP: no $tool (scripts/install-deps.sh installs slurm-wlm, munge)"; exit 77; }
+  done
+  up "$@"
+  "$CLUSTER/slurm-up.sh" >"$WORK/slurm-up.txt" 2>&1 || { cat "$WORK/slurm-up.txt"; fail "Slurm did not start"; }
+  # a copy every host sees (sbatch reads it on n0; the repository may be under /tmp)
+  cp "$CLUSTER/../slurm/ringmaster.sbatch" "$WORK/ringmaster.sbatch"
+}
+
+# sbatch_job [SBATCH OPTIONS...] RUN_DIR CONFIG: submits scripts/slurm/ringmaster.sbatch
+# from n0 (output WORK/slurm-JOBID.out) and prints the job id.
+sbatch_job() {
+  local n=$#
+  local config=${!n} opts=("${@:1:n-2}") prev=$((n - 1))
+  local run_dir=${!prev}
+  on n0 env RINGMASTER="$RINGMASTER" RINGMASTER_RUN_DIR="$run_dir" sbatch --parsable --chdir="$WORK" \
+    --output="$WORK/slurm-%j.out" --export=ALL "${opts[@]}" "$WORK/ringmaster.sbatch" "$config"
+}
