@@ -50,7 +50,7 @@ AuthType=auth/munge
 CredType=cred/munge
 # each host's own munged; a short credential life: a requeued job starts
 # again in seconds, not minutes
-AuthInfo=socket=/var/tmp/rm-munge/munge.socket,cred_expire=10
+AuthInfo=socket=/var/tmp/rm-munge/munge.socket,cred_expire=5
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none

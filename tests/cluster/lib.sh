@@ -81,3 +81,35 @@ sbatch_job() {
   on n0 env RINGMASTER="$RINGMASTER" RINGMASTER_RUN_DIR="$run_dir" sbatch --parsable --chdir="$WORK" \
     --output="$WORK/slurm-%j.out" --export=ALL "${opts[@]}" "$WORK/ringmaster.sbatch" "$config"
 }
+
+# job_state JOB: the job's state as Slurm says it (RUNNING, COMPLETED, ...)
+job_state() { on n0 scontrol show job "$1" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
+# checkpoint_past RUN_DIR STEP JOB: waits until the run's newest checkpoint is past STEP
+checkpoint_past() {
+  local i latest
+  for ((i = 0; i < 1200; i++)); do
+    latest=$(cat "$1/checkpoints/latest" 2>/dev/null || true)
+    [ -n "$latest" ] && [ $((10#${latest#step-})) -ge "$2" ] && return
+    case $(job_state "$3") in
+      PENDING | RUNNING | CONFIGURING) sleep 0.1 ;;
+      *) cat "$WORK/slurm-$3.out"; fail "job $3 ended $(job_state "$3") before a checkpoint past step $2" ;;
+    esac
+  done
+  fail "job $3 never checkpointed past step $2"
+}
+# wait_end JOB: waits until the job has ended; prints its state. A job
+# whose batch script has ended but which still has a dead node to hear from
+# stays COMPLETING until Slurm marks the node DOWN (SlurmdTimeout): its
+# script's last line is the end then.
+wait_end() {
+  local i state
+  for ((i = 0; i < 600; i++)); do
+    state=$(job_state "$1")
+    case $state in
+      COMPLETED | FAILED | CANCELLED | NODE_FAIL | TIMEOUT | OUT_OF_MEMORY) break ;;
+      COMPLETING) grep -q "ringmaster exited with status" "$WORK/slurm-$1.out" && break ;;
+    esac
+    sleep 0.2
+  done
+  echo "$state"
+}

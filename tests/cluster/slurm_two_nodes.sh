@@ -25,9 +25,10 @@ observe:
   progress_every_steps: 100
 YAML
 # 3 tasks on 2 CPUs a node: the coordinator and worker 0 on n0, worker 1 on n1
-job=$(sbatch_job --nodes=2 --ntasks=3 --wait "$WORK/slurm" "$WORK/job.yaml") ||
-  { cat slurm-*.out; fail "the Slurm job failed"; }
+job=$(sbatch_job --nodes=2 --ntasks=3 "$WORK/slurm" "$WORK/job.yaml")
 "$RINGMASTER" run job.yaml --workers 2 --run-dir "$WORK/plain" >plain.txt 2>&1 || { cat plain.txt; fail "the run without Slurm failed"; }
+state=$(wait_end "$job")
+[ "$state" = COMPLETED ] || { cat "slurm-$job.out"; fail "Slurm job $job ended $state"; }
 expect_in "slurm-$job.out" "inside Slurm job $job: mpirun takes nodes and slots from the allocation (3 slots)"
 "$PYTHON" - "$WORK" "$job" <<'PY'
 import json, sys
