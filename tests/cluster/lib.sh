@@ -82,6 +82,32 @@ sbatch_job() {
     --output="$WORK/slurm-%j.out" --export=ALL "${opts[@]}" "$WORK/ringmaster.sbatch" "$config"
 }
 
+# mlp_job FILE STEPS: the small MLP job of the Slurm tests (the workers
+# come from the allocation: ringmaster.sbatch passes --workers)
+mlp_job() {
+  cat >"$1" <<YAML
+model:
+  hidden: [128]
+data:
+  dir: $DATA
+  eval_split: ""
+train:
+  global_batch: 96
+  steps: $2
+  optimizer: adamw
+  lr: 0.002
+  seed: 1
+checkpoint:
+  every_steps: 50
+fault:
+  max_restarts: 2
+  restart_backoff_s: 0.5
+  hang_timeout_s: 20
+observe:
+  progress_every_steps: 100
+YAML
+}
+
 # job_state JOB: the job's state as Slurm says it (RUNNING, COMPLETED, ...)
 job_state() { on n0 scontrol show job "$1" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
 # checkpoint_past RUN_DIR STEP JOB: waits until the run's newest checkpoint is past STEP

@@ -12,27 +12,7 @@
 source "$(dirname "$0")/lib.sh"
 slurm_up 2 --slots 2
 
-cat >job.yaml <<YAML
-model:
-  hidden: [128]
-data:
-  dir: $DATA
-  eval_split: ""
-train:
-  global_batch: 96
-  steps: 300
-  optimizer: adamw
-  lr: 0.002
-  seed: 1
-checkpoint:
-  every_steps: 50
-fault:
-  max_restarts: 2
-  restart_backoff_s: 0.5
-  hang_timeout_s: 20
-observe:
-  progress_every_steps: 100
-YAML
+mlp_job job.yaml 300
 
 # 1. preemption across nodes
 job=$(sbatch_job --nodes=2 --ntasks=3 "$WORK/pre" "$WORK/job.yaml")

@@ -7,23 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 slurm_up 2 --slots 2
 
-cat >job.yaml <<YAML
-model:
-  hidden: [128]
-data:
-  dir: $DATA
-  eval_split: ""
-train:
-  global_batch: 96
-  steps: 150
-  optimizer: adamw
-  lr: 0.002
-  seed: 1
-fault:
-  max_restarts: 0
-observe:
-  progress_every_steps: 100
-YAML
+mlp_job job.yaml 150
 # 3 tasks on 2 CPUs a node: the coordinator and worker 0 on n0, worker 1 on n1
 job=$(sbatch_job --nodes=2 --ntasks=3 "$WORK/slurm" "$WORK/job.yaml")
 "$RINGMASTER" run job.yaml --workers 2 --run-dir "$WORK/plain" >plain.txt 2>&1 || { cat plain.txt; fail "the run without Slurm failed"; }
