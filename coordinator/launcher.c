@@ -391,6 +391,63 @@ static int explain_lost_host(const char *line, const char *run_dir, char *lost, 
     return 1;
 }
 
+/* The nodes Slurm now gives job `job` (scontrol's NodeList, expanded), into
+ * hf; RM_ERR when Slurm cannot say. */
+static int slurm_job_nodes(const char *job, rm_hostfile *hf)
+{
+    char cmd[128], line[4096], list[2048] = "";
+    memset(hf, 0, sizeof *hf);
+    snprintf(cmd, sizeof cmd, "scontrol show job %s 2>/dev/null", job);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return RM_ERR;
+    while (fgets(line, sizeof line, p)) {
+        const char *at = strstr(line, " NodeList=");
+        if (at && !list[0])
+            sscanf(at, " NodeList=%2047s", list);
+    }
+    if (pclose(p) != 0 || !list[0] || list[strspn(list, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,[]")])
+        return RM_ERR;
+    /* list holds only the characters of a Slurm host list (checked above) */
+    char expand[sizeof list + 64];
+    snprintf(expand, sizeof expand, "scontrol show hostnames '%s' 2>/dev/null", list);
+    if (!(p = popen(expand, "r")))
+        return RM_ERR;
+    char host[256];
+    while (hf->n < RM_HOSTFILE_MAX && fscanf(p, "%255s", host) == 1)
+        snprintf(hf->host[hf->n++], sizeof hf->host[0], "%s", host);
+    return pclose(p) == 0 && hf->n > 0 ? RM_OK : RM_ERR;
+}
+
+int rm_launch_slurm_lost(const rm_hostfile *hosts, const char *run_dir, rm_launch_result *res)
+{
+    const char *job = getenv("SLURM_JOB_ID");
+    if (!hosts || !job || !*job || job[strspn(job, "0123456789_")] || strlen(job) > 32)
+        return 0;
+    rm_hostfile *now = malloc(sizeof *now);
+    if (!now || slurm_job_nodes(job, now) != RM_OK) {
+        free(now);
+        return 0;
+    }
+    int found = 0;
+    for (int i = 0; i < hosts->n && !found; i++) {
+        int kept = 0;
+        for (int j = 0; j < now->n && !kept; j++)
+            kept = strcmp(now->host[j], hosts->host[i]) == 0;
+        if (kept)
+            continue;
+        found = 1;
+        snprintf(res->lost_host, sizeof res->lost_host, "%s", hosts->host[i]);
+        char ranks[256];
+        ranks_on_host(run_dir, res->lost_host, ranks, sizeof ranks);
+        snprintf(res->verdict, sizeof res->verdict,
+                 "host %s was lost: Slurm took it out of job %s (it ran %s); the node failed or was set DOWN",
+                 res->lost_host, job, ranks[0] ? ranks : "no rank yet");
+    }
+    free(now);
+    return found;
+}
+
 static void explain_line(const char *line, const char *run_dir, char *lost, char *verdict, size_t cap)
 {
     if (explain_lost_host(line, run_dir, lost, verdict, cap))

@@ -59,6 +59,14 @@ char *rm_launch_plan_format(const rm_launch_plan *plan);
 /* argv as one shell-quoted line. Caller frees; NULL when out of memory. */
 char *rm_shell_join(char *const *argv, int argc);
 
+struct rm_launch_result;
+/* Inside a Slurm job whose launch failed without mpirun naming a lost
+ * host: asks Slurm which of `hosts` (the allocation's nodes at the start)
+ * the job no longer has (a node that failed or was set DOWN, under
+ * --no-kill) and names the first in res (lost_host, verdict, with the
+ * ranks run_dir/ranks.txt placed there). 1 when one was found. */
+int rm_launch_slurm_lost(const rm_hostfile *hosts, const char *run_dir, struct rm_launch_result *res);
+
 /* What ringmaster run was asked to do by a signal (rm_launch_stop_kind). */
 enum { RM_STOP_NONE = 0, RM_STOP_INTERRUPT = 1, RM_STOP_REQUEUE = 2 };
 

@@ -401,6 +401,17 @@ static int supervise(launch_state *ls, const rm_config *cfg, const rm_run_lock *
         const rm_launch_plan *plan = ls->plan;
         rm_launch_result res;
         int rc = rm_launch_run(plan, cfg->run_dir, locks, n_locks, &res);
+        if (rc == RM_EXIT_OK && !run_dir_completed(cfg->run_dir)) {
+            /* mpirun can end 0 when its ranks were ended from outside (Slurm
+             * ending a step on a node it took from the job) */
+            rc = res.status = RM_EXIT_FAILED;
+            snprintf(res.verdict, sizeof res.verdict,
+                     "mpirun exited with status 0 but the job did not complete (no summary.json): its ranks were "
+                     "ended from outside");
+        }
+        /* inside Slurm, a node Slurm took from the job is the lost host */
+        if (rc != RM_EXIT_OK && !res.lost_host[0] && !rm_launch_stop_kind() && !cfg->hostfile[0])
+            rm_launch_slurm_lost(ls->hosts, cfg->run_dir, &res);
         int lock_lost = res.lock_lost;
         for (int i = 0; i < n_locks; i++)
             lock_lost |= rm_run_lock_check(locks[i]) != RM_OK;
