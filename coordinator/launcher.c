@@ -114,6 +114,20 @@ int rm_hostfile_remove(rm_hostfile *hf, const char *host)
     return 0;
 }
 
+/* The host names `cmd` (an scontrol show hostnames line) prints, into hf
+ * (emptied first); its exit status as pclose gives it, -1 if it cannot run. */
+static int slurm_hostnames(const char *cmd, rm_hostfile *hf)
+{
+    memset(hf, 0, sizeof *hf);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char host[256];
+    while (hf->n < RM_HOSTFILE_MAX && fscanf(p, "%255s", host) == 1)
+        snprintf(hf->host[hf->n++], sizeof hf->host[0], "%s", host);
+    return pclose(p);
+}
+
 int rm_hostfile_from_slurm(rm_hostfile *hf, rm_error *err)
 {
     memset(hf, 0, sizeof *hf);
@@ -124,13 +138,7 @@ int rm_hostfile_from_slurm(rm_hostfile *hf, rm_error *err)
     if (!tasks || !*tasks || !getenv("SLURM_JOB_NODELIST"))
         return rm_fail(err, "Slurm job %s: SLURM_JOB_NODELIST or SLURM_TASKS_PER_NODE is not set", job);
     /* with no argument scontrol expands SLURM_JOB_NODELIST */
-    FILE *p = popen("scontrol show hostnames", "r");
-    if (!p)
-        return rm_fail_errno(err, errno, "Slurm job %s: cannot run scontrol to list its nodes", job);
-    char host[256];
-    while (hf->n < RM_HOSTFILE_MAX && fscanf(p, "%255s", host) == 1)
-        snprintf(hf->host[hf->n++], sizeof hf->host[0], "%s", host);
-    int status = pclose(p);
+    int status = slurm_hostnames("scontrol show hostnames", hf);
     if (status != 0 || hf->n != atol(nodes))
         return rm_fail(err, "Slurm job %s: scontrol show hostnames listed %d of its %s nodes (exit status %d)", job,
                        hf->n, nodes, status);
@@ -396,7 +404,6 @@ static int explain_lost_host(const char *line, const char *run_dir, char *lost, 
 static int slurm_job_nodes(const char *job, rm_hostfile *hf)
 {
     char cmd[128], line[4096], list[2048] = "";
-    memset(hf, 0, sizeof *hf);
     snprintf(cmd, sizeof cmd, "scontrol show job %s 2>/dev/null", job);
     FILE *p = popen(cmd, "r");
     if (!p)
@@ -406,17 +413,13 @@ static int slurm_job_nodes(const char *job, rm_hostfile *hf)
         if (at && !list[0])
             sscanf(at, " NodeList=%2047s", list);
     }
-    if (pclose(p) != 0 || !list[0] || list[strspn(list, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,[]")])
+    const char *hostlist_chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,[]";
+    if (pclose(p) != 0 || !list[0] || list[strspn(list, hostlist_chars)])
         return RM_ERR;
     /* list holds only the characters of a Slurm host list (checked above) */
     char expand[sizeof list + 64];
     snprintf(expand, sizeof expand, "scontrol show hostnames '%s' 2>/dev/null", list);
-    if (!(p = popen(expand, "r")))
-        return RM_ERR;
-    char host[256];
-    while (hf->n < RM_HOSTFILE_MAX && fscanf(p, "%255s", host) == 1)
-        snprintf(hf->host[hf->n++], sizeof hf->host[0], "%s", host);
-    return pclose(p) == 0 && hf->n > 0 ? RM_OK : RM_ERR;
+    return slurm_hostnames(expand, hf) == 0 && hf->n > 0 ? RM_OK : RM_ERR;
 }
 
 int rm_launch_slurm_lost(const rm_hostfile *hosts, const char *run_dir, rm_launch_result *res)
