@@ -401,9 +401,9 @@ static int supervise(launch_state *ls, const rm_config *cfg, const rm_run_lock *
         const rm_launch_plan *plan = ls->plan;
         rm_launch_result res;
         int rc = rm_launch_run(plan, cfg->run_dir, locks, n_locks, &res);
-        if (rc == RM_EXIT_OK && !run_dir_completed(cfg->run_dir)) {
-            /* mpirun can end 0 when its ranks were ended from outside (Slurm
-             * ending a step on a node it took from the job) */
+        if (rc == RM_EXIT_OK && res.started && !run_dir_completed(cfg->run_dir)) {
+            /* mpirun can end 0 when the ranks it started were ended from
+             * outside (Slurm ending a step on a node it took from the job) */
             rc = res.status = RM_EXIT_FAILED;
             snprintf(res.verdict, sizeof res.verdict,
                      "mpirun exited with status 0 but the job did not complete (no summary.json): its ranks were "

@@ -128,8 +128,8 @@ checkpoint_past() {
   fail "job $3 never checkpointed past step $2"
 }
 # wait_end JOB: waits until the job has ended; prints its state. A job
-# whose batch script has ended but which still has a dead node to hear from
-# stays COMPLETING until Slurm marks the node DOWN (SlurmdTimeout): its
+# whose batch script has ended is COMPLETING while Slurm cleans up (with a
+# dead node to hear from, until Slurm marks it DOWN: SlurmdTimeout): the
 # script's last line is the end then.
 wait_end() {
   local i state
