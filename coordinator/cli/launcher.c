@@ -121,6 +121,55 @@ int rm_hostfile_remove(rm_hostfile *hf, const char *host)
     return 0;
 }
 
+/* The host names `cmd` (an scontrol show hostnames line) prints, into hf
+ * (emptied first); its exit status as pclose gives it, -1 if it cannot run. */
+static int slurm_hostnames(const char *cmd, rm_hostfile *hf)
+{
+    memset(hf, 0, sizeof *hf);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char host[256];
+    while (hf->n < RM_HOSTFILE_MAX && fscanf(p, "%255s", host) == 1)
+        snprintf(hf->host[hf->n++], sizeof hf->host[0], "%s", host);
+    return pclose(p);
+}
+
+int rm_hostfile_from_slurm(rm_hostfile *hf, rm_error *err)
+{
+    memset(hf, 0, sizeof *hf);
+    const char *job = getenv("SLURM_JOB_ID"), *nodes = getenv("SLURM_JOB_NUM_NODES");
+    const char *tasks = getenv("SLURM_TASKS_PER_NODE");
+    if (!job || !*job || !nodes || atol(nodes) < 2)
+        return 0;
+    if (!tasks || !*tasks || !getenv("SLURM_JOB_NODELIST"))
+        return rm_fail(err, "Slurm job %s: SLURM_JOB_NODELIST or SLURM_TASKS_PER_NODE is not set", job);
+    /* with no argument scontrol expands SLURM_JOB_NODELIST */
+    int status = slurm_hostnames("scontrol show hostnames", hf);
+    if (status != 0 || hf->n != atol(nodes))
+        return rm_fail(err, "Slurm job %s: scontrol show hostnames listed %d of its %s nodes (exit status %d)", job,
+                       hf->n, nodes, status);
+    /* "2(x3),1": 2 tasks on each of 3 nodes, then 1 */
+    int at = 0;
+    for (const char *t = tasks; *t;) {
+        long n = 0, times = 1;
+        int used = 0;
+        if (sscanf(t, "%ld%n", &n, &used) != 1 || n < 1)
+            break;
+        t += used;
+        if (sscanf(t, "(x%ld)%n", &times, &used) == 1)
+            t += used;
+        for (long i = 0; i < times && at < hf->n; i++)
+            hf->slots[at++] = n;
+        if (*t == ',')
+            t++;
+    }
+    if (at != hf->n)
+        return rm_fail(err, "Slurm job %s: SLURM_TASKS_PER_NODE=%s does not give tasks to each of its %d nodes", job,
+                       tasks, hf->n);
+    return 1;
+}
+
 /* --hostfile and the interface between hosts: what a user launching
  * across hosts by hand would write. The slots are the hostfile's. */
 static int push_hosts(rm_launch_plan *plan, const rm_config *cfg, rm_error *err)
@@ -483,6 +532,58 @@ static int explain_unreachable_host(const char *line, char *lost, char *verdict,
     snprintf(lost, 256, "%s", host);
     snprintf(verdict, cap, "%s", p);
     return 1;
+}
+
+/* The nodes Slurm now gives job `job` (scontrol's NodeList, expanded), into
+ * hf; RM_ERR when Slurm cannot say. */
+static int slurm_job_nodes(const char *job, rm_hostfile *hf)
+{
+    char cmd[128], line[4096], list[2048] = "";
+    snprintf(cmd, sizeof cmd, "scontrol show job %s 2>/dev/null", job);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return RM_ERR;
+    while (fgets(line, sizeof line, p)) {
+        const char *at = strstr(line, " NodeList=");
+        if (at && !list[0])
+            sscanf(at, " NodeList=%2047s", list);
+    }
+    const char *hostlist_chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.,[]";
+    if (pclose(p) != 0 || !list[0] || list[strspn(list, hostlist_chars)])
+        return RM_ERR;
+    /* list holds only the characters of a Slurm host list (checked above) */
+    char expand[sizeof list + 64];
+    snprintf(expand, sizeof expand, "scontrol show hostnames '%s' 2>/dev/null", list);
+    return slurm_hostnames(expand, hf) == 0 && hf->n > 0 ? RM_OK : RM_ERR;
+}
+
+int rm_launch_slurm_lost(const rm_hostfile *hosts, const char *run_dir, rm_launch_result *res)
+{
+    const char *job = getenv("SLURM_JOB_ID");
+    if (!hosts || !job || !*job || job[strspn(job, "0123456789_")] || strlen(job) > 32)
+        return 0;
+    rm_hostfile *now = malloc(sizeof *now);
+    if (!now || slurm_job_nodes(job, now) != RM_OK) {
+        free(now);
+        return 0;
+    }
+    int found = 0;
+    for (int i = 0; i < hosts->n && !found; i++) {
+        int kept = 0;
+        for (int j = 0; j < now->n && !kept; j++)
+            kept = strcmp(now->host[j], hosts->host[i]) == 0;
+        if (kept)
+            continue;
+        found = 1;
+        snprintf(res->lost_host, sizeof res->lost_host, "%s", hosts->host[i]);
+        char ranks[256];
+        ranks_on_host(run_dir, res->lost_host, ranks, sizeof ranks);
+        snprintf(res->verdict, sizeof res->verdict,
+                 "host %s was lost: Slurm took it out of job %s (it ran %s); the node failed or was set DOWN",
+                 res->lost_host, job, ranks[0] ? ranks : "no rank yet");
+    }
+    free(now);
+    return found;
 }
 
 static void explain_line(const char *line, const char *run_dir, char *lost, char *verdict, size_t cap)

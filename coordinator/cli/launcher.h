@@ -40,6 +40,12 @@ int rm_hostfile_write(const char *path, const rm_hostfile *hf, rm_error *err);
 long rm_hostfile_slots(const rm_hostfile *hf);
 /* Removes `host`; 1 if it was there. */
 int rm_hostfile_remove(rm_hostfile *hf, const char *host);
+/* Inside a Slurm allocation of more than one node: its nodes (scontrol's
+ * expansion of SLURM_JOB_NODELIST) with the tasks Slurm gives each
+ * (SLURM_TASKS_PER_NODE) as slots, the hosts mpirun launches on there.
+ * Returns 0 (hf empty) outside Slurm or on one node, 1 when filled,
+ * RM_ERR (err says why) when the variables do not add up. */
+int rm_hostfile_from_slurm(rm_hostfile *hf, rm_error *err);
 void rm_launch_plan_free(rm_launch_plan *plan);
 
 /* One program on `ranks` ranks, with the same mpirun options as a job:
@@ -52,6 +58,14 @@ char *rm_launch_plan_format(const rm_launch_plan *plan);
 
 /* argv as one shell-quoted line. Caller frees; NULL when out of memory. */
 char *rm_shell_join(char *const *argv, int argc);
+
+struct rm_launch_result;
+/* Inside a Slurm job whose launch failed without mpirun naming a lost
+ * host: asks Slurm which of `hosts` (the allocation's nodes at the start)
+ * the job no longer has (a node that failed or was set DOWN, under
+ * --no-kill) and names the first in res (lost_host, verdict, with the
+ * ranks run_dir/ranks.txt placed there). 1 when one was found. */
+int rm_launch_slurm_lost(const rm_hostfile *hosts, const char *run_dir, struct rm_launch_result *res);
 
 /* What ringmaster run was asked to do by a signal (rm_launch_stop_kind). */
 enum { RM_STOP_NONE = 0, RM_STOP_INTERRUPT = 1, RM_STOP_REQUEUE = 2 };

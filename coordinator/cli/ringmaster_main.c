@@ -361,7 +361,8 @@ static int drop_lost_host(launch_state *ls, const rm_config *cfg, const char *ho
     if (!rm_hostfile_remove(ls->hosts, host))
         return RM_OK; /* not one of ours to drop: the restart decides */
     if (ls->hosts->n == 0)
-        return rm_fail(err, "host %s was lost and it was the last host of %s", host, cfg->hostfile);
+        return rm_fail(err, "host %s was lost and it was the last host of %s", host,
+                       cfg->hostfile[0] ? cfg->hostfile : "the Slurm allocation");
     /* the coordinator mostly sleeps: the workers need the slots */
     long slots = rm_hostfile_slots(ls->hosts);
     long workers = cfg->workers <= slots ? cfg->workers : 0;
@@ -400,6 +401,17 @@ static int supervise(launch_state *ls, const rm_config *cfg, const rm_run_lock *
         const rm_launch_plan *plan = ls->plan;
         rm_launch_result res;
         int rc = rm_launch_run(plan, cfg->run_dir, locks, n_locks, &res);
+        if (rc == RM_EXIT_OK && res.started && !run_dir_completed(cfg->run_dir)) {
+            /* mpirun can end 0 when the ranks it started were ended from
+             * outside (Slurm ending a step on a node it took from the job) */
+            rc = res.status = RM_EXIT_FAILED;
+            snprintf(res.verdict, sizeof res.verdict,
+                     "mpirun exited with status 0 but the job did not complete (no summary.json): its ranks were "
+                     "ended from outside");
+        }
+        /* inside Slurm, a node Slurm took from the job is the lost host */
+        if (rc != RM_EXIT_OK && !res.lost_host[0] && !rm_launch_stop_kind() && !cfg->hostfile[0])
+            rm_launch_slurm_lost(ls->hosts, cfg->run_dir, &res);
         int lock_lost = res.lock_lost;
         for (int i = 0; i < n_locks; i++)
             lock_lost |= rm_run_lock_check(locks[i]) != RM_OK;
@@ -671,6 +683,17 @@ static int cmd_run(int argc, char **argv)
                 rm_hostfile_read(cfg.hostfile, ls.hosts, &err) != RM_OK) {
                 free(ls.hosts);
                 ls.hosts = NULL;
+            }
+            /* inside a Slurm allocation its nodes are the hosts: a lost one
+             * is left out of the restarts as a hostfile's would be */
+            if (!cfg.hostfile[0] && plan.in_slurm && (ls.hosts = malloc(sizeof *ls.hosts))) {
+                err.msg[0] = '\0';
+                if (rm_hostfile_from_slurm(ls.hosts, &err) != 1) {
+                    if (err.msg[0])
+                        rm_warn("%s; a lost node ends the job", err.msg);
+                    free(ls.hosts);
+                    ls.hosts = NULL;
+                }
             }
             rc = supervise(&ls, &cfg, locks, 2, resume_cmd ? resume_cmd : "(out of memory)");
             free(ls.hosts);

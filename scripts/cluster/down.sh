@@ -13,6 +13,8 @@ for link in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*
   ip link del "$link" 2>/dev/null
 done
 ip link del "$CLUSTER_BRIDGE" 2>/dev/null
+# Slurm's daemons and jobs (slurm-up.sh) ran on the hosts and ended with them
+rm -rf "$CLUSTER_DIR/slurm"
 # the hosts' unshare launchers end with their first processes
 for ((t = 0; t < 40; t++)); do
   pgrep -f "$CLUSTER_DIR/bin/host-init.sh" >/dev/null || break

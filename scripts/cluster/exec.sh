@@ -15,4 +15,6 @@ export OMPI_MCA_orte_default_hostfile=$CLUSTER_DIR/hostfile
 export OMPI_MCA_btl_tcp_if_include=eth0
 export OMPI_MCA_oob_tcp_if_include=eth0
 export RINGMASTER_CLUSTER_DIR=$CLUSTER_DIR
+# Slurm's commands find the cluster's Slurm (slurm-up.sh) while it is up
+[ ! -f "$CLUSTER_DIR/slurm/slurm.conf" ] || export SLURM_CONF=$CLUSTER_DIR/slurm/slurm.conf
 exec nsenter -t "$pid" -n -u -m -p -i --wd="$PWD" -- "$@"

@@ -100,3 +100,71 @@ kill_when() {
   done
   fail "the run never reached step $2"
 }
+
+# slurm_up K [--slots S]: a fresh cluster of K hosts running Slurm
+# (scripts/cluster/slurm-up.sh: slurmctld on n0, a slurmd per host); skips
+# (77) where Slurm or munge is not installed. down.sh stops it with the hosts.
+slurm_up() {
+  local tool
+  for tool in slurmctld slurmd sbatch munged; do
+    command -v "$tool" >/dev/null || { echo "SKIP: no $tool (scripts/install-deps.sh installs slurm-wlm, munge)"; exit 77; }
+  done
+  up "$@"
+  "$CLUSTER/slurm-up.sh" >"$WORK/slurm-up.txt" 2>&1 || { cat "$WORK/slurm-up.txt"; fail "Slurm did not start"; }
+  # a copy every host sees (sbatch reads it on n0; the repository may be under /tmp)
+  cp "$CLUSTER/../slurm/ringmaster.sbatch" "$WORK/ringmaster.sbatch"
+}
+
+# sbatch_job [SBATCH OPTIONS...] RUN_DIR CONFIG: submits scripts/slurm/ringmaster.sbatch
+# from n0 (output WORK/slurm-JOBID.out) and prints the job id.
+sbatch_job() {
+  local n=$#
+  local config=${!n} opts=("${@:1:n-2}") prev=$((n - 1))
+  local run_dir=${!prev}
+  on n0 env RINGMASTER="$RINGMASTER" RINGMASTER_RUN_DIR="$run_dir" sbatch --parsable --chdir="$WORK" \
+    --output="$WORK/slurm-%j.out" --export=ALL "${opts[@]}" "$WORK/ringmaster.sbatch" "$config"
+}
+
+# mlp_job FILE STEPS: the small MLP job of the Slurm tests, `job`'s without
+# launch.workers (the workers come from the allocation: ringmaster.sbatch
+# passes --workers)
+mlp_job() {
+  job "$1" 1 "$2"
+  sed -i '/^launch:$/{N;d}' "$1"
+}
+
+# job_state JOB: the job's state as Slurm says it (RUNNING, COMPLETED, ...)
+job_state() { on n0 scontrol show job "$1" | grep -o 'JobState=[A-Z_]*' | cut -d= -f2; }
+# checkpoint_past RUN_DIR STEP JOB: waits until the run's newest checkpoint is past STEP
+checkpoint_past() {
+  local i latest
+  for ((i = 0; i < 2400; i++)); do
+    latest=$(cat "$1/checkpoints/latest" 2>/dev/null || true)
+    [ -n "$latest" ] && [ $((10#${latest#step-})) -ge "$2" ] && return
+    # Slurm is asked once a second (a call takes a while on a busy machine)
+    if ((i % 20 == 19)); then
+      case $(job_state "$3") in
+        PENDING | RUNNING | CONFIGURING) ;;
+        *) cat "$WORK/slurm-$3.out"; fail "job $3 ended $(job_state "$3") before a checkpoint past step $2" ;;
+      esac
+    fi
+    sleep 0.05
+  done
+  fail "job $3 never checkpointed past step $2"
+}
+# wait_end JOB: waits until the job has ended; prints its state. A job
+# whose batch script has ended is COMPLETING while Slurm cleans up (with a
+# dead node to hear from, until Slurm marks it DOWN: SlurmdTimeout): the
+# script's last line is the end then.
+wait_end() {
+  local i state
+  for ((i = 0; i < 600; i++)); do
+    state=$(job_state "$1")
+    case $state in
+      COMPLETED | FAILED | CANCELLED | NODE_FAIL | TIMEOUT | OUT_OF_MEMORY) break ;;
+      COMPLETING) grep -q "ringmaster exited with status" "$WORK/slurm-$1.out" && break ;;
+    esac
+    sleep 0.2
+  done
+  echo "$state"
+}
