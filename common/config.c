@@ -37,7 +37,7 @@ static const char *const activation_names[] = {"relu", "tanh", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", NULL};
 static const char *const backend_names[] = {"cpu", "gpu", "auto", NULL};
-static const char *const cpu_reduce_names[] = {"auto", "shm", "mpi", NULL};
+static const char *const cpu_reduce_names[] = {"auto", "shm", "mpi", "hierarchical", NULL};
 static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const verbosity_names[] = {"quiet", "normal", "verbose", NULL};
 static const char *const on_error_names[] = {"continue", "stop", NULL};
@@ -109,7 +109,8 @@ static const key_spec keys[] = {
     {"launch.network_interface", STR(network_interface),
      "the interface MPI and NCCL use between hosts (eth0, ib0, ...); empty: their own choice"},
     {"launch.cpu_reduce", ENUM(cpu_reduce, cpu_reduce_names),
-     "CPU backend gradient sum: shm (node-shared memory) | mpi | auto (shm when all workers share a node)"},
+     "CPU backend gradient sum: shm (node-shared memory) | hierarchical (shared memory in each host, then a "
+     "chain between hosts: the bits of one host) | mpi | auto (shm on one node, hierarchical over hosts)"},
     {"observe.progress_every_steps", INT(progress_every_steps, 1, 1e9), "plain progress line interval"},
     {"observe.verbosity", ENUM(verbosity, verbosity_names), "quiet | normal | verbose"},
     {"observe.metrics_port", INT(metrics_port, -1, 65535), "Prometheus /metrics port; 0: any free port, -1: off"},

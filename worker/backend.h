@@ -38,6 +38,12 @@ typedef struct rm_step_stats {
      * the rm_now_s clock, its length, inside param_gather_s; 0: none), bytes */
     double gather_start_s, gather_s;
     long gather_bytes;
+    /* A reduction in stages (hierarchical: the sum in this host's shared
+     * memory, then the chain between hosts), for the timeline: each
+     * stage's name, start (rm_now_s clock) and length; they may overlap. */
+    int n_stages;
+    const char *stage_name[2];
+    double stage_start_s[2], stage_s[2];
 } rm_step_stats;
 
 typedef struct rm_backend rm_backend;
@@ -52,7 +58,8 @@ typedef struct rm_backend rm_backend;
 struct rm_backend {
     const char *name;
     /* How gradients are summed, once create has chosen: "shm", "mpi",
-     * "mpi zero-1", "nccl", or "none" (one worker). For reports. */
+     * "mpi zero-1", "hierarchical", "nccl", or "none" (one worker). For
+     * reports. */
     const char *reduce_name;
     int kind;    /* RM_BACKEND_CPU or RM_BACKEND_GPU */
     int transport; /* enum rm_transport: how gradients are summed (step_phase.h) */

@@ -4,13 +4,20 @@
  *   shm  every worker on one node: through node-shared memory, each worker
  *        summing and updating its 1/N slice of one shared copy of the
  *        parameters (shm_reduce.h);
+ *   hierarchical  workers on several hosts, as many on each, each host's
+ *        ranks consecutive: shm inside each host, a chain between hosts
+ *        in host order, each host's shared copy of the parameters getting
+ *        the other hosts' slices by all-gather (hier_reduce.h); the same
+ *        bits as shm on one host with the same number of workers;
  *   mpi  the gradient engine (grad_sync.h) over its MPI transport: one
  *        MPI_Iallreduce per bucket, started as backward produces it, every
  *        worker updating its whole private copy; or with train.zero 1
  *        (ZeRO-1) one MPI_Ireduce_scatter per bucket, every worker
  *        updating its 1/N slice of its private copy and the slices then
  *        all-gathered (MPI_Iallgatherv).
- * Under shm and ZeRO-1 a worker's optimizer state covers its slice only,
+ * auto: shm on one node, hierarchical over hosts where the placement
+ * allows it, else mpi (saying why). Under shm, hierarchical and ZeRO-1 a
+ * worker's optimizer state covers its slice only,
  * [n*r/N, n*(r+1)/N), the slice it writes into checkpoints.
  * The choice needs collectives, so it is made at the end of create, once
  * every worker has said that the rest of its setup worked: a worker that
@@ -24,6 +31,7 @@
 #include "backend.h"
 #include "grad_sync.h"
 #include "grad_sync_mpi.h"
+#include "hier_reduce.h"
 #include "log.h"
 #include "model_cpu.h"
 #include "model_init.h"
@@ -36,7 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum reduce_mode { REDUCE_UNDECIDED, REDUCE_MPI, REDUCE_SHM };
+enum reduce_mode { REDUCE_UNDECIDED, REDUCE_MPI, REDUCE_SHM, REDUCE_HIER };
 
 typedef struct cpu_backend {
     rm_backend base;
@@ -60,6 +68,7 @@ typedef struct cpu_backend {
     long lo, hi; /* the slice this worker updates (and whose optimizer state it holds) */
     rm_optimizer opt;
     rm_shm_reduce shm;
+    rm_hier_reduce hier;
     rm_grad_sync sync;
     rm_grad_sync_mpi mpi;
     /* shm on traced steps: the reduction of this worker's slice, shown on
@@ -70,7 +79,7 @@ typedef struct cpu_backend {
 static int grad_ready(void *ctx, long offset, rm_error *err)
 {
     cpu_backend *cb = ctx;
-    if (cb->mode == REDUCE_SHM) /* summed after backward, in place */
+    if (cb->mode == REDUCE_SHM || cb->mode == REDUCE_HIER) /* summed after backward, in place */
         return RM_OK;
     return rm_grad_sync_ready_from(&cb->sync, offset, err);
 }
@@ -101,20 +110,57 @@ static int start_engine(cpu_backend *cb, rm_error *err)
     return RM_OK;
 }
 
+static int start_hierarchical(cpu_backend *cb, int hosts, int per_host, rm_error *err)
+{
+    if (rm_hier_reduce_init(&cb->hier, cb->comm, cb->n_params, cb->own_params, err) != RM_OK)
+        return RM_ERR;
+    cb->hier.peer_wait = cb->hier.local.peer_wait = cb->peer_wait;
+    cb->params = cb->hier.local.params;
+    cb->grads = cb->hier.local.grads;
+    cb->lo = cb->hier.lo;
+    cb->hi = cb->hier.hi;
+    cb->mode = REDUCE_HIER;
+    cb->base.reduce_name = "hierarchical";
+    rm_info("hierarchical reduction: worker %d is local rank %d of %d on host %d of %d (%s)", cb->rank,
+            cb->hier.local.rank, per_host, cb->hier.host, hosts, rm_log_host());
+    if (cb->rank == 0)
+        rm_info("gradients summed hierarchically: %d hosts x %d workers, through shared memory on each host, then "
+                "chained between hosts in host order (the bits of %d workers on one host); each worker updates its "
+                "1/%d slice%s",
+                hosts, per_host, cb->comm_size, cb->comm_size, cb->zero ? " (ZeRO-1 as always on this path)" : "");
+    free(cb->own_params);
+    free(cb->own_grads);
+    cb->own_params = cb->own_grads = NULL;
+    return RM_OK;
+}
+
 static int choose_reduce(cpu_backend *cb, rm_error *err)
 {
     if (cb->mode != REDUCE_UNDECIDED)
         return RM_OK;
-    int shm = 0;
-    char why[256] = "";
+    int shm = 0, hier = 0, hosts = 1, per_host = 1;
+    char why[256] = "", hier_why[256] = "";
     if (cb->comm_size > 1 && cb->requested != RM_CPU_REDUCE_MPI) {
         if (rm_shm_reduce_possible(cb->comm, cb->n_params, &shm, why, sizeof why, err) != RM_OK)
             return RM_ERR;
         if (!shm && cb->requested == RM_CPU_REDUCE_SHM)
-            return rm_fail(err, "launch.cpu_reduce is shm but %s (use mpi or auto)", why);
-        if (!shm && cb->rank == 0)
-            rm_info("launch.cpu_reduce auto: %s, so gradients go through MPI", why);
+            return rm_fail(err, "launch.cpu_reduce is shm but %s (use hierarchical, mpi or auto)", why);
+        if (!shm && rm_hier_reduce_possible(cb->comm, cb->n_params, &hier, &hosts, &per_host, hier_why,
+                                            sizeof hier_why, err) != RM_OK)
+            return RM_ERR;
+        if (!shm && !hier && cb->requested == RM_CPU_REDUCE_HIER)
+            return rm_fail(err, "launch.cpu_reduce is hierarchical but %s (use mpi or auto)", hier_why);
+        if (!shm && !hier && cb->rank == 0)
+            rm_info("launch.cpu_reduce auto: %s, and not hierarchically: %s; so gradients go through MPI, summed in "
+                    "the order MPI chooses (not the bits of one host)",
+                    why, hier_why);
+        if (shm && cb->requested == RM_CPU_REDUCE_HIER && cb->rank == 0)
+            rm_info("launch.cpu_reduce hierarchical: the %d workers are on one host, so gradients are summed through "
+                    "its shared memory alone (the same bits)",
+                    cb->comm_size);
     }
+    if (hier)
+        return start_hierarchical(cb, hosts, per_host, err);
     if (!shm) {
         if (start_engine(cb, err) != RM_OK)
             return RM_ERR;
@@ -197,6 +243,20 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
         }
         return RM_OK;
     }
+    if (cb->mode == REDUCE_HIER) {
+        rm_hier_reduce *h = &cb->hier;
+        if (rm_hier_reduce_sum(h, &stats->grad_norm, err) != RM_OK)
+            return RM_ERR;
+        stats->allreduce_wait_s = rm_now_s() - t0;
+        stats->n_stages = 2;
+        stats->stage_name[0] = "sum in shared memory";
+        stats->stage_start_s[0] = h->local_start_s;
+        stats->stage_s[0] = h->local_done_s - h->local_start_s;
+        stats->stage_name[1] = "chain between hosts";
+        stats->stage_start_s[1] = h->net_start_s;
+        stats->stage_s[1] = h->net_done_s - h->net_start_s;
+        return RM_OK;
+    }
     if (rm_grad_sync_finish(&cb->sync, err) != RM_OK)
         return RM_ERR;
     if (sharded(cb)) {
@@ -228,9 +288,19 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
  * ZeRO-1: every worker's slice to every worker. */
 static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
 {
-    if (cb->mode != REDUCE_SHM && !sharded(cb))
+    if (cb->mode != REDUCE_SHM && cb->mode != REDUCE_HIER && !sharded(cb))
         return RM_OK;
     double t0 = rm_now_s();
+    if (cb->mode == REDUCE_HIER) {
+        double g0, gs;
+        if (rm_hier_reduce_publish(&cb->hier, &g0, &gs, err) != RM_OK)
+            return RM_ERR;
+        if (stats) {
+            stats->gather_start_s = g0;
+            stats->gather_s = gs;
+            stats->gather_bytes = cb->n_params * (long)sizeof(float) * (cb->hier.hosts - 1) / cb->hier.hosts;
+        }
+    }
     if (cb->mode == REDUCE_SHM && rm_shm_reduce_sync(&cb->shm, err) != RM_OK)
         return RM_ERR;
     if (sharded(cb)) {
@@ -323,16 +393,17 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
 static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    /* shm: each worker writes its own slice of the shared parameters;
-     * otherwise each has its own whole copy */
-    long lo = cb->mode == REDUCE_SHM ? cb->lo : 0, hi = cb->mode == REDUCE_SHM ? cb->hi : cb->n_params;
+    /* shm, hierarchical: each worker writes its own slice of the shared
+     * parameters; otherwise each has its own whole copy */
+    int shared = cb->mode == REDUCE_SHM || cb->mode == REDUCE_HIER;
+    long lo = shared ? cb->lo : 0, hi = shared ? cb->hi : cb->n_params;
     memcpy(cb->params + lo, state[0] + lo, (size_t)(hi - lo) * sizeof(float));
     /* the optimizer state of this worker's range only */
     float *dst[3] = {NULL, cb->opt.m, cb->opt.v};
     for (int k = 1; k < b->n_state; k++)
         memcpy(dst[k], state[k] + cb->opt.lo, (size_t)(cb->opt.hi - cb->opt.lo) * sizeof(float));
     cb->opt.t = opt_steps;
-    if (cb->mode == REDUCE_SHM)
+    if (shared)
         return publish_params(cb, NULL, err);
     return RM_OK;
 }
@@ -345,6 +416,7 @@ static void cpu_destroy(rm_backend *b)
     rm_grad_sync_free(&cb->sync);
     rm_grad_sync_mpi_free(&cb->mpi);
     rm_shm_reduce_free(&cb->shm);
+    rm_hier_reduce_free(&cb->hier);
     rm_optimizer_free(&cb->opt);
     if (cb->ops)
         cb->ops->destroy(cb->impl);
@@ -392,6 +464,7 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
     cb->zero = cfg->zero != 0;
     cb->comm = comm;
     cb->shm.node_comm = MPI_COMM_NULL;
+    cb->hier.workers = cb->hier.column = cb->hier.local.node_comm = MPI_COMM_NULL;
     cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
     cb->lo = 0;
     cb->hi = model->n_params;
@@ -435,6 +508,7 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
     cb->base.optimizer_state_bytes = cb->opt.state_bytes;
     cb->base.transport = cb->comm_size == 1 ? RM_TRANSPORT_NONE
                          : cb->mode == REDUCE_SHM ? RM_TRANSPORT_SHM
+                         : cb->mode == REDUCE_HIER ? RM_TRANSPORT_HIER
                                                   : RM_TRANSPORT_MPI;
     return &cb->base;
 }
