@@ -87,7 +87,9 @@ int rm_hier_reduce_init(rm_hier_reduce *r, MPI_Comm comm, long n, const float *i
     r->requests = malloc((size_t)r->n_chunks * 3 * sizeof *r->requests);
     r->gather_counts = malloc((size_t)r->hosts * sizeof(int));
     r->gather_displs = malloc((size_t)r->hosts * sizeof(int));
-    if (!r->partial || !r->requests || !r->gather_counts || !r->gather_displs)
+    r->sumsq = malloc((size_t)r->hosts * sizeof(double));
+    r->sumsq_all = malloc((size_t)r->size * sizeof(double));
+    if (!r->partial || !r->requests || !r->gather_counts || !r->gather_displs || !r->sumsq || !r->sumsq_all)
         return rm_fail(err, "out of memory");
     for (int h = 0; h < r->hosts; h++) {
         long w = (long)h * r->per_host + r->local.rank;
@@ -109,6 +111,8 @@ void rm_hier_reduce_free(rm_hier_reduce *r)
     free(r->requests);
     free(r->gather_counts);
     free(r->gather_displs);
+    free(r->sumsq);
+    free(r->sumsq_all);
     memset(r, 0, sizeof *r);
     r->workers = r->column = r->local.node_comm = MPI_COMM_NULL;
 }
@@ -175,9 +179,24 @@ int rm_hier_reduce_sum(rm_hier_reduce *r, double *norm, rm_error *err)
         if (l != s->rank && a < b)
             memcpy(s->grads + a, s->segments[l] + a, (size_t)(b - a) * sizeof(float));
     }
-    /* Also the proof that every rank has finished reading the segments:
-     * a rank contributes only after its copy. */
-    return rm_shm_reduce_norm(r->workers, rm_shm_reduce_sumsq(s->grads, r->lo, r->hi), &r->peer_wait, norm, err);
+    /* The norm without the network: chain slice l is exactly the optimizer
+     * slices l*H .. l*H + H-1 (n*l/L = n*(l*H)/N), which this rank squares
+     * as one host squares them; gathered over the host in local order they
+     * are in rank order. Also the proof that every rank of this host has
+     * finished reading the segments: a rank contributes after its copy. */
+    for (int k = 0; k < r->hosts; k++) {
+        long w = (long)s->rank * r->hosts + k;
+        r->sumsq[k] = rm_shm_reduce_sumsq(s->grads, r->n * w / r->size, r->n * (w + 1) / r->size);
+    }
+    MPI_Request req;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    RM_MPI_CHECK(MPI_Iallgather(r->sumsq, r->hosts, MPI_DOUBLE, r->sumsq_all, r->hosts, MPI_DOUBLE, s->node_comm, &req),
+                 err);
+    if (rm_mpi_wait_all(1, &req, &r->peer_wait, err) != RM_OK)
+        return RM_ERR;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    *norm = rm_shm_reduce_norm_of(r->sumsq_all, r->size);
+    return RM_OK;
 }
 
 int rm_hier_reduce_publish(rm_hier_reduce *r, double *net_start_s, double *net_s, rm_error *err)

@@ -17,9 +17,10 @@
  * into their own segment's slice.
  *
  * From there it is the one-host step: worker r copies its 1/N optimizer
- * slice [n*r/N, n*(r+1)/N) from the chain slices of its host, sums its
- * squares blocked as on one host, the partial norms are gathered and
- * added in rank order (the same norm), and it updates its slice of its
+ * slice [n*r/N, n*(r+1)/N) from the chain slices of its host; the norm
+ * comes from the squares of all N optimizer slices, each summed as one
+ * host sums it, gathered inside the host and added in rank order (the
+ * same norm, no network); and worker r updates its slice of its
  * host's shared parameters with the optimizer state of that slice (the
  * slice it writes into checkpoints). The parameter slices then go to the
  * other hosts (an all-gather among the workers of one local index) and a
@@ -45,6 +46,7 @@ typedef struct rm_hier_reduce {
     int n_chunks;
     MPI_Request *requests; /* 3 per chunk: receive, send, broadcast */
     int *gather_counts, *gather_displs; /* the column's optimizer slices, for the parameter all-gather */
+    double *sumsq, *sumsq_all; /* the squares of this rank's chain slice's H optimizer slices; of all N */
     /* the last reduction's stages, rm_now_s clock: the sums in shared
      * memory, and the chain and broadcast between hosts */
     double local_start_s, local_done_s, net_start_s, net_done_s;

@@ -155,14 +155,19 @@ int rm_shm_reduce_norm(MPI_Comm comm, double sumsq, const rm_peer_wait *pw, doub
         return RM_ERR;
     }
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    *norm = rm_shm_reduce_norm_of(all, size);
+    free(all);
+    return RM_OK;
+}
+
+double rm_shm_reduce_norm_of(const double *sumsq, int n)
+{
     /* in rank order, not in whatever order an all-reduce adds: the same
      * double for the same slices however the ranks are spread over hosts */
     double total = 0;
-    for (int k = 0; k < size; k++)
-        total += all[k];
-    free(all);
-    *norm = sqrt(total);
-    return RM_OK;
+    for (int k = 0; k < n; k++)
+        total += sumsq[k];
+    return sqrt(total);
 }
 
 void rm_shm_reduce_fold(const rm_shm_reduce *r, const float *from, long at, long len, float *dst)

@@ -70,6 +70,10 @@ double rm_shm_reduce_sumsq(const float *g, long lo, long hi);
  * any placement. Collective over comm. */
 int rm_shm_reduce_norm(MPI_Comm comm, double sumsq, const rm_peer_wait *pw, double *norm, rm_error *err);
 
+/* sqrt(sumsq[0] + sumsq[1] + ... + sumsq[n-1]), added in that order: the
+ * one way every path turns slices' squares into the norm. */
+double rm_shm_reduce_norm_of(const double *sumsq, int n);
+
 /* A barrier: after it every rank sees every rank's parameter writes.
  * Collective. */
 int rm_shm_reduce_sync(rm_shm_reduce *r, rm_error *err);
