@@ -87,7 +87,8 @@ static const key_spec keys[] = {
     {"train.grad_clip", DBL(grad_clip, 0, 1e9), "clip the global gradient norm to this; 0: off"},
     {"train.eval_tokens", INT(eval_tokens, 0, 1e15), "gpt: at most this many tokens per evaluation; 0: the whole split"},
     {"train.zero", INT(zero, 0, 1),
-     "1: ZeRO-1, each worker holds the optimizer state of its 1/N slice only (cpu_reduce mpi or shm); 0: all of it"},
+     "1: ZeRO-1, each worker holds the optimizer state of its 1/N slice only (cpu_reduce mpi; shm and "
+     "hierarchical always do); 0: all of it"},
     {"train.precision", ENUM(precision, precision_names), "fp32 | tf32 | bf16 (GPU backend; fp32 master weights)"},
     {"checkpoint.every_steps", INT(ckpt_every_steps, 0, 1e12), "checkpoint every N steps; 0: not by steps"},
     {"checkpoint.every_seconds", DBL(ckpt_every_seconds, 0, 1e9), "checkpoint every N seconds; 0: not by time"},

@@ -50,6 +50,8 @@ int rm_hier_reduce_possible(MPI_Comm comm, long n, int *possible, int *hosts, in
                  "not round-robin by node)");
     else if (!all[3])
         snprintf(why, why_cap, "a host's shared memory has no room for the shared gradients");
+    else if (n < leaders * all[0])
+        snprintf(why, why_cap, "%ld parameters are fewer than the workers", n);
     else if (n > INT_MAX)
         snprintf(why, why_cap, "%ld parameters are more than one MPI message counts", n);
     else

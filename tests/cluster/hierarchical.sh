@@ -3,7 +3,7 @@
 # then a chain between hosts (launch.cpu_reduce auto picks it). The
 # workers' local ranks come from their real host (0 and 1 on each), the
 # timeline shows the stage inside the host and the one between hosts
-# apart, and the weights and every step's gradient norm (clipping on, so
+# apart, its checkpoint resumes on one host, and the weights and every step's gradient norm (clipping on, so
 # the norm steers the weights) are bit for bit those of the same job with
 # its 4 workers on one host, summed through shared memory alone.
 source "$(dirname "$0")/lib.sh"
@@ -26,6 +26,8 @@ train:
   seed: 1
 launch:
   workers: 4
+checkpoint:
+  every_steps: 100
 fault:
   max_restarts: 0
 observe:
@@ -46,6 +48,18 @@ for w in "0 is local rank 0 of 2 on host 0 of 2 (n0)" "1 is local rank 1 of 2 on
   expect_in hier.txt "hierarchical reduction: worker $w"
 done
 
+# The checkpoint the hierarchical run wrote at step 100 (each worker its
+# optimizer slice) resumes on one host: 4 workers reach the same weights,
+# 2 workers finish the job.
+for w in 4 2; do
+  cp -a "$WORK/hier" "$WORK/resume$w"
+  rm -rf "$WORK/resume$w/checkpoints/step-00000150" "$WORK/resume$w/summary.json"
+  printf 'step-00000100\n' >"$WORK/resume$w/checkpoints/latest"
+  "$RINGMASTER" run job.yaml --run-dir "$WORK/resume$w" --set launch.workers=$w >resume$w.txt 2>&1 ||
+    { cat resume$w.txt; fail "resuming the hierarchical run's checkpoint on $w workers failed"; }
+  expect_in resume$w.txt "(step 100 of 150, written by 4 workers, now $w)"
+done
+
 # An explicit request the placement cannot meet is refused, naming why:
 # 3 workers over 2 hosts are 2 + 1.
 on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/uneven" --set launch.hostfile="$WORK/hostfile" \
@@ -63,6 +77,10 @@ assert hosts == {"coordinator": "n0", "0": "n0", "1": "n0", "2": "n1", "3": "n1"
 hier = json.load(open(f"{work}/hier/summary.json"))
 one = json.load(open(f"{work}/one/summary.json"))
 assert hier["weights_digest"] == one["weights_digest"], (hier["weights_digest"], one["weights_digest"])
+resumed = json.load(open(f"{work}/resume4/summary.json"))
+assert resumed["weights_digest"] == one["weights_digest"], (resumed["weights_digest"], one["weights_digest"])
+resumed2 = json.load(open(f"{work}/resume2/summary.json"))
+assert (resumed2["steps"], resumed2["workers"], resumed2["resumed_from_step"]) == (150, 2, 100), resumed2
 
 def norms(run):
     out = {}
