@@ -19,7 +19,7 @@ data:
   eval_split: ""
 train:
   global_batch: 128
-  steps: 150
+  steps: 100
   optimizer: adamw
   lr: 0.002
   grad_clip: 0.5
@@ -27,12 +27,12 @@ train:
 launch:
   workers: 4
 checkpoint:
-  every_steps: 100
+  every_steps: 50
 fault:
   max_restarts: 0
 observe:
   progress_every_steps: 50
-  trace_steps: [100, 101]
+  trace_steps: [60, 61]
 YAML
 t0=$(date +%s.%N)
 on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/hier" --set launch.hostfile="$WORK/hostfile" >hier.txt 2>&1 ||
@@ -48,16 +48,16 @@ for w in "0 is local rank 0 of 2 on host 0 of 2 (n0)" "1 is local rank 1 of 2 on
   expect_in hier.txt "hierarchical reduction: worker $w"
 done
 
-# The checkpoint the hierarchical run wrote at step 100 (each worker its
+# The checkpoint the hierarchical run wrote at step 50 (each worker its
 # optimizer slice) resumes on one host: 4 workers reach the same weights,
 # 2 workers finish the job.
 for w in 4 2; do
   cp -a "$WORK/hier" "$WORK/resume$w"
-  rm -rf "$WORK/resume$w/checkpoints/step-00000150" "$WORK/resume$w/summary.json"
-  printf 'step-00000100\n' >"$WORK/resume$w/checkpoints/latest"
+  rm -rf "$WORK/resume$w/checkpoints/step-00000100" "$WORK/resume$w/summary.json"
+  printf 'step-00000050\n' >"$WORK/resume$w/checkpoints/latest"
   "$RINGMASTER" run job.yaml --run-dir "$WORK/resume$w" --set launch.workers=$w >resume$w.txt 2>&1 ||
     { cat resume$w.txt; fail "resuming the hierarchical run's checkpoint on $w workers failed"; }
-  expect_in resume$w.txt "(step 100 of 150, written by 4 workers, now $w)"
+  expect_in resume$w.txt "(step 50 of 100, written by 4 workers, now $w)"
 done
 
 # An explicit request the placement cannot meet is refused, naming why:
@@ -80,7 +80,7 @@ assert hier["weights_digest"] == one["weights_digest"], (hier["weights_digest"],
 resumed = json.load(open(f"{work}/resume4/summary.json"))
 assert resumed["weights_digest"] == one["weights_digest"], (resumed["weights_digest"], one["weights_digest"])
 resumed2 = json.load(open(f"{work}/resume2/summary.json"))
-assert (resumed2["steps"], resumed2["workers"], resumed2["resumed_from_step"]) == (150, 2, 100), resumed2
+assert (resumed2["steps"], resumed2["workers"], resumed2["resumed_from_step"]) == (100, 2, 50), resumed2
 
 def norms(run):
     out = {}
@@ -97,7 +97,7 @@ assert any(v > 0.5 for v in no.values()), "clipping never acted: the test would 
 # of their own, on every worker, and the parameters' all-gather between hosts
 events = [e for e in json.load(open(f"{work}/hier/trace.json"))["traceEvents"] if e["ph"] == "X"]
 for pid in (1, 2, 3, 4):
-    mine = [e for e in events if e["pid"] == pid and e["args"]["step"] == 100]
+    mine = [e for e in events if e["pid"] == pid and e["args"]["step"] == 60]
     local = [e for e in mine if e["name"] == "sum in shared memory"]
     net = [e for e in mine if e["name"] == "chain between hosts"]
     gather = [e for e in mine if e["name"] == "all-gather"]
