@@ -32,8 +32,8 @@ const char *rm_transport_name(int transport)
 static const char *reduction_cause(int phase, int transport, int one_host)
 {
     switch (transport) {
-    case RM_TRANSPORT_HIER: /* the sum goes through both; the parameters only between hosts */
-        return phase == RM_PHASE_GRAD_REDUCE ? "shared memory + network" : "network";
+    case RM_TRANSPORT_HIER: /* the sum goes through both; the parameters stay in each host */
+        return phase == RM_PHASE_GRAD_REDUCE ? "shared memory + network" : "shared memory";
     case RM_TRANSPORT_SHM:
         return "shared memory";
     case RM_TRANSPORT_NCCL:

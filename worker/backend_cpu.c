@@ -6,9 +6,10 @@
  *        parameters (shm_reduce.h);
  *   hierarchical  workers on several hosts, as many on each, each host's
  *        ranks consecutive: shm inside each host, a chain between hosts
- *        in host order, each host's shared copy of the parameters getting
- *        the other hosts' slices by all-gather (hier_reduce.h); the same
- *        bits as shm on one host with the same number of workers;
+ *        in host order, then each host updates all of its shared copy of
+ *        the parameters, worker r its slice and those of its local index
+ *        on the other hosts (hier_reduce.h); the same bits as shm on one
+ *        host with the same number of workers;
  *   mpi  the gradient engine (grad_sync.h) over its MPI transport: one
  *        MPI_Iallreduce per bucket, started as backward produces it, every
  *        worker updating its whole private copy; or with train.zero 1
@@ -67,6 +68,11 @@ typedef struct cpu_backend {
     float *own_params, *own_grads;
     long lo, hi; /* the slice this worker updates (and whose optimizer state it holds) */
     rm_optimizer opt;
+    /* hierarchical: the optimizers of the slices of this worker's local
+     * index on the other hosts, [k] of slice column_slice[k] */
+    rm_optimizer *column_opt;
+    int *column_slice;
+    int n_column;
     rm_shm_reduce shm;
     rm_hier_reduce hier;
     rm_grad_sync sync;
@@ -125,9 +131,9 @@ static int start_hierarchical(cpu_backend *cb, int hosts, int per_host, rm_error
             cb->hier.local.rank, per_host, cb->hier.host, hosts, rm_log_host());
     if (cb->rank == 0)
         rm_info("gradients summed hierarchically: %d hosts x %d workers, through shared memory on each host, then "
-                "chained between hosts in host order (the bits of %d workers on one host); each worker updates its "
-                "1/%d slice%s",
-                hosts, per_host, cb->comm_size, cb->comm_size, cb->zero ? " (ZeRO-1 as always on this path)" : "");
+                "chained between hosts in host order (the bits of %d workers on one host); on each host each worker "
+                "updates %d slices of 1/%d and holds their optimizer state (checkpointing its own)",
+                hosts, per_host, cb->comm_size, hosts, cb->comm_size);
     free(cb->own_params);
     free(cb->own_grads);
     cb->own_params = cb->own_grads = NULL;
@@ -284,23 +290,15 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
     return RM_OK;
 }
 
-/* shm: no worker may read the parameters before every slice is written.
- * ZeRO-1: every worker's slice to every worker. */
+/* shm, hierarchical: no worker may read the parameters before every slice
+ * of its host is written. ZeRO-1: every worker's slice to every worker. */
 static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
 {
     if (cb->mode != REDUCE_SHM && cb->mode != REDUCE_HIER && !sharded(cb))
         return RM_OK;
     double t0 = rm_now_s();
-    if (cb->mode == REDUCE_HIER) {
-        double g0, gs;
-        if (rm_hier_reduce_publish(&cb->hier, &g0, &gs, err) != RM_OK)
-            return RM_ERR;
-        if (stats) {
-            stats->gather_start_s = g0;
-            stats->gather_s = gs;
-            stats->gather_bytes = cb->n_params * (long)sizeof(float) * (cb->hier.hosts - 1) / cb->hier.hosts;
-        }
-    }
+    if (cb->mode == REDUCE_HIER && rm_shm_reduce_sync(&cb->hier.local, err) != RM_OK)
+        return RM_ERR;
     if (cb->mode == REDUCE_SHM && rm_shm_reduce_sync(&cb->shm, err) != RM_OK)
         return RM_ERR;
     if (sharded(cb)) {
@@ -318,12 +316,57 @@ static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
     return RM_OK;
 }
 
+/* The summed gradient the optimizer reads over [lo, hi). */
+static const float *summed_grads(const cpu_backend *cb)
+{
+    return cb->mode == REDUCE_HIER ? rm_hier_reduce_grads_of(&cb->hier, cb->rank) : cb->grads;
+}
+
+/* hierarchical: the other hosts' slices of this worker's column, so that
+ * this host's parameters are whole without traffic between hosts. */
+static void step_column(cpu_backend *cb, double lr)
+{
+    for (int k = 0; k < cb->n_column; k++) {
+        rm_optimizer *o = &cb->column_opt[k];
+        o->grad_mult = cb->opt.grad_mult;
+        rm_optimizer_step(o, cb->params, rm_hier_reduce_grads_of(&cb->hier, cb->column_slice[k]), lr, o->lo, o->hi);
+    }
+}
+
+static int init_column(cpu_backend *cb, const rm_config *cfg, rm_error *err)
+{
+    const rm_hier_reduce *h = &cb->hier;
+    cb->n_column = h->hosts - 1;
+    cb->column_opt = calloc((size_t)cb->n_column, sizeof *cb->column_opt);
+    cb->column_slice = calloc((size_t)cb->n_column, sizeof *cb->column_slice);
+    if (!cb->column_opt || !cb->column_slice) {
+        cb->n_column = 0;
+        return rm_fail(err, "out of memory");
+    }
+    int k = 0;
+    for (int host = 0; host < h->hosts; host++) {
+        if (host == h->host)
+            continue;
+        int slice = host * h->per_host + h->local.rank;
+        cb->column_slice[k] = slice;
+        if (rm_optimizer_init_range(&cb->column_opt[k], cfg, cb->model, cb->n_params * slice / cb->comm_size,
+                                    cb->n_params * (slice + 1) / cb->comm_size, err) != RM_OK) {
+            cb->n_column = k;
+            return RM_ERR;
+        }
+        cb->base.optimizer_state_bytes += cb->column_opt[k].state_bytes;
+        k++;
+    }
+    return RM_OK;
+}
+
 static int cpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
     double t0 = rm_now_s();
     cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
-    rm_optimizer_step(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi);
+    rm_optimizer_step(&cb->opt, cb->params, summed_grads(cb), lr, cb->lo, cb->hi);
+    step_column(cb, lr);
     stats->optimizer_s = rm_now_s() - t0;
     return publish_params(cb, stats, err);
 }
@@ -369,7 +412,8 @@ static int cpu_update_snapshot(rm_backend *b, double lr, long begin, long end, f
     double t0 = rm_now_s();
     cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
     stats->snapshot_s =
-        rm_optimizer_step_snapshot(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi, begin, end, dst);
+        rm_optimizer_step_snapshot(&cb->opt, cb->params, summed_grads(cb), lr, cb->lo, cb->hi, begin, end, dst);
+    step_column(cb, lr);
     stats->optimizer_s = rm_now_s() - t0 - stats->snapshot_s;
     *opt_steps = cb->opt.t;
     return publish_params(cb, stats, err);
@@ -403,6 +447,14 @@ static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps,
     for (int k = 1; k < b->n_state; k++)
         memcpy(dst[k], state[k] + cb->opt.lo, (size_t)(cb->opt.hi - cb->opt.lo) * sizeof(float));
     cb->opt.t = opt_steps;
+    for (int c = 0; c < cb->n_column; c++) {
+        rm_optimizer *o = &cb->column_opt[c];
+        memcpy(cb->params + o->lo, state[0] + o->lo, (size_t)(o->hi - o->lo) * sizeof(float));
+        float *col[3] = {NULL, o->m, o->v};
+        for (int k = 1; k < b->n_state; k++)
+            memcpy(col[k], state[k] + o->lo, (size_t)(o->hi - o->lo) * sizeof(float));
+        o->t = opt_steps;
+    }
     if (shared)
         return publish_params(cb, NULL, err);
     return RM_OK;
@@ -418,6 +470,10 @@ static void cpu_destroy(rm_backend *b)
     rm_shm_reduce_free(&cb->shm);
     rm_hier_reduce_free(&cb->hier);
     rm_optimizer_free(&cb->opt);
+    for (int k = 0; k < cb->n_column; k++)
+        rm_optimizer_free(&cb->column_opt[k]);
+    free(cb->column_opt);
+    free(cb->column_slice);
     if (cb->ops)
         cb->ops->destroy(cb->impl);
     free(cb->own_params);
@@ -506,6 +562,10 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
         return NULL;
     }
     cb->base.optimizer_state_bytes = cb->opt.state_bytes;
+    if (cb->mode == REDUCE_HIER && init_column(cb, cfg, err) != RM_OK) {
+        cpu_destroy(&cb->base);
+        return NULL;
+    }
     cb->base.transport = cb->comm_size == 1 ? RM_TRANSPORT_NONE
                          : cb->mode == REDUCE_SHM ? RM_TRANSPORT_SHM
                          : cb->mode == REDUCE_HIER ? RM_TRANSPORT_HIER

@@ -87,18 +87,10 @@ int rm_hier_reduce_init(rm_hier_reduce *r, MPI_Comm comm, long n, const float *i
     r->n_chunks = chain > 0 ? (int)((chain + CHAIN_CHUNK - 1) / CHAIN_CHUNK) : 1;
     r->partial = malloc((size_t)(chain > 0 ? chain : 1) * sizeof(float));
     r->requests = malloc((size_t)r->n_chunks * 3 * sizeof *r->requests);
-    r->gather_counts = malloc((size_t)r->hosts * sizeof(int));
-    r->gather_displs = malloc((size_t)r->hosts * sizeof(int));
     r->sumsq = malloc((size_t)r->hosts * sizeof(double));
     r->sumsq_all = malloc((size_t)r->size * sizeof(double));
-    if (!r->partial || !r->requests || !r->gather_counts || !r->gather_displs || !r->sumsq || !r->sumsq_all)
+    if (!r->partial || !r->requests || !r->sumsq || !r->sumsq_all)
         return rm_fail(err, "out of memory");
-    for (int h = 0; h < r->hosts; h++) {
-        long w = (long)h * r->per_host + r->local.rank;
-        long lo = n * w / r->size, hi = n * (w + 1) / r->size;
-        r->gather_displs[h] = (int)lo;
-        r->gather_counts[h] = (int)(hi - lo);
-    }
     return RM_OK;
 }
 
@@ -111,8 +103,6 @@ void rm_hier_reduce_free(rm_hier_reduce *r)
         MPI_Comm_free(&r->workers);
     free(r->partial);
     free(r->requests);
-    free(r->gather_counts);
-    free(r->gather_displs);
     free(r->sumsq);
     free(r->sumsq_all);
     memset(r, 0, sizeof *r);
@@ -171,21 +161,12 @@ int rm_hier_reduce_sum(rm_hier_reduce *r, double *norm, rm_error *err)
         return RM_ERR;
     r->net_done_s = rm_now_s();
 
-    /* every chain slice of this host is final: each rank takes its
-     * optimizer slice from the segments that hold it */
-    if (rm_shm_reduce_sync(s, err) != RM_OK)
-        return RM_ERR;
-    for (int l = 0; l < r->per_host; l++) {
-        long clo = r->n * l / r->per_host, chi = r->n * (l + 1) / r->per_host;
-        long a = clo > r->lo ? clo : r->lo, b = chi < r->hi ? chi : r->hi;
-        if (l != s->rank && a < b)
-            memcpy(s->grads + a, s->segments[l] + a, (size_t)(b - a) * sizeof(float));
-    }
     /* The norm without the network: chain slice l is exactly the optimizer
      * slices l*H .. l*H + H-1 (n*l/L = n*(l*H)/N), which this rank squares
      * as one host squares them; gathered over the host in local order they
-     * are in rank order. Also the proof that every rank of this host has
-     * finished reading the segments: a rank contributes after its copy. */
+     * are in rank order. Also the barrier after which every chain slice of
+     * this host is final (a rank contributes once its broadcast is in), so
+     * that each rank may read its optimizer slice where it lies. */
     for (int k = 0; k < r->hosts; k++) {
         long w = (long)s->rank * r->hosts + k;
         r->sumsq[k] = rm_shm_reduce_sumsq(s->grads, r->n * w / r->size, r->n * (w + 1) / r->size);
@@ -199,21 +180,4 @@ int rm_hier_reduce_sum(rm_hier_reduce *r, double *norm, rm_error *err)
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
     *norm = rm_shm_reduce_norm_of(r->sumsq_all, r->size);
     return RM_OK;
-}
-
-int rm_hier_reduce_publish(rm_hier_reduce *r, double *net_start_s, double *net_s, rm_error *err)
-{
-    double t0 = rm_now_s();
-    MPI_Request req;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    RM_MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, r->local.params, r->gather_counts,
-                                 r->gather_displs, MPI_FLOAT, r->column, &req),
-                 err);
-    if (rm_mpi_wait_all(1, &req, &r->peer_wait, err) != RM_OK)
-        return RM_ERR;
-    if (net_start_s)
-        *net_start_s = t0;
-    if (net_s)
-        *net_s = rm_now_s() - t0;
-    return rm_shm_reduce_sync(&r->local, err);
 }

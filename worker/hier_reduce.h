@@ -16,15 +16,17 @@
  * broadcasts each slice to the workers of the same index on every host,
  * into their own segment's slice.
  *
- * From there it is the one-host step: worker r copies its 1/N optimizer
- * slice [n*r/N, n*(r+1)/N) from the chain slices of its host; the norm
- * comes from the squares of all N optimizer slices, each summed as one
- * host sums it, gathered inside the host and added in rank order (the
- * same norm, no network); and worker r updates its slice of its
- * host's shared parameters with the optimizer state of that slice (the
- * slice it writes into checkpoints). The parameter slices then go to the
- * other hosts (an all-gather among the workers of one local index) and a
- * barrier on each host publishes them. */
+ * From there each host runs one host's step, with no traffic between
+ * hosts: every optimizer slice [n*k/N, n*(k+1)/N) lies whole in one chain
+ * slice, so in one segment of the host; the norm comes from the squares
+ * of all N optimizer slices, each summed as one host sums it, gathered
+ * inside the host and added in rank order (the same norm); and the
+ * workers of each host update all N slices of its shared parameters, the
+ * worker of local index l the column of slices l, L + l, 2L + l, ... (its
+ * own slice r among them) with their optimizer state, the same floats on
+ * every host. A worker so holds the optimizer state of H slices (1/L of
+ * it) and checkpoints its own slice r, as on one host. A barrier on each
+ * host publishes the parameters. */
 #ifndef RINGMASTER_HIER_REDUCE_H
 #define RINGMASTER_HIER_REDUCE_H
 
@@ -45,7 +47,6 @@ typedef struct rm_hier_reduce {
     float *partial;       /* the chain slice on its way between hosts (this worker's copy) */
     int n_chunks;
     MPI_Request *requests; /* 3 per chunk: receive, send, broadcast */
-    int *gather_counts, *gather_displs; /* the column's optimizer slices, for the parameter all-gather */
     double *sumsq, *sumsq_all; /* the squares of this rank's chain slice's H optimizer slices; of all N */
     /* the last reduction's stages, rm_now_s clock: the sums in shared
      * memory, and the chain and broadcast between hosts */
@@ -68,15 +69,20 @@ int rm_hier_reduce_possible(MPI_Comm comm, long n, int *possible, int *hosts, in
 int rm_hier_reduce_init(rm_hier_reduce *r, MPI_Comm comm, long n, const float *init_params, rm_error *err);
 void rm_hier_reduce_free(rm_hier_reduce *r);
 
-/* After every rank's backward: leaves the global sum of this rank's
- * optimizer slice in local.grads[lo, hi) and the L2 norm of the whole
- * summed gradient in *norm. On return no rank reads another's segment any
- * more. Collective. */
+/* After every rank's backward: sums the gradient and sets *norm to the L2
+ * norm of the whole sum. Collective. The sum of optimizer slice k is then
+ * at rm_hier_reduce_grads_of(r, k), for every k of this rank's column
+ * (its own slice and those of its local index on the other hosts),
+ * readable until the next rm_shm_reduce_sync(&r->local): no backward may
+ * start before that barrier. */
 int rm_hier_reduce_sum(rm_hier_reduce *r, double *norm, rm_error *err);
 
-/* After each rank has written its optimizer slice of the parameters: the
- * slices to every host, then a barrier on each host. *net_s: the
- * all-gather between hosts alone (may be NULL). Collective. */
-int rm_hier_reduce_publish(rm_hier_reduce *r, double *net_start_s, double *net_s, rm_error *err);
+/* The summed gradient of optimizer slice `slice` (0..N-1), indexed as
+ * the parameters: it lies whole in chain slice slice / H (chain slice l
+ * is optimizer slices l*H .. l*H + H-1), in that chain worker's segment. */
+static inline const float *rm_hier_reduce_grads_of(const rm_hier_reduce *r, int slice)
+{
+    return r->local.segments[slice / r->hosts];
+}
 
 #endif

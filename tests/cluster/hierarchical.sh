@@ -93,16 +93,16 @@ nh, no = norms("hier"), norms("one")
 assert nh and nh == no, [(s, nh.get(s), no.get(s)) for s in sorted(no) if nh.get(s) != no.get(s)][:5]
 assert any(v > 0.5 for v in no.values()), "clipping never acted: the test would not see a wrong norm"
 
-# the timeline: the sum inside the host and the chain between hosts as spans
-# of their own, on every worker, and the parameters' all-gather between hosts
+# the timeline: the sum inside the host and the chain between hosts as
+# spans of their own, on every worker; no parameter traffic between hosts
 events = [e for e in json.load(open(f"{work}/hier/trace.json"))["traceEvents"] if e["ph"] == "X"]
 for pid in (1, 2, 3, 4):
     mine = [e for e in events if e["pid"] == pid and e["args"]["step"] == 60]
     local = [e for e in mine if e["name"] == "sum in shared memory"]
     net = [e for e in mine if e["name"] == "chain between hosts"]
-    gather = [e for e in mine if e["name"] == "all-gather"]
-    assert len(local) == 1 and len(net) == 1 and len(gather) == 1, (pid, mine)
+    assert len(local) == 1 and len(net) == 1, (pid, mine)
     assert local[0]["tid"] != net[0]["tid"], (local, net)
+    assert not [e for e in mine if e["name"] == "all-gather"], mine
 print(f"4 workers on n0+n1 (hierarchical) and on one host (shm): weights {one['weights_digest']} both, "
       f"{len(no)} gradient norms equal; {hier['samples_per_second']:.0f} vs {one['samples_per_second']:.0f} "
       f"samples/s; runs {t1 - t0:.1f} s and {t2 - t1:.1f} s")
