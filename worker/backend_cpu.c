@@ -17,9 +17,10 @@
  *        updating its 1/N slice of its private copy and the slices then
  *        all-gathered (MPI_Iallgatherv).
  * auto: shm on one node, hierarchical over hosts where the placement
- * allows it, else mpi (saying why). Under shm, hierarchical and ZeRO-1 a
- * worker's optimizer state covers its slice only,
- * [n*r/N, n*(r+1)/N), the slice it writes into checkpoints.
+ * allows it, else mpi (saying why). Under shm and ZeRO-1 a worker's
+ * optimizer state covers its slice only, [n*r/N, n*(r+1)/N), the slice it
+ * writes into checkpoints; hierarchical adds the slices of its local
+ * index on the other hosts (column_opt) and checkpoints the same slice.
  * The choice needs collectives, so it is made at the end of create, once
  * every worker has said that the rest of its setup worked: a worker that
  * fails during setup leaves no other blocked in a collective. For two
