@@ -37,7 +37,7 @@ static const char *const activation_names[] = {"relu", "tanh", NULL};
 static const char *const optimizer_names[] = {"sgd", "adamw", NULL};
 static const char *const schedule_names[] = {"cosine", "constant", NULL};
 static const char *const backend_names[] = {"cpu", "gpu", "auto", NULL};
-static const char *const cpu_reduce_names[] = {"auto", "shm", "mpi", NULL};
+static const char *const cpu_reduce_names[] = {"auto", "shm", "mpi", "hierarchical", NULL};
 static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
 static const char *const verbosity_names[] = {"quiet", "normal", "verbose", NULL};
 static const char *const on_error_names[] = {"continue", "stop", NULL};
@@ -87,7 +87,8 @@ static const key_spec keys[] = {
     {"train.grad_clip", DBL(grad_clip, 0, 1e9), "clip the global gradient norm to this; 0: off"},
     {"train.eval_tokens", INT(eval_tokens, 0, 1e15), "gpt: at most this many tokens per evaluation; 0: the whole split"},
     {"train.zero", INT(zero, 0, 1),
-     "1: ZeRO-1, each worker holds the optimizer state of its 1/N slice only (cpu_reduce mpi or shm); 0: all of it"},
+     "1: ZeRO-1, each worker holds the optimizer state of its 1/N slice only (cpu_reduce mpi; shm and "
+     "hierarchical always do); 0: all of it"},
     {"train.precision", ENUM(precision, precision_names), "fp32 | tf32 | bf16 (GPU backend; fp32 master weights)"},
     {"checkpoint.every_steps", INT(ckpt_every_steps, 0, 1e12), "checkpoint every N steps; 0: not by steps"},
     {"checkpoint.every_seconds", DBL(ckpt_every_seconds, 0, 1e9), "checkpoint every N seconds; 0: not by time"},
@@ -112,7 +113,8 @@ static const key_spec keys[] = {
      "the host of launch.hostfile the coordinator runs on (the workers take the other slots); empty: the first "
      "slot"},
     {"launch.cpu_reduce", ENUM(cpu_reduce, cpu_reduce_names),
-     "CPU backend gradient sum: shm (node-shared memory) | mpi | auto (shm when all workers share a node)"},
+     "CPU backend gradient sum: shm (node-shared memory) | hierarchical (shared memory in each host, then a "
+     "chain between hosts: the bits of one host) | mpi | auto (shm on one node, hierarchical over hosts)"},
     {"observe.progress_every_steps", INT(progress_every_steps, 1, 1e9), "plain progress line interval"},
     {"observe.verbosity", ENUM(verbosity, verbosity_names), "quiet | normal | verbose"},
     {"observe.metrics_port", INT(metrics_port, -1, 65535), "Prometheus /metrics port; 0: any free port, -1: off"},

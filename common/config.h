@@ -20,7 +20,7 @@ enum rm_schedule { RM_SCHED_COSINE = 0, RM_SCHED_CONSTANT = 1 };
 enum rm_backend_kind { RM_BACKEND_CPU = 0, RM_BACKEND_GPU = 1, RM_BACKEND_AUTO = 2 };
 enum rm_ckpt_on_error { RM_CKPT_ON_ERROR_CONTINUE = 0, RM_CKPT_ON_ERROR_STOP = 1 };
 enum rm_nan_policy { RM_NAN_STOP = 0, RM_NAN_SKIP = 1, RM_NAN_ROLLBACK = 2 };
-enum rm_cpu_reduce { RM_CPU_REDUCE_AUTO = 0, RM_CPU_REDUCE_SHM = 1, RM_CPU_REDUCE_MPI = 2 };
+enum rm_cpu_reduce { RM_CPU_REDUCE_AUTO = 0, RM_CPU_REDUCE_SHM = 1, RM_CPU_REDUCE_MPI = 2, RM_CPU_REDUCE_HIER = 3 };
 enum rm_precision { RM_PREC_FP32 = 0, RM_PREC_TF32 = 1, RM_PREC_BF16 = 2 };
 enum rm_verbosity { RM_VERBOSITY_QUIET = 0, RM_VERBOSITY_NORMAL = 1, RM_VERBOSITY_VERBOSE = 2 };
 

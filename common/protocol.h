@@ -40,7 +40,7 @@ enum rm_tag {
     RM_TAG_TRACE, /* worker -> coordinator: Chrome-trace events of observe.trace_steps */
 };
 
-#define RM_PROTOCOL_VERSION 6
+#define RM_PROTOCOL_VERSION 7 /* 7: HELLO.transport may be RM_TRANSPORT_HIER */
 #define RM_DIR_CAP 1024
 #define RM_HOST_CAP 64
 #define RM_REASON_CAP 512

@@ -20,6 +20,8 @@ const char *rm_transport_name(int transport)
         return "shm";
     case RM_TRANSPORT_NCCL:
         return "nccl";
+    case RM_TRANSPORT_HIER:
+        return "shm+mpi";
     default:
         return "none";
     }
@@ -27,9 +29,11 @@ const char *rm_transport_name(int transport)
 
 /* The reduction's cost lies where its bytes go: through this host's
  * memory when the workers share one, over the network otherwise. */
-static const char *reduction_cause(int transport, int one_host)
+static const char *reduction_cause(int phase, int transport, int one_host)
 {
     switch (transport) {
+    case RM_TRANSPORT_HIER: /* the sum goes through both; the parameters stay in each host */
+        return phase == RM_PHASE_GRAD_REDUCE ? "shared memory + network" : "shared memory";
     case RM_TRANSPORT_SHM:
         return "shared memory";
     case RM_TRANSPORT_NCCL:
@@ -50,7 +54,7 @@ const char *rm_phase_cause(int phase, int transport, int one_host)
         return "compute";
     case RM_PHASE_GRAD_REDUCE:
     case RM_PHASE_PARAM_GATHER:
-        return reduction_cause(transport, one_host);
+        return reduction_cause(phase, transport, one_host);
     case RM_PHASE_CKPT_STALL:
         return "checkpoint";
     case RM_PHASE_OPTIMIZER:

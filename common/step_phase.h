@@ -22,6 +22,7 @@ enum rm_transport {
     RM_TRANSPORT_MPI = 1,
     RM_TRANSPORT_SHM = 2, /* node-shared memory */
     RM_TRANSPORT_NCCL = 3,
+    RM_TRANSPORT_HIER = 4, /* shared memory in each host, then MPI between hosts */
 };
 
 typedef struct rm_phase_info {
@@ -38,7 +39,7 @@ extern const rm_phase_info rm_phases[RM_N_PHASES];
  * "compute", "network", "shared memory", ... Static string. */
 const char *rm_phase_cause(int phase, int transport, int one_host);
 
-/* "mpi", "shm", "nccl", "none". */
+/* "mpi", "shm", "shm+mpi", "nccl", "none". */
 const char *rm_transport_name(int transport);
 
 #endif

@@ -38,6 +38,12 @@ typedef struct rm_step_stats {
      * the rm_now_s clock, its length, inside param_gather_s; 0: none), bytes */
     double gather_start_s, gather_s;
     long gather_bytes;
+    /* A reduction in stages (hierarchical: the sum in this host's shared
+     * memory, then the chain between hosts), for the timeline: each
+     * stage's name, start (rm_now_s clock) and length; they may overlap. */
+    int n_stages;
+    const char *stage_name[2];
+    double stage_start_s[2], stage_s[2];
 } rm_step_stats;
 
 typedef struct rm_backend rm_backend;

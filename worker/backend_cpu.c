@@ -4,14 +4,23 @@
  *   shm  every worker on one node: through node-shared memory, each worker
  *        summing and updating its 1/N slice of one shared copy of the
  *        parameters (shm_reduce.h);
+ *   hierarchical  workers on several hosts, as many on each, each host's
+ *        ranks consecutive: shm inside each host, a chain between hosts
+ *        in host order, then each host updates all of its shared copy of
+ *        the parameters, worker r its slice and those of its local index
+ *        on the other hosts (hier_reduce.h); the same bits as shm on one
+ *        host with the same number of workers;
  *   mpi  the gradient engine (grad_sync.h) over its MPI transport: one
  *        MPI_Iallreduce per bucket, started as backward produces it, every
  *        worker updating its whole private copy; or with train.zero 1
  *        (ZeRO-1) one MPI_Ireduce_scatter per bucket, every worker
  *        updating its 1/N slice of its private copy and the slices then
  *        all-gathered (MPI_Iallgatherv).
- * Under shm and ZeRO-1 a worker's optimizer state covers its slice only,
- * [n*r/N, n*(r+1)/N), the slice it writes into checkpoints.
+ * auto: shm on one node, hierarchical over hosts where the placement
+ * allows it, else mpi (saying why). Under shm and ZeRO-1 a worker's
+ * optimizer state covers its slice only, [n*r/N, n*(r+1)/N), the slice it
+ * writes into checkpoints; hierarchical adds the slices of its local
+ * index on the other hosts (column_opt) and checkpoints the same slice.
  * The choice needs collectives, so it is made at the end of create, once
  * every worker has said that the rest of its setup worked: a worker that
  * fails during setup leaves no other blocked in a collective. For two
@@ -24,6 +33,7 @@
 #include "backend.h"
 #include "grad_sync.h"
 #include "grad_sync_mpi.h"
+#include "hier_reduce.h"
 #include "log.h"
 #include "model_cpu.h"
 #include "model_init.h"
@@ -36,7 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum reduce_mode { REDUCE_UNDECIDED, REDUCE_MPI, REDUCE_SHM };
+enum reduce_mode { REDUCE_UNDECIDED, REDUCE_MPI, REDUCE_SHM, REDUCE_HIER };
 
 typedef struct cpu_backend {
     rm_backend base;
@@ -59,7 +69,13 @@ typedef struct cpu_backend {
     float *own_params, *own_grads;
     long lo, hi; /* the slice this worker updates (and whose optimizer state it holds) */
     rm_optimizer opt;
+    /* hierarchical: the optimizers of the slices of this worker's local
+     * index on the other hosts, [k] of slice column_slice[k] */
+    rm_optimizer *column_opt;
+    int *column_slice;
+    int n_column;
     rm_shm_reduce shm;
+    rm_hier_reduce hier;
     rm_grad_sync sync;
     rm_grad_sync_mpi mpi;
     /* shm on traced steps: the reduction of this worker's slice, shown on
@@ -70,7 +86,7 @@ typedef struct cpu_backend {
 static int grad_ready(void *ctx, long offset, rm_error *err)
 {
     cpu_backend *cb = ctx;
-    if (cb->mode == REDUCE_SHM) /* summed after backward, in place */
+    if (cb->mode == REDUCE_SHM || cb->mode == REDUCE_HIER) /* summed after backward, in place */
         return RM_OK;
     return rm_grad_sync_ready_from(&cb->sync, offset, err);
 }
@@ -102,20 +118,56 @@ static int start_engine(cpu_backend *cb, rm_error *err)
     return RM_OK;
 }
 
+static int start_hierarchical(cpu_backend *cb, int hosts, int per_host, rm_error *err)
+{
+    if (rm_hier_reduce_init(&cb->hier, cb->comm, cb->n_params, cb->own_params, err) != RM_OK)
+        return RM_ERR;
+    cb->hier.peer_wait = cb->hier.local.peer_wait = cb->peer_wait;
+    cb->params = cb->hier.local.params;
+    cb->grads = cb->hier.local.grads;
+    cb->lo = cb->hier.lo;
+    cb->hi = cb->hier.hi;
+    cb->mode = REDUCE_HIER;
+    rm_info("hierarchical reduction: worker %d is local rank %d of %d on host %d of %d (%s)", cb->rank,
+            cb->hier.local.rank, per_host, cb->hier.host, hosts, rm_log_host());
+    if (cb->rank == 0)
+        rm_info("gradients summed hierarchically: %d hosts x %d workers, through shared memory on each host, then "
+                "chained between hosts in host order (the bits of %d workers on one host); on each host each worker "
+                "updates %d slices of 1/%d and holds their optimizer state (checkpointing its own)",
+                hosts, per_host, cb->comm_size, hosts, cb->comm_size);
+    free(cb->own_params);
+    free(cb->own_grads);
+    cb->own_params = cb->own_grads = NULL;
+    return RM_OK;
+}
+
 static int choose_reduce(cpu_backend *cb, rm_error *err)
 {
     if (cb->mode != REDUCE_UNDECIDED)
         return RM_OK;
-    int shm = 0;
-    char why[256] = "";
+    int shm = 0, hier = 0, hosts = 1, per_host = 1;
+    char why[256] = "", hier_why[256] = "";
     if (cb->comm_size > 1 && cb->requested != RM_CPU_REDUCE_MPI) {
         if (rm_shm_reduce_possible(cb->comm, cb->n_params, &shm, why, sizeof why, err) != RM_OK)
             return RM_ERR;
         if (!shm && cb->requested == RM_CPU_REDUCE_SHM)
-            return rm_fail(err, "launch.cpu_reduce is shm but %s (use mpi or auto)", why);
-        if (!shm && cb->rank == 0)
-            rm_info("launch.cpu_reduce auto: %s, so gradients go through MPI", why);
+            return rm_fail(err, "launch.cpu_reduce is shm but %s (use hierarchical, mpi or auto)", why);
+        if (!shm && rm_hier_reduce_possible(cb->comm, cb->n_params, &hier, &hosts, &per_host, hier_why,
+                                            sizeof hier_why, err) != RM_OK)
+            return RM_ERR;
+        if (!shm && !hier && cb->requested == RM_CPU_REDUCE_HIER)
+            return rm_fail(err, "launch.cpu_reduce is hierarchical but %s (use mpi or auto)", hier_why);
+        if (!shm && !hier && cb->rank == 0)
+            rm_info("launch.cpu_reduce auto: %s, and not hierarchically: %s; so gradients go through MPI, summed in "
+                    "the order MPI chooses (not the bits of one host)",
+                    why, hier_why);
+        if (shm && cb->requested == RM_CPU_REDUCE_HIER && cb->rank == 0)
+            rm_info("launch.cpu_reduce hierarchical: the %d workers are on one host, so gradients are summed through "
+                    "its shared memory alone (the same bits)",
+                    cb->comm_size);
     }
+    if (hier)
+        return start_hierarchical(cb, hosts, per_host, err);
     if (!shm) {
         if (start_engine(cb, err) != RM_OK)
             return RM_ERR;
@@ -197,6 +249,20 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
         }
         return RM_OK;
     }
+    if (cb->mode == REDUCE_HIER) {
+        rm_hier_reduce *h = &cb->hier;
+        if (rm_hier_reduce_sum(h, &stats->grad_norm, err) != RM_OK)
+            return RM_ERR;
+        stats->allreduce_wait_s = rm_now_s() - t0;
+        stats->n_stages = 2;
+        stats->stage_name[0] = "sum in shared memory";
+        stats->stage_start_s[0] = h->local_start_s;
+        stats->stage_s[0] = h->local_done_s - h->local_start_s;
+        stats->stage_name[1] = "chain between hosts";
+        stats->stage_start_s[1] = h->net_start_s;
+        stats->stage_s[1] = h->net_done_s - h->net_start_s;
+        return RM_OK;
+    }
     if (rm_grad_sync_finish(&cb->sync, err) != RM_OK)
         return RM_ERR;
     if (sharded(cb)) {
@@ -224,13 +290,15 @@ static int cpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
     return RM_OK;
 }
 
-/* shm: no worker may read the parameters before every slice is written.
- * ZeRO-1: every worker's slice to every worker. */
+/* shm, hierarchical: no worker may read the parameters before every slice
+ * of its host is written. ZeRO-1: every worker's slice to every worker. */
 static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
 {
-    if (cb->mode != REDUCE_SHM && !sharded(cb))
+    if (cb->mode != REDUCE_SHM && cb->mode != REDUCE_HIER && !sharded(cb))
         return RM_OK;
     double t0 = rm_now_s();
+    if (cb->mode == REDUCE_HIER && rm_shm_reduce_sync(&cb->hier.local, err) != RM_OK)
+        return RM_ERR;
     if (cb->mode == REDUCE_SHM && rm_shm_reduce_sync(&cb->shm, err) != RM_OK)
         return RM_ERR;
     if (sharded(cb)) {
@@ -248,12 +316,57 @@ static int publish_params(cpu_backend *cb, rm_step_stats *stats, rm_error *err)
     return RM_OK;
 }
 
+/* The summed gradient the optimizer reads over [lo, hi). */
+static const float *summed_grads(const cpu_backend *cb)
+{
+    return cb->mode == REDUCE_HIER ? rm_hier_reduce_grads_of(&cb->hier, cb->rank) : cb->grads;
+}
+
+/* hierarchical: the other hosts' slices of this worker's column, so that
+ * this host's parameters are whole without traffic between hosts. */
+static void step_column(cpu_backend *cb, double lr)
+{
+    for (int k = 0; k < cb->n_column; k++) {
+        rm_optimizer *o = &cb->column_opt[k];
+        o->grad_mult = cb->opt.grad_mult;
+        rm_optimizer_step(o, cb->params, rm_hier_reduce_grads_of(&cb->hier, cb->column_slice[k]), lr, o->lo, o->hi);
+    }
+}
+
+static int init_column(cpu_backend *cb, const rm_config *cfg, rm_error *err)
+{
+    const rm_hier_reduce *h = &cb->hier;
+    cb->n_column = h->hosts - 1;
+    cb->column_opt = calloc((size_t)cb->n_column, sizeof *cb->column_opt);
+    cb->column_slice = calloc((size_t)cb->n_column, sizeof *cb->column_slice);
+    if (!cb->column_opt || !cb->column_slice) {
+        cb->n_column = 0;
+        return rm_fail(err, "out of memory");
+    }
+    int k = 0;
+    for (int host = 0; host < h->hosts; host++) {
+        if (host == h->host)
+            continue;
+        int slice = host * h->per_host + h->local.rank;
+        cb->column_slice[k] = slice;
+        if (rm_optimizer_init_range(&cb->column_opt[k], cfg, cb->model, cb->n_params * slice / cb->comm_size,
+                                    cb->n_params * (slice + 1) / cb->comm_size, err) != RM_OK) {
+            cb->n_column = k;
+            return RM_ERR;
+        }
+        cb->base.optimizer_state_bytes += cb->column_opt[k].state_bytes;
+        k++;
+    }
+    return RM_OK;
+}
+
 static int cpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
     double t0 = rm_now_s();
     cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
-    rm_optimizer_step(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi);
+    rm_optimizer_step(&cb->opt, cb->params, summed_grads(cb), lr, cb->lo, cb->hi);
+    step_column(cb, lr);
     stats->optimizer_s = rm_now_s() - t0;
     return publish_params(cb, stats, err);
 }
@@ -299,7 +412,8 @@ static int cpu_update_snapshot(rm_backend *b, double lr, long begin, long end, f
     double t0 = rm_now_s();
     cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
     stats->snapshot_s =
-        rm_optimizer_step_snapshot(&cb->opt, cb->params, cb->grads, lr, cb->lo, cb->hi, begin, end, dst);
+        rm_optimizer_step_snapshot(&cb->opt, cb->params, summed_grads(cb), lr, cb->lo, cb->hi, begin, end, dst);
+    step_column(cb, lr);
     stats->optimizer_s = rm_now_s() - t0 - stats->snapshot_s;
     *opt_steps = cb->opt.t;
     return publish_params(cb, stats, err);
@@ -323,16 +437,25 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
 static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    /* shm: each worker writes its own slice of the shared parameters;
-     * otherwise each has its own whole copy */
-    long lo = cb->mode == REDUCE_SHM ? cb->lo : 0, hi = cb->mode == REDUCE_SHM ? cb->hi : cb->n_params;
+    /* shm, hierarchical: each worker writes its own slice of the shared
+     * parameters; otherwise each has its own whole copy */
+    int shared = cb->mode == REDUCE_SHM || cb->mode == REDUCE_HIER;
+    long lo = shared ? cb->lo : 0, hi = shared ? cb->hi : cb->n_params;
     memcpy(cb->params + lo, state[0] + lo, (size_t)(hi - lo) * sizeof(float));
     /* the optimizer state of this worker's range only */
     float *dst[3] = {NULL, cb->opt.m, cb->opt.v};
     for (int k = 1; k < b->n_state; k++)
         memcpy(dst[k], state[k] + cb->opt.lo, (size_t)(cb->opt.hi - cb->opt.lo) * sizeof(float));
     cb->opt.t = opt_steps;
-    if (cb->mode == REDUCE_SHM)
+    for (int c = 0; c < cb->n_column; c++) {
+        rm_optimizer *o = &cb->column_opt[c];
+        memcpy(cb->params + o->lo, state[0] + o->lo, (size_t)(o->hi - o->lo) * sizeof(float));
+        float *col[3] = {NULL, o->m, o->v};
+        for (int k = 1; k < b->n_state; k++)
+            memcpy(col[k], state[k] + o->lo, (size_t)(o->hi - o->lo) * sizeof(float));
+        o->t = opt_steps;
+    }
+    if (shared)
         return publish_params(cb, NULL, err);
     return RM_OK;
 }
@@ -345,7 +468,12 @@ static void cpu_destroy(rm_backend *b)
     rm_grad_sync_free(&cb->sync);
     rm_grad_sync_mpi_free(&cb->mpi);
     rm_shm_reduce_free(&cb->shm);
+    rm_hier_reduce_free(&cb->hier);
     rm_optimizer_free(&cb->opt);
+    for (int k = 0; k < cb->n_column; k++)
+        rm_optimizer_free(&cb->column_opt[k]);
+    free(cb->column_opt);
+    free(cb->column_slice);
     if (cb->ops)
         cb->ops->destroy(cb->impl);
     free(cb->own_params);
@@ -392,6 +520,7 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
     cb->zero = cfg->zero != 0;
     cb->comm = comm;
     cb->shm.node_comm = MPI_COMM_NULL;
+    cb->hier.workers = cb->hier.column = cb->hier.local.node_comm = MPI_COMM_NULL;
     /* waits on peers give up at 1.5 x fault.hang_timeout_s, as the GPU
      * backend's watchdog does: by then the coordinator would have ended a
      * job with a stuck rank, unless it is gone too */
@@ -437,8 +566,13 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
         return NULL;
     }
     cb->base.optimizer_state_bytes = cb->opt.state_bytes;
+    if (cb->mode == REDUCE_HIER && init_column(cb, cfg, err) != RM_OK) {
+        cpu_destroy(&cb->base);
+        return NULL;
+    }
     cb->base.transport = cb->comm_size == 1 ? RM_TRANSPORT_NONE
                          : cb->mode == REDUCE_SHM ? RM_TRANSPORT_SHM
+                         : cb->mode == REDUCE_HIER ? RM_TRANSPORT_HIER
                                                   : RM_TRANSPORT_MPI;
     return &cb->base;
 }

@@ -122,34 +122,83 @@ int rm_shm_reduce_sync(rm_shm_reduce *r, rm_error *err)
 /* Blocks small enough that the partial sum stays in L1 between passes. */
 #define SUM_BLOCK 2048L
 
+double rm_shm_reduce_sumsq(const float *g, long lo, long hi)
+{
+    /* through a copy on the stack, as rm_shm_reduce_sum had it: the same
+     * blocks, the same alignment for the BLAS kernel */
+    float block[SUM_BLOCK];
+    double sumsq = 0;
+    for (long at = lo; at < hi; at += SUM_BLOCK) {
+        long len = hi - at < SUM_BLOCK ? hi - at : SUM_BLOCK;
+        memcpy(block, g + at, (size_t)len * sizeof(float));
+        sumsq += (double)cblas_sdot((int)len, block, 1, block, 1);
+    }
+    return sumsq;
+}
+
+int rm_shm_reduce_norm(MPI_Comm comm, double sumsq, const rm_peer_wait *pw, double *norm, rm_error *err)
+{
+    int size;
+    RM_MPI_CHECK(MPI_Comm_size(comm, &size), err);
+    double *all = malloc((size_t)size * sizeof *all);
+    if (!all)
+        return rm_fail(err, "out of memory");
+    MPI_Request req;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int rc = MPI_Iallgather(&sumsq, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, comm, &req);
+    if (rc != MPI_SUCCESS) {
+        free(all);
+        RM_MPI_CHECK(rc, err);
+    }
+    if (rm_mpi_wait_all(1, &req, pw, err) != RM_OK) {
+        free(all);
+        return RM_ERR;
+    }
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    *norm = rm_shm_reduce_norm_of(all, size);
+    free(all);
+    return RM_OK;
+}
+
+double rm_shm_reduce_norm_of(const double *sumsq, int n)
+{
+    /* in rank order, not in whatever order an all-reduce adds: the same
+     * double for the same slices however the ranks are spread over hosts */
+    double total = 0;
+    for (int k = 0; k < n; k++)
+        total += sumsq[k];
+    return sqrt(total);
+}
+
+void rm_shm_reduce_fold(const rm_shm_reduce *r, const float *from, long at, long len, float *dst)
+{
+    float block[SUM_BLOCK];
+    for (long b = 0; b < len; b += SUM_BLOCK) {
+        long m = len - b < SUM_BLOCK ? len - b : SUM_BLOCK;
+        int k = 0;
+        if (from) {
+            memcpy(block, from + b, (size_t)m * sizeof(float));
+        } else {
+            memcpy(block, r->segments[0] + at + b, (size_t)m * sizeof(float));
+            k = 1;
+        }
+        for (; k < r->size; k++) {
+            const float *restrict src = r->segments[k] + at + b;
+            for (long i = 0; i < m; i++)
+                block[i] += src[i];
+        }
+        memcpy(dst + b, block, (size_t)m * sizeof(float));
+    }
+}
+
 int rm_shm_reduce_sum(rm_shm_reduce *r, double *norm, rm_error *err)
 {
     if (rm_shm_reduce_sync(r, err) != RM_OK)
         return RM_ERR;
-    float block[SUM_BLOCK];
-    double sumsq = 0;
-    for (long lo = r->lo; lo < r->hi; lo += SUM_BLOCK) {
-        long len = r->hi - lo < SUM_BLOCK ? r->hi - lo : SUM_BLOCK;
-        /* rank order, whichever rank sums: the result is the same float on
-         * every rank and for every slicing */
-        memcpy(block, r->segments[0] + lo, (size_t)len * sizeof(float));
-        for (int k = 1; k < r->size; k++) {
-            const float *restrict src = r->segments[k] + lo;
-            for (long i = 0; i < len; i++)
-                block[i] += src[i];
-        }
-        memcpy(r->grads + lo, block, (size_t)len * sizeof(float));
-        sumsq += (double)cblas_sdot((int)len, block, 1, block, 1);
-    }
+    /* rank order, whichever rank sums: the result is the same float on
+     * every rank and for every slicing */
+    rm_shm_reduce_fold(r, NULL, r->lo, r->hi - r->lo, r->grads + r->lo);
     /* Also the proof that every rank has finished reading the segments: a
      * rank contributes only after its own sum. */
-    double total = 0;
-    MPI_Request req;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    RM_MPI_CHECK(MPI_Iallreduce(&sumsq, &total, 1, MPI_DOUBLE, MPI_SUM, r->node_comm, &req), err);
-    if (rm_mpi_wait_all(1, &req, &r->peer_wait, err) != RM_OK)
-        return RM_ERR;
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    *norm = sqrt(total);
-    return RM_OK;
+    return rm_shm_reduce_norm(r->node_comm, rm_shm_reduce_sumsq(r->grads, r->lo, r->hi), &r->peer_wait, norm, err);
 }

@@ -5,9 +5,10 @@
  * window, and the parameters are one shared copy that every worker reads.
  * A step is: every worker writes its gradients (backward); a barrier; each
  * worker sums its 1/N slice over all N segments, in rank order, into its
- * own segment, and the squares of that slice into a partial norm; one
- * scalar all-reduce gives the global norm; each worker applies the
- * optimizer to its slice of the shared parameters; a barrier. Every
+ * own segment, and the squares of that slice into a partial norm; the
+ * partial norms, gathered and added in rank order, give the global norm;
+ * each worker applies the optimizer to its slice of the shared
+ * parameters; a barrier. Every
  * gradient float crosses memory once instead of travelling through MPI's
  * reduce and broadcast, and the optimizer's work is split N ways.
  *
@@ -52,6 +53,26 @@ void rm_shm_reduce_free(rm_shm_reduce *r);
  * gradient. On return no rank reads another's segment any more, so the
  * next backward may overwrite them. Collective. */
 int rm_shm_reduce_sum(rm_shm_reduce *r, double *norm, rm_error *err);
+
+/* dst[0, len) = ((from + g_0) + g_1) + ... + g_(size-1), the segments at
+ * [at, at + len) in rank order; from NULL: g_0 + g_1 + ..., this node's
+ * whole sum. The same association, so the same floats, as any split of
+ * the ranks into consecutive groups folded one after another. dst may be
+ * this rank's own segment at `at`; from may be dst. */
+void rm_shm_reduce_fold(const rm_shm_reduce *r, const float *from, long at, long len, float *dst);
+
+/* The sum of squares of g[lo, hi), in blocks from lo: the same double
+ * for the same floats and the same slice. */
+double rm_shm_reduce_sumsq(const float *g, long lo, long hi);
+
+/* The L2 norm from every rank's sum of squares of its slice: gathered and
+ * added in rank order, so the same ranks' slices give the same double on
+ * any placement. Collective over comm. */
+int rm_shm_reduce_norm(MPI_Comm comm, double sumsq, const rm_peer_wait *pw, double *norm, rm_error *err);
+
+/* sqrt(sumsq[0] + sumsq[1] + ... + sumsq[n-1]), added in that order: the
+ * one way every path turns slices' squares into the norm. */
+double rm_shm_reduce_norm_of(const double *sumsq, int n);
 
 /* A barrier: after it every rank sees every rank's parameter writes.
  * Collective. */

@@ -41,6 +41,7 @@ void rm_trace_init(rm_trace *t, const long trace_steps[2], int worker, const cha
     metadata(t, "thread_name", RM_TRACE_TID_PHASES, "step phases");
     metadata(t, "thread_name", RM_TRACE_TID_BUCKETS, "gradient all-reduce buckets");
     metadata(t, "thread_name", RM_TRACE_TID_CHECKPOINT, "checkpoint writer");
+    metadata(t, "thread_name", RM_TRACE_TID_NET, "gradient reduction between hosts");
 }
 
 void rm_trace_free(rm_trace *t)

@@ -12,7 +12,14 @@
 
 #include <stdio.h>
 
-enum rm_trace_tid { RM_TRACE_TID_PHASES = 0, RM_TRACE_TID_BUCKETS = 1, RM_TRACE_TID_CHECKPOINT = 2 };
+/* One line per activity; a hierarchical reduction's stage between hosts,
+ * and its parameter all-gather, on RM_TRACE_TID_NET. */
+enum rm_trace_tid {
+    RM_TRACE_TID_PHASES = 0,
+    RM_TRACE_TID_BUCKETS = 1,
+    RM_TRACE_TID_CHECKPOINT = 2,
+    RM_TRACE_TID_NET = 3,
+};
 
 typedef struct rm_trace {
     long first, last; /* 0-based steps traced, inclusive; first < 0: off */

@@ -412,7 +412,9 @@ static void stretch_compute(worker *w, rm_step_stats *stats)
 /* The step's phases on the timeline, end to end from the step's start as
  * measured (the gaps between them are a few microseconds of messaging),
  * and each gradient bucket's all-reduce (under ZeRO-1 its reduce-scatter)
- * from its start to its completion, and ZeRO-1's parameter all-gather. */
+ * from its start to its completion, and ZeRO-1's parameter all-gather; a
+ * reduction in stages (hierarchical) shows the sum inside the host on the
+ * buckets' line and the chain between hosts on a line of its own. */
 static void trace_step(worker *w, double t0, const rm_msg_report *rep, const rm_step_stats *stats)
 {
     double at = t0;
@@ -435,10 +437,14 @@ static void trace_step(worker *w, double t0, const rm_msg_report *rep, const rm_
         rm_trace_event(&w->trace, RM_TRACE_TID_BUCKETS, name, stats->buckets_scattered ? "reducescatter" : "allreduce",
                        stats->bucket_start_s[k], stats->bucket_done_s[k] - stats->bucket_start_s[k], w->step, args);
     }
+    for (int k = 0; k < stats->n_stages && k < 2; k++)
+        rm_trace_event(&w->trace, k == 0 ? RM_TRACE_TID_BUCKETS : RM_TRACE_TID_NET, stats->stage_name[k], "reduce",
+                       stats->stage_start_s[k], stats->stage_s[k], w->step, NULL);
     if (stats->gather_s > 0) {
         snprintf(args, sizeof args, "\"bytes\":%ld", stats->gather_bytes);
-        rm_trace_event(&w->trace, RM_TRACE_TID_BUCKETS, "all-gather", "allgather", stats->gather_start_s,
-                       stats->gather_s, w->step, args);
+        /* hierarchical: the parameter slices between hosts */
+        rm_trace_event(&w->trace, stats->n_stages > 1 ? RM_TRACE_TID_NET : RM_TRACE_TID_BUCKETS, "all-gather",
+                       "allgather", stats->gather_start_s, stats->gather_s, w->step, args);
     }
 }
 
