@@ -536,8 +536,7 @@ static void attention_backward(rm_gpt_cpu *m, const rm_gpt_cpu_layer *a, const f
 
 /* Forward */
 
-/* Refuses a token id outside [0, vocab), naming it and where it is. */
-static int check_tokens(const int32_t *tokens, long n, long T, long vocab, const char *what, rm_error *err)
+int rm_gpt_check_tokens(const int32_t *tokens, long n, long T, long vocab, const char *what, rm_error *err)
 {
     for (long i = 0; i < n * T; i++)
         if (tokens[i] < 0 || tokens[i] >= vocab)
@@ -569,8 +568,8 @@ int rm_gpt_cpu_forward(rm_gpt_cpu *m, const float *params, const int32_t *inputs
     if (n < 1 || n > m->max_batch)
         return rm_fail(err, "gpt: forward on %ld sequences, but activations were sized for 1..%ld", n, m->max_batch);
     long T = g->context, C = g->dim, BT = n * T;
-    if (check_tokens(inputs, n, T, g->vocab, "input", err) != RM_OK ||
-        check_tokens(targets, n, T, g->vocab, "target", err) != RM_OK)
+    if (rm_gpt_check_tokens(inputs, n, T, g->vocab, "input", err) != RM_OK ||
+        rm_gpt_check_tokens(targets, n, T, g->vocab, "target", err) != RM_OK)
         return RM_ERR;
     m->n = 0; /* until this forward completes, there is nothing to differentiate */
     memcpy(m->inputs, inputs, (size_t)BT * sizeof(int32_t));

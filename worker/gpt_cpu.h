@@ -91,6 +91,11 @@ int rm_gpt_cpu_forward(rm_gpt_cpu *m, const float *params, const int32_t *inputs
 int rm_gpt_cpu_backward(rm_gpt_cpu *m, const float *params, float *grads, float grad_scale, int accumulate,
                         rm_grad_ready_fn ready, void *ready_ctx, rm_error *err);
 
+/* Refuses a token id outside [0, vocab) among n x T ids, naming it, `what`
+ * they are ("input", "target") and where it is. Both backends check their
+ * batches with it before any compute. */
+int rm_gpt_check_tokens(const int32_t *tokens, long n, long T, long vocab, const char *what, rm_error *err);
+
 /* The last forward's logits, n x T x padded_vocab (columns vocab.. are 0),
  * owned by m; valid until the next backward or forward. */
 const float *rm_gpt_cpu_logits(const rm_gpt_cpu *m);
