@@ -35,6 +35,24 @@ static float *carve(float *base, size_t *at, size_t count)
     return p;
 }
 
+void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, float *base, size_t *at)
+{
+    size_t BT = (size_t)max_batch * (size_t)g->context, C = (size_t)g->dim, T = (size_t)g->context;
+    a->ln1 = carve(base, at, BT * C);
+    a->ln1_mean = carve(base, at, BT);
+    a->ln1_rstd = carve(base, at, BT);
+    a->qkv = carve(base, at, BT * 3 * C);
+    a->att = carve(base, at, (size_t)max_batch * (size_t)g->heads * T * T);
+    a->atty = carve(base, at, BT * C);
+    a->res2 = carve(base, at, BT * C);
+    a->ln2 = carve(base, at, BT * C);
+    a->ln2_mean = carve(base, at, BT);
+    a->ln2_rstd = carve(base, at, BT);
+    a->fc_gelu = carve(base, at, BT * 4 * C);
+    a->gelu_d = carve(base, at, BT * 4 * C);
+    a->res3 = carve(base, at, BT * C);
+}
+
 /* Points every activation buffer into base (or only sizes them, base NULL);
  * returns the floats needed. */
 static size_t plan_buffers(rm_gpt_cpu *m, float *base)
@@ -43,22 +61,8 @@ static size_t plan_buffers(rm_gpt_cpu *m, float *base)
     size_t BT = (size_t)m->max_batch * (size_t)g->context, C = (size_t)g->dim, T = (size_t)g->context;
     size_t at = 0;
     m->encoded = carve(base, &at, BT * C);
-    for (int l = 0; l < g->layers; l++) {
-        rm_gpt_cpu_layer *a = &m->layer[l];
-        a->ln1 = carve(base, &at, BT * C);
-        a->ln1_mean = carve(base, &at, BT);
-        a->ln1_rstd = carve(base, &at, BT);
-        a->qkv = carve(base, &at, BT * 3 * C);
-        a->att = carve(base, &at, (size_t)m->max_batch * (size_t)g->heads * T * T);
-        a->atty = carve(base, &at, BT * C);
-        a->res2 = carve(base, &at, BT * C);
-        a->ln2 = carve(base, &at, BT * C);
-        a->ln2_mean = carve(base, &at, BT);
-        a->ln2_rstd = carve(base, &at, BT);
-        a->fc_gelu = carve(base, &at, BT * 4 * C);
-        a->gelu_d = carve(base, &at, BT * 4 * C);
-        a->res3 = carve(base, &at, BT * C);
-    }
+    for (int l = 0; l < g->layers; l++)
+        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, base, &at);
     m->lnf = carve(base, &at, BT * C);
     m->lnf_mean = carve(base, &at, BT);
     m->lnf_rstd = carve(base, &at, BT);

@@ -30,6 +30,11 @@ typedef struct rm_gpt_cpu_layer {
     float *res3;    /* the block's output [C] */
 } rm_gpt_cpu_layer;
 
+/* Points a's buffers, sized for max_batch sequences, into base from *at
+ * (in floats, each buffer 64-byte aligned when base is), advancing *at; with
+ * base NULL only counts. Both backends lay a layer out with it. */
+void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, float *base, size_t *at);
+
 typedef struct rm_gpt_cpu {
     rm_gpt_layout g;
     long max_batch;

@@ -1,7 +1,7 @@
 #include "gpt_gpu.h"
 
 #include "config.h"  /* enum rm_precision */
-#include "gpt_cpu.h" /* rm_gpt_check_tokens */
+#include "gpt_cpu.h" /* rm_gpt_check_tokens, rm_gpt_layer_carve */
 #include "gpu_check.h"
 #include "gpu_ops.h"
 
@@ -12,9 +12,8 @@
 
 /* Buffers */
 
-/* Hands out `count` floats at *at (rounded up to 64 floats, 256 bytes, so
- * every buffer is aligned as cuBLAS likes it), or just counts when base is
- * NULL. */
+/* Hands out `count` floats at *at (rounded up to 64 floats, 256 bytes),
+ * or just counts when base is NULL. */
 static float *carve(float *base, size_t *at, size_t count)
 {
     float *p = base ? base + *at : NULL;
@@ -23,30 +22,16 @@ static float *carve(float *base, size_t *at, size_t count)
 }
 
 /* Points every activation buffer into base (or only sizes them, base
- * NULL); returns the floats needed. */
+ * NULL); returns the floats needed. The layers are laid out as the CPU
+ * model lays out its own. */
 static size_t plan_buffers(rm_gpt_gpu *m, float *base)
 {
     const rm_gpt_layout *g = &m->g;
     size_t BT = (size_t)m->max_batch * (size_t)g->context, C = (size_t)g->dim, T = (size_t)g->context;
-    size_t NH = (size_t)g->heads;
     size_t at = 0;
     m->encoded = carve(base, &at, BT * C);
-    for (int l = 0; l < g->layers; l++) {
-        rm_gpt_gpu_layer *a = &m->layer[l];
-        a->ln1 = carve(base, &at, BT * C);
-        a->ln1_mean = carve(base, &at, BT);
-        a->ln1_rstd = carve(base, &at, BT);
-        a->qkv = carve(base, &at, BT * 3 * C);
-        a->att = carve(base, &at, (size_t)m->max_batch * NH * T * T);
-        a->atty = carve(base, &at, BT * C);
-        a->res2 = carve(base, &at, BT * C);
-        a->ln2 = carve(base, &at, BT * C);
-        a->ln2_mean = carve(base, &at, BT);
-        a->ln2_rstd = carve(base, &at, BT);
-        a->fc_gelu = carve(base, &at, BT * 4 * C);
-        a->gelu_d = carve(base, &at, BT * 4 * C);
-        a->res3 = carve(base, &at, BT * C);
-    }
+    for (int l = 0; l < g->layers; l++)
+        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, base, &at);
     m->lnf = carve(base, &at, BT * C);
     m->lnf_mean = carve(base, &at, BT);
     m->lnf_rstd = carve(base, &at, BT);
@@ -55,7 +40,7 @@ static size_t plan_buffers(rm_gpt_gpu *m, float *base)
     m->dres = carve(base, &at, BT * C);
     m->dc = carve(base, &at, BT * C);
     m->dqkv = carve(base, &at, BT * 3 * C);
-    m->datt = carve(base, &at, NH * T * T);
+    m->datt = carve(base, &at, (size_t)g->heads * T * T);
     return at;
 }
 
