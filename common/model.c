@@ -155,7 +155,7 @@ int rm_model_init(rm_model *m, const rm_config *cfg, const rm_dataset_facts *fac
     if (m->type == RM_MODEL_PLUGIN)
         return plugin_init(m, cfg, facts, err);
     m->data_format = m->type == RM_MODEL_GPT ? RM_DATA_TOKENS : RM_DATA_RECORDS;
-    m->devices = m->type == RM_MODEL_GPT ? 1u << RM_BACKEND_CPU : (1u << RM_BACKEND_CPU) | (1u << RM_BACKEND_GPU);
+    m->devices = (1u << RM_BACKEND_CPU) | (1u << RM_BACKEND_GPU);
     if (facts->data_format != m->data_format)
         return rm_fail(err, "model.type %s reads %s, but the dataset holds %s", m->name,
                        m->data_format == RM_DATA_TOKENS ? "token streams" : "labelled records",

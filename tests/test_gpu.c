@@ -2,7 +2,10 @@
  * formula, the MLP's products in fp32, tf32 and bf16 against mlp_cpu.c,
  * whole training steps (SGD and AdamW) against backend_cpu.c, checkpoints
  * moved between the two backends, the NCCL transport on one rank (plain
- * and ZeRO-1's sharded form), and ZeRO-1 on one worker (a no-op).
+ * and ZeRO-1's sharded form), and ZeRO-1 on one worker (a no-op); the GPT's
+ * loss and whole gradient against gpt_cpu.c (fp32, tf32), two GPU runs
+ * bit for bit, and GPT training steps (AdamW, per-tensor decay, clipping,
+ * gradient accumulation) against the CPU backend.
  *
  * Agreement is the relative error |gpu - cpu| / |cpu| over a whole tensor,
  * held under a threshold per precision: fp32 to float rounding, tf32 to its
@@ -13,6 +16,8 @@
  * does not survive fork); the ctest TIMEOUT bounds it. */
 #include "backend.h"
 #include "config.h"
+#include "gpt_cpu.h"
+#include "gpt_gpu.h"
 #include "gpu_ops.h"
 #include "grad_sync.h"
 #include "mlp_cpu.h"
@@ -181,9 +186,9 @@ START_TEST(bias_grad_matches_cpu)
         want[c] = (float)s;
     }
     float *ddz = to_device(dz, (size_t)(rows * cols) * 4), *ddb = to_device(NULL, (size_t)cols * 4);
-    CUDA_OK(rm_gpu_bias_grad(ddz, rows, cols, ddb, 0));
+    CUDA_OK(rm_gpu_bias_grad(ddz, rows, cols, ddb, 0, 0));
     from_device(got, ddb, sizeof got);
-    CUDA_OK(rm_gpu_bias_grad(ddz, rows, cols, ddb, 0));
+    CUDA_OK(rm_gpu_bias_grad(ddz, rows, cols, ddb, 0, 0));
     from_device(again, ddb, sizeof again);
     assert_agrees(got, want, cols, 1e-6, "bias_grad");
     ck_assert_msg(memcmp(got, again, sizeof got) == 0, "bias_grad is not deterministic");
@@ -301,11 +306,12 @@ START_TEST(optimizers_match_cpu)
         rm_optimizer_step(&cpu, w, g, lr, 0, n);
         CUDA_OK(cudaMemcpy(dg, g, (size_t)n * 4, cudaMemcpyHostToDevice));
         if (cfg.optimizer == RM_OPT_SGD) {
-            CUDA_OK(rm_gpu_sgd_momentum(dw, dg, dm, n, (float)lr, (float)cfg.momentum, (float)cfg.weight_decay, dw16, 0));
+            CUDA_OK(rm_gpu_sgd_momentum(dw, dg, dm, n, (float)lr, (float)cfg.momentum, (float)cfg.weight_decay, 1.0f, dw16,
+                                        0));
         } else {
             float c1 = (float)(1.0 / (1.0 - pow(cfg.beta1, step))), c2 = (float)(1.0 / sqrt(1.0 - pow(cfg.beta2, step)));
             CUDA_OK(rm_gpu_adamw(dw, dg, dm, dv, n, (float)lr, (float)cfg.beta1, (float)cfg.beta2, (float)cfg.eps,
-                                 (float)cfg.weight_decay, c1, c2, dw16, 0));
+                                 (float)cfg.weight_decay, c1, c2, 1.0f, dw16, 0));
         }
         free(g);
     }
@@ -691,6 +697,307 @@ START_TEST(nccl_sharded_transport_on_one_rank)
 }
 END_TEST
 
+/* --- GPT-2 against gpt_cpu.c --------------------------------------------- */
+
+#define GPT_LAYERS 2
+#define GPT_HEADS 4
+#define GPT_DIM 64
+#define GPT_CONTEXT 16
+#define GPT_VOCAB 100 /* padded to 128: the padding rows and columns are exercised */
+#define GPT_BATCH 3
+
+/* Gradient agreement per precision: fp32 to float rounding over a few
+ * thousand terms; tf32's 10-bit mantissa in every product. */
+static const double gpt_grad_tolerance[2] = {1e-4, 3e-2};
+
+static void gpt_layout(rm_gpt_layout *g)
+{
+    rm_error err;
+    ck_assert_msg(rm_gpt_layout_init(g, GPT_LAYERS, GPT_HEADS, GPT_DIM, GPT_CONTEXT, GPT_VOCAB, &err) == RM_OK, "%s",
+                  err.msg);
+}
+
+/* GPT-2's initialisation, then every real parameter moved a little, so the
+ * LayerNorm weights are not all 1 and the biases not all 0 (wte's padding
+ * rows stay 0, as training keeps them). */
+static float *gpt_params(const rm_gpt_layout *g, uint64_t seed)
+{
+    float *p = malloc((size_t)g->n_params * sizeof *p);
+    ck_assert_ptr_nonnull(p);
+    rm_gpt_init_params(g, seed, p);
+    long pad_lo = g->wte + g->vocab * g->dim, pad_hi = g->wte + g->padded_vocab * g->dim;
+    for (long i = 0; i < g->n_params; i++)
+        if (i < pad_lo || i >= pad_hi)
+            p[i] += (float)(0.05 * uniform(seed + 1, (uint64_t)i));
+    return p;
+}
+
+/* n sequences of tokens and their next tokens; every id in range, some
+ * repeated (the encoder's backward adds several positions into one row). */
+static void gpt_batch(uint64_t seed, int32_t *inputs, int32_t *targets, long n)
+{
+    for (long i = 0; i < n * GPT_CONTEXT; i++) {
+        inputs[i] = (int32_t)((uniform(seed, (uint64_t)i) * 0.5 + 0.5) * (GPT_VOCAB - 1));
+        targets[i] = (int32_t)((uniform(seed + 7, (uint64_t)i) * 0.5 + 0.5) * (GPT_VOCAB - 1));
+    }
+    inputs[0] = inputs[1] = inputs[GPT_CONTEXT] = 5; /* one token at several positions and sequences */
+}
+
+/* The offsets backward reports ready, in order. */
+typedef struct ready_log {
+    long offsets[RM_GPT_MAX_LAYERS + 4];
+    int n;
+} ready_log;
+
+static int log_ready(void *ctx, long offset, rm_error *err)
+{
+    (void)err;
+    ready_log *log = ctx;
+    if (log->n < (int)(sizeof log->offsets / sizeof log->offsets[0]))
+        log->offsets[log->n++] = offset;
+    return RM_OK;
+}
+
+/* GPU forward + backward of one batch into dgrads (device); the loss comes
+ * back through *loss. */
+static void gpt_gpu_pass(rm_gpt_gpu *m, const float *dparams, float *dgrads, const int32_t *in, const int32_t *tg,
+                         long n, float grad_scale, int accumulate, ready_log *log, double *loss)
+{
+    rm_error err;
+    size_t bytes = (size_t)n * GPT_CONTEXT * sizeof(int32_t);
+    int32_t *din = to_device(in, bytes), *dtg = to_device(tg, bytes);
+    ck_assert_msg(rm_gpt_gpu_forward(m, dparams, in, tg, din, dtg, n, 1, grad_scale, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_gpu_backward(m, dparams, dgrads, accumulate, log ? log_ready : NULL, log, &err) == RM_OK,
+                  "%s", err.msg);
+    from_device(loss, m->loss_sum, sizeof *loss);
+    cudaFree(din), cudaFree(dtg);
+}
+
+/* _i: precision (fp32, tf32). The loss and the whole gradient of a
+ * 2-layer GPT against the CPU's, written and then accumulated over a
+ * second batch; the ready offsets in the CPU's order. */
+START_TEST(gpt_matches_cpu)
+{
+    int precision = _i;
+    rm_gpt_layout g;
+    gpt_layout(&g);
+    rm_error err;
+    long n = GPT_BATCH, BT = n * GPT_CONTEXT;
+    float *params = gpt_params(&g, 11);
+    float *grads = malloc((size_t)g.n_params * 4), *got = malloc((size_t)g.n_params * 4);
+    int32_t in[GPT_BATCH * GPT_CONTEXT], tg[GPT_BATCH * GPT_CONTEXT], in2[GPT_BATCH * GPT_CONTEXT],
+        tg2[GPT_BATCH * GPT_CONTEXT];
+    gpt_batch(21, in, tg, n);
+    gpt_batch(22, in2, tg2, n);
+    float grad_scale = 1.0f / (float)BT;
+
+    rm_gpt_cpu cpu;
+    ck_assert_msg(rm_gpt_cpu_init(&cpu, &g, n, 1, &err) == RM_OK, "%s", err.msg);
+    double cpu_loss, cpu_loss2;
+    ready_log cpu_log = {0};
+    ck_assert_msg(rm_gpt_cpu_forward(&cpu, params, in, tg, n, &cpu_loss, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_cpu_backward(&cpu, params, grads, grad_scale, 0, log_ready, &cpu_log, &err) == RM_OK, "%s",
+                  err.msg);
+
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    CUDA_OK(cudaStreamCreate(&stream));
+    ck_assert_int_eq(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
+    ck_assert_int_eq(cublasSetStream(blas, stream), CUBLAS_STATUS_SUCCESS);
+    rm_gpt_gpu gpu;
+    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, precision, blas, stream, &err) == RM_OK, "%s", err.msg);
+    float *dp = to_device(params, (size_t)g.n_params * 4), *dg = to_device(NULL, (size_t)g.n_params * 4);
+    /* garbage where the gradient is written, not added: it must not show */
+    CUDA_OK(cudaMemset(dg, 0x7f, (size_t)g.n_params * 4));
+    double gpu_loss, gpu_loss2;
+    ready_log gpu_log = {0};
+    gpt_gpu_pass(&gpu, dp, dg, in, tg, n, grad_scale, 0, &gpu_log, &gpu_loss);
+    from_device(got, dg, (size_t)g.n_params * 4);
+
+    double loss_tol = precision == RM_PREC_FP32 ? 1e-5 : 5e-3, tol = gpt_grad_tolerance[precision];
+    ck_assert_msg(fabs(gpu_loss - cpu_loss) <= loss_tol * fabs(cpu_loss), "%s loss %.9g, cpu %.9g",
+                  precision_name[precision], gpu_loss, cpu_loss);
+    char what[64];
+    snprintf(what, sizeof what, "%s gpt gradient", precision_name[precision]);
+    assert_agrees(got, grads, g.n_params, tol, what);
+    /* tensor by tensor too: a small tensor's error would hide in the whole */
+    struct {
+        const char *name;
+        long offset, count;
+    } parts[] = {
+        {"wte", g.wte, g.vocab * g.dim},
+        {"wpe", g.wpe, g.context * g.dim},
+        {"block 0 ln1_w", g.block[0].ln1_w, g.dim},
+        {"block 0 qkv_w", g.block[0].qkv_w, 3 * g.dim * g.dim},
+        {"block 0 qkv_b", g.block[0].qkv_b, 3 * g.dim},
+        {"block 1 fc_w", g.block[1].fc_w, 4 * g.dim * g.dim},
+        {"block 1 fcproj_b", g.block[1].fcproj_b, g.dim},
+        {"lnf", g.lnf_w, 2 * g.dim},
+    };
+    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+        snprintf(what, sizeof what, "%s gpt gradient of %s", precision_name[precision], parts[k].name);
+        assert_agrees(got + parts[k].offset, grads + parts[k].offset, parts[k].count, 2 * tol, what);
+    }
+    for (long i = g.wte + g.vocab * g.dim; i < g.wte + g.padded_vocab * g.dim; i++)
+        ck_assert_msg(got[i] == 0.0f, "wte padding gradient [%ld] = %g, not 0", i, got[i]);
+    ck_assert_int_eq(gpu_log.n, cpu_log.n);
+    for (int k = 0; k < cpu_log.n; k++)
+        ck_assert_msg(gpu_log.offsets[k] == cpu_log.offsets[k], "ready call %d: offset %ld, cpu %ld", k,
+                      gpu_log.offsets[k], cpu_log.offsets[k]);
+
+    /* a second batch added onto the first (train.grad_accum) */
+    ck_assert_msg(rm_gpt_cpu_forward(&cpu, params, in2, tg2, n, &cpu_loss2, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_cpu_backward(&cpu, params, grads, grad_scale, 1, NULL, NULL, &err) == RM_OK, "%s", err.msg);
+    gpt_gpu_pass(&gpu, dp, dg, in2, tg2, n, grad_scale, 1, NULL, &gpu_loss2);
+    from_device(got, dg, (size_t)g.n_params * 4);
+    ck_assert_msg(fabs(gpu_loss2 - cpu_loss2) <= loss_tol * fabs(cpu_loss2), "second batch: loss %.9g, cpu %.9g",
+                  gpu_loss2, cpu_loss2);
+    snprintf(what, sizeof what, "%s gpt gradient, accumulated", precision_name[precision]);
+    assert_agrees(got, grads, g.n_params, tol, what);
+
+    /* a bad token id is refused before anything runs, by value and place */
+    int32_t bad[GPT_BATCH * GPT_CONTEXT];
+    memcpy(bad, in, sizeof bad);
+    bad[GPT_CONTEXT + 3] = GPT_VOCAB;
+    int32_t *dbad = to_device(bad, sizeof bad);
+    ck_assert_int_eq(rm_gpt_gpu_forward(&gpu, dp, bad, tg, dbad, dbad, n, 1, 1.0f, &err), RM_ERR);
+    ck_assert_msg(strstr(err.msg, "sequence 1, position 3") != NULL, "%s", err.msg);
+    ck_assert_int_eq(rm_gpt_gpu_backward(&gpu, dp, dg, 0, NULL, NULL, &err), RM_ERR);
+
+    rm_gpt_gpu_free(&gpu);
+    cublasDestroy(blas);
+    CUDA_OK(cudaStreamDestroy(stream));
+    rm_gpt_cpu_free(&cpu);
+    cudaFree(dp), cudaFree(dg), cudaFree(dbad);
+    free(params), free(grads), free(got);
+}
+END_TEST
+
+/* Two GPU runs of the same batch give the same loss and gradient bits: no
+ * atomics, fixed reduction orders (bf16 is refused). */
+START_TEST(gpt_gpu_is_deterministic)
+{
+    rm_gpt_layout g;
+    gpt_layout(&g);
+    rm_error err;
+    long n = GPT_BATCH;
+    float *params = gpt_params(&g, 12);
+    float *a = malloc((size_t)g.n_params * 4), *b = malloc((size_t)g.n_params * 4);
+    int32_t in[GPT_BATCH * GPT_CONTEXT], tg[GPT_BATCH * GPT_CONTEXT];
+    gpt_batch(31, in, tg, n);
+    cublasHandle_t blas;
+    ck_assert_int_eq(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
+    rm_gpt_gpu gpu;
+    ck_assert_int_eq(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_BF16, blas, 0, &err), RM_ERR);
+    ck_assert_msg(strstr(err.msg, "bf16") != NULL, "%s", err.msg);
+    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_FP32, blas, 0, &err) == RM_OK, "%s", err.msg);
+    float *dp = to_device(params, (size_t)g.n_params * 4), *dg = to_device(NULL, (size_t)g.n_params * 4);
+    double l1, l2;
+    gpt_gpu_pass(&gpu, dp, dg, in, tg, n, 0.01f, 0, NULL, &l1);
+    from_device(a, dg, (size_t)g.n_params * 4);
+    gpt_gpu_pass(&gpu, dp, dg, in, tg, n, 0.01f, 0, NULL, &l2);
+    from_device(b, dg, (size_t)g.n_params * 4);
+    ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0, "loss %.17g then %.17g", l1, l2);
+    ck_assert_msg(memcmp(a, b, (size_t)g.n_params * 4) == 0, "two runs gave different gradient bits");
+    rm_gpt_gpu_free(&gpu);
+    cublasDestroy(blas);
+    cudaFree(dp), cudaFree(dg);
+    free(params), free(a), free(b);
+}
+END_TEST
+
+static rm_backend *make_gpt_backend(int gpu, const rm_config *cfg, long max_batch)
+{
+    rm_error err;
+    rm_dataset_facts facts = {.data_format = RM_DATA_TOKENS, .vocab = GPT_VOCAB, .eot = 0};
+    rm_model *m = &backend_models[gpu];
+    rm_model_free(m);
+    ck_assert_msg(rm_model_init(m, cfg, &facts, &err) == RM_OK, "%s", err.msg);
+    ck_assert(rm_model_runs_on(m, RM_BACKEND_GPU));
+    rm_backend *b = gpu ? rm_backend_gpu_create(m, cfg, max_batch, MPI_COMM_SELF, NULL, NULL, 1.0, &err)
+                        : rm_backend_cpu_create(m, cfg, max_batch, MPI_COMM_SELF, NULL, NULL, 1.0, &err);
+    ck_assert_msg(b != NULL, "%s backend: %s", gpu ? "gpu" : "cpu", err.msg);
+    return b;
+}
+
+/* _i: precision (fp32, tf32) x grad_accum (1, 2). Three AdamW steps of the
+ * GPT on both backends from the same initial weights, with weight decay
+ * (matrices only: the model's table says which) and a clip that binds:
+ * the weights after them and an evaluation agree. */
+START_TEST(gpt_training_steps_match_cpu)
+{
+    int precision = _i / 2;
+    long accum = _i % 2 ? 2 : 1, n = 4;
+    rm_config cfg;
+    rm_config_defaults(&cfg);
+    cfg.model_type = RM_MODEL_GPT;
+    cfg.model_layers = GPT_LAYERS;
+    cfg.model_heads = GPT_HEADS;
+    cfg.model_dim = GPT_DIM;
+    cfg.model_context = GPT_CONTEXT;
+    cfg.optimizer = RM_OPT_ADAMW;
+    cfg.precision = precision;
+    cfg.lr = 1e-3;
+    cfg.weight_decay = 0.1;
+    cfg.grad_clip = 0.01;
+    cfg.grad_accum = accum;
+    rm_config cpu_cfg = cfg;
+    cpu_cfg.precision = RM_PREC_FP32;
+    rm_backend *cpu = make_gpt_backend(0, &cpu_cfg, n), *gpu = make_gpt_backend(1, &cfg, n);
+    long np = backend_models[1].n_params;
+    float *pc = malloc((size_t)np * 4), *pg = malloc((size_t)np * 4);
+    rm_error err;
+    ck_assert_msg(gpu->read_params(gpu, pg, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(cpu->read_params(cpu, pc, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(memcmp(pc, pg, (size_t)np * 4) == 0, "initial weights differ between the backends");
+    int32_t in[4 * GPT_CONTEXT], tg[4 * GPT_CONTEXT];
+    /* after the first step the weights differ as said below, so the loss
+     * does too, a little */
+    double tol = precision == RM_PREC_FP32 ? 1e-4 : 5e-3;
+    for (int step = 0; step < 3; step++) {
+        gpt_batch(40 + (uint64_t)step, in, tg, n);
+        rm_step_stats sc, sg;
+        memset(&sc, 0, sizeof sc);
+        memset(&sg, 0, sizeof sg);
+        float scale = 1.0f / (float)(n * GPT_CONTEXT);
+        ck_assert_msg(cpu->backward(cpu, in, tg, n, scale, 0, &sc, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(cpu->reduce(cpu, &sc, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(cpu->update(cpu, cfg.lr, &sc, &err) == RM_OK, "%s", err.msg);
+        if (step == 1)
+            ck_assert_msg(gpu->prefetch(gpu, in, tg, n, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(gpu->backward(gpu, in, tg, n, scale, 0, &sg, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(gpu->reduce(gpu, &sg, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(gpu->update(gpu, cfg.lr, &sg, &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(fabs(sg.loss_sum - sc.loss_sum) <= tol * fabs(sc.loss_sum), "step %d: loss %.9g, cpu %.9g", step,
+                      sg.loss_sum, sc.loss_sum);
+        ck_assert_msg(fabs(sg.grad_norm - sc.grad_norm) <= 10 * tol * sc.grad_norm, "step %d: norm %.9g, cpu %.9g",
+                      step, sg.grad_norm, sc.grad_norm);
+        ck_assert_msg(sc.grad_norm > cfg.grad_clip, "step %d: the clip does not bind (norm %g)", step, sc.grad_norm);
+    }
+    ck_assert_msg(gpu->read_params(gpu, pg, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(cpu->read_params(cpu, pc, &err) == RM_OK, "%s", err.msg);
+    char what[80];
+    snprintf(what, sizeof what, "%s gpt weights after 3 AdamW steps, grad_accum %ld", precision_name[precision], accum);
+    /* AdamW's first steps move each weight by about lr whatever the
+     * gradient's size, so a near-zero gradient whose sign differs by
+     * rounding moves its weight 2 lr apart: looser than one product. */
+    assert_agrees(pg, pc, np, precision == RM_PREC_FP32 ? 3e-4 : 1e-2, what);
+    /* the LayerNorm weights do not decay: still near 1 on both */
+    const rm_param_tensor *ln = rm_model_tensor(&backend_models[1], "transformer.h.0.ln_1.weight");
+    ck_assert_ptr_nonnull(ln);
+    assert_agrees(pg + ln->offset, pc + ln->offset, ln->numel, precision == RM_PREC_FP32 ? 3e-4 : 1e-2,
+                  "ln_1.weight");
+    double loss_c, loss_g;
+    long correct_c, correct_g;
+    ck_assert_msg(cpu->evaluate(cpu, in, tg, n, &loss_c, &correct_c, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(gpu->evaluate(gpu, in, tg, n, &loss_g, &correct_g, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(fabs(loss_g - loss_c) <= 2 * tol * fabs(loss_c), "evaluate: loss %.9g, cpu %.9g", loss_g, loss_c);
+    gpu->destroy(gpu);
+    cpu->destroy(cpu);
+    free(pc), free(pg);
+}
+END_TEST
+
 static Suite *gpu_suite(void)
 {
     Suite *s = suite_create("gpu");
@@ -710,6 +1017,11 @@ static Suite *gpu_suite(void)
     tcase_add_loop_test(steps, zero_on_one_worker_is_plain_data_parallel, 0, 3);
     tcase_add_test(steps, nccl_sharded_transport_on_one_rank);
     suite_add_tcase(s, steps);
+    TCase *gpt = tcase_create("gpt");
+    tcase_add_loop_test(gpt, gpt_matches_cpu, 0, 2);
+    tcase_add_test(gpt, gpt_gpu_is_deterministic);
+    tcase_add_loop_test(gpt, gpt_training_steps_match_cpu, 0, 4);
+    suite_add_tcase(s, gpt);
     return s;
 }
 

@@ -35,6 +35,24 @@ static float *carve(float *base, size_t *at, size_t count)
     return p;
 }
 
+void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, float *base, size_t *at)
+{
+    size_t BT = (size_t)max_batch * (size_t)g->context, C = (size_t)g->dim, T = (size_t)g->context;
+    a->ln1 = carve(base, at, BT * C);
+    a->ln1_mean = carve(base, at, BT);
+    a->ln1_rstd = carve(base, at, BT);
+    a->qkv = carve(base, at, BT * 3 * C);
+    a->att = carve(base, at, (size_t)max_batch * (size_t)g->heads * T * T);
+    a->atty = carve(base, at, BT * C);
+    a->res2 = carve(base, at, BT * C);
+    a->ln2 = carve(base, at, BT * C);
+    a->ln2_mean = carve(base, at, BT);
+    a->ln2_rstd = carve(base, at, BT);
+    a->fc_gelu = carve(base, at, BT * 4 * C);
+    a->gelu_d = carve(base, at, BT * 4 * C);
+    a->res3 = carve(base, at, BT * C);
+}
+
 /* Points every activation buffer into base (or only sizes them, base NULL);
  * returns the floats needed. */
 static size_t plan_buffers(rm_gpt_cpu *m, float *base)
@@ -43,22 +61,8 @@ static size_t plan_buffers(rm_gpt_cpu *m, float *base)
     size_t BT = (size_t)m->max_batch * (size_t)g->context, C = (size_t)g->dim, T = (size_t)g->context;
     size_t at = 0;
     m->encoded = carve(base, &at, BT * C);
-    for (int l = 0; l < g->layers; l++) {
-        rm_gpt_cpu_layer *a = &m->layer[l];
-        a->ln1 = carve(base, &at, BT * C);
-        a->ln1_mean = carve(base, &at, BT);
-        a->ln1_rstd = carve(base, &at, BT);
-        a->qkv = carve(base, &at, BT * 3 * C);
-        a->att = carve(base, &at, (size_t)m->max_batch * (size_t)g->heads * T * T);
-        a->atty = carve(base, &at, BT * C);
-        a->res2 = carve(base, &at, BT * C);
-        a->ln2 = carve(base, &at, BT * C);
-        a->ln2_mean = carve(base, &at, BT);
-        a->ln2_rstd = carve(base, &at, BT);
-        a->fc_gelu = carve(base, &at, BT * 4 * C);
-        a->gelu_d = carve(base, &at, BT * 4 * C);
-        a->res3 = carve(base, &at, BT * C);
-    }
+    for (int l = 0; l < g->layers; l++)
+        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, base, &at);
     m->lnf = carve(base, &at, BT * C);
     m->lnf_mean = carve(base, &at, BT);
     m->lnf_rstd = carve(base, &at, BT);
@@ -536,8 +540,7 @@ static void attention_backward(rm_gpt_cpu *m, const rm_gpt_cpu_layer *a, const f
 
 /* Forward */
 
-/* Refuses a token id outside [0, vocab), naming it and where it is. */
-static int check_tokens(const int32_t *tokens, long n, long T, long vocab, const char *what, rm_error *err)
+int rm_gpt_check_tokens(const int32_t *tokens, long n, long T, long vocab, const char *what, rm_error *err)
 {
     for (long i = 0; i < n * T; i++)
         if (tokens[i] < 0 || tokens[i] >= vocab)
@@ -569,8 +572,8 @@ int rm_gpt_cpu_forward(rm_gpt_cpu *m, const float *params, const int32_t *inputs
     if (n < 1 || n > m->max_batch)
         return rm_fail(err, "gpt: forward on %ld sequences, but activations were sized for 1..%ld", n, m->max_batch);
     long T = g->context, C = g->dim, BT = n * T;
-    if (check_tokens(inputs, n, T, g->vocab, "input", err) != RM_OK ||
-        check_tokens(targets, n, T, g->vocab, "target", err) != RM_OK)
+    if (rm_gpt_check_tokens(inputs, n, T, g->vocab, "input", err) != RM_OK ||
+        rm_gpt_check_tokens(targets, n, T, g->vocab, "target", err) != RM_OK)
         return RM_ERR;
     m->n = 0; /* until this forward completes, there is nothing to differentiate */
     memcpy(m->inputs, inputs, (size_t)BT * sizeof(int32_t));

@@ -30,6 +30,11 @@ typedef struct rm_gpt_cpu_layer {
     float *res3;    /* the block's output [C] */
 } rm_gpt_cpu_layer;
 
+/* Points a's buffers, sized for max_batch sequences, into base from *at
+ * (in floats, each buffer 64-byte aligned when base is), advancing *at; with
+ * base NULL only counts. Both backends lay a layer out with it. */
+void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, float *base, size_t *at);
+
 typedef struct rm_gpt_cpu {
     rm_gpt_layout g;
     long max_batch;
@@ -90,6 +95,11 @@ int rm_gpt_cpu_forward(rm_gpt_cpu *m, const float *params, const int32_t *inputs
  * with their gradient. */
 int rm_gpt_cpu_backward(rm_gpt_cpu *m, const float *params, float *grads, float grad_scale, int accumulate,
                         rm_grad_ready_fn ready, void *ready_ctx, rm_error *err);
+
+/* Refuses a token id outside [0, vocab) among n x T ids, naming it, `what`
+ * they are ("input", "target") and where it is. Both backends check their
+ * batches with it before any compute. */
+int rm_gpt_check_tokens(const int32_t *tokens, long n, long T, long vocab, const char *what, rm_error *err);
 
 /* The last forward's logits, n x T x padded_vocab (columns vocab.. are 0),
  * owned by m; valid until the next backward or forward. */

@@ -13,7 +13,14 @@ refused() { # refused NAME TEXT ringmaster-args...: exits non-zero and says TEXT
 sed 's/heads: 2/heads: 3/' "$WORK/job.yaml" >"$WORK/heads.yaml"
 refused heads "heads.yaml:1:" validate "$WORK/heads.yaml"
 expect_in "$WORK/heads.log" "model.dim 32 does not divide into 3 heads"
-refused gpu "model.type gpt runs on the cpu backend only" validate "$WORK/job.yaml" --set launch.backend=gpu
+refused gpu_bf16 "train.precision bf16 is not implemented for model.type gpt" validate "$WORK/job.yaml" \
+  --set launch.backend=gpu --set train.precision=bf16
+expect_in "$WORK/gpu_bf16.log" "train.precision"
+# the GPU backend takes the GPT in fp32 and tf32 (validation needs no device)
+for p in fp32 tf32; do
+  "$RM" validate "$WORK/job.yaml" --set launch.backend=gpu --set train.precision=$p >"$WORK/gpu_$p.log" 2>&1 ||
+    { cat "$WORK/gpu_$p.log"; fail "gpt on launch.backend gpu, train.precision $p: refused"; }
+done
 refused mlp_on_tokens "holds token streams (model.type: gpt trains on them)" validate "$WORK/job.yaml" \
   --set model.type=mlp
 refused long_context "model.context" validate "$WORK/job.yaml" --set model.context=1000000

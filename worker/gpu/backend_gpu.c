@@ -1,7 +1,13 @@
-/* The GPU backend: one CUDA device per worker, the MLP on cuBLAS and the
- * kernels of gpu_ops.h (mlp_gpu.c), gradients summed by NCCL bucket by
- * bucket while backward runs (grad_sync.c over nccl_transport.c), the
- * optimizer fused into one kernel per step.
+/* The GPU backend: one CUDA device per worker, the model's GPU table
+ * (model_gpu.h: the MLP in mlp_gpu.c, GPT-2 in gpt_gpu.c) on cuBLAS and the
+ * kernels of gpu_ops.h, gradients summed by NCCL bucket by bucket while
+ * backward runs (grad_sync.c over nccl_transport.c), the optimizer fused
+ * into one kernel per step.
+ *
+ * train.grad_accum K (models whose table accumulates): backward runs K
+ * micro-steps of n / K samples, adding into the gradient; only the last
+ * one starts buckets, so they overlap its backward and the gradient is
+ * reduced once per step, as in the CPU backend.
  *
  * Three streams: compute (forward, backward, optimizer), copy (batches to
  * the device) and the NCCL transport's communication stream; events order
@@ -29,12 +35,12 @@
 #include "gpu_device.h"
 #include "gpu_ops.h"
 #include "grad_sync.h"
-#include "mlp_cpu.h"
-#include "mlp_gpu.h"
+#include "model_gpu.h"
 #include "model_init.h"
 #include "log.h"
 #include "mpi_check.h"
 #include "nccl_transport.h"
+#include "optimizer.h" /* rm_optimizer_clip_factor */
 #include "timer.h"
 #include "zero_slice.h"
 
@@ -44,12 +50,15 @@
 #include <time.h>
 
 /* A batch's way to the device: pinned host buffer -> copy stream -> device
- * buffer, two slots so the next batch's copy overlaps this step's compute. */
+ * buffer, two slots so the next batch's copy overlaps this step's compute.
+ * Sized by the model's input_bytes and target_bytes per sample, copied as
+ * bytes (float features, label bytes, int32 token ids alike). */
 typedef struct input_slot {
-    float *host_x; /* pinned, max_batch x input_dim */
-    uint8_t *host_labels;
-    float *dev_x;
-    uint8_t *dev_labels;
+    void *host_input; /* pinned, max_batch x input_bytes */
+    void *host_target;
+    void *dev_input;
+    void *dev_target;
+    const void *input_at; /* where the batch's input is on the host: host_input or the caller's pinned buffer */
     cudaEvent_t ready; /* recorded on the copy stream after the copy */
     cudaEvent_t freed; /* recorded on the compute stream after its last read */
 } input_slot;
@@ -62,19 +71,24 @@ typedef struct pinned_range {
     size_t bytes;
 } pinned_range;
 
-/* Numbers the host reads back, in one pinned block. */
+/* Numbers the host reads back, in one pinned block: the loss and correct
+ * count of each micro-step (grad_accum of them), and the gradient's sum of
+ * squares. */
 typedef struct host_results {
-    double loss;
-    long long correct;
+    double *loss;
+    long long *correct;
     double sumsq;
 } host_results;
 
 typedef struct gpu_backend {
     rm_backend base;
-    rm_model_shape shape;
     const rm_model *model; /* not owned: the worker's, outlives the backend */
+    const rm_model_gpu_ops *ops;
+    void *impl; /* the model's device buffers */
+    long n_params;
+    long grad_accum;
     int precision, optimizer;
-    double momentum, beta1, beta2, eps, weight_decay;
+    double momentum, beta1, beta2, eps, weight_decay, grad_clip;
     long opt_steps;
     long max_batch;
     int device, rank, world;
@@ -86,7 +100,6 @@ typedef struct gpu_backend {
     long lo, hi;           /* the slice this worker updates: all of it unless sharded */
     int sharded;           /* ZeRO-1 over more than one worker */
     void *params16;                /* bf16 copy of params (bf16 only) */
-    rm_mlp_gpu mlp;
 
     input_slot slots[2];
     int next_slot;
@@ -94,12 +107,12 @@ typedef struct gpu_backend {
     int n_pinned;
     int staged; /* a prefetched batch waits in staged_slot */
     int staged_slot;
-    const float *staged_x;
-    const uint8_t *staged_labels;
+    const void *staged_input, *staged_target;
     long staged_n;
 
     double *dev_partial, *dev_sumsq;
-    host_results *results; /* pinned */
+    host_results results; /* loss, correct: pinned, grad_accum each */
+    double *host_sumsq;   /* pinned */
     cudaEvent_t compute_done, results_ready;
     double backward_t0;
 
@@ -173,7 +186,7 @@ static void gpu_pin_host(rm_backend *b, void *ptr, size_t bytes)
  * the loader leaves it untouched until the step that uses it is over, and
  * that step waits for the copy. Anything else goes through the slot's
  * pinned buffer. */
-static int stage(gpu_backend *gb, const float *x, const uint8_t *labels, long n, int *slot_out, rm_error *err)
+static int stage(gpu_backend *gb, const void *input, const void *target, long n, int *slot_out, rm_error *err)
 {
     if (n < 1 || n > gb->max_batch)
         return rm_fail(err, "batch of %ld samples: the GPU backend was sized for 1 to %ld", n, gb->max_batch);
@@ -182,20 +195,22 @@ static int stage(gpu_backend *gb, const float *x, const uint8_t *labels, long n,
     if (gb->staged && gb->staged_slot == k)
         gb->staged = 0; /* about to be overwritten */
     input_slot *s = &gb->slots[k];
-    size_t x_bytes = (size_t)n * (size_t)gb->shape.dims[0] * sizeof(float);
+    size_t in_bytes = (size_t)n * (size_t)gb->model->input_bytes;
+    size_t tg_bytes = (size_t)n * (size_t)gb->model->target_bytes;
     /* The pinned buffer is refilled only after its previous copy is done;
      * that was two batches ago, so this rarely waits. */
     RM_CUDA_CHECK(cudaEventSynchronize(s->ready), err);
-    const float *src = x;
-    if (!is_pinned(gb, x, x_bytes)) {
-        memcpy(s->host_x, x, x_bytes);
-        src = s->host_x;
+    const void *src = input;
+    if (!is_pinned(gb, input, in_bytes)) {
+        memcpy(s->host_input, input, in_bytes);
+        src = s->host_input;
     }
-    memcpy(s->host_labels, labels, (size_t)n);
+    s->input_at = src;
+    memcpy(s->host_target, target, tg_bytes);
     /* The device buffer is overwritten only after the compute that read it. */
     RM_CUDA_CHECK(cudaStreamWaitEvent(gb->copy, s->freed, 0), err);
-    RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_x, src, x_bytes, cudaMemcpyHostToDevice, gb->copy), err);
-    RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_labels, s->host_labels, (size_t)n, cudaMemcpyHostToDevice, gb->copy), err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_input, src, in_bytes, cudaMemcpyHostToDevice, gb->copy), err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(s->dev_target, s->host_target, tg_bytes, cudaMemcpyHostToDevice, gb->copy), err);
     RM_CUDA_CHECK(cudaEventRecord(s->ready, gb->copy), err);
     *slot_out = k;
     return RM_OK;
@@ -203,12 +218,12 @@ static int stage(gpu_backend *gb, const float *x, const uint8_t *labels, long n,
 
 /* The slot holding this batch (prefetched, or staged now), with the compute
  * stream ordered after its copy. */
-static int take_input(gpu_backend *gb, const float *x, const uint8_t *labels, long n, int *slot, rm_error *err)
+static int take_input(gpu_backend *gb, const void *input, const void *target, long n, int *slot, rm_error *err)
 {
-    if (gb->staged && gb->staged_x == x && gb->staged_labels == labels && gb->staged_n == n) {
+    if (gb->staged && gb->staged_input == input && gb->staged_target == target && gb->staged_n == n) {
         *slot = gb->staged_slot;
         gb->staged = 0;
-    } else if (stage(gb, x, labels, n, slot, err) != RM_OK) {
+    } else if (stage(gb, input, target, n, slot, err) != RM_OK) {
         return RM_ERR;
     }
     RM_CUDA_CHECK(cudaStreamWaitEvent(gb->compute, gb->slots[*slot].ready, 0), err);
@@ -217,16 +232,14 @@ static int take_input(gpu_backend *gb, const float *x, const uint8_t *labels, lo
 
 static int gpu_prefetch(rm_backend *b, const void *input, const void *target, long n, rm_error *err)
 {
-    const float *x = input;
-    const uint8_t *labels = target;
     gpu_backend *gb = (gpu_backend *)b;
     int slot;
-    if (stage(gb, x, labels, n, &slot, err) != RM_OK)
+    if (stage(gb, input, target, n, &slot, err) != RM_OK)
         return RM_ERR;
     gb->staged = 1;
     gb->staged_slot = slot;
-    gb->staged_x = x;
-    gb->staged_labels = labels;
+    gb->staged_input = input;
+    gb->staged_target = target;
     gb->staged_n = n;
     return RM_OK;
 }
@@ -236,26 +249,58 @@ static int grad_ready(void *ctx, long offset, rm_error *err)
     return rm_grad_sync_ready_from(ctx, offset, err);
 }
 
+/* Enqueues the copy of the last forward's loss and correct count into
+ * micro-step k's place in the pinned results. */
+static int copy_results(gpu_backend *gb, long k, rm_error *err)
+{
+    const double *loss;
+    const long long *correct;
+    gb->ops->results(gb->impl, &loss, &correct);
+    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results.loss[k], loss, sizeof(double), cudaMemcpyDeviceToHost, gb->compute),
+                  err);
+    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results.correct[k], correct, sizeof(long long), cudaMemcpyDeviceToHost,
+                                  gb->compute),
+                  err);
+    return RM_OK;
+}
+
+/* The slot's batch, samples [at, at + m): host and device addresses. */
+static void slot_part(const gpu_backend *gb, const input_slot *s, long at, const void **host_in,
+                      const void **host_tg, const void **dev_in, const void **dev_tg)
+{
+    size_t in_off = (size_t)at * (size_t)gb->model->input_bytes, tg_off = (size_t)at * (size_t)gb->model->target_bytes;
+    *host_in = (const char *)s->input_at + in_off;
+    *host_tg = (const char *)s->host_target + tg_off;
+    *dev_in = (const char *)s->dev_input + in_off;
+    *dev_tg = (const char *)s->dev_target + tg_off;
+}
+
 static int gpu_backward(rm_backend *b, const void *input, const void *target, long n, float grad_scale, int poison,
                         rm_step_stats *stats, rm_error *err)
 {
     gpu_backend *gb = (gpu_backend *)b;
+    (void)stats;
+    if (n % gb->grad_accum != 0)
+        return rm_fail(err, "a batch of %ld samples does not split into %ld micro-steps (train.grad_accum)", n,
+                       gb->grad_accum);
     gb->backward_t0 = rm_now_s();
     int slot;
     if (take_input(gb, input, target, n, &slot, err) != RM_OK)
         return RM_ERR;
     input_slot *s = &gb->slots[slot];
-    if (rm_mlp_gpu_forward(&gb->mlp, gb->params, gb->params16, s->dev_x, s->dev_labels, n, 1,
-                           poison ? NAN : grad_scale, err) != RM_OK ||
-        rm_mlp_gpu_backward(&gb->mlp, gb->params, gb->params16, gb->grads, n, grad_ready, &gb->sync, err) != RM_OK)
-        return RM_ERR;
+    long micro = n / gb->grad_accum;
+    for (long k = 0; k < gb->grad_accum; k++) {
+        int last = k == gb->grad_accum - 1;
+        const void *hi, *ht, *di, *dt;
+        slot_part(gb, s, k * micro, &hi, &ht, &di, &dt);
+        if (gb->ops->forward(gb->impl, gb->params, gb->params16, hi, ht, di, dt, micro, 1, poison ? NAN : grad_scale,
+                             err) != RM_OK ||
+            copy_results(gb, k, err) != RM_OK ||
+            gb->ops->backward(gb->impl, gb->params, gb->params16, gb->grads, k > 0, last ? grad_ready : NULL,
+                              &gb->sync, err) != RM_OK)
+            return RM_ERR;
+    }
     RM_CUDA_CHECK(cudaEventRecord(s->freed, gb->compute), err);
-    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->loss, gb->mlp.loss_sum, sizeof(double), cudaMemcpyDeviceToHost,
-                                  gb->compute),
-                  err);
-    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->correct, gb->mlp.correct, sizeof(long long), cudaMemcpyDeviceToHost,
-                                  gb->compute),
-                  err);
     RM_CUDA_CHECK(cudaEventRecord(gb->compute_done, gb->compute), err);
     return RM_OK;
 }
@@ -287,40 +332,78 @@ static int gpu_reduce(rm_backend *b, rm_step_stats *stats, rm_error *err)
     RM_CUDA_CHECK(rm_gpu_sumsq(gb->grads + gb->lo, gb->hi - gb->lo, gb->dev_partial, gb->dev_sumsq, gb->compute), err);
     if (gb->sharded && rm_nccl_sum_double(&gb->nccl, gb->dev_sumsq, err) != RM_OK)
         return RM_ERR;
-    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->sumsq, gb->dev_sumsq, sizeof(double), cudaMemcpyDeviceToHost,
+    RM_CUDA_CHECK(cudaMemcpyAsync(gb->host_sumsq, gb->dev_sumsq, sizeof(double), cudaMemcpyDeviceToHost,
                                   gb->compute),
                   err);
     if (wait_compute(gb, err) != RM_OK)
         return RM_ERR;
-    stats->loss_sum = gb->results->loss;
-    stats->correct = (long)gb->results->correct;
-    stats->grad_norm = sqrt(gb->results->sumsq);
+    stats->loss_sum = 0;
+    stats->correct = 0;
+    for (long k = 0; k < gb->grad_accum; k++) {
+        stats->loss_sum += gb->results.loss[k];
+        stats->correct += (long)gb->results.correct[k];
+    }
+    stats->grad_norm = sqrt(*gb->host_sumsq);
+    return RM_OK;
+}
+
+/* One optimizer kernel over [lo, hi), whose parameters all decay or all
+ * do not. */
+static int update_segment(gpu_backend *gb, long lo, long hi, int decay, float lr, float gm, rm_error *err)
+{
+    long n = hi - lo;
+    float *w = gb->params + lo;
+    const float *g = gb->grads + lo;
+    float *m = gb->m + (lo - gb->lo), *v = gb->v ? gb->v + (lo - gb->lo) : NULL; /* the moments start at gb->lo */
+    float wd = decay ? (float)gb->weight_decay : 0.0f;
+    /* bf16 elements are two bytes */
+    void *w16 = gb->precision == RM_PREC_BF16 ? (char *)gb->params16 + 2 * lo : NULL;
+    if (gb->optimizer == RM_OPT_SGD) {
+        RM_CUDA_CHECK(rm_gpu_sgd_momentum(w, g, m, n, lr, (float)gb->momentum, wd, gm, w16, gb->compute), err);
+    } else {
+        /* Bias corrections as worker/optimizer.c computes them. */
+        float c1 = (float)(1.0 / (1.0 - pow(gb->beta1, (double)gb->opt_steps)));
+        float c2 = (float)(1.0 / sqrt(1.0 - pow(gb->beta2, (double)gb->opt_steps)));
+        RM_CUDA_CHECK(rm_gpu_adamw(w, g, m, v, n, lr, (float)gb->beta1, (float)gb->beta2, (float)gb->eps, wd, c1, c2,
+                                   gm, w16, gb->compute),
+                      err);
+    }
     return RM_OK;
 }
 
 /* Enqueues one optimizer step; nothing waits for it, so the device runs it
  * while the host reports the step and fetches the next batch (its device
- * time shows in the next step's compute_s). */
-static int enqueue_update(gpu_backend *gb, double lr, rm_error *err)
+ * time shows in the next step's compute_s). Weight decay follows each
+ * tensor's flag in the model's table, as worker/optimizer.c applies it: one
+ * kernel per run of tensors with one setting, cut to this worker's slice.
+ * grad_norm: the step's global gradient norm, for train.grad_clip. */
+static int enqueue_update(gpu_backend *gb, double lr, double grad_norm, rm_error *err)
 {
     gb->opt_steps++;
-    long n = gb->hi - gb->lo;
-    float *w = gb->params + gb->lo;
-    const float *g = gb->grads + gb->lo;
-    /* bf16 elements are two bytes */
-    void *w16 = gb->precision == RM_PREC_BF16 ? (char *)gb->params16 + 2 * gb->lo : NULL;
-    if (gb->optimizer == RM_OPT_SGD) {
-        RM_CUDA_CHECK(rm_gpu_sgd_momentum(w, g, gb->m, n, (float)lr, (float)gb->momentum,
-                                          (float)gb->weight_decay, w16, gb->compute),
-                      err);
-    } else {
-        /* Bias corrections as worker/optimizer.c computes them. */
-        float c1 = (float)(1.0 / (1.0 - pow(gb->beta1, (double)gb->opt_steps)));
-        float c2 = (float)(1.0 / sqrt(1.0 - pow(gb->beta2, (double)gb->opt_steps)));
-        RM_CUDA_CHECK(rm_gpu_adamw(w, g, gb->m, gb->v, n, (float)lr, (float)gb->beta1,
-                                   (float)gb->beta2, (float)gb->eps, (float)gb->weight_decay, c1, c2, w16,
-                                   gb->compute),
-                      err);
+    float gm = rm_optimizer_clip_factor(gb->grad_clip, grad_norm);
+    const rm_model *model = gb->model;
+    long run_lo = -1, run_hi = -1;
+    int run_decay = 0;
+    for (int t = 0; t <= model->n_tensors; t++) {
+        long lo = 0, hi = 0;
+        int decay = 0;
+        if (t < model->n_tensors) {
+            const rm_param_tensor *pt = &model->tensors[t];
+            lo = pt->offset > gb->lo ? pt->offset : gb->lo;
+            hi = pt->offset + pt->numel < gb->hi ? pt->offset + pt->numel : gb->hi;
+            decay = pt->decay != 0;
+            if (lo >= hi)
+                continue; /* outside the slice */
+            if (run_lo >= 0 && decay == run_decay && lo == run_hi) {
+                run_hi = hi;
+                continue;
+            }
+        }
+        if (run_lo >= 0 && update_segment(gb, run_lo, run_hi, run_decay, (float)lr, gm, err) != RM_OK)
+            return RM_ERR;
+        run_lo = lo;
+        run_hi = hi;
+        run_decay = decay;
     }
     if (!gb->sharded)
         return RM_OK;
@@ -328,14 +411,14 @@ static int enqueue_update(gpu_backend *gb, double lr, rm_error *err)
     if (rm_nccl_gather_slices(&gb->nccl, gb->params, err) != RM_OK)
         return RM_ERR;
     if (gb->precision == RM_PREC_BF16)
-        RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, gb->shape.n_params, gb->params16, gb->compute), err);
+        RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, gb->n_params, gb->params16, gb->compute), err);
     return RM_OK;
 }
 
 static int gpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
 {
     double t0 = rm_now_s();
-    if (enqueue_update((gpu_backend *)b, lr, err) != RM_OK)
+    if (enqueue_update((gpu_backend *)b, lr, stats->grad_norm, err) != RM_OK)
         return RM_ERR;
     stats->optimizer_s = rm_now_s() - t0;
     return RM_OK;
@@ -363,7 +446,7 @@ static int gpu_update_snapshot(rm_backend *b, double lr, long begin, long end, f
                                rm_step_stats *stats, rm_error *err)
 {
     double t0 = rm_now_s();
-    if (enqueue_update((gpu_backend *)b, lr, err) != RM_OK)
+    if (enqueue_update((gpu_backend *)b, lr, stats->grad_norm, err) != RM_OK)
         return RM_ERR;
     double t1 = rm_now_s();
     if (gpu_snapshot(b, begin, end, dst, opt_steps, err) != RM_OK)
@@ -373,6 +456,9 @@ static int gpu_update_snapshot(rm_backend *b, double lr, long begin, long end, f
     return RM_OK;
 }
 
+/* In chunks of at most max_micro_batch samples (the activations hold no
+ * more), each chunk's numbers read back before the next one overwrites
+ * them. */
 static int gpu_evaluate(rm_backend *b, const void *input, const void *target, long n, double *loss_sum, long *correct,
                         rm_error *err)
 {
@@ -381,26 +467,27 @@ static int gpu_evaluate(rm_backend *b, const void *input, const void *target, lo
     if (take_input(gb, input, target, n, &slot, err) != RM_OK)
         return RM_ERR;
     input_slot *s = &gb->slots[slot];
-    if (rm_mlp_gpu_forward(&gb->mlp, gb->params, gb->params16, s->dev_x, s->dev_labels, n, 0, 1.0f, err) != RM_OK)
-        return RM_ERR;
+    long chunk = n < b->max_micro_batch ? n : b->max_micro_batch;
+    *loss_sum = 0;
+    *correct = 0;
+    for (long at = 0; at < n; at += chunk) {
+        long m = n - at < chunk ? n - at : chunk;
+        const void *hi, *ht, *di, *dt;
+        slot_part(gb, s, at, &hi, &ht, &di, &dt);
+        if (gb->ops->forward(gb->impl, gb->params, gb->params16, hi, ht, di, dt, m, 0, 1.0f, err) != RM_OK ||
+            copy_results(gb, 0, err) != RM_OK || wait_compute(gb, err) != RM_OK)
+            return RM_ERR;
+        *loss_sum += gb->results.loss[0];
+        *correct += (long)gb->results.correct[0];
+    }
     RM_CUDA_CHECK(cudaEventRecord(s->freed, gb->compute), err);
-    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->loss, gb->mlp.loss_sum, sizeof(double), cudaMemcpyDeviceToHost,
-                                  gb->compute),
-                  err);
-    RM_CUDA_CHECK(cudaMemcpyAsync(&gb->results->correct, gb->mlp.correct, sizeof(long long), cudaMemcpyDeviceToHost,
-                                  gb->compute),
-                  err);
-    if (wait_compute(gb, err) != RM_OK)
-        return RM_ERR;
-    *loss_sum = gb->results->loss;
-    *correct = (long)gb->results->correct;
     return RM_OK;
 }
 
 static int gpu_read_params(rm_backend *b, float *out, rm_error *err)
 {
     gpu_backend *gb = (gpu_backend *)b;
-    RM_CUDA_CHECK(cudaMemcpyAsync(out, gb->params, (size_t)gb->shape.n_params * sizeof(float),
+    RM_CUDA_CHECK(cudaMemcpyAsync(out, gb->params, (size_t)gb->n_params * sizeof(float),
                                   cudaMemcpyDeviceToHost, gb->compute),
                   err);
     return wait_compute(gb, err);
@@ -412,7 +499,7 @@ static int gpu_restore(rm_backend *b, const float *const *state, long opt_steps,
     if (wait_compute(gb, err) != RM_OK)
         return RM_ERR;
     /* the whole weights; the moments of this worker's slice */
-    RM_CUDA_CHECK(cudaMemcpyAsync(gb->params, state[0], (size_t)gb->shape.n_params * sizeof(float),
+    RM_CUDA_CHECK(cudaMemcpyAsync(gb->params, state[0], (size_t)gb->n_params * sizeof(float),
                                   cudaMemcpyHostToDevice, gb->compute),
                   err);
     float *dst[3] = {NULL, gb->m, gb->v};
@@ -421,7 +508,7 @@ static int gpu_restore(rm_backend *b, const float *const *state, long opt_steps,
                                       cudaMemcpyHostToDevice, gb->compute),
                       err);
     if (gb->precision == RM_PREC_BF16)
-        RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, gb->shape.n_params, gb->params16, gb->compute), err);
+        RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, gb->n_params, gb->params16, gb->compute), err);
     gb->opt_steps = opt_steps;
     return wait_compute(gb, err);
 }
@@ -441,19 +528,22 @@ static void gpu_destroy(rm_backend *b)
     rm_grad_sync_free(&gb->sync);
     if (gb->have_nccl)
         rm_nccl_transport_free(&gb->nccl);
-    rm_mlp_gpu_free(&gb->mlp);
+    if (gb->ops && gb->impl)
+        gb->ops->destroy(gb->impl);
     for (int k = 0; k < 2; k++) {
         input_slot *s = &gb->slots[k];
-        cudaFreeHost(s->host_x);
-        cudaFreeHost(s->host_labels);
-        cudaFree(s->dev_x);
-        cudaFree(s->dev_labels);
+        cudaFreeHost(s->host_input);
+        cudaFreeHost(s->host_target);
+        cudaFree(s->dev_input);
+        cudaFree(s->dev_target);
         if (s->ready)
             cudaEventDestroy(s->ready);
         if (s->freed)
             cudaEventDestroy(s->freed);
     }
-    cudaFreeHost(gb->results);
+    cudaFreeHost(gb->results.loss);
+    cudaFreeHost(gb->results.correct);
+    cudaFreeHost(gb->host_sumsq);
     cudaFree(gb->dev_partial);
     cudaFree(gb->dev_sumsq);
     if (gb->compute_done)
@@ -478,8 +568,8 @@ static void gpu_destroy(rm_backend *b)
  * other workers' devices. */
 static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_error *err)
 {
-    const rm_model_shape *s = &gb->shape;
-    size_t n = (size_t)s->n_params, n_slice = (size_t)(gb->hi - gb->lo);
+    const rm_model *model = gb->model;
+    size_t n = (size_t)gb->n_params, n_slice = (size_t)(gb->hi - gb->lo);
     if (rm_gpu_bind(comm, &gb->device, err) != RM_OK)
         return RM_ERR;
     int cc;
@@ -509,7 +599,7 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
     float *host = malloc(n * sizeof(float));
     if (!host)
         return rm_fail(err, "out of memory for %zu initial weights", n);
-    rm_mlp_init_params(s, (uint64_t)cfg->seed, host);
+    gb->ops->init_params(model, (uint64_t)cfg->seed, host);
     if (cfg->model_init[0] && rm_model_init_from_file(gb->model, cfg->model_init, host, err) != RM_OK) {
         free(host);
         return RM_ERR;
@@ -523,19 +613,25 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
         RM_CUDA_CHECK(cudaMalloc(&gb->params16, n * 2), err);
         RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, (long)n, gb->params16, gb->compute), err);
     }
-    if (rm_mlp_gpu_init(&gb->mlp, s, gb->max_batch, gb->precision, gb->blas, gb->compute, err) != RM_OK)
+    if (gb->ops->create(model, gb->base.max_micro_batch, gb->precision, gb->blas, gb->compute, &gb->impl, err) !=
+        RM_OK)
         return RM_ERR;
-    size_t x_bytes = (size_t)gb->max_batch * (size_t)s->dims[0] * sizeof(float);
+    size_t in_bytes = (size_t)gb->max_batch * (size_t)model->input_bytes;
+    size_t tg_bytes = (size_t)gb->max_batch * (size_t)model->target_bytes;
     for (int k = 0; k < 2; k++) {
         input_slot *in = &gb->slots[k];
-        RM_CUDA_CHECK(cudaHostAlloc((void **)&in->host_x, x_bytes, cudaHostAllocDefault), err);
-        RM_CUDA_CHECK(cudaHostAlloc((void **)&in->host_labels, (size_t)gb->max_batch, cudaHostAllocDefault), err);
-        RM_CUDA_CHECK(cudaMalloc((void **)&in->dev_x, x_bytes), err);
-        RM_CUDA_CHECK(cudaMalloc((void **)&in->dev_labels, (size_t)gb->max_batch), err);
+        RM_CUDA_CHECK(cudaHostAlloc(&in->host_input, in_bytes, cudaHostAllocDefault), err);
+        RM_CUDA_CHECK(cudaHostAlloc(&in->host_target, tg_bytes, cudaHostAllocDefault), err);
+        RM_CUDA_CHECK(cudaMalloc(&in->dev_input, in_bytes), err);
+        RM_CUDA_CHECK(cudaMalloc(&in->dev_target, tg_bytes), err);
         RM_CUDA_CHECK(cudaEventCreateWithFlags(&in->ready, cudaEventDisableTiming), err);
         RM_CUDA_CHECK(cudaEventCreateWithFlags(&in->freed, cudaEventDisableTiming), err);
     }
-    RM_CUDA_CHECK(cudaHostAlloc((void **)&gb->results, sizeof *gb->results, cudaHostAllocDefault), err);
+    size_t parts = (size_t)gb->grad_accum;
+    RM_CUDA_CHECK(cudaHostAlloc((void **)&gb->results.loss, parts * sizeof(double), cudaHostAllocDefault), err);
+    RM_CUDA_CHECK(cudaHostAlloc((void **)&gb->results.correct, parts * sizeof(long long), cudaHostAllocDefault),
+                  err);
+    RM_CUDA_CHECK(cudaHostAlloc((void **)&gb->host_sumsq, sizeof(double), cudaHostAllocDefault), err);
     RM_CUDA_CHECK(cudaMalloc((void **)&gb->dev_partial, RM_GPU_SUMSQ_PARTIALS * sizeof(double)), err);
     RM_CUDA_CHECK(cudaMalloc((void **)&gb->dev_sumsq, sizeof(double)), err);
     RM_CUDA_CHECK(cudaEventCreateWithFlags(&gb->compute_done, cudaEventDisableTiming), err);
@@ -547,16 +643,20 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
 rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
 {
-    /* The GPU table of the model seam holds the MLP so far. */
-    if (model->type != RM_MODEL_MLP) {
-        rm_fail(err, "model %s has no GPU implementation (it runs on: cpu); use launch.backend cpu", model->name);
+    const rm_model_gpu_ops *ops = rm_model_gpu_ops_for(model, err);
+    if (!ops)
+        return NULL;
+    if (cfg->grad_accum > 1 && !ops->accumulates) {
+        rm_fail(err, "train.grad_accum %ld: model %s cannot accumulate gradients on the GPU backend yet; use 1",
+                (long)cfg->grad_accum, model->name);
         return NULL;
     }
-    if (cfg->grad_accum > 1 || cfg->grad_clip > 0) {
-        rm_fail(err, "train.grad_accum and train.grad_clip are not implemented on the GPU backend yet");
-        return NULL;
-    }
-    const rm_model_shape *shape = &model->mlp;
+    /* Activations for one micro-step of a training batch, or for an
+     * evaluation chunk when that is larger: evaluation runs in chunks of
+     * this size. */
+    long micro = max_batch / cfg->grad_accum;
+    if (micro < 1)
+        micro = 1;
     gpu_backend *gb = calloc(1, sizeof *gb);
     if (!gb) {
         rm_fail(err, "out of memory");
@@ -567,7 +667,7 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
         .kind = RM_BACKEND_GPU,
         .transport = RM_TRANSPORT_NCCL,
         .n_state = cfg->optimizer == RM_OPT_ADAMW ? 3 : 2,
-        .max_micro_batch = max_batch,
+        .max_micro_batch = micro,
         .backward = gpu_backward,
         .reduce = gpu_reduce,
         .update = gpu_update,
@@ -580,8 +680,10 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
         .prefetch = gpu_prefetch,
         .pin_host = gpu_pin_host,
     };
-    gb->shape = *shape;
     gb->model = model;
+    gb->ops = ops;
+    gb->n_params = model->n_params;
+    gb->grad_accum = cfg->grad_accum;
     gb->precision = cfg->precision;
     gb->optimizer = cfg->optimizer;
     gb->momentum = cfg->momentum;
@@ -589,6 +691,7 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
     gb->beta2 = cfg->beta2;
     gb->eps = cfg->eps;
     gb->weight_decay = cfg->weight_decay;
+    gb->grad_clip = cfg->grad_clip;
     gb->max_batch = max_batch;
     gb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s};
     MPI_Comm_rank(comm, &gb->rank);
@@ -599,9 +702,9 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
     if (gb->world == 1)
         gb->base.transport = RM_TRANSPORT_NONE;
     gb->lo = 0;
-    gb->hi = shape->n_params;
+    gb->hi = model->n_params;
     if (gb->sharded)
-        rm_zero_slice(shape->n_params, gb->world, gb->rank, &gb->lo, &gb->hi);
+        rm_zero_slice(model->n_params, gb->world, gb->rank, &gb->lo, &gb->hi);
 
     /* Agree before the NCCL communicator, which every worker must join:
      * a worker whose device failed must not leave the others waiting. */
@@ -627,7 +730,7 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
         if (rm_nccl_transport_init(&gb->nccl, comm, gb->compute, gb->grads, err) != RM_OK)
             goto fail;
         if (gb->sharded) {
-            if (rm_nccl_transport_shard(&gb->nccl, shape->n_params, err) != RM_OK)
+            if (rm_nccl_transport_shard(&gb->nccl, model->n_params, err) != RM_OK)
                 goto fail;
             if (gb->rank == 0)
                 rm_info("ZeRO-1: gradient buckets reduced onto their owners and parameters gathered over NCCL, each "
@@ -637,7 +740,7 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
         tp = rm_nccl_transport_table(&gb->nccl);
     }
     long bucket_floats = (long)(cfg->bucket_mb * 1024.0 * 1024.0 / sizeof(float));
-    if (rm_grad_sync_init(&gb->sync, shape->n_params, bucket_floats, gb->rank, gb->world > 1 ? &tp : NULL, err) !=
+    if (rm_grad_sync_init(&gb->sync, model->n_params, bucket_floats, gb->rank, gb->world > 1 ? &tp : NULL, err) !=
         RM_OK)
         goto fail;
     gb->sync.peer_wait = gb->peer_wait;

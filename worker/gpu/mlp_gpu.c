@@ -127,7 +127,7 @@ int rm_mlp_gpu_backward(rm_mlp_gpu *mlp, const float *params, const void *params
         const void *d = bf16 ? mlp->delta16 : (const void *)dz;
         if (gemm(mlp, CUBLAS_OP_N, CUBLAS_OP_T, in, out, n, a, in, d, out, grads + s->weight_offset[l], in, err) != RM_OK)
             return RM_ERR;
-        RM_CUDA_CHECK(rm_gpu_bias_grad(dz, n, out, grads + s->bias_offset[l], mlp->stream), err);
+        RM_CUDA_CHECK(rm_gpu_bias_grad(dz, n, out, grads + s->bias_offset[l], 0, mlp->stream), err);
         if (ready && ready(ready_ctx, s->weight_offset[l], err) != RM_OK)
             return RM_ERR;
         if (l == 0)

@@ -1,0 +1,88 @@
+/* GPT-2's forward and backward passes on one CUDA device: cuBLAS for every
+ * product, the kernels of gpu_ops.h for the rest, everything enqueued on
+ * one compute stream. Same model, parameter layout (rm_gpt_layout) and
+ * formulas as worker/gpt_cpu.c, so checkpoints are the same bytes on both
+ * backends and the two agree to rounding.
+ *
+ * Precision: fp32 (plain fp32 products) or tf32 (fp32 storage, tensor-core
+ * products with TF32 inputs, attention's included). bf16 is not
+ * implemented: rm_gpt_gpu_init refuses it.
+ *
+ * Attention is the simple path: the full T x T scores per (sequence, head)
+ * from strided batched products, a causal softmax kernel, and the
+ * probabilities kept for backward (heads x T x T floats per sequence and
+ * layer); nothing is recomputed.
+ *
+ * Deterministic: no float atomics anywhere; the same inputs give the same
+ * bits on the same device and library versions. */
+#ifndef RINGMASTER_GPT_GPU_H
+#define RINGMASTER_GPT_GPU_H
+
+#include "error.h"
+#include "gpt_cpu.h" /* rm_gpt_cpu_layer */
+#include "gpt_layout.h"
+#include "mlp_cpu.h" /* rm_grad_ready_fn */
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <stdint.h>
+
+/* One layer's activations: the CPU model's list (rm_gpt_cpu_layer), in
+ * device memory. */
+typedef rm_gpt_cpu_layer rm_gpt_gpu_layer;
+
+typedef struct rm_gpt_gpu {
+    rm_gpt_layout g;
+    long max_batch;
+    int precision;       /* enum rm_precision: fp32 or tf32 */
+    cublasHandle_t blas; /* not owned; bound to stream */
+    cudaStream_t stream; /* not owned */
+    long n;              /* sequences of the last forward with want_grad; 0: nothing to differentiate */
+    float *encoded;
+    rm_gpt_gpu_layer layer[RM_GPT_MAX_LAYERS];
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float *logits; /* [max_batch x T x padded_vocab]; forward with want_grad leaves d(loss)/d(logits) */
+    float *fc_pre, *dres, *dc, *dqkv;
+    float *datt;   /* backward: one sequence's [heads x T x T] */
+    float *arena;  /* every float buffer above, one allocation */
+    double *row_loss, *loss_sum;
+    int *row_zero;       /* [max_batch x T] zeros: no accuracy count for a language model */
+    long long *correct;  /* always 0 */
+    /* The encoder's backward plan, built on the host from the last
+     * forward's tokens: distinct tokens, where each one's positions start,
+     * and the positions sorted by token (ascending within a token). One
+     * buffer: uniq [BT], starts [BT + 1], pos [BT]. */
+    int32_t *plan_host; /* pinned */
+    int32_t *plan_dev;
+    int32_t *token_cursor; /* host, [vocab] */
+    long n_uniq;
+    cudaEvent_t plan_copied; /* the last upload of plan_host is done: it may be rewritten */
+} rm_gpt_gpu;
+
+/* Device buffers for up to max_batch sequences on the current device
+ * (about the CPU model's activations: see gpt_cpu.h). Free with
+ * rm_gpt_gpu_free, safe on a zeroed or failed-init struct. */
+int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int precision, cublasHandle_t blas,
+                    cudaStream_t stream, rm_error *err);
+void rm_gpt_gpu_free(rm_gpt_gpu *m);
+
+/* host_inputs, host_targets: the n x T token ids on the host, checked
+ * against the vocabulary before anything is enqueued (the message names the
+ * bad id and its position); dev_inputs, dev_targets: the same ids on the
+ * device. Enqueues the forward with params (device, fp32); the summed loss
+ * lands in m->loss_sum (device double). With want_grad the logits become
+ * grad_scale x d(loss)/d(logits), ready for rm_gpt_gpu_backward, and the
+ * encoder's backward plan is built from host_inputs. */
+int rm_gpt_gpu_forward(rm_gpt_gpu *m, const float *params, const int32_t *host_inputs, const int32_t *host_targets,
+                       const int32_t *dev_inputs, const int32_t *dev_targets, long n, int want_grad,
+                       float grad_scale, rm_error *err);
+
+/* After a forward with want_grad: enqueues the gradients (already scaled
+ * by that forward's grad_scale), written (accumulate 0) or added (1) into
+ * grads (device, n_params floats; wte's padding rows get 0). ready, when not
+ * NULL, is called each time the enqueued work produces the final gradient
+ * of [offset, n_params), as rm_gpt_cpu_backward calls it. */
+int rm_gpt_gpu_backward(rm_gpt_gpu *m, const float *params, float *grads, int accumulate, rm_grad_ready_fn ready,
+                        void *ready_ctx, rm_error *err);
+
+#endif
