@@ -9,6 +9,11 @@
 # over the network (MPI over TCP between hosts).
 #
 #   sudo bench/scaling.sh [--steps N] [--hosts "1 2 4"] [--links "none 1gbit 100mbit"]
+#                         [--reduce auto|mpi|hierarchical]
+#
+# --reduce is the job's launch.cpu_reduce (default auto: hierarchical
+# across hosts, here a chain through the hosts and a broadcast back; mpi:
+# Open MPI's own all-reduce).
 #
 # Prints per run: median step time (the slowest worker's), the median
 # gradient reduction wait (metrics' allreduce_wait_s: the time a worker
@@ -32,11 +37,13 @@ cd "$root"
 steps=60
 host_counts="1 2 4"
 links="none 1gbit 100mbit"
+reduce=auto
 while [ $# -gt 0 ]; do
   case $1 in
     --steps) steps=$2; shift 2 ;;
     --hosts) host_counts=$2; shift 2 ;;
     --links) links=$2; shift 2 ;;
+    --reduce) reduce=$2; shift 2 ;;
     -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -69,7 +76,7 @@ for link in $links; do
     (cd "$out" && "$root/$cluster/exec.sh" n0 "$bin/ringmaster" run "$root/bench/mlp-1024.yaml" --run-dir "$run" \
       --set launch.hostfile="$out/hosts-$n" --set launch.workers="$n" --set train.global_batch=$((128 * n)) \
       --set train.steps="$steps" --set data.dir="$data" --set data.eval_split= --set checkpoint.every_steps=0 \
-      --set observe.progress_every_steps=1000 >"$run.log" 2>&1) || { tail -n 20 "$run.log" >&2; die "run failed: $run.log"; }
+      --set observe.progress_every_steps=1000 --set launch.cpu_reduce="$reduce" >"$run.log" 2>&1) || { tail -n 20 "$run.log" >&2; die "run failed: $run.log"; }
     /usr/bin/python3 - "$run/metrics.jsonl" "$n" "$link" "$out/base-$link" <<'PY'
 import json, os, statistics as st, sys
 path, n, link, base_file = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]

@@ -57,7 +57,7 @@ for w in 4 2; do
   printf 'step-00000050\n' >"$WORK/resume$w/checkpoints/latest"
   "$RINGMASTER" run job.yaml --run-dir "$WORK/resume$w" --set launch.workers=$w >resume$w.txt 2>&1 ||
     { cat resume$w.txt; fail "resuming the hierarchical run's checkpoint on $w workers failed"; }
-  expect_in resume$w.txt "(step 50 of 100, written by 4 workers, now $w)"
+  expect_in resume$w.txt "(step 50 of 100, written by 4 workers, now $w; generation 2)"
 done
 
 # An explicit request the placement cannot meet is refused, naming why:

@@ -59,7 +59,9 @@ expect_in() {
 }
 
 # job FILE WORKERS STEPS [HANG_TIMEOUT_S]: the small MLP job of the
-# fault tests (checkpoints every 50 steps, 2 restarts).
+# fault tests (checkpoints every 50 steps, 2 restarts). Its loaders read at
+# most 4 MB/s each (about 100 steps/s on 2 workers), so that on a fast,
+# quiet machine a fault the test injects at step K still lands mid-run.
 job() {
   cat >"$1" <<YAML
 model:
@@ -83,6 +85,8 @@ fault:
   hang_timeout_s: ${4:-20}
 observe:
   progress_every_steps: 100
+debug:
+  loader_throttle_mb_s: 4
 YAML
 }
 
