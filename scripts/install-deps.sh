@@ -13,9 +13,10 @@ packages=(
   python3
 )
 # --tests: what the test suite drives besides ringmaster (a real Slurm,
-# curl for /metrics, node and npm for the reference GPT-2 encoders)
+# curl for /metrics, node and npm for the reference GPT-2 encoders, nftables
+# for the cluster tests' lossy links)
 if [ "${1:-}" = "--tests" ]; then
-  packages+=(slurm-wlm munge curl nodejs)
+  packages+=(slurm-wlm munge curl nodejs nftables)
   # Debian packs npm apart; NodeSource's nodejs carries its own
   command -v npm >/dev/null || packages+=(npm)
 fi
