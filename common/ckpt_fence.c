@@ -98,6 +98,11 @@ int rm_ckpt_fence_check(const char *root, long step, long generation, long *curr
         return RM_OK;
     char name[32];
     rm_ckpt_dir_name(step, name, sizeof name);
+    if (*current < generation)
+        return rm_fail(err,
+                       "%s not committed: this job is generation %ld of %s, but its generation file now says %ld "
+                       "(removed or restored from a backup while the job ran?); nothing was changed",
+                       name, generation, root, *current);
     rm_fail(err,
             "%s refused: this job is generation %ld of %s, but generation %ld has started there since (a newer job "
             "resumed this run); nothing was changed (latest and every checkpoint are as generation %ld left them)",

@@ -251,9 +251,11 @@ static int audit(rm_run_dir *rd, const char *name, const char *fields)
 
 int rm_run_dir_event(rm_run_dir *rd, const char *name, const char *fields)
 {
-    int rc = audit(rd, name, fields);
+    /* closed: the run directory is another job's now (its lock was taken
+     * over, or a newer generation fenced this one), audit trail included */
     if (!rd->open)
         return RM_ERR;
+    int rc = audit(rd, name, fields);
     char line[8192];
     int n = snprintf(line, sizeof line, "{\"time\":%lld,\"event\":\"%s\"%s%s}\n", (long long)time(NULL), name,
                      fields && fields[0] ? "," : "", fields ? fields : "");

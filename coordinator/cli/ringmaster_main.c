@@ -358,8 +358,14 @@ static int drop_lost_host(launch_state *ls, const rm_config *cfg, const char *ho
 {
     if (!ls->hosts)
         return rm_fail(err, "host %s was lost and there is no launch.hostfile to launch without it", host);
-    if (!rm_hostfile_remove(ls->hosts, host))
-        return RM_OK; /* not one of ours to drop: the restart decides */
+    if (!rm_hostfile_remove(ls->hosts, host)) {
+        /* the workers name their host as it calls itself; a hostfile may
+         * spell it otherwise (an address, an alias, a full domain name) */
+        rm_warn("host %s was lost but %s has no host of that name (does it name it otherwise?): the next launch "
+                "may go to it again",
+                host, cfg->hostfile[0] ? cfg->hostfile : "the Slurm allocation");
+        return RM_OK;
+    }
     if (ls->hosts->n == 0)
         return rm_fail(err, "host %s was lost and it was the last host of %s", host,
                        cfg->hostfile[0] ? cfg->hostfile : "the Slurm allocation");

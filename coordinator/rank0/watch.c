@@ -71,23 +71,29 @@ void rm_watch_lock(rm_watch *w, long step, rm_verdict *v)
                     err.msg);
 }
 
-/* 1 when `host` answers a TCP connection within timeout_s: accepted or
- * refused (nothing listens on the discard port), the host is up and its
- * network works. No answer, or no route, means it is cut off; a name that
- * does not resolve, or any other error, counts as an answer (nothing is
- * known against the host). */
-static int host_answers(const char *host, double timeout_s)
+/* 1 when one of `host`'s addresses answers a TCP connection within
+ * timeout_s: accepted or refused (nothing listens on the discard port),
+ * the host is up and its network works. No answer, or no route, means it
+ * is cut off; a name that does not resolve, or any other error, counts as
+ * an answer (nothing is known against the host). */
+static int address_answers(const struct addrinfo *ai, double timeout_s)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    if (getaddrinfo(host, "9", &hints, &ai) != 0 || !ai)
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
         return 1;
     int answered = 1;
-    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd >= 0) {
-        int rc = connect(fd, ai->ai_addr, ai->ai_addrlen);
-        if (rc != 0 && errno == EINPROGRESS) {
+    if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+        if (errno != EINPROGRESS) {
+            answered = errno != EHOSTUNREACH && errno != ENETUNREACH;
+        } else {
+            double until = rm_now_s() + timeout_s;
             struct pollfd p = {fd, POLLOUT, 0};
-            if (poll(&p, 1, (int)(timeout_s * 1000)) <= 0) {
+            int rc;
+            do {
+                double left = until - rm_now_s();
+                rc = left > 0 ? poll(&p, 1, (int)(left * 1000) + 1) : 0;
+            } while (rc < 0 && errno == EINTR);
+            if (rc <= 0) {
                 answered = 0;
             } else {
                 int soerr = 0;
@@ -95,34 +101,55 @@ static int host_answers(const char *host, double timeout_s)
                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
                 answered = soerr != EHOSTUNREACH && soerr != ENETUNREACH && soerr != ETIMEDOUT;
             }
-        } else if (rc != 0) {
-            answered = errno != EHOSTUNREACH && errno != ENETUNREACH;
         }
-        close(fd);
     }
+    close(fd);
+    return answered;
+}
+
+static int host_answers(const char *host, double timeout_s)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, "9", &hints, &ai) != 0 || !ai)
+        return 1;
+    int answered = 0;
+    for (const struct addrinfo *a = ai; a && !answered; a = a->ai_next)
+        answered = address_answers(a, timeout_s);
     freeaddrinfo(ai);
     return answered;
 }
 
 /* The host of the silent workers that hold the job up (progress `least`)
  * when it is cut off: every worker on it is silent and it does not answer
- * on the network, while some other worker is still heard (else it is
- * rank 0's own network that is down). NULL if none such. */
+ * on the network, while a worker on another host is still heard and that
+ * host does answer the same probe (else it is rank 0's own network that is
+ * down, or a firewall that drops the probe everywhere: the probe then says
+ * nothing, and the hang is a plain one). NULL if none such. */
 static const char *unreachable_host(const rm_roster *r, double now_s, double timeout_s, long least)
 {
-    int heard = 0;
-    for (int i = 0; i < r->workers; i++)
-        heard |= now_s - r->info[i].last_heard_s <= timeout_s;
-    for (int i = 0; heard && i < r->workers; i++) {
+    const char *control = NULL; /* a host of a worker still heard, not rank 0's */
+    for (int i = 0; i < r->workers && !control; i++)
+        if (now_s - r->info[i].last_heard_s <= timeout_s && r->info[i].host[0] &&
+            strcmp(r->info[i].host, rm_log_host()) != 0)
+            control = r->info[i].host;
+    int control_answers = -1; /* probed only if a candidate needs it */
+    for (int i = 0; control && i < r->workers; i++) {
         const rm_worker_info *in = &r->info[i];
-        if (now_s - in->last_heard_s <= timeout_s || in->progress != least || !in->host[0])
+        if (now_s - in->last_heard_s <= timeout_s || in->progress != least || !in->host[0] ||
+            strcmp(in->host, control) == 0 || strcmp(in->host, rm_log_host()) == 0)
             continue;
-        int all_silent = 1;
-        for (int j = 0; j < r->workers; j++)
-            if (strcmp(r->info[j].host, in->host) == 0 && now_s - r->info[j].last_heard_s <= timeout_s)
-                all_silent = 0;
-        if (all_silent && strcmp(in->host, rm_log_host()) != 0 && !host_answers(in->host, 2.0))
-            return in->host;
+        int all_silent = 1, probed = 0;
+        for (int j = 0; j < r->workers; j++) {
+            if (strcmp(r->info[j].host, in->host) != 0)
+                continue;
+            all_silent &= now_s - r->info[j].last_heard_s > timeout_s;
+            probed |= j < i && r->info[j].progress == least; /* this host was judged already */
+        }
+        if (!all_silent || probed || host_answers(in->host, 2.0))
+            continue;
+        if (control_answers < 0)
+            control_answers = host_answers(control, 2.0);
+        return control_answers ? in->host : NULL;
     }
     return NULL;
 }
