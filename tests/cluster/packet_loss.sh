@@ -1,10 +1,9 @@
 # Packets lost on the way (nftables in a host's namespace, the link up):
-#   1. n2 drops 3% of its packets each way from step 100: TCP resends
-#      them, the job goes on slower with no restart, and ends with the
-#      weights of the job on a clean network;
-#   2. n2 drops all of them (a partition: nothing refused, nothing
-#      answered): n2 is named within about fault.hang_timeout_s, left out,
-#      and the job resumes on n0+n1 to the same weights.
+# n2 drops 3% of its packets each way from step 100. TCP resends them, the
+# job goes on slower with no restart and ends with the weights of the job
+# on a clean network. (All of them dropped, a partition, is a host cut off
+# as in link_down.sh: `scripts/cluster/loss.sh n2 100` names and leaves it
+# out the same way.)
 source "$(dirname "$0")/lib.sh"
 command -v nft >/dev/null || { echo "SKIP: no nft (Debian: nftables; scripts/install-deps.sh --tests)"; exit 77; }
 
@@ -25,7 +24,7 @@ when_step() {
 
 # three hosts of one slot: the coordinator on n0, worker 0 on n1, worker 1 on n2
 up 3 --slots 1
-job job.yaml 2 250 10
+job job.yaml 2 200 10
 "$RINGMASTER" run job.yaml --run-dir "$WORK/ref" >ref.txt 2>&1 || { cat ref.txt; fail "the reference run failed"; }
 
 on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/lossy" --set launch.hostfile="$RINGMASTER_CLUSTER_DIR/hostfile" \
@@ -37,27 +36,13 @@ ended_at=$(date +%s.%N)
 "$CLUSTER/loss.sh" n2 off >/dev/null
 [ ! -e "$WORK/lossy/restarts.jsonl" ] || { cat lossy.txt; fail "a lossy link caused a restart"; }
 
-on n0 "$RINGMASTER" run job.yaml --run-dir "$WORK/cut" --set launch.hostfile="$RINGMASTER_CLUSTER_DIR/hostfile" \
-  >cut.txt 2>&1 &
-runner=$!
-cut_at=$(when_step "$WORK/cut" 100 "$CLUSTER/loss.sh" n2 100)
-wait $runner || { cat cut.txt; fail "the run did not recover from n2's partition"; }
-grep -qE "hang: host n2 is unreachable: worker 1 \(rank 2, host n2|host n2 was lost: mpirun lost its daemon there" cut.txt ||
-  { cat cut.txt; fail "n2 was not named as cut off or lost"; }
-expect_in cut.txt "host n2 is left out from now on: 2 workers on 2 hosts"
-"$PYTHON" - "$WORK" "$lossy_at" "$ended_at" "$cut_at" <<'PY'
+"$PYTHON" - "$WORK" "$lossy_at" "$ended_at" <<'PY'
 import json, sys
-work, lossy_at, ended_at, cut_at = sys.argv[1], *map(float, sys.argv[2:])
+work, lossy_at, ended_at = sys.argv[1], *map(float, sys.argv[2:])
 ref = json.load(open(f"{work}/ref/summary.json"))["weights_digest"]
-for run in ("lossy", "cut"):
-    s = json.load(open(f"{work}/{run}/summary.json"))
-    assert s["weights_digest"] == ref, (run, s["weights_digest"], ref)
-restarts = [json.loads(l) for l in open(f"{work}/cut/restarts.jsonl")]
-assert len(restarts) == 1 and "host n2" in restarts[0]["cause"], restarts
-named_s = restarts[0]["time"] - cut_at
-assert named_s < 10 + 8, named_s
-print(f"3% loss on n2 from step 100: finished in {ended_at - lossy_at:.1f} s more, no restart; "
-      f"n2 partitioned at step 100: named within {max(named_s, 0):.0f} s (whole seconds), resumed on n0+n1; "
-      f"both with weights {ref} as on a clean network")
+s = json.load(open(f"{work}/lossy/summary.json"))
+assert s["weights_digest"] == ref, (s["weights_digest"], ref)
+print(f"3% loss on n2 from step 100: finished {ended_at - lossy_at:.1f} s later, no restart, "
+      f"weights {ref} as on a clean network")
 PY
 echo "packet_loss: ok"
