@@ -39,6 +39,7 @@ static const char *const schedule_names[] = {"cosine", "constant", NULL};
 static const char *const backend_names[] = {"cpu", "gpu", "auto", NULL};
 static const char *const cpu_reduce_names[] = {"auto", "shm", "mpi", "hierarchical", NULL};
 static const char *const precision_names[] = {"fp32", "tf32", "bf16", NULL};
+static const char *const attention_names[] = {"simple", "fused", NULL};
 static const char *const verbosity_names[] = {"quiet", "normal", "verbose", NULL};
 static const char *const on_error_names[] = {"continue", "stop", NULL};
 static const char *const nan_policy_names[] = {"stop", "skip", "rollback", NULL};
@@ -90,6 +91,8 @@ static const key_spec keys[] = {
      "1: ZeRO-1, each worker holds the optimizer state of its 1/N slice only (cpu_reduce mpi; shm and "
      "hierarchical always do); 0: all of it"},
     {"train.precision", ENUM(precision, precision_names), "fp32 | tf32 | bf16 (GPU backend; fp32 master weights)"},
+    {"train.attention", ENUM(attention, attention_names),
+     "gpt on the GPU: simple (T x T scores kept for backward) | fused (scores never stored)"},
     {"checkpoint.every_steps", INT(ckpt_every_steps, 0, 1e12), "checkpoint every N steps; 0: not by steps"},
     {"checkpoint.every_seconds", DBL(ckpt_every_seconds, 0, 1e9), "checkpoint every N seconds; 0: not by time"},
     {"checkpoint.keep", INT(ckpt_keep, 1, 1000000), "committed checkpoints to keep"},
@@ -663,6 +666,12 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
         return fail_at(cfg, "launch.coordinator_host", err,
                        "launch.coordinator_host %s needs launch.hostfile: the hosts it is one of",
                        cfg->coordinator_host);
+    if (cfg->attention == RM_ATT_FUSED && cfg->model_type != RM_MODEL_GPT)
+        return fail_at(cfg, "train.attention", err, "train.attention fused is the GPT's attention; model.type %s has none",
+                       model_type_names[cfg->model_type]);
+    if (cfg->backend == RM_BACKEND_CPU && cfg->attention == RM_ATT_FUSED)
+        return fail_at(cfg, "train.attention", err,
+                       "train.attention fused needs launch.backend gpu or auto; the CPU backend has its own attention");
     if (cfg->backend == RM_BACKEND_CPU && cfg->precision != RM_PREC_FP32)
         return fail_at(cfg, "train.precision", err,
                        "train.precision %s needs launch.backend gpu or auto; the CPU backend computes in fp32",
@@ -813,9 +822,10 @@ static void write_double(FILE *out, double v)
 /* Keys that decide the training result; the rest only say how it runs. */
 static int is_training_key(const char *path)
 {
-    /* train.precision says how the products run, like launch.backend: a
-     * bf16 run resumes in fp32 on the CPU backend and the reverse. */
-    if (strcmp(path, "train.precision") == 0)
+    /* train.precision and train.attention say how the products run, like
+     * launch.backend: a bf16 run resumes in fp32 on the CPU backend and the
+     * reverse. */
+    if (strcmp(path, "train.precision") == 0 || strcmp(path, "train.attention") == 0)
         return 0;
     /* train.zero says where the optimizer state lives, not what it holds:
      * checkpoints are the same with and without it, so a ZeRO-1 run

@@ -22,6 +22,8 @@ enum rm_ckpt_on_error { RM_CKPT_ON_ERROR_CONTINUE = 0, RM_CKPT_ON_ERROR_STOP = 1
 enum rm_nan_policy { RM_NAN_STOP = 0, RM_NAN_SKIP = 1, RM_NAN_ROLLBACK = 2 };
 enum rm_cpu_reduce { RM_CPU_REDUCE_AUTO = 0, RM_CPU_REDUCE_SHM = 1, RM_CPU_REDUCE_MPI = 2, RM_CPU_REDUCE_HIER = 3 };
 enum rm_precision { RM_PREC_FP32 = 0, RM_PREC_TF32 = 1, RM_PREC_BF16 = 2 };
+/* train.attention: the GPU GPT's attention (the CPU backend has one). */
+enum rm_attention { RM_ATT_SIMPLE = 0, RM_ATT_FUSED = 1 };
 enum rm_verbosity { RM_VERBOSITY_QUIET = 0, RM_VERBOSITY_NORMAL = 1, RM_VERBOSITY_VERBOSE = 2 };
 
 /* Where a key's value came from, for messages: line 0 means the default. */
@@ -69,6 +71,7 @@ typedef struct rm_config {
     long eval_tokens;    /* at most this many tokens evaluated (token datasets); 0: the whole split */
     long zero;     /* 1: ZeRO-1, optimizer state sharded over the workers */
     int precision; /* enum rm_precision: how the GPU backend's matrix products run */
+    int attention; /* enum rm_attention */
 
     /* checkpoint */
     long ckpt_every_steps;     /* 0 = not by steps */

@@ -25,16 +25,18 @@
 #      model.type gpt on the GPU backend):
 #   5a. bench/gpt-cpu.yaml's byte-level GPT (4 layers, dim 256, context 256)
 #      on the Brown corpus for GPT_CHECK_STEPS steps (default 40) in fp32 on
-#      one GPU and on one CPU worker: the losses at step 1 and at the last
-#      step, and the validation loss, must agree (relative GPT_LOSS_RTOL,
-#      default 1e-2; step 1, same weights and batch, within 1e-3);
+#      one GPU with each attention path (train.attention simple, fused) and
+#      on one CPU worker: the losses at step 1 and at the last step, and the
+#      validation loss, must agree (relative GPT_LOSS_RTOL, default 1e-2;
+#      step 1, same weights and batch, within 1e-3);
 #   5b. unless --quick: GPT-2 124M (bench/gpt2-124m-gpu.yaml: bf16, or tf32
 #      with a note where `ringmaster validate` refuses bf16) against
 #      bench/torch_gpt_gpu.py (SDPA, fused AdamW, autocast, torch.compile
 #      when it compiles in time) on the same GPU: steady-state tokens/s
 #      (ringmaster: the steps after the fifth in metrics.jsonl), the ratio,
 #      MFU as llm.c counts it against the datasheet peak and against the
-#      GEMM rate measured at 8192^3, the attention path, peak device memory;
+#      GEMM rate measured at 8192^3, the attention path (fused where 5a
+#      found it agreeing with the CPU, else simple), peak device memory;
 #   5c. with 5b: `ringmaster doctor` on the 124M job, into the run's
 #      directory, its predicted step against the run's.
 #   The speed figures of 5b and 5c are reported, not checked.
@@ -43,7 +45,7 @@
 # within GPU_CHECK_BUDGET_S (default 480 s): each GPT step gets at most the
 # time left, and one that cannot start in time is skipped with a note.
 #   1 build ~90 s | 2 tests ~60 s | 3, 3b Fashion-MNIST ~50 s |
-#   4 GEMM + MLP bench ~70 s | 5a ~40 s | 5b, 5c: GEMM at the GPT's shapes
+#   4 GEMM + MLP bench ~70 s | 5a ~60 s (three runs) | 5b, 5c: GEMM at the GPT's shapes
 #   ~5 s, doctor ~25 s, ringmaster 40 steps ~40 s, PyTorch eager ~25 s and
 #   compiled ~100 s (its compile gets what is left, at most 180 s).
 #   --quick: 1 to 3b and 5a, about 4.5 minutes. --gpt-only: 1 and 5 only
@@ -423,52 +425,61 @@ else
   # rounding at step 1 and to its drift over the steps after.
   gpt_steps=${GPT_CHECK_STEPS:-40} # at least 4: a quarter of them warm the lr up
   cpu_threads=$(($(nproc) > 9 ? 8 : ($(nproc) > 1 ? $(nproc) - 1 : 1)))
+  # The GPU runs it twice, with each attention path (train.attention).
   tiny_ok=1
-  for backend in gpu cpu; do
-    threads=()
-    [ $backend = gpu ] || threads=(--set launch.threads_per_worker="$cpu_threads")
+  for variant in gpu gpu-fused cpu; do
+    args=(--set launch.backend="${variant%-fused}")
+    [ "$variant" = cpu ] && args+=(--set launch.threads_per_worker="$cpu_threads")
+    [ "$variant" = gpu-fused ] && args+=(--set train.attention=fused)
     t=$(cap_s 120)
     if [ "$t" -lt 20 ]; then
       note "SKIP 5a: ${t}s left of the ${budget_s}s budget"
       tiny_ok=0
       break
     fi
-    if ! job_data=$gpt_data/brown job_timeout=$t run_job gpt-tiny-$backend bench/gpt-cpu.yaml --workers 1 \
-         --set launch.backend=$backend "${threads[@]}" --set train.precision=fp32 \
+    if ! job_data=$gpt_data/brown job_timeout=$t run_job gpt-tiny-$variant bench/gpt-cpu.yaml --workers 1 \
+         "${args[@]}" --set train.precision=fp32 \
          --set train.steps="$gpt_steps" --set train.warmup_steps=$((gpt_steps / 4)) --set train.eval_tokens=65536; then
-      fail "bench/gpt-cpu.yaml on one $backend worker (log: $out/gpt-tiny-$backend.log)"
+      fail "bench/gpt-cpu.yaml on one $variant worker (log: $out/gpt-tiny-$variant.log)"
       tiny_ok=0
     fi
   done
   if [ $tiny_ok = 1 ]; then
-    "${python:-python3}" - "$out/gpt-tiny-gpu" "$out/gpt-tiny-cpu" "${GPT_LOSS_RTOL:-1e-2}" <<'PY' | tee -a "$summary" ||
+    "${python:-python3}" - "$out/gpt-tiny-gpu" "$out/gpt-tiny-gpu-fused" "$out/gpt-tiny-cpu" "${GPT_LOSS_RTOL:-1e-2}" <<'PY' | tee -a "$summary" ||
 import json, sys
-gpu, cpu, rtol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+gpu, fused, cpu, rtol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 def run(d):
     rows = [json.loads(l) for l in open(f"{d}/metrics.jsonl") if l.strip()]
     return rows, json.load(open(f"{d}/summary.json"))
-(g_rows, g), (c_rows, c) = run(gpu), run(cpu)
+(c_rows, c) = run(cpu)
 rel = lambda a, b: abs(a - b) / abs(b)
-checks = [("loss at step 1", g_rows[0]["loss"], c_rows[0]["loss"], 1e-3),
-          (f"loss at step {g_rows[-1]['step']}", g_rows[-1]["loss"], c_rows[-1]["loss"], rtol),
-          ("validation loss", g["val_loss"], c["val_loss"], rtol)]
-print(f"GPT 4 layers x 256, context 256 (bench/gpt-cpu.yaml), fp32, 1 worker: GPU {g['tokens_per_second']:.0f} "
-      f"tokens/s, CPU {c['tokens_per_second']:.0f} tokens/s")
-for what, a, b, tol in checks:
-    if a is None or b is None:
-        print(f"FAIL: GPT {what}: GPU {a}, CPU {b} (null: not finite)")
-        continue
-    verdict = "ok" if rel(a, b) <= tol else "FAIL"
-    print(f"{verdict}: GPT {what}: GPU {a:.6f}, CPU {b:.6f}, relative difference {rel(a, b):.1e} (tolerance {tol:g})")
+for label, d in (("GPU", gpu), ("GPU fused attention", fused)):
+    g_rows, g = run(d)
+    checks = [("loss at step 1", g_rows[0]["loss"], c_rows[0]["loss"], 1e-3),
+              (f"loss at step {g_rows[-1]['step']}", g_rows[-1]["loss"], c_rows[-1]["loss"], rtol),
+              ("validation loss", g["val_loss"], c["val_loss"], rtol)]
+    print(f"GPT 4 layers x 256, context 256 (bench/gpt-cpu.yaml), fp32, 1 worker: {label} "
+          f"{g['tokens_per_second']:.0f} tokens/s (attention {g.get('attention')}), CPU {c['tokens_per_second']:.0f} tokens/s")
+    for what, a, b, tol in checks:
+        if a is None or b is None:
+            print(f"FAIL: GPT {label} {what}: {a}, CPU {b} (null: not finite)")
+            continue
+        verdict = "ok" if rel(a, b) <= tol else "FAIL"
+        print(f"{verdict}: GPT {label} {what}: {a:.6f}, CPU {b:.6f}, relative difference {rel(a, b):.1e} (tolerance {tol:g})")
 PY
       fail "comparing the GPT's GPU and CPU runs (their run directories: $out/gpt-tiny-*)"
     failures=$((failures + $(grep -c "^FAIL: GPT" "$summary" || true)))
+    grep -q "^FAIL: GPT GPU fused" "$summary" || fused_ok=1
   fi
 
   # 5b, 5c. GPT-2 124M: ringmaster (and its doctor) against PyTorch.
   if [ $quick = 0 ]; then
     gpt=gpt2-124m
-    gpt_job=(--set data.dir="$gpt_data/brown-gpt2" --set train.precision="$precision" "${gpt_sets[@]}")
+    # the fused attention where 5a found it agreeing with the CPU, else the simple one
+    attention=simple
+    [ "${fused_ok:-0}" = 1 ] && attention=fused
+    gpt_job=(--set data.dir="$gpt_data/brown-gpt2" --set train.precision="$precision" --set train.attention=$attention
+             "${gpt_sets[@]}")
     timeout -k 10 60 "$bin/ringmaster-bench-gemm-gpu" --dims 768,3072,768 --batch 16384 >"$out/gemm-gpt.json" \
       2>"$out/gemm-gpt.log" || fail "GEMM benchmark at the GPT's shapes (log: $out/gemm-gpt.log)"
     t=$(cap_s 120)
@@ -493,7 +504,8 @@ PY
       note "SKIP 5b: ${t}s left of the ${budget_s}s budget"
     else
       mem_watch "$out/$gpt-memory.txt"
-      if job_data=$gpt_data/brown-gpt2 job_timeout=$t run_job $gpt "$gpt_config" --set train.precision="$precision"; then
+      if job_data=$gpt_data/brown-gpt2 job_timeout=$t run_job $gpt "$gpt_config" --set train.precision="$precision" \
+         --set train.attention=$attention; then
         rm_ok=1
       else
         fail "ringmaster run $gpt_config in $precision (log: $out/$gpt.log)"

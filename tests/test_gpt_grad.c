@@ -32,16 +32,6 @@
 /* Elements checked per tensor, spread over it (all of a smaller one). */
 #define SAMPLES 32
 
-/* A deterministic value in [-1, 1) from a counter. */
-static double hashed_uniform(uint64_t seed, uint64_t i)
-{
-    uint64_t z = seed * 0x9e3779b97f4a7c15ULL + i * 0xbf58476d1ce4e5b9ULL + 1;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
 /* One tensor of the layout, named as in the failure messages. */
 typedef struct tensor {
     char name[32];
@@ -206,7 +196,7 @@ static void make_fixture(fixture *f)
         int ln_weight = strstr(t[k].name, "ln") && strstr(t[k].name, "_w");
         int matrix = t[k].numel > 4 * DIM;
         for (long i = 0; i < t[k].numel; i++) {
-            double u = hashed_uniform(7, (uint64_t)(t[k].offset + i));
+            double u = rmt_uniform(7, (uint64_t)(t[k].offset + i));
             f->params[t[k].offset + i] = (float)(ln_weight ? 1.0 + 0.3 * u : matrix ? 0.5 * u : 0.2 * u);
         }
     }
@@ -271,7 +261,7 @@ START_TEST(every_tensor_matches_double_finite_differences)
         double fd[SAMPLES], largest = 0, worst = 0;
         long worst_j = 0, nonzero = 0;
         for (long j = 0; j < count; j++) {
-            idx[j] = j * live / count + (long)((hashed_uniform(11, (uint64_t)j) + 1) / 2 * (double)(live / count));
+            idx[j] = j * live / count + (long)((rmt_uniform(11, (uint64_t)j) + 1) / 2 * (double)(live / count));
             long at = t[k].offset + idx[j];
             double keep = p[at];
             p[at] = keep + h;
@@ -334,7 +324,7 @@ START_TEST(accumulate_adds_and_grad_scale_scales)
     float *held = malloc((size_t)np * sizeof(float)), *quarter = malloc((size_t)np * sizeof(float));
     product_gradients(&m, &f, once);
     for (long k = 0; k < np; k++)
-        sum[k] = held[k] = (float)hashed_uniform(3, (uint64_t)k);
+        sum[k] = held[k] = (float)rmt_uniform(3, (uint64_t)k);
     ck_assert(rm_gpt_cpu_forward(&m, f.params, f.in, f.tg, BATCH, &loss, &err) == RM_OK);
     ck_assert_msg(rm_gpt_cpu_backward(&m, f.params, sum, 1.0f, 1, NULL, NULL, &err) == RM_OK, "%s", err.msg);
     ck_assert(rm_gpt_cpu_forward(&m, f.params, f.in, f.tg, BATCH, &loss, &err) == RM_OK);

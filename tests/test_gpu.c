@@ -773,12 +773,13 @@ static void gpt_gpu_pass(rm_gpt_gpu *m, const float *dparams, float *dgrads, con
     cudaFree(din), cudaFree(dtg);
 }
 
-/* _i: precision (fp32, tf32). The loss and the whole gradient of a
- * 2-layer GPT against the CPU's, written and then accumulated over a
- * second batch; the ready offsets in the CPU's order. */
+/* _i: precision (fp32, tf32) x train.attention (simple, fused). The loss
+ * and the whole gradient of a 2-layer GPT against the CPU's, written and
+ * then accumulated over a second batch; the ready offsets in the CPU's
+ * order. The fused attention computes in fp32 under either precision. */
 START_TEST(gpt_matches_cpu)
 {
-    int precision = _i;
+    int precision = _i % 2, attention = _i / 2;
     rm_gpt_layout g;
     gpt_layout(&g);
     rm_error err;
@@ -805,7 +806,7 @@ START_TEST(gpt_matches_cpu)
     ck_assert_int_eq(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
     ck_assert_int_eq(cublasSetStream(blas, stream), CUBLAS_STATUS_SUCCESS);
     rm_gpt_gpu gpu;
-    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, precision, blas, stream, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, precision, attention, blas, stream, &err) == RM_OK, "%s", err.msg);
     float *dp = to_device(params, (size_t)g.n_params * 4), *dg = to_device(NULL, (size_t)g.n_params * 4);
     /* garbage where the gradient is written, not added: it must not show */
     CUDA_OK(cudaMemset(dg, 0x7f, (size_t)g.n_params * 4));
@@ -818,7 +819,8 @@ START_TEST(gpt_matches_cpu)
     ck_assert_msg(fabs(gpu_loss - cpu_loss) <= loss_tol * fabs(cpu_loss), "%s loss %.9g, cpu %.9g",
                   precision_name[precision], gpu_loss, cpu_loss);
     char what[64];
-    snprintf(what, sizeof what, "%s gpt gradient", precision_name[precision]);
+    snprintf(what, sizeof what, "%s %s-attention gpt gradient", precision_name[precision],
+             attention ? "fused" : "simple");
     assert_agrees(got, grads, g.n_params, tol, what);
     /* tensor by tensor too: a small tensor's error would hide in the whole */
     struct {
@@ -873,10 +875,12 @@ START_TEST(gpt_matches_cpu)
 }
 END_TEST
 
-/* Two GPU runs of the same batch give the same loss and gradient bits: no
- * atomics, fixed reduction orders (bf16 is refused). */
+/* _i: train.attention (simple, fused). Two GPU runs of the same batch give
+ * the same loss and gradient bits: no atomics, fixed reduction orders
+ * (bf16 is refused). */
 START_TEST(gpt_gpu_is_deterministic)
 {
+    int attention = _i;
     rm_gpt_layout g;
     gpt_layout(&g);
     rm_error err;
@@ -888,9 +892,9 @@ START_TEST(gpt_gpu_is_deterministic)
     cublasHandle_t blas;
     ck_assert_int_eq(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
     rm_gpt_gpu gpu;
-    ck_assert_int_eq(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_BF16, blas, 0, &err), RM_ERR);
+    ck_assert_int_eq(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_BF16, attention, blas, 0, &err), RM_ERR);
     ck_assert_msg(strstr(err.msg, "bf16") != NULL, "%s", err.msg);
-    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_FP32, blas, 0, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_FP32, attention, blas, 0, &err) == RM_OK, "%s", err.msg);
     float *dp = to_device(params, (size_t)g.n_params * 4), *dg = to_device(NULL, (size_t)g.n_params * 4);
     double l1, l2;
     gpt_gpu_pass(&gpu, dp, dg, in, tg, n, 0.01f, 0, NULL, &l1);
@@ -920,13 +924,13 @@ static rm_backend *make_gpt_backend(int gpu, const rm_config *cfg, long max_batc
     return b;
 }
 
-/* _i: precision (fp32, tf32) x grad_accum (1, 2). Three AdamW steps of the
- * GPT on both backends from the same initial weights, with weight decay
+/* _i: precision (fp32, tf32) x grad_accum (1, 2), then the fused attention
+ * in fp32 x grad_accum (1, 2). Three AdamW steps of the GPT on both backends from the same initial weights, with weight decay
  * (matrices only: the model's table says which) and a clip that binds:
  * the weights after them and an evaluation agree. */
 START_TEST(gpt_training_steps_match_cpu)
 {
-    int precision = _i / 2;
+    int attention = _i >= 4 ? RM_ATT_FUSED : RM_ATT_SIMPLE, precision = attention ? RM_PREC_FP32 : _i / 2;
     long accum = _i % 2 ? 2 : 1, n = 4;
     rm_config cfg;
     rm_config_defaults(&cfg);
@@ -937,12 +941,14 @@ START_TEST(gpt_training_steps_match_cpu)
     cfg.model_context = GPT_CONTEXT;
     cfg.optimizer = RM_OPT_ADAMW;
     cfg.precision = precision;
+    cfg.attention = attention;
     cfg.lr = 1e-3;
     cfg.weight_decay = 0.1;
     cfg.grad_clip = 0.01;
     cfg.grad_accum = accum;
     rm_config cpu_cfg = cfg;
     cpu_cfg.precision = RM_PREC_FP32;
+    cpu_cfg.attention = RM_ATT_SIMPLE;
     rm_backend *cpu = make_gpt_backend(0, &cpu_cfg, n), *gpu = make_gpt_backend(1, &cfg, n);
     long np = backend_models[1].n_params;
     float *pc = malloc((size_t)np * 4), *pg = malloc((size_t)np * 4);
@@ -977,7 +983,8 @@ START_TEST(gpt_training_steps_match_cpu)
     ck_assert_msg(gpu->read_params(gpu, pg, &err) == RM_OK, "%s", err.msg);
     ck_assert_msg(cpu->read_params(cpu, pc, &err) == RM_OK, "%s", err.msg);
     char what[80];
-    snprintf(what, sizeof what, "%s gpt weights after 3 AdamW steps, grad_accum %ld", precision_name[precision], accum);
+    snprintf(what, sizeof what, "%s %s-attention gpt weights after 3 AdamW steps, grad_accum %ld",
+             precision_name[precision], attention ? "fused" : "simple", accum);
     /* AdamW's first steps move each weight by about lr whatever the
      * gradient's size, so a near-zero gradient whose sign differs by
      * rounding moves its weight 2 lr apart: looser than one product. */
@@ -1018,9 +1025,9 @@ static Suite *gpu_suite(void)
     tcase_add_test(steps, nccl_sharded_transport_on_one_rank);
     suite_add_tcase(s, steps);
     TCase *gpt = tcase_create("gpt");
-    tcase_add_loop_test(gpt, gpt_matches_cpu, 0, 2);
-    tcase_add_test(gpt, gpt_gpu_is_deterministic);
-    tcase_add_loop_test(gpt, gpt_training_steps_match_cpu, 0, 4);
+    tcase_add_loop_test(gpt, gpt_matches_cpu, 0, 4);
+    tcase_add_loop_test(gpt, gpt_gpu_is_deterministic, 0, 2);
+    tcase_add_loop_test(gpt, gpt_training_steps_match_cpu, 0, 6);
     suite_add_tcase(s, gpt);
     return s;
 }

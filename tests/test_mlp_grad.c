@@ -31,16 +31,6 @@ typedef struct fixture {
     uint8_t labels[BATCH];
 } fixture;
 
-/* A deterministic value in [-1, 1) from a counter. */
-static double hashed_uniform(uint64_t seed, uint64_t i)
-{
-    uint64_t z = seed * 0x9e3779b97f4a7c15ULL + i * 0xbf58476d1ce4e5b9ULL + 1;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
 /* Double-precision forward over the batch: returns the summed
  * cross-entropy; min_margin gets the smallest |pre-activation| of any
  * hidden unit (how close the batch sits to a ReLU kink); pattern, when not
@@ -106,9 +96,9 @@ static void make_fixture(fixture *f, int activation, double margin)
         rm_mlp_init_params(&f->shape, seed, f->params);
         for (int l = 0; l < f->shape.n_layers; l++) /* biases start at zero: make them count */
             for (long o = 0; o < f->shape.dims[l + 1]; o++)
-                f->params[f->shape.bias_offset[l] + o] = (float)(0.3 * hashed_uniform(seed, 1000 + (uint64_t)o));
+                f->params[f->shape.bias_offset[l] + o] = (float)(0.3 * rmt_uniform(seed, 1000 + (uint64_t)o));
         for (long i = 0; i < BATCH * INPUTS; i++)
-            f->x[i] = (float)(0.5 + 0.5 * hashed_uniform(seed, (uint64_t)i));
+            f->x[i] = (float)(0.5 + 0.5 * rmt_uniform(seed, (uint64_t)i));
         for (long i = 0; i < BATCH; i++)
             f->labels[i] = (uint8_t)(i % CLASSES);
         double p[256] = {0}, got_margin;

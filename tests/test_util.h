@@ -33,6 +33,10 @@ uint8_t *rmt_read_bytes(const char *path, size_t *len);
 void rmt_make_split(const char *dir, const char *split, long samples, long input_dim, long classes,
                     long shard_samples);
 
+/* A deterministic value in [-1, 1) from a counter (a SplitMix64 step of
+ * seed and i): test inputs that every run and machine sees alike. */
+double rmt_uniform(uint64_t seed, uint64_t i);
+
 /* Fails the test unless haystack contains needle, printing both. */
 #define rmt_assert_contains(haystack, needle)                                                                  \
     ck_assert_msg(strstr((haystack), (needle)) != NULL, "expected \"%s\" in \"%s\"", (needle), (haystack))

@@ -69,7 +69,8 @@ rm_backend *rm_backend_create(const rm_model *model, const rm_config *cfg, long 
         return NULL;
     }
     if (first == rank)
-        rm_info("launch.backend auto: worker %d has no usable GPU (%s): every worker uses the CPU backend%s", rank,
-                why, cfg->precision != RM_PREC_FP32 ? ", in fp32" : "");
+        rm_info("launch.backend auto: worker %d has no usable GPU (%s): every worker uses the CPU backend%s%s", rank,
+                why, cfg->precision != RM_PREC_FP32 ? ", in fp32" : "",
+                cfg->attention == RM_ATT_FUSED ? ", with its own attention (train.attention fused is the GPU's)" : "");
     return rm_backend_cpu_create(model, cfg, max_batch, comm, heartbeat, heartbeat_ctx, heartbeat_s, err);
 }

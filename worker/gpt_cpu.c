@@ -35,14 +35,15 @@ static float *carve(float *base, size_t *at, size_t count)
     return p;
 }
 
-void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, float *base, size_t *at)
+void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, size_t att_floats_per_seq,
+                        float *base, size_t *at)
 {
-    size_t BT = (size_t)max_batch * (size_t)g->context, C = (size_t)g->dim, T = (size_t)g->context;
+    size_t BT = (size_t)max_batch * (size_t)g->context, C = (size_t)g->dim;
     a->ln1 = carve(base, at, BT * C);
     a->ln1_mean = carve(base, at, BT);
     a->ln1_rstd = carve(base, at, BT);
     a->qkv = carve(base, at, BT * 3 * C);
-    a->att = carve(base, at, (size_t)max_batch * (size_t)g->heads * T * T);
+    a->att = carve(base, at, (size_t)max_batch * att_floats_per_seq);
     a->atty = carve(base, at, BT * C);
     a->res2 = carve(base, at, BT * C);
     a->ln2 = carve(base, at, BT * C);
@@ -62,7 +63,7 @@ static size_t plan_buffers(rm_gpt_cpu *m, float *base)
     size_t at = 0;
     m->encoded = carve(base, &at, BT * C);
     for (int l = 0; l < g->layers; l++)
-        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, base, &at);
+        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, (size_t)g->heads * T * T, base, &at);
     m->lnf = carve(base, &at, BT * C);
     m->lnf_mean = carve(base, &at, BT);
     m->lnf_rstd = carve(base, &at, BT);

@@ -21,7 +21,7 @@
 typedef struct rm_gpt_cpu_layer {
     float *ln1, *ln1_mean, *ln1_rstd; /* ln1(x) [C], its row mean and 1/std */
     float *qkv;                       /* [3C] */
-    float *att;                       /* [n x heads x T x T] softmax probabilities (masked entries 0) */
+    float *att; /* [n x heads x T x T] softmax probabilities (masked entries 0); GPU fused: [n x heads x T] lse */
     float *atty;                      /* attention output before proj [C] */
     float *res2;                      /* x after the attention residual [C] */
     float *ln2, *ln2_mean, *ln2_rstd;
@@ -32,8 +32,12 @@ typedef struct rm_gpt_cpu_layer {
 
 /* Points a's buffers, sized for max_batch sequences, into base from *at
  * (in floats, each buffer 64-byte aligned when base is), advancing *at; with
- * base NULL only counts. Both backends lay a layer out with it. */
-void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, float *base, size_t *at);
+ * base NULL only counts. Both backends lay a layer out with it. att gets
+ * att_floats_per_seq floats per sequence: heads x T x T for the attention
+ * that keeps its probabilities, heads x T for the GPU's fused one, which
+ * keeps each row's log-sum-exp there. */
+void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, size_t att_floats_per_seq,
+                        float *base, size_t *at);
 
 typedef struct rm_gpt_cpu {
     rm_gpt_layout g;

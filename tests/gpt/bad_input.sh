@@ -21,6 +21,11 @@ for p in fp32 tf32; do
   "$RM" validate "$WORK/job.yaml" --set launch.backend=gpu --set train.precision=$p >"$WORK/gpu_$p.log" 2>&1 ||
     { cat "$WORK/gpu_$p.log"; fail "gpt on launch.backend gpu, train.precision $p: refused"; }
 done
+# the fused attention is the GPU's: refused on the CPU backend, by key
+refused cpu_fused "train.attention fused needs launch.backend gpu or auto" validate "$WORK/job.yaml" \
+  --set launch.backend=cpu --set train.attention=fused
+"$RM" validate "$WORK/job.yaml" --set launch.backend=gpu --set train.attention=fused >"$WORK/gpu_fused.log" 2>&1 ||
+  { cat "$WORK/gpu_fused.log"; fail "gpt on launch.backend gpu, train.attention fused: refused"; }
 refused mlp_on_tokens "holds token streams (model.type: gpt trains on them)" validate "$WORK/job.yaml" \
   --set model.type=mlp
 refused long_context "model.context" validate "$WORK/job.yaml" --set model.context=1000000

@@ -37,6 +37,7 @@ assert a == b, f"two 3-worker runs ended with different weights: {a} vs {b}"
 s = summary("w2")
 assert s["model"] == "gpt" and s["val_loss"] is not None and s["tokens_per_second"] > 0, s
 assert s["val_loss"] < math.log(257), s
+assert s["attention"].startswith("cpu"), ("summary.json names the attention path the workers ran", s.get("attention"))
 ev = [json.loads(line) for line in open(f"{work}/w2/eval.jsonl")]
 assert ev and abs(ev[-1]["val_loss"] - s["val_loss"]) < 1e-6 and ev[-1]["tokens"] == 4096, (ev, s["val_loss"])
 assert abs(ev[-1]["bits_per_byte"] - ev[-1]["val_loss"] / math.log(2)) < 1e-6, ev

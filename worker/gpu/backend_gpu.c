@@ -87,7 +87,7 @@ typedef struct gpu_backend {
     void *impl; /* the model's device buffers */
     long n_params;
     long grad_accum;
-    int precision, optimizer;
+    int precision, attention, optimizer;
     double momentum, beta1, beta2, eps, weight_decay, grad_clip;
     long opt_steps;
     long max_batch;
@@ -613,8 +613,8 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
         RM_CUDA_CHECK(cudaMalloc(&gb->params16, n * 2), err);
         RM_CUDA_CHECK(rm_gpu_cast_bf16(gb->params, (long)n, gb->params16, gb->compute), err);
     }
-    if (gb->ops->create(model, gb->base.max_micro_batch, gb->precision, gb->blas, gb->compute, &gb->impl, err) !=
-        RM_OK)
+    if (gb->ops->create(model, gb->base.max_micro_batch, gb->precision, gb->attention, gb->blas, gb->compute,
+                        &gb->impl, err) != RM_OK)
         return RM_ERR;
     size_t in_bytes = (size_t)gb->max_batch * (size_t)model->input_bytes;
     size_t tg_bytes = (size_t)gb->max_batch * (size_t)model->target_bytes;
@@ -685,6 +685,7 @@ rm_backend *rm_backend_gpu_create(const rm_model *model, const rm_config *cfg, l
     gb->n_params = model->n_params;
     gb->grad_accum = cfg->grad_accum;
     gb->precision = cfg->precision;
+    gb->attention = cfg->attention;
     gb->optimizer = cfg->optimizer;
     gb->momentum = cfg->momentum;
     gb->beta1 = cfg->beta1;

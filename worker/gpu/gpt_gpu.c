@@ -28,10 +28,11 @@ static size_t plan_buffers(rm_gpt_gpu *m, float *base)
 {
     const rm_gpt_layout *g = &m->g;
     size_t BT = (size_t)m->max_batch * (size_t)g->context, C = (size_t)g->dim, T = (size_t)g->context;
-    size_t at = 0;
+    size_t at = 0, H = (size_t)g->heads;
+    int fused = m->attention == RM_ATT_FUSED;
     m->encoded = carve(base, &at, BT * C);
     for (int l = 0; l < g->layers; l++)
-        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, base, &at);
+        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, fused ? H * T : H * T * T, base, &at);
     m->lnf = carve(base, &at, BT * C);
     m->lnf_mean = carve(base, &at, BT);
     m->lnf_rstd = carve(base, &at, BT);
@@ -40,16 +41,22 @@ static size_t plan_buffers(rm_gpt_gpu *m, float *base)
     m->dres = carve(base, &at, BT * C);
     m->dc = carve(base, &at, BT * C);
     m->dqkv = carve(base, &at, BT * 3 * C);
-    m->datt = carve(base, &at, (size_t)g->heads * T * T);
+    m->datt = carve(base, &at, fused ? (size_t)m->max_batch * H * T : H * T * T);
     return at;
 }
 
-int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int precision, cublasHandle_t blas,
-                    cudaStream_t stream, rm_error *err)
+int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int precision, int attention,
+                    cublasHandle_t blas, cudaStream_t stream, rm_error *err)
 {
     memset(m, 0, sizeof *m);
     if (precision != RM_PREC_FP32 && precision != RM_PREC_TF32)
         return rm_fail(err, "gpt on the GPU: train.precision bf16 is not implemented; use fp32 or tf32");
+    long head_size = g->dim / g->heads;
+    if (attention == RM_ATT_FUSED && !rm_gpu_flash_attn_supports(head_size))
+        return rm_fail(err,
+                       "train.attention fused has kernels for head sizes 16, 32 and 64; model.dim %ld / model.heads "
+                       "%d is %ld: use train.attention simple",
+                       g->dim, g->heads, head_size);
     if (max_batch < 1)
         return rm_fail(err, "gpt: batch must be at least 1 sequence, got %ld", max_batch);
     /* cuBLAS takes int dimensions: the tallest operand has batch x context
@@ -60,6 +67,7 @@ int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int p
     m->g = *g;
     m->max_batch = max_batch;
     m->precision = precision;
+    m->attention = attention;
     m->blas = blas;
     m->stream = stream;
     size_t floats = plan_buffers(m, NULL);
@@ -186,6 +194,10 @@ static int attention_forward(rm_gpt_gpu *m, rm_gpt_gpu_layer *a, long n, rm_erro
 {
     long T = m->g.context, C = m->g.dim, NH = m->g.heads, hs = C / NH, C3 = 3 * C;
     float scale = 1.0f / sqrtf((float)hs);
+    if (m->attention == RM_ATT_FUSED) { /* a->att holds the rows' log-sum-exp */
+        RM_CUDA_CHECK(rm_gpu_flash_attn_forward(a->qkv, a->atty, a->att, n, T, (int)NH, hs, scale, m->stream), err);
+        return RM_OK;
+    }
     for (long b = 0; b < n; b++) {
         const float *q = a->qkv + b * T * C3, *k = q + C;
         float *P = a->att + b * NH * T * T;
@@ -211,6 +223,12 @@ static int attention_backward(rm_gpt_gpu *m, const rm_gpt_gpu_layer *a, const fl
 {
     long T = m->g.context, C = m->g.dim, NH = m->g.heads, hs = C / NH, C3 = 3 * C, TT = T * T;
     float scale = 1.0f / sqrtf((float)hs);
+    if (m->attention == RM_ATT_FUSED) {
+        RM_CUDA_CHECK(rm_gpu_flash_attn_backward(a->qkv, a->atty, datty, a->att, m->datt, dqkv, n, T, (int)NH, hs,
+                                                 scale, m->stream),
+                      err);
+        return RM_OK;
+    }
     float *dS = m->datt;
     for (long b = 0; b < n; b++) {
         const float *q = a->qkv + b * T * C3, *k = q + C, *v = q + 2 * C;

@@ -8,10 +8,15 @@
  * products with TF32 inputs, attention's included). bf16 is not
  * implemented: rm_gpt_gpu_init refuses it.
  *
- * Attention is the simple path: the full T x T scores per (sequence, head)
- * from strided batched products, a causal softmax kernel, and the
- * probabilities kept for backward (heads x T x T floats per sequence and
- * layer); nothing is recomputed.
+ * Attention (train.attention), one of two paths:
+ *   simple  the full T x T scores per (sequence, head) from strided batched
+ *           products, a causal softmax kernel, and the probabilities kept
+ *           for backward (heads x T x T floats per sequence and layer);
+ *   fused   flash_attn.cu: the scores never stored; forward keeps each
+ *           row's log-sum-exp (heads x T floats per sequence and layer) and
+ *           backward recomputes the probabilities from it. fp32 arithmetic
+ *           in either precision; head sizes 16, 32 and 64.
+ * The simple path is the reference the tests hold the fused one to.
  *
  * Deterministic: no float atomics anywhere; the same inputs give the same
  * bits on the same device and library versions. */
@@ -35,6 +40,7 @@ typedef struct rm_gpt_gpu {
     rm_gpt_layout g;
     long max_batch;
     int precision;       /* enum rm_precision: fp32 or tf32 */
+    int attention;       /* enum rm_attention */
     cublasHandle_t blas; /* not owned; bound to stream */
     cudaStream_t stream; /* not owned */
     long n;              /* sequences of the last forward with want_grad; 0: nothing to differentiate */
@@ -43,7 +49,7 @@ typedef struct rm_gpt_gpu {
     float *lnf, *lnf_mean, *lnf_rstd;
     float *logits; /* [max_batch x T x padded_vocab]; forward with want_grad leaves d(loss)/d(logits) */
     float *fc_pre, *dres, *dc, *dqkv;
-    float *datt;   /* backward: one sequence's [heads x T x T] */
+    float *datt;   /* backward: simple, one sequence's [heads x T x T]; fused, D [max_batch x heads x T] */
     float *arena;  /* every float buffer above, one allocation */
     double *row_loss, *loss_sum;
     int *row_zero;       /* [max_batch x T] zeros: no accuracy count for a language model */
@@ -62,8 +68,8 @@ typedef struct rm_gpt_gpu {
 /* Device buffers for up to max_batch sequences on the current device
  * (about the CPU model's activations: see gpt_cpu.h). Free with
  * rm_gpt_gpu_free, safe on a zeroed or failed-init struct. */
-int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int precision, cublasHandle_t blas,
-                    cudaStream_t stream, rm_error *err);
+int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int precision, int attention,
+                    cublasHandle_t blas, cudaStream_t stream, rm_error *err);
 void rm_gpt_gpu_free(rm_gpt_gpu *m);
 
 /* host_inputs, host_targets: the n x T token ids on the host, checked

@@ -115,6 +115,23 @@ cudaError_t rm_gpu_causal_softmax_forward(float *att, long rows, long T, cudaStr
 cudaError_t rm_gpu_causal_softmax_backward(float *dp, const float *p, long rows, long T, float scale,
                                            cudaStream_t stream);
 
+/* Fused causal attention (flash_attn.cu, flash_attn_block.h): the T x T
+ * scores are never stored. Whether a head size has kernels (16, 32, 64). */
+int rm_gpu_flash_attn_supports(long head_size);
+
+/* qkv [n x T x 3C] (head h's q, k, v in columns h*head_size.. of each
+ * third) -> y [n x T x C] (head h in columns h*head_size..) and lse
+ * [n x heads x T], each row's log-sum-exp of its scaled scores, which
+ * backward needs. */
+cudaError_t rm_gpu_flash_attn_forward(const float *qkv, float *y, float *lse, long n, long T, int heads,
+                                      long head_size, float scale, cudaStream_t stream);
+
+/* Backward of it: dy [n x T x C] -> dqkv [n x T x 3C] (written whole). D
+ * is scratch of n x heads x T floats. Deterministic: no atomics. */
+cudaError_t rm_gpu_flash_attn_backward(const float *qkv, const float *y, const float *dy, const float *lse, float *D,
+                                       float *dqkv, long n, long T, int heads, long head_size, float scale,
+                                       cudaStream_t stream);
+
 /* Next-token cross-entropy per row of logits [rows x Vp], softmax over the
  * first V columns: row_loss[r] (double). With want_grad the row becomes
  * grad_scale (softmax - onehot(targets[r])) in place, columns V.. 0. */

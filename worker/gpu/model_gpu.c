@@ -13,9 +13,10 @@ typedef struct mlp_impl {
     long n; /* samples of the last forward with want_grad */
 } mlp_impl;
 
-static int mlp_create(const rm_model *m, long max_batch, int precision, cublasHandle_t blas, cudaStream_t stream,
-                      void **impl, rm_error *err)
+static int mlp_create(const rm_model *m, long max_batch, int precision, int attention, cublasHandle_t blas,
+                      cudaStream_t stream, void **impl, rm_error *err)
 {
+    (void)attention; /* the MLP has none */
     mlp_impl *p = calloc(1, sizeof *p);
     if (!p)
         return rm_fail(err, "out of memory");
@@ -78,13 +79,13 @@ static const rm_model_gpu_ops mlp_ops = {mlp_create,  mlp_destroy, mlp_init_para
 
 /* gpt */
 
-static int gpt_create(const rm_model *m, long max_batch, int precision, cublasHandle_t blas, cudaStream_t stream,
-                      void **impl, rm_error *err)
+static int gpt_create(const rm_model *m, long max_batch, int precision, int attention, cublasHandle_t blas,
+                      cudaStream_t stream, void **impl, rm_error *err)
 {
     rm_gpt_gpu *g = calloc(1, sizeof *g);
     if (!g)
         return rm_fail(err, "out of memory");
-    if (rm_gpt_gpu_init(g, &m->gpt, max_batch, precision, blas, stream, err) != RM_OK) {
+    if (rm_gpt_gpu_init(g, &m->gpt, max_batch, precision, attention, blas, stream, err) != RM_OK) {
         rm_gpt_gpu_free(g);
         free(g);
         return RM_ERR;

@@ -16,10 +16,11 @@
 
 typedef struct rm_model_gpu_ops {
     /* Device buffers for up to max_batch samples on the current device,
-     * products in `precision` (enum rm_precision), every launch on stream
+     * products in `precision` (enum rm_precision), attention (enum
+     * rm_attention; models without one ignore it), every launch on stream
      * (blas is bound to it; neither is owned). *impl is freed by destroy. */
-    int (*create)(const rm_model *m, long max_batch, int precision, cublasHandle_t blas, cudaStream_t stream,
-                  void **impl, rm_error *err);
+    int (*create)(const rm_model *m, long max_batch, int precision, int attention, cublasHandle_t blas,
+                  cudaStream_t stream, void **impl, rm_error *err);
     void (*destroy)(void *impl);
     /* Initial weights on the host, a pure function of seed: the CPU
      * backend's, bit for bit. */
