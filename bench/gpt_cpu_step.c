@@ -77,7 +77,7 @@ int main(int argc, char **argv)
     rm_gpt_layout g;
     rm_gpt_cpu m;
     if (rm_gpt_layout_init(&g, (int)layers, (int)heads, dim, context, vocab, &err) != RM_OK ||
-        rm_gpt_cpu_init(&m, &g, batch, (int)threads, &err) != RM_OK) {
+        rm_gpt_cpu_init(&m, &g, batch, (int)threads, RM_RECOMPUTE_NONE, &err) != RM_OK) {
         fprintf(stderr, "ringmaster-bench-gpt-cpu: %s\n", err.msg);
         return 1;
     }

@@ -91,6 +91,8 @@ static const key_spec keys[] = {
      "1: ZeRO-1, each worker holds the optimizer state of its 1/N slice only (cpu_reduce mpi; shm and "
      "hierarchical always do); 0: all of it"},
     {"train.precision", ENUM(precision, precision_names), "fp32 | tf32 | bf16 (GPU backend; fp32 master weights)"},
+    {"train.recompute", INT(recompute, 0, 2),
+     "gpt: activations backward recomputes instead of keeping: 0 none, 1 GELU, 2 GELU and LayerNorm (same bits)"},
     {"train.attention", ENUM(attention, attention_names),
      "gpt on the GPU: simple (T x T scores kept for backward) | fused (scores never stored)"},
     {"checkpoint.every_steps", INT(ckpt_every_steps, 0, 1e12), "checkpoint every N steps; 0: not by steps"},
@@ -666,6 +668,11 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
         return fail_at(cfg, "launch.coordinator_host", err,
                        "launch.coordinator_host %s needs launch.hostfile: the hosts it is one of",
                        cfg->coordinator_host);
+    if (cfg->recompute != RM_RECOMPUTE_NONE && cfg->model_type != RM_MODEL_GPT)
+        return fail_at(cfg, "train.recompute", err,
+                       "train.recompute is the GPT's (its GELU and LayerNorm outputs); model.type %s keeps what it "
+                       "keeps: use 0",
+                       model_type_names[cfg->model_type]);
     if (cfg->attention == RM_ATT_FUSED && cfg->model_type != RM_MODEL_GPT)
         return fail_at(cfg, "train.attention", err, "train.attention fused is the GPT's attention; model.type %s has none",
                        model_type_names[cfg->model_type]);
@@ -826,6 +833,10 @@ static int is_training_key(const char *path)
      * launch.backend: a bf16 run resumes in fp32 on the CPU backend and the
      * reverse. */
     if (strcmp(path, "train.precision") == 0 || strcmp(path, "train.attention") == 0)
+        return 0;
+    /* train.recompute trades memory for time: backward recomputes the same
+     * bits it would have kept */
+    if (strcmp(path, "train.recompute") == 0)
         return 0;
     /* train.zero says where the optimizer state lives, not what it holds:
      * checkpoints are the same with and without it, so a ZeRO-1 run

@@ -72,6 +72,7 @@ typedef struct rm_config {
     long zero;     /* 1: ZeRO-1, optimizer state sharded over the workers */
     int precision; /* enum rm_precision: how the GPU backend's matrix products run */
     int attention; /* enum rm_attention */
+    long recompute; /* enum rm_recompute (gpt_layout.h) */
 
     /* checkpoint */
     long ckpt_every_steps;     /* 0 = not by steps */

@@ -17,7 +17,12 @@
  * multiple, so its products run on aligned shapes: 257 -> 320, 50257 -> 50304. */
 #define RM_GPT_VOCAB_ALIGN 64
 
+/* train.recompute: what the GPT's backward recomputes instead of keeping
+ * from forward (the same bits either way). */
+enum rm_recompute { RM_RECOMPUTE_NONE = 0, RM_RECOMPUTE_GELU = 1, RM_RECOMPUTE_GELU_LAYERNORM = 2 };
+
 /* Offsets in floats. C = dim. */
+
 typedef struct rm_gpt_block_offsets {
     long ln1_w, ln1_b;       /* [C], [C] */
     long qkv_w, qkv_b;       /* [3C x C], [3C]: q, k, v are the three C-wide thirds */

@@ -167,6 +167,7 @@ int rm_model_init(rm_model *m, const rm_config *cfg, const rm_dataset_facts *fac
                                cfg->model_context, facts->vocab, err) != RM_OK)
             return RM_ERR;
         m->n_params = m->gpt.n_params;
+        m->recompute = (int)cfg->recompute;
         m->context = m->gpt.context;
         m->vocab = m->gpt.vocab;
         m->eot = facts->eot;

@@ -56,6 +56,7 @@ typedef struct rm_model {
     double train_flops_per_sample;
     rm_model_shape mlp; /* type mlp */
     rm_gpt_layout gpt;  /* type gpt */
+    int recompute;      /* type gpt: train.recompute (enum rm_recompute), how its backends keep activations */
     /* type plugin: the library's table (model_plugin.h), its handle, and
      * the facts it was described with */
     const ringmaster_model *plugin;

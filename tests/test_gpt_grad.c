@@ -211,12 +211,17 @@ static void free_fixture(fixture *f)
     free(f->params);
 }
 
-static void start(rm_gpt_cpu *m, const fixture *f, long att_block)
+static void start_recomputing(rm_gpt_cpu *m, const fixture *f, long att_block, int recompute)
 {
     rm_error err;
-    ck_assert_msg(rm_gpt_cpu_init(m, &f->g, BATCH, 1, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_cpu_init(m, &f->g, BATCH, 1, recompute, &err) == RM_OK, "%s", err.msg);
     if (att_block > 0)
         m->att_block = att_block;
+}
+
+static void start(rm_gpt_cpu *m, const fixture *f, long att_block)
+{
+    start_recomputing(m, f, att_block, RM_RECOMPUTE_NONE);
 }
 
 /* forward + backward with grad_scale 1 into grads (written). */
@@ -586,6 +591,53 @@ START_TEST(init_params_are_gpt2s_and_deterministic)
 }
 END_TEST
 
+/* train.recompute 1 and 2 give the loss and every gradient bit of 0, with
+ * less memory each: what backward recomputes is what forward computed. Two
+ * batches, the second accumulated, so a recomputed buffer left holding
+ * another layer's or batch's values shows. */
+START_TEST(recompute_keeps_less_and_gives_the_same_bits)
+{
+    fixture f;
+    make_fixture(&f);
+    long np = f.g.n_params;
+    float *want = malloc((size_t)np * sizeof(float)), *got = malloc((size_t)np * sizeof(float));
+    int32_t in2[BATCH * CONTEXT], tg2[BATCH * CONTEXT];
+    for (long i = 0; i < BATCH * CONTEXT; i++) {
+        in2[i] = (int32_t)((i * 11 + 2) % VOCAB);
+        tg2[i] = (int32_t)((i * 3 + 5) % VOCAB);
+    }
+    size_t bytes[3];
+    double loss[3][2];
+    for (int r = 0; r < 3; r++) {
+        rm_gpt_cpu m;
+        start_recomputing(&m, &f, 4, r);
+        bytes[r] = m.activation_bytes;
+        float *grads = r == 0 ? want : got;
+        rm_error err;
+        loss[r][0] = product_gradients(&m, &f, grads);
+        ck_assert_msg(rm_gpt_cpu_forward(&m, f.params, in2, tg2, BATCH, &loss[r][1], &err) == RM_OK, "%s", err.msg);
+        ck_assert_msg(rm_gpt_cpu_backward(&m, f.params, grads, 0.5f, 1, NULL, NULL, &err) == RM_OK, "%s", err.msg);
+        rm_gpt_cpu_free(&m);
+        if (r == 0)
+            continue;
+        ck_assert_msg(memcmp(loss[r], loss[0], sizeof loss[0]) == 0, "recompute %d: losses %.17g, %.17g; kept %.17g, %.17g",
+                      r, loss[r][0], loss[r][1], loss[0][0], loss[0][1]);
+        for (long k = 0; k < np; k++)
+            ck_assert_msg(memcmp(&got[k], &want[k], sizeof(float)) == 0, "recompute %d: gradient [%ld] %.9g, kept %.9g",
+                          r, k, (double)got[k], (double)want[k]);
+        ck_assert_msg(bytes[r] < bytes[r - 1], "recompute %d keeps %zu bytes, recompute %d %zu", r, bytes[r], r - 1,
+                      bytes[r - 1]);
+    }
+    rm_error err;
+    rm_gpt_cpu bad;
+    ck_assert_int_eq(rm_gpt_cpu_init(&bad, &f.g, BATCH, 1, 3, &err), RM_ERR);
+    ck_assert_msg(strstr(err.msg, "recompute 3") != NULL, "%s", err.msg);
+    free(want);
+    free(got);
+    free_fixture(&f);
+}
+END_TEST
+
 static Suite *gpt_suite(void)
 {
     Suite *s = suite_create("gpt_grad");
@@ -595,6 +647,7 @@ static Suite *gpt_suite(void)
     tcase_add_test(tc, accumulate_adds_and_grad_scale_scales);
     tcase_add_test(tc, grad_ready_reports_final_regions_from_the_end);
     tcase_add_test(tc, bad_tokens_and_batches_are_refused);
+    tcase_add_test(tc, recompute_keeps_less_and_gives_the_same_bits);
     suite_add_tcase(s, tc);
 
     TCase *tc_layout = tcase_create("layout");

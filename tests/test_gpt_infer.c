@@ -27,7 +27,7 @@ START_TEST(cached_steps_match_the_full_forward)
         tg[t] = (t * 5 + 1) % 29;
     }
     rm_gpt_cpu full;
-    ck_assert_msg(rm_gpt_cpu_init(&full, &g, 1, 1, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_cpu_init(&full, &g, 1, 1, RM_RECOMPUTE_NONE, &err) == RM_OK, "%s", err.msg);
     double loss;
     ck_assert_msg(rm_gpt_cpu_forward(&full, params, in, tg, 1, &loss, &err) == RM_OK, "%s", err.msg);
     const float *want = rm_gpt_cpu_logits(&full);

@@ -164,7 +164,7 @@ static void run_c(const reference *r, long att_block, float *logits, double *mea
 {
     rm_gpt_cpu m;
     rm_error err;
-    ck_assert_msg(rm_gpt_cpu_init(&m, &r->g, r->batch, 1, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_cpu_init(&m, &r->g, r->batch, 1, RM_RECOMPUTE_NONE, &err) == RM_OK, "%s", err.msg);
     if (att_block > 0)
         m.att_block = att_block;
     long BT = r->batch * r->g.context;
@@ -279,7 +279,7 @@ START_TEST(adamw_steps_match_pytorch)
     for (int i = 0; i < model.n_tensors; i++) /* the seam's decay flags are the fixture's */
         ck_assert_msg(model.tensors[i].decay == (int)r.spans[3 * i + 2], "%s", model.tensors[i].name);
     ck_assert_msg(rm_optimizer_init(&opt, &cfg, &model, &err) == RM_OK, "%s", err.msg);
-    ck_assert_msg(rm_gpt_cpu_init(&m, &r.g, r.batch, 1, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_cpu_init(&m, &r.g, r.batch, 1, RM_RECOMPUTE_NONE, &err) == RM_OK, "%s", err.msg);
     float *w = malloc((size_t)N * sizeof *w), *g = malloc((size_t)N * sizeof *g);
     ck_assert(w && g);
     memcpy(w, r.params, (size_t)N * sizeof *w);

@@ -793,7 +793,7 @@ START_TEST(gpt_matches_cpu)
     float grad_scale = 1.0f / (float)BT;
 
     rm_gpt_cpu cpu;
-    ck_assert_msg(rm_gpt_cpu_init(&cpu, &g, n, 1, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_cpu_init(&cpu, &g, n, 1, RM_RECOMPUTE_NONE, &err) == RM_OK, "%s", err.msg);
     double cpu_loss, cpu_loss2;
     ready_log cpu_log = {0};
     ck_assert_msg(rm_gpt_cpu_forward(&cpu, params, in, tg, n, &cpu_loss, &err) == RM_OK, "%s", err.msg);
@@ -806,7 +806,8 @@ START_TEST(gpt_matches_cpu)
     ck_assert_int_eq(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
     ck_assert_int_eq(cublasSetStream(blas, stream), CUBLAS_STATUS_SUCCESS);
     rm_gpt_gpu gpu;
-    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, precision, attention, blas, stream, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, precision, attention, RM_RECOMPUTE_NONE, blas, stream, &err) == RM_OK,
+                  "%s", err.msg);
     float *dp = to_device(params, (size_t)g.n_params * 4), *dg = to_device(NULL, (size_t)g.n_params * 4);
     /* garbage where the gradient is written, not added: it must not show */
     CUDA_OK(cudaMemset(dg, 0x7f, (size_t)g.n_params * 4));
@@ -877,7 +878,8 @@ END_TEST
 
 /* _i: train.attention (simple, fused). Two GPU runs of the same batch give
  * the same loss and gradient bits: no atomics, fixed reduction orders
- * (bf16 is refused). */
+ * (bf16 is refused); and so does a model that recomputes GELU and
+ * LayerNorm in backward (train.recompute 2). */
 START_TEST(gpt_gpu_is_deterministic)
 {
     int attention = _i;
@@ -892,9 +894,10 @@ START_TEST(gpt_gpu_is_deterministic)
     cublasHandle_t blas;
     ck_assert_int_eq(cublasCreate(&blas), CUBLAS_STATUS_SUCCESS);
     rm_gpt_gpu gpu;
-    ck_assert_int_eq(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_BF16, attention, blas, 0, &err), RM_ERR);
+    ck_assert_int_eq(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_BF16, attention, RM_RECOMPUTE_NONE, blas, 0, &err), RM_ERR);
     ck_assert_msg(strstr(err.msg, "bf16") != NULL, "%s", err.msg);
-    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_FP32, attention, blas, 0, &err) == RM_OK, "%s", err.msg);
+    ck_assert_msg(rm_gpt_gpu_init(&gpu, &g, n, RM_PREC_FP32, attention, RM_RECOMPUTE_NONE, blas, 0, &err) == RM_OK,
+                  "%s", err.msg);
     float *dp = to_device(params, (size_t)g.n_params * 4), *dg = to_device(NULL, (size_t)g.n_params * 4);
     double l1, l2;
     gpt_gpu_pass(&gpu, dp, dg, in, tg, n, 0.01f, 0, NULL, &l1);
@@ -903,6 +906,15 @@ START_TEST(gpt_gpu_is_deterministic)
     from_device(b, dg, (size_t)g.n_params * 4);
     ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0, "loss %.17g then %.17g", l1, l2);
     ck_assert_msg(memcmp(a, b, (size_t)g.n_params * 4) == 0, "two runs gave different gradient bits");
+    rm_gpt_gpu recomputing;
+    ck_assert_msg(rm_gpt_gpu_init(&recomputing, &g, n, RM_PREC_FP32, attention, RM_RECOMPUTE_GELU_LAYERNORM, blas, 0,
+                                  &err) == RM_OK,
+                  "%s", err.msg);
+    gpt_gpu_pass(&recomputing, dp, dg, in, tg, n, 0.01f, 0, NULL, &l2);
+    from_device(b, dg, (size_t)g.n_params * 4);
+    ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0, "recompute 2: loss %.17g, kept %.17g", l2, l1);
+    ck_assert_msg(memcmp(a, b, (size_t)g.n_params * 4) == 0, "recompute 2 gave other gradient bits");
+    rm_gpt_gpu_free(&recomputing);
     rm_gpt_gpu_free(&gpu);
     cublasDestroy(blas);
     cudaFree(dp), cudaFree(dg);

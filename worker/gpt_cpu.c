@@ -36,22 +36,39 @@ static float *carve(float *base, size_t *at, size_t count)
 }
 
 void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, size_t att_floats_per_seq,
-                        float *base, size_t *at)
+                        int recompute, float *base, size_t *at)
 {
     size_t BT = (size_t)max_batch * (size_t)g->context, C = (size_t)g->dim;
-    a->ln1 = carve(base, at, BT * C);
+    int keep_ln = recompute < RM_RECOMPUTE_GELU_LAYERNORM, keep_gelu = recompute < RM_RECOMPUTE_GELU;
+    a->ln1 = keep_ln ? carve(base, at, BT * C) : NULL;
     a->ln1_mean = carve(base, at, BT);
     a->ln1_rstd = carve(base, at, BT);
     a->qkv = carve(base, at, BT * 3 * C);
     a->att = carve(base, at, (size_t)max_batch * att_floats_per_seq);
     a->atty = carve(base, at, BT * C);
     a->res2 = carve(base, at, BT * C);
-    a->ln2 = carve(base, at, BT * C);
+    a->ln2 = keep_ln ? carve(base, at, BT * C) : NULL;
     a->ln2_mean = carve(base, at, BT);
     a->ln2_rstd = carve(base, at, BT);
-    a->fc_gelu = carve(base, at, BT * 4 * C);
-    a->gelu_d = carve(base, at, BT * 4 * C);
+    a->fc_pre = keep_gelu ? NULL : carve(base, at, BT * 4 * C);
+    a->fc_gelu = keep_gelu ? carve(base, at, BT * 4 * C) : NULL;
+    a->gelu_d = keep_gelu ? carve(base, at, BT * 4 * C) : NULL;
     a->res3 = carve(base, at, BT * C);
+}
+
+void rm_gpt_recompute_carve(rm_gpt_cpu_layer *layers, const rm_gpt_layout *g, long max_batch, int recompute,
+                            float *base, size_t *at)
+{
+    size_t BT = (size_t)max_batch * (size_t)g->context, C = (size_t)g->dim;
+    float *ln = recompute >= RM_RECOMPUTE_GELU_LAYERNORM ? carve(base, at, BT * C) : NULL;
+    float *gelu = recompute >= RM_RECOMPUTE_GELU ? carve(base, at, BT * 4 * C) : NULL;
+    for (int l = 0; l < g->layers; l++) {
+        rm_gpt_cpu_layer *a = &layers[l];
+        if (ln)
+            a->ln1 = a->ln2 = ln;
+        if (gelu)
+            a->fc_gelu = gelu;
+    }
 }
 
 /* Points every activation buffer into base (or only sizes them, base NULL);
@@ -63,7 +80,8 @@ static size_t plan_buffers(rm_gpt_cpu *m, float *base)
     size_t at = 0;
     m->encoded = carve(base, &at, BT * C);
     for (int l = 0; l < g->layers; l++)
-        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, (size_t)g->heads * T * T, base, &at);
+        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, (size_t)g->heads * T * T, m->recompute, base, &at);
+    rm_gpt_recompute_carve(m->layer, g, m->max_batch, m->recompute, base, &at);
     m->lnf = carve(base, &at, BT * C);
     m->lnf_mean = carve(base, &at, BT);
     m->lnf_rstd = carve(base, &at, BT);
@@ -79,9 +97,12 @@ static size_t plan_buffers(rm_gpt_cpu *m, float *base)
     return at;
 }
 
-int rm_gpt_cpu_init(rm_gpt_cpu *m, const rm_gpt_layout *g, long max_batch, int threads, rm_error *err)
+int rm_gpt_cpu_init(rm_gpt_cpu *m, const rm_gpt_layout *g, long max_batch, int threads, int recompute,
+                    rm_error *err)
 {
     memset(m, 0, sizeof *m);
+    if (recompute < RM_RECOMPUTE_NONE || recompute > RM_RECOMPUTE_GELU_LAYERNORM)
+        return rm_fail(err, "gpt: train.recompute %d is none of 0, 1, 2", recompute);
     if (max_batch < 1)
         return rm_fail(err, "gpt: batch must be at least 1 sequence, got %ld", max_batch);
     /* sgemm takes int dimensions; the tallest operand has batch x context rows. */
@@ -91,7 +112,9 @@ int rm_gpt_cpu_init(rm_gpt_cpu *m, const rm_gpt_layout *g, long max_batch, int t
     m->g = *g;
     m->max_batch = max_batch;
     m->att_block = ATT_BLOCK;
+    m->recompute = recompute;
     size_t floats = plan_buffers(m, NULL);
+    m->activation_bytes = floats * sizeof(float);
     /* calloc: the parts of each attention matrix the causal tiling never
      * writes, and the logits' padding columns, stay 0 for good. */
     m->arena = calloc(floats, sizeof(float));
@@ -345,19 +368,50 @@ static void layernorm_backward(float *restrict dx, float *restrict dw, float *re
     }
 }
 
-/* y = gelu_tanh(x) and dy = gelu_tanh'(x). With s = 1 + tanh(u) =
- * 2 / (1 + exp(-2u)) and 1 - tanh(u)^2 = s^2 exp(-2u), neither cancels where
- * tanh nears -1 or 1. */
+/* gelu_tanh and its derivative at v. With s = 1 + tanh(u) = 2 / (1 +
+ * exp(-2u)) and 1 - tanh(u)^2 = s^2 exp(-2u), neither cancels where tanh
+ * nears -1 or 1. Every pass below computes them through these two, so a
+ * value recomputed in backward (train.recompute) is the bits forward had. */
+static inline float gelu_s(float v, float *e)
+{
+    float u = SQRT_2_OVER_PI * (v + GELU_KAPPA * v * v * v);
+    *e = exp_approx(-2.0f * u);
+    return 2.0f / (1.0f + *e);
+}
+
+static inline float gelu_slope(float v, float s, float e)
+{
+    return 0.5f * s + 0.5f * v * (s * s * e) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_KAPPA * v * v);
+}
+
+/* y = gelu_tanh(x) and dy = gelu_tanh'(x). */
 RM_SIMD_CLONES
 static void gelu_forward(float *restrict y, float *restrict dy, const float *restrict x, long n)
 {
     for (long i = 0; i < n; i++) {
-        float v = x[i];
-        float u = SQRT_2_OVER_PI * (v + GELU_KAPPA * v * v * v);
-        float e = exp_approx(-2.0f * u);
-        float s = 2.0f / (1.0f + e);
+        float v = x[i], e, s = gelu_s(v, &e);
         y[i] = 0.5f * v * s;
-        dy[i] = 0.5f * s + 0.5f * v * (s * s * e) * SQRT_2_OVER_PI * (1.0f + 3.0f * GELU_KAPPA * v * v);
+        dy[i] = gelu_slope(v, s, e);
+    }
+}
+
+/* y = gelu_tanh(x) alone: what forward keeps under train.recompute. */
+RM_SIMD_CLONES
+static void gelu_values(float *restrict y, const float *restrict x, long n)
+{
+    for (long i = 0; i < n; i++) {
+        float v = x[i], e, s = gelu_s(v, &e);
+        y[i] = 0.5f * v * s;
+    }
+}
+
+/* d *= gelu_tanh'(x), the slope recomputed from the pre-activation x. */
+RM_SIMD_CLONES
+static void gelu_backward_at(float *restrict d, const float *restrict x, long n)
+{
+    for (long i = 0; i < n; i++) {
+        float v = x[i], e, s = gelu_s(v, &e);
+        d[i] *= gelu_slope(v, s, e);
     }
 }
 
@@ -561,8 +615,13 @@ static void block_forward(rm_gpt_cpu *m, const float *params, int l, const float
     attention_forward(m, a, n);
     matmul_forward(a->res2, a->atty, params + o->proj_w, params + o->proj_b, x, BT, C, C);
     layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, params + o->ln2_w, params + o->ln2_b, BT, C);
-    matmul_forward(m->fc_pre, a->ln2, params + o->fc_w, params + o->fc_b, NULL, BT, C, 4 * C);
-    gelu_forward(a->fc_gelu, a->gelu_d, m->fc_pre, BT * 4 * C);
+    if (m->recompute >= RM_RECOMPUTE_GELU) { /* the pre-activation kept, the slope left to backward */
+        matmul_forward(a->fc_pre, a->ln2, params + o->fc_w, params + o->fc_b, NULL, BT, C, 4 * C);
+        gelu_values(a->fc_gelu, a->fc_pre, BT * 4 * C);
+    } else {
+        matmul_forward(m->fc_pre, a->ln2, params + o->fc_w, params + o->fc_b, NULL, BT, C, 4 * C);
+        gelu_forward(a->fc_gelu, a->gelu_d, m->fc_pre, BT * 4 * C);
+    }
     matmul_forward(a->res3, a->fc_gelu, params + o->fcproj_w, params + o->fcproj_b, a->res2, BT, 4 * C, C);
 }
 
@@ -608,11 +667,21 @@ static void block_backward(rm_gpt_cpu *m, const float *params, float *grads, int
     long C = m->g.dim, BT = n * m->g.context;
     float *dres = m->dres, *dc = m->dc, *dfc = m->fc_pre;
 
+    /* What forward did not keep, recomputed from what it did: the same
+     * functions of the same inputs, so the same bits. */
+    if (m->recompute >= RM_RECOMPUTE_GELU)
+        gelu_values(a->fc_gelu, a->fc_pre, BT * 4 * C);
+    if (m->recompute >= RM_RECOMPUTE_GELU_LAYERNORM)
+        layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, params + o->ln2_w, params + o->ln2_b, BT, C);
+
     /* res3 = res2 + fcproj(gelu(fc(ln2(res2)))): dres flows on unchanged and
      * picks up the MLP branch's share. */
     matmul_backward(dfc, grads + o->fcproj_w, grads + o->fcproj_b, dres, a->fc_gelu, params + o->fcproj_w, m->ones,
                     BT, 4 * C, C, accumulate);
-    gelu_backward(dfc, a->gelu_d, BT * 4 * C);
+    if (m->recompute >= RM_RECOMPUTE_GELU)
+        gelu_backward_at(dfc, a->fc_pre, BT * 4 * C);
+    else
+        gelu_backward(dfc, a->gelu_d, BT * 4 * C);
     matmul_backward(dc, grads + o->fc_w, grads + o->fc_b, dfc, a->ln2, params + o->fc_w, m->ones, BT, C, 4 * C,
                     accumulate);
     if (!accumulate)
@@ -624,6 +693,8 @@ static void block_backward(rm_gpt_cpu *m, const float *params, float *grads, int
     matmul_backward(dc, grads + o->proj_w, grads + o->proj_b, dres, a->atty, params + o->proj_w, m->ones, BT, C, C,
                     accumulate);
     attention_backward(m, a, dc, m->dqkv, n);
+    if (m->recompute >= RM_RECOMPUTE_GELU_LAYERNORM) /* the scratch holds ln2 */
+        layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, params + o->ln1_w, params + o->ln1_b, BT, C);
     matmul_backward(dc, grads + o->qkv_w, grads + o->qkv_b, m->dqkv, a->ln1, params + o->qkv_w, m->ones, BT, C,
                     3 * C, accumulate);
     if (!accumulate)

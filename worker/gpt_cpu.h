@@ -1,7 +1,8 @@
 /* GPT-2's forward and backward passes on the CPU, every product on
  * OpenBLAS sgemm. Parameters and gradients are the caller's flat buffers
  * laid out by rm_gpt_layout; the activations of one batch (what backward
- * needs, nothing recomputed) live in buffers owned here.
+ * needs, less what train.recompute has it recompute) live in buffers owned
+ * here.
  *
  * The model is GPT-2 as nanoGPT and llm.c write it: x = wte[tok] + wpe[pos];
  * per block x += proj(attn(ln1(x))), x += fcproj(gelu_tanh(fc(ln2(x))));
@@ -19,14 +20,18 @@
 
 /* Activations of one layer for the batch, [n*T x width] row-major. */
 typedef struct rm_gpt_cpu_layer {
-    float *ln1, *ln1_mean, *ln1_rstd; /* ln1(x) [C], its row mean and 1/std */
+    /* Under train.recompute (enum rm_recompute) the buffers marked so are
+     * one scratch shared by every layer, refilled by backward: */
+    float *ln1, *ln1_mean, *ln1_rstd; /* ln1(x) [C] (shared from GELU_LAYERNORM), its row mean and 1/std */
     float *qkv;                       /* [3C] */
     float *att; /* [n x heads x T x T] softmax probabilities (masked entries 0); GPU fused: [n x heads x T] lse */
     float *atty;                      /* attention output before proj [C] */
     float *res2;                      /* x after the attention residual [C] */
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fc_gelu; /* gelu(fc(ln2)) [4C] */
-    float *gelu_d;  /* gelu'(fc(ln2)) [4C]: all backward needs of the pre-activation */
+    float *ln2, *ln2_mean, *ln2_rstd; /* ln2 shared from GELU_LAYERNORM */
+    float *fc_pre;  /* fc(ln2) before gelu [4C], kept from GELU on (NULL below: the model's scratch) */
+    float *fc_gelu; /* gelu(fc(ln2)) [4C] (shared from GELU) */
+    float *gelu_d;  /* gelu'(fc(ln2)) [4C]: all backward needs of the pre-activation (NULL from GELU: backward
+                     * takes the slope from fc_pre) */
     float *res3;    /* the block's output [C] */
 } rm_gpt_cpu_layer;
 
@@ -37,7 +42,13 @@ typedef struct rm_gpt_cpu_layer {
  * that keeps its probabilities, heads x T for the GPU's fused one, which
  * keeps each row's log-sum-exp there. */
 void rm_gpt_layer_carve(rm_gpt_cpu_layer *a, const rm_gpt_layout *g, long max_batch, size_t att_floats_per_seq,
-                        float *base, size_t *at);
+                        int recompute, float *base, size_t *at);
+
+/* The scratch the layers share under recompute (enum rm_recompute), carved
+ * as rm_gpt_layer_carve does and pointed to by every layer's ln1, ln2 and
+ * fc_gelu that rm_gpt_layer_carve left NULL. */
+void rm_gpt_recompute_carve(rm_gpt_cpu_layer *layers, const rm_gpt_layout *g, long max_batch, int recompute,
+                            float *base, size_t *at);
 
 typedef struct rm_gpt_cpu {
     rm_gpt_layout g;
@@ -47,6 +58,8 @@ typedef struct rm_gpt_cpu {
      * entries; rm_gpt_cpu_init picks it, tests may lower it (>= 1) to
      * exercise the tiling on a short context. */
     long att_block;
+    int recompute;             /* enum rm_recompute */
+    size_t activation_bytes;   /* what init allocated for activations and scratch */
     long n;                    /* sequences in the last forward; 0 before the first */
     int32_t *inputs, *targets; /* copies of the last forward's tokens [max_batch x T] */
     float *encoded;            /* wte[tok] + wpe[pos]: block 0's input [C] */
@@ -66,12 +79,14 @@ typedef struct rm_gpt_cpu {
 
 /* Allocates activations for up to max_batch sequences of g->context tokens
  * (per layer about 16 x dim floats per token plus the attention
- * probabilities, heads x context floats per token: backward recomputes
- * nothing) and sets OpenBLAS to `threads` threads, process-wide (threads < 1
+ * probabilities, heads x context floats per token; 12 x dim under
+ * recompute GELU, 10 x dim under GELU_LAYERNORM, plus 4 x dim, 5 x dim of
+ * scratch for all layers) and sets OpenBLAS to `threads` threads, process-wide (threads < 1
  * leaves it as it is). The elementwise passes run on the calling thread.
  * Free with rm_gpt_cpu_free, which is safe on a zeroed or failed-init
  * struct. */
-int rm_gpt_cpu_init(rm_gpt_cpu *m, const rm_gpt_layout *g, long max_batch, int threads, rm_error *err);
+int rm_gpt_cpu_init(rm_gpt_cpu *m, const rm_gpt_layout *g, long max_batch, int threads, int recompute,
+                    rm_error *err);
 void rm_gpt_cpu_free(rm_gpt_cpu *m);
 
 /* GPT-2's initialisation, a pure function of seed (the same on every rank):

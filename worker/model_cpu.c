@@ -54,7 +54,7 @@ static int gpt_create(const rm_model *m, long max_batch, int threads, void **imp
     rm_gpt_cpu *g = calloc(1, sizeof *g);
     if (!g)
         return rm_fail(err, "out of memory");
-    if (rm_gpt_cpu_init(g, &m->gpt, max_batch, threads, err) != RM_OK) {
+    if (rm_gpt_cpu_init(g, &m->gpt, max_batch, threads, m->recompute, err) != RM_OK) {
         free(g);
         return RM_ERR;
     }

@@ -2,7 +2,9 @@
 # rounding (the same global batches, gradients averaged over the global
 # batch); 3 workers twice give bit-identical weights; gradients summed by
 # MPI or through shared memory give the same loss curve; accumulating the
-# global batch over 2 micro-steps gives the same curve up to rounding.
+# global batch over 2 micro-steps gives the same curve up to rounding;
+# recomputing GELU and LayerNorm in backward (train.recompute 2) gives the
+# same weights, bit for bit.
 source "$(dirname "$0")/lib.sh"
 run w1 --workers 1
 run w2 --workers 2
@@ -10,6 +12,7 @@ run w3 --workers 3
 run w3-again --workers 3
 run w3-mpi --workers 3 --set launch.cpu_reduce=mpi
 run w2-accum --workers 2 --set train.grad_accum=2
+run w2-recompute --workers 2 --set train.recompute=2
 "$PYTHON" - "$WORK" <<'PY'
 import json, math, sys
 work = sys.argv[1]
@@ -34,6 +37,8 @@ for name in ("w2", "w3", "w3-mpi", "w2-accum"):
     assert [x["batch_digest"] for x in one] == [x["batch_digest"] for x in other], f"{name}: other batches"
 a, b = summary("w3")["weights_digest"], summary("w3-again")["weights_digest"]
 assert a == b, f"two 3-worker runs ended with different weights: {a} vs {b}"
+a, b = summary("w2")["weights_digest"], summary("w2-recompute")["weights_digest"]
+assert a == b, f"train.recompute 2 ended with other weights than 0: {b} vs {a}"
 s = summary("w2")
 assert s["model"] == "gpt" and s["val_loss"] is not None and s["tokens_per_second"] > 0, s
 assert s["val_loss"] < math.log(257), s

@@ -40,10 +40,12 @@ s, ev, m = load(slow)
 assert len(s["stragglers"]) == 1, s["stragglers"]
 st = s["stragglers"][0]
 assert st["worker"] == 1 and st["rank"] == 2 and st["host"], st
-# named within the window (50 steps), the judgements that confirm it (a
-# window more) and the detector's 3 s of persistence
-slow_s = sum(l["step_s_max"] for l in m[50:st["first_step"]])
-assert st["first_step"] >= 100 and slow_s < 3.0 + 2.0, (st, slow_s)
+# named once the window (50 steps) is full, after the judgements that
+# confirm it (one every 5 steps, a window's worth) and the detector's 3 s
+# of persistence, whichever is later: at step 95-100 here, later only where
+# the machine makes the steps faster than 3 s per 45; counted in steps, as
+# the seconds stretch with other load on the machine
+assert 90 <= st["first_step"] <= 130, st
 assert st["slower_by"] > 6, st
 assert st["compute_median_s"] > 6 * st["others_median_s"], st
 e = [e for e in ev if e["event"] == "straggler"]

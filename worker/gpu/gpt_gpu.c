@@ -32,7 +32,8 @@ static size_t plan_buffers(rm_gpt_gpu *m, float *base)
     int fused = m->attention == RM_ATT_FUSED;
     m->encoded = carve(base, &at, BT * C);
     for (int l = 0; l < g->layers; l++)
-        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, fused ? H * T : H * T * T, base, &at);
+        rm_gpt_layer_carve(&m->layer[l], g, m->max_batch, fused ? H * T : H * T * T, m->recompute, base, &at);
+    rm_gpt_recompute_carve(m->layer, g, m->max_batch, m->recompute, base, &at);
     m->lnf = carve(base, &at, BT * C);
     m->lnf_mean = carve(base, &at, BT);
     m->lnf_rstd = carve(base, &at, BT);
@@ -46,9 +47,11 @@ static size_t plan_buffers(rm_gpt_gpu *m, float *base)
 }
 
 int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int precision, int attention,
-                    cublasHandle_t blas, cudaStream_t stream, rm_error *err)
+                    int recompute, cublasHandle_t blas, cudaStream_t stream, rm_error *err)
 {
     memset(m, 0, sizeof *m);
+    if (recompute < RM_RECOMPUTE_NONE || recompute > RM_RECOMPUTE_GELU_LAYERNORM)
+        return rm_fail(err, "gpt: train.recompute %d is none of 0, 1, 2", recompute);
     if (precision != RM_PREC_FP32 && precision != RM_PREC_TF32)
         return rm_fail(err, "gpt on the GPU: train.precision bf16 is not implemented; use fp32 or tf32");
     long head_size = g->dim / g->heads;
@@ -68,6 +71,7 @@ int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int p
     m->max_batch = max_batch;
     m->precision = precision;
     m->attention = attention;
+    m->recompute = recompute;
     m->blas = blas;
     m->stream = stream;
     size_t floats = plan_buffers(m, NULL);
@@ -296,9 +300,11 @@ static int block_forward(rm_gpt_gpu *m, const float *params, int l, const float 
     RM_CUDA_CHECK(rm_gpu_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, params + o->ln2_w,
                                            params + o->ln2_b, BT, C, m->stream),
                   err);
-    if (matmul_forward(m, m->fc_pre, a->ln2, params + o->fc_w, params + o->fc_b, NULL, BT, C, 4 * C, err) != RM_OK)
+    /* under recompute the pre-activation is kept and the slope left to backward (gelu_d is NULL) */
+    float *fc_pre = m->recompute >= RM_RECOMPUTE_GELU ? a->fc_pre : m->fc_pre;
+    if (matmul_forward(m, fc_pre, a->ln2, params + o->fc_w, params + o->fc_b, NULL, BT, C, 4 * C, err) != RM_OK)
         return RM_ERR;
-    RM_CUDA_CHECK(rm_gpu_gelu_forward(a->fc_gelu, a->gelu_d, m->fc_pre, BT * 4 * C, m->stream), err);
+    RM_CUDA_CHECK(rm_gpu_gelu_forward(a->fc_gelu, a->gelu_d, fc_pre, BT * 4 * C, m->stream), err);
     return matmul_forward(m, a->res3, a->fc_gelu, params + o->fcproj_w, params + o->fcproj_b, a->res2, BT, 4 * C, C,
                           err);
 }
@@ -354,11 +360,23 @@ static int block_backward(rm_gpt_gpu *m, const float *params, float *grads, int 
     long C = m->g.dim, BT = n * m->g.context;
     float *dres = m->dres, *dc = m->dc, *dfc = m->fc_pre;
 
+    /* What forward did not keep, recomputed from what it did: the same
+     * kernels on the same inputs, so the same bits. */
+    if (m->recompute >= RM_RECOMPUTE_GELU)
+        RM_CUDA_CHECK(rm_gpu_gelu_forward(a->fc_gelu, NULL, a->fc_pre, BT * 4 * C, m->stream), err);
+    if (m->recompute >= RM_RECOMPUTE_GELU_LAYERNORM)
+        RM_CUDA_CHECK(rm_gpu_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, params + o->ln2_w,
+                                               params + o->ln2_b, BT, C, m->stream),
+                      err);
+
     /* res3 = res2 + fcproj(gelu(fc(ln2(res2)))) */
     if (matmul_backward(m, dfc, grads + o->fcproj_w, grads + o->fcproj_b, dres, a->fc_gelu, params + o->fcproj_w, BT,
                         4 * C, C, accumulate, err) != RM_OK)
         return RM_ERR;
-    RM_CUDA_CHECK(rm_gpu_gelu_backward(dfc, a->gelu_d, BT * 4 * C, m->stream), err);
+    if (m->recompute >= RM_RECOMPUTE_GELU)
+        RM_CUDA_CHECK(rm_gpu_gelu_backward_at(dfc, a->fc_pre, BT * 4 * C, m->stream), err);
+    else
+        RM_CUDA_CHECK(rm_gpu_gelu_backward(dfc, a->gelu_d, BT * 4 * C, m->stream), err);
     if (matmul_backward(m, dc, grads + o->fc_w, grads + o->fc_b, dfc, a->ln2, params + o->fc_w, BT, C, 4 * C,
                         accumulate, err) != RM_OK)
         return RM_ERR;
@@ -369,8 +387,13 @@ static int block_backward(rm_gpt_gpu *m, const float *params, float *grads, int 
     /* res2 = x + proj(attn(ln1(x))) */
     if (matmul_backward(m, dc, grads + o->proj_w, grads + o->proj_b, dres, a->atty, params + o->proj_w, BT, C, C,
                         accumulate, err) != RM_OK ||
-        attention_backward(m, a, dc, m->dqkv, n, err) != RM_OK ||
-        matmul_backward(m, dc, grads + o->qkv_w, grads + o->qkv_b, m->dqkv, a->ln1, params + o->qkv_w, BT, C, 3 * C,
+        attention_backward(m, a, dc, m->dqkv, n, err) != RM_OK)
+        return RM_ERR;
+    if (m->recompute >= RM_RECOMPUTE_GELU_LAYERNORM) /* the scratch holds ln2 */
+        RM_CUDA_CHECK(rm_gpu_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, x, params + o->ln1_w,
+                                               params + o->ln1_b, BT, C, m->stream),
+                      err);
+    if (matmul_backward(m, dc, grads + o->qkv_w, grads + o->qkv_b, m->dqkv, a->ln1, params + o->qkv_w, BT, C, 3 * C,
                         accumulate, err) != RM_OK)
         return RM_ERR;
     RM_CUDA_CHECK(rm_gpu_layernorm_backward(dres, grads + o->ln1_w, grads + o->ln1_b, dc, x, a->ln1_mean, a->ln1_rstd,

@@ -18,6 +18,10 @@
  *           in either precision; head sizes 16, 32 and 64.
  * The simple path is the reference the tests hold the fused one to.
  *
+ * train.recompute as on the CPU (gpt_cpu.h): the layer buffers it drops
+ * are scratch shared by all layers, refilled in backward by the same
+ * kernels, so the gradients are the same bits.
+ *
  * Deterministic: no float atomics anywhere; the same inputs give the same
  * bits on the same device and library versions. */
 #ifndef RINGMASTER_GPT_GPU_H
@@ -41,6 +45,7 @@ typedef struct rm_gpt_gpu {
     long max_batch;
     int precision;       /* enum rm_precision: fp32 or tf32 */
     int attention;       /* enum rm_attention */
+    int recompute;       /* enum rm_recompute: what backward recomputes (gpt_cpu.h's layer says which buffers) */
     cublasHandle_t blas; /* not owned; bound to stream */
     cudaStream_t stream; /* not owned */
     long n;              /* sequences of the last forward with want_grad; 0: nothing to differentiate */
@@ -69,7 +74,7 @@ typedef struct rm_gpt_gpu {
  * (about the CPU model's activations: see gpt_cpu.h). Free with
  * rm_gpt_gpu_free, safe on a zeroed or failed-init struct. */
 int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int precision, int attention,
-                    cublasHandle_t blas, cudaStream_t stream, rm_error *err);
+                    int recompute, cublasHandle_t blas, cudaStream_t stream, rm_error *err);
 void rm_gpt_gpu_free(rm_gpt_gpu *m);
 
 /* host_inputs, host_targets: the n x T token ids on the host, checked

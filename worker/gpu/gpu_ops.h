@@ -100,11 +100,15 @@ cudaError_t rm_gpu_layernorm_backward(float *dx, float *dw, float *db, const flo
                                       const float *mean, const float *rstd, const float *w, long rows, long C,
                                       int accumulate, cudaStream_t stream);
 
-/* y = gelu_tanh(x), dy = gelu_tanh'(x), n elements. */
+/* y = gelu_tanh(x), dy = gelu_tanh'(x) (not written when NULL), n elements. */
 cudaError_t rm_gpu_gelu_forward(float *y, float *dy, const float *x, long n, cudaStream_t stream);
 
 /* d[i] *= dy[i]. */
 cudaError_t rm_gpu_gelu_backward(float *d, const float *dy, long n, cudaStream_t stream);
+
+/* d[i] *= gelu_tanh'(x[i]), the slope recomputed from the pre-activation:
+ * the bits rm_gpu_gelu_forward writes into dy. */
+cudaError_t rm_gpu_gelu_backward_at(float *d, const float *x, long n, cudaStream_t stream);
 
 /* rows rows of T attention scores, row r the query t = r % T: softmax over
  * entries 0..t in place, entries t+1.. set to 0. */

@@ -85,7 +85,7 @@ static int gpt_create(const rm_model *m, long max_batch, int precision, int atte
     rm_gpt_gpu *g = calloc(1, sizeof *g);
     if (!g)
         return rm_fail(err, "out of memory");
-    if (rm_gpt_gpu_init(g, &m->gpt, max_batch, precision, attention, blas, stream, err) != RM_OK) {
+    if (rm_gpt_gpu_init(g, &m->gpt, max_batch, precision, attention, m->recompute, blas, stream, err) != RM_OK) {
         rm_gpt_gpu_free(g);
         free(g);
         return RM_ERR;
