@@ -604,10 +604,6 @@ static int check_gpt(const rm_config *cfg, rm_error *err)
 {
     if (cfg->model_type != RM_MODEL_GPT)
         return RM_OK;
-    if (cfg->precision == RM_PREC_BF16)
-        return fail_at(cfg, "train.precision", err,
-                       "train.precision bf16 is not implemented for model.type gpt; use fp32 or tf32 (tf32: fp32 "
-                       "storage, tensor-core products, on launch.backend gpu)");
     if (cfg->model_dim % cfg->model_heads != 0)
         return fail_at(cfg, "model.heads", err, "model.dim %ld does not divide into %ld heads (model.heads)",
                        cfg->model_dim, cfg->model_heads);

@@ -13,11 +13,11 @@ refused() { # refused NAME TEXT ringmaster-args...: exits non-zero and says TEXT
 sed 's/heads: 2/heads: 3/' "$WORK/job.yaml" >"$WORK/heads.yaml"
 refused heads "heads.yaml:1:" validate "$WORK/heads.yaml"
 expect_in "$WORK/heads.log" "model.dim 32 does not divide into 3 heads"
-refused gpu_bf16 "train.precision bf16 is not implemented for model.type gpt" validate "$WORK/job.yaml" \
-  --set launch.backend=gpu --set train.precision=bf16
-expect_in "$WORK/gpu_bf16.log" "train.precision"
-# the GPU backend takes the GPT in fp32 and tf32 (validation needs no device)
-for p in fp32 tf32; do
+# bf16 products are the GPU backend's: refused on the CPU backend, by key
+refused cpu_bf16 "train.precision bf16 needs launch.backend gpu or auto" validate "$WORK/job.yaml" \
+  --set launch.backend=cpu --set train.precision=bf16
+# the GPU backend takes the GPT in every precision (validation needs no device)
+for p in fp32 tf32 bf16; do
   "$RM" validate "$WORK/job.yaml" --set launch.backend=gpu --set train.precision=$p >"$WORK/gpu_$p.log" 2>&1 ||
     { cat "$WORK/gpu_$p.log"; fail "gpt on launch.backend gpu, train.precision $p: refused"; }
 done

@@ -52,8 +52,8 @@ int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int p
     memset(m, 0, sizeof *m);
     if (recompute < RM_RECOMPUTE_NONE || recompute > RM_RECOMPUTE_GELU_LAYERNORM)
         return rm_fail(err, "gpt: train.recompute %d is none of 0, 1, 2", recompute);
-    if (precision != RM_PREC_FP32 && precision != RM_PREC_TF32)
-        return rm_fail(err, "gpt on the GPU: train.precision bf16 is not implemented; use fp32 or tf32");
+    if (precision != RM_PREC_FP32 && precision != RM_PREC_TF32 && precision != RM_PREC_BF16)
+        return rm_fail(err, "gpt on the GPU: train.precision %d is none of fp32, tf32, bf16", precision);
     long head_size = g->dim / g->heads;
     if (attention == RM_ATT_FUSED && !rm_gpu_flash_attn_supports(head_size))
         return rm_fail(err,
@@ -86,6 +86,9 @@ int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int p
     plan_buffers(m, m->arena);
     /* Zeroed once: the logits' padding columns stay 0 (as on the CPU). */
     RM_CUDA_CHECK(cudaMemsetAsync(m->arena, 0, floats * sizeof(float), stream), err);
+    if (precision == RM_PREC_BF16) /* a product's two operands, cast: at most BT x 4C each */
+        for (int k = 0; k < 2; k++)
+            RM_CUDA_CHECK(cudaMalloc(&m->act16[k], BT * 4 * (size_t)g->dim * 2), err);
     RM_CUDA_CHECK(cudaMalloc((void **)&m->row_loss, BT * sizeof(double)), err);
     RM_CUDA_CHECK(cudaMalloc((void **)&m->loss_sum, sizeof(double)), err);
     RM_CUDA_CHECK(cudaMalloc((void **)&m->row_zero, BT * sizeof(int)), err);
@@ -108,6 +111,8 @@ void rm_gpt_gpu_free(rm_gpt_gpu *m)
     if (m->stream)
         cudaStreamSynchronize(m->stream);
     cudaFree(m->arena);
+    cudaFree(m->act16[0]);
+    cudaFree(m->act16[1]);
     cudaFree(m->row_loss);
     cudaFree(m->loss_sum);
     cudaFree(m->row_zero);
@@ -136,23 +141,27 @@ void rm_gpt_gpu_free(rm_gpt_gpu *m)
  * every product below reads as the CPU code's sgemm it mirrors.
  *
  * batch > 1: the strided batched form, operand i at A + i strideA etc.
- * (strides in floats). tf32 runs the products on tensor cores with TF32
- * inputs, accumulating in fp32. */
-static int matmul_rm(rm_gpt_gpu *m, int ta, int tb, long M, long N, long K, float alpha, const float *A, long lda,
-                     long stride_a, const float *B, long ldb, long stride_b, float beta, float *C, long ldc,
-                     long stride_c, long batch, rm_error *err)
+ * (strides in elements). A and B are fp32, or bf16 when bf16 is set;
+ * C is fp32 and every product accumulates in fp32. fp32 operands run on
+ * tensor cores with TF32 inputs under tf32 and under bf16 (the products
+ * bf16 leaves in fp32: attention's and the classifier's). */
+static int matmul_rm(rm_gpt_gpu *m, int ta, int tb, long M, long N, long K, float alpha, const void *A, long lda,
+                     long stride_a, const void *B, long ldb, long stride_b, float beta, float *C, long ldc,
+                     long stride_c, long batch, int bf16, rm_error *err)
 {
     cublasOperation_t op_a = ta ? CUBLAS_OP_T : CUBLAS_OP_N, op_b = tb ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasComputeType_t compute = m->precision == RM_PREC_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cudaDataType_t in_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+    cublasComputeType_t compute = !bf16 && m->precision != RM_PREC_FP32 ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                                        : CUBLAS_COMPUTE_32F;
     if (batch == 1) {
-        RM_CUBLAS_CHECK(cublasGemmEx(m->blas, op_b, op_a, (int)N, (int)M, (int)K, &alpha, B, CUDA_R_32F, (int)ldb, A,
-                                     CUDA_R_32F, (int)lda, &beta, C, CUDA_R_32F, (int)ldc, compute,
+        RM_CUBLAS_CHECK(cublasGemmEx(m->blas, op_b, op_a, (int)N, (int)M, (int)K, &alpha, B, in_type, (int)ldb, A,
+                                     in_type, (int)lda, &beta, C, CUDA_R_32F, (int)ldc, compute,
                                      CUBLAS_GEMM_DEFAULT),
                         err);
         return RM_OK;
     }
-    RM_CUBLAS_CHECK(cublasGemmStridedBatchedEx(m->blas, op_b, op_a, (int)N, (int)M, (int)K, &alpha, B, CUDA_R_32F,
-                                               (int)ldb, (long long)stride_b, A, CUDA_R_32F, (int)lda,
+    RM_CUBLAS_CHECK(cublasGemmStridedBatchedEx(m->blas, op_b, op_a, (int)N, (int)M, (int)K, &alpha, B, in_type,
+                                               (int)ldb, (long long)stride_b, A, in_type, (int)lda,
                                                (long long)stride_a, &beta, C, CUDA_R_32F, (int)ldc,
                                                (long long)stride_c, (int)batch, compute, CUBLAS_GEMM_DEFAULT),
                     err);
@@ -162,7 +171,21 @@ static int matmul_rm(rm_gpt_gpu *m, int ta, int tb, long M, long N, long K, floa
 static int gemm(rm_gpt_gpu *m, int ta, int tb, long M, long N, long K, const float *A, long lda, const float *B,
                 long ldb, float beta, float *C, long ldc, rm_error *err)
 {
-    return matmul_rm(m, ta, tb, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, err);
+    return matmul_rm(m, ta, tb, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, 0, err);
+}
+
+/* The same with bf16 operands. */
+static int gemm_bf16(rm_gpt_gpu *m, int ta, int tb, long M, long N, long K, const void *A, long lda, const void *B,
+                     long ldb, float beta, float *C, long ldc, rm_error *err)
+{
+    return matmul_rm(m, ta, tb, M, N, K, 1.0f, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, 1, err);
+}
+
+/* Weights w (a pointer into this pass's params) in the bf16 copy: the same
+ * offset in params16, 2 bytes an element. */
+static const void *bf16_of(const rm_gpt_gpu *m, const float *w)
+{
+    return (const char *)m->params16 + 2 * (size_t)(w - m->params);
 }
 
 /* out[rows x out_dim] = residual + b + in[rows x in_dim] W^T, W
@@ -171,6 +194,11 @@ static int matmul_forward(rm_gpt_gpu *m, float *out, const float *in, const floa
                           const float *residual, long rows, long in_dim, long out_dim, rm_error *err)
 {
     RM_CUDA_CHECK(rm_gpu_bias_fill(out, residual, b, rows, out_dim, m->stream), err);
+    if (m->precision == RM_PREC_BF16) { /* in cast to bf16, against the weights' bf16 copy */
+        RM_CUDA_CHECK(rm_gpu_cast_bf16(in, rows * in_dim, m->act16[0], m->stream), err);
+        return gemm_bf16(m, 0, 1, rows, out_dim, in_dim, m->act16[0], in_dim, bf16_of(m, w), in_dim, 1.0f, out,
+                         out_dim, err);
+    }
     return gemm(m, 0, 1, rows, out_dim, in_dim, in, in_dim, w, in_dim, 1.0f, out, out_dim, err);
 }
 
@@ -179,11 +207,20 @@ static int matmul_forward(rm_gpt_gpu *m, float *out, const float *in, const floa
 static int matmul_backward(rm_gpt_gpu *m, float *din, float *dw, float *db, const float *dout, const float *in,
                            const float *w, long rows, long in_dim, long out_dim, int accumulate, rm_error *err)
 {
-    if (din && gemm(m, 0, 0, rows, in_dim, out_dim, dout, out_dim, w, in_dim, 0.0f, din, in_dim, err) != RM_OK)
+    float beta = accumulate ? 1.0f : 0.0f;
+    if (m->precision == RM_PREC_BF16) { /* dout and in cast to bf16; dW and din come out in fp32 */
+        void *dout16 = m->act16[0], *in16 = m->act16[1];
+        RM_CUDA_CHECK(rm_gpu_cast_bf16(dout, rows * out_dim, dout16, m->stream), err);
+        RM_CUDA_CHECK(rm_gpu_cast_bf16(in, rows * in_dim, in16, m->stream), err);
+        if ((din && gemm_bf16(m, 0, 0, rows, in_dim, out_dim, dout16, out_dim, bf16_of(m, w), in_dim, 0.0f, din,
+                              in_dim, err) != RM_OK) ||
+            gemm_bf16(m, 1, 0, out_dim, in_dim, rows, dout16, out_dim, in16, in_dim, beta, dw, in_dim, err) != RM_OK)
+            return RM_ERR;
+    } else if ((din && gemm(m, 0, 0, rows, in_dim, out_dim, dout, out_dim, w, in_dim, 0.0f, din, in_dim, err) !=
+                           RM_OK) ||
+               gemm(m, 1, 0, out_dim, in_dim, rows, dout, out_dim, in, in_dim, beta, dw, in_dim, err) != RM_OK) {
         return RM_ERR;
-    if (gemm(m, 1, 0, out_dim, in_dim, rows, dout, out_dim, in, in_dim, accumulate ? 1.0f : 0.0f, dw, in_dim, err) !=
-        RM_OK)
-        return RM_ERR;
+    }
     RM_CUDA_CHECK(rm_gpu_bias_grad(dout, rows, out_dim, db, accumulate, m->stream), err);
     return RM_OK;
 }
@@ -205,7 +242,7 @@ static int attention_forward(rm_gpt_gpu *m, rm_gpt_gpu_layer *a, long n, rm_erro
     for (long b = 0; b < n; b++) {
         const float *q = a->qkv + b * T * C3, *k = q + C;
         float *P = a->att + b * NH * T * T;
-        if (matmul_rm(m, 0, 1, T, T, hs, scale, q, C3, hs, k, C3, hs, 0.0f, P, T, T * T, NH, err) != RM_OK)
+        if (matmul_rm(m, 0, 1, T, T, hs, scale, q, C3, hs, k, C3, hs, 0.0f, P, T, T * T, NH, 0, err) != RM_OK)
             return RM_ERR;
     }
     RM_CUDA_CHECK(rm_gpu_causal_softmax_forward(a->att, n * NH * T, T, m->stream), err);
@@ -213,7 +250,7 @@ static int attention_forward(rm_gpt_gpu *m, rm_gpt_gpu_layer *a, long n, rm_erro
         const float *v = a->qkv + b * T * C3 + 2 * C;
         const float *P = a->att + b * NH * T * T;
         float *y = a->atty + b * T * C;
-        if (matmul_rm(m, 0, 0, T, hs, T, 1.0f, P, T, T * T, v, C3, hs, 0.0f, y, C, hs, NH, err) != RM_OK)
+        if (matmul_rm(m, 0, 0, T, hs, T, 1.0f, P, T, T * T, v, C3, hs, 0.0f, y, C, hs, NH, 0, err) != RM_OK)
             return RM_ERR;
     }
     return RM_OK;
@@ -238,12 +275,12 @@ static int attention_backward(rm_gpt_gpu *m, const rm_gpt_gpu_layer *a, const fl
         const float *q = a->qkv + b * T * C3, *k = q + C, *v = q + 2 * C;
         const float *P = a->att + b * NH * TT, *dy = datty + b * T * C;
         float *dq = dqkv + b * T * C3, *dk = dq + C, *dv = dq + 2 * C;
-        if (matmul_rm(m, 0, 1, T, T, hs, 1.0f, dy, C, hs, v, C3, hs, 0.0f, dS, T, TT, NH, err) != RM_OK)
+        if (matmul_rm(m, 0, 1, T, T, hs, 1.0f, dy, C, hs, v, C3, hs, 0.0f, dS, T, TT, NH, 0, err) != RM_OK)
             return RM_ERR;
         RM_CUDA_CHECK(rm_gpu_causal_softmax_backward(dS, P, NH * T, T, scale, m->stream), err);
-        if (matmul_rm(m, 0, 0, T, hs, T, 1.0f, dS, T, TT, k, C3, hs, 0.0f, dq, C3, hs, NH, err) != RM_OK ||
-            matmul_rm(m, 1, 0, T, hs, T, 1.0f, dS, T, TT, q, C3, hs, 0.0f, dk, C3, hs, NH, err) != RM_OK ||
-            matmul_rm(m, 1, 0, T, hs, T, 1.0f, P, T, TT, dy, C, hs, 0.0f, dv, C3, hs, NH, err) != RM_OK)
+        if (matmul_rm(m, 0, 0, T, hs, T, 1.0f, dS, T, TT, k, C3, hs, 0.0f, dq, C3, hs, NH, 0, err) != RM_OK ||
+            matmul_rm(m, 1, 0, T, hs, T, 1.0f, dS, T, TT, q, C3, hs, 0.0f, dk, C3, hs, NH, 0, err) != RM_OK ||
+            matmul_rm(m, 1, 0, T, hs, T, 1.0f, P, T, TT, dy, C, hs, 0.0f, dv, C3, hs, NH, 0, err) != RM_OK)
             return RM_ERR;
     }
     return RM_OK;
@@ -309,11 +346,23 @@ static int block_forward(rm_gpt_gpu *m, const float *params, int l, const float 
                           err);
 }
 
-int rm_gpt_gpu_forward(rm_gpt_gpu *m, const float *params, const int32_t *host_inputs, const int32_t *host_targets,
-                       const int32_t *dev_inputs, const int32_t *dev_targets, long n, int want_grad,
-                       float grad_scale, rm_error *err)
+/* Holds this pass's weights for the products (bf16_of). */
+static int take_params(rm_gpt_gpu *m, const float *params, const void *params16, rm_error *err)
+{
+    if (m->precision == RM_PREC_BF16 && !params16)
+        return rm_fail(err, "gpt: train.precision bf16 needs the weights' bf16 copy, and none was given");
+    m->params = params;
+    m->params16 = params16;
+    return RM_OK;
+}
+
+int rm_gpt_gpu_forward(rm_gpt_gpu *m, const float *params, const void *params16, const int32_t *host_inputs,
+                       const int32_t *host_targets, const int32_t *dev_inputs, const int32_t *dev_targets, long n,
+                       int want_grad, float grad_scale, rm_error *err)
 {
     const rm_gpt_layout *g = &m->g;
+    if (take_params(m, params, params16, err) != RM_OK)
+        return RM_ERR;
     if (n < 1 || n > m->max_batch)
         return rm_fail(err, "gpt: forward on %ld sequences, but the GPU activations were sized for 1..%ld", n,
                        m->max_batch);
@@ -402,10 +451,12 @@ static int block_backward(rm_gpt_gpu *m, const float *params, float *grads, int 
     return RM_OK;
 }
 
-int rm_gpt_gpu_backward(rm_gpt_gpu *m, const float *params, float *grads, int accumulate, rm_grad_ready_fn ready,
-                        void *ready_ctx, rm_error *err)
+int rm_gpt_gpu_backward(rm_gpt_gpu *m, const float *params, const void *params16, float *grads, int accumulate,
+                        rm_grad_ready_fn ready, void *ready_ctx, rm_error *err)
 {
     const rm_gpt_layout *g = &m->g;
+    if (take_params(m, params, params16, err) != RM_OK)
+        return RM_ERR;
     long n = m->n;
     if (n == 0)
         return rm_fail(err, "gpt: backward without a forward with want_grad before it (each such forward allows one "

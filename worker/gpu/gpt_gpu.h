@@ -4,9 +4,13 @@
  * formulas as worker/gpt_cpu.c, so checkpoints are the same bytes on both
  * backends and the two agree to rounding.
  *
- * Precision: fp32 (plain fp32 products) or tf32 (fp32 storage, tensor-core
- * products with TF32 inputs, attention's included). bf16 is not
- * implemented: rm_gpt_gpu_init refuses it.
+ * Precision: fp32 (plain fp32 products), tf32 (fp32 storage, tensor-core
+ * products with TF32 inputs, attention's included) or bf16: the four
+ * products of every block take bf16 operands (the activation or gradient
+ * cast just before, the weights' bf16 copy the backend keeps) and
+ * accumulate and write fp32; attention's and the tied classifier's
+ * products run as under tf32; activations, gradients, master weights and
+ * optimizer state stay fp32.
  *
  * Attention (train.attention), one of two paths:
  *   simple  the full T x T scores per (sequence, head) from strided batched
@@ -43,7 +47,7 @@ typedef rm_gpt_cpu_layer rm_gpt_gpu_layer;
 typedef struct rm_gpt_gpu {
     rm_gpt_layout g;
     long max_batch;
-    int precision;       /* enum rm_precision: fp32 or tf32 */
+    int precision;       /* enum rm_precision */
     int attention;       /* enum rm_attention */
     int recompute;       /* enum rm_recompute: what backward recomputes (gpt_cpu.h's layer says which buffers) */
     cublasHandle_t blas; /* not owned; bound to stream */
@@ -56,6 +60,9 @@ typedef struct rm_gpt_gpu {
     float *fc_pre, *dres, *dc, *dqkv;
     float *datt;   /* backward: simple, one sequence's [heads x T x T]; fused, D [max_batch x heads x T] */
     float *arena;  /* every float buffer above, one allocation */
+    void *act16[2]; /* bf16: a product's operands cast, BT x 4C each */
+    const float *params;  /* this pass's weights, and */
+    const void *params16; /* their bf16 copy (bf16; else NULL) */
     double *row_loss, *loss_sum;
     int *row_zero;       /* [max_batch x T] zeros: no accuracy count for a language model */
     long long *correct;  /* always 0 */
@@ -80,20 +87,21 @@ void rm_gpt_gpu_free(rm_gpt_gpu *m);
 /* host_inputs, host_targets: the n x T token ids on the host, checked
  * against the vocabulary before anything is enqueued (the message names the
  * bad id and its position); dev_inputs, dev_targets: the same ids on the
- * device. Enqueues the forward with params (device, fp32); the summed loss
+ * device. Enqueues the forward with params (device, fp32) and, under bf16,
+ * params16 (their bf16 copy; NULL otherwise); the summed loss
  * lands in m->loss_sum (device double). With want_grad the logits become
  * grad_scale x d(loss)/d(logits), ready for rm_gpt_gpu_backward, and the
  * encoder's backward plan is built from host_inputs. */
-int rm_gpt_gpu_forward(rm_gpt_gpu *m, const float *params, const int32_t *host_inputs, const int32_t *host_targets,
-                       const int32_t *dev_inputs, const int32_t *dev_targets, long n, int want_grad,
-                       float grad_scale, rm_error *err);
+int rm_gpt_gpu_forward(rm_gpt_gpu *m, const float *params, const void *params16, const int32_t *host_inputs,
+                       const int32_t *host_targets, const int32_t *dev_inputs, const int32_t *dev_targets, long n,
+                       int want_grad, float grad_scale, rm_error *err);
 
 /* After a forward with want_grad: enqueues the gradients (already scaled
  * by that forward's grad_scale), written (accumulate 0) or added (1) into
  * grads (device, n_params floats; wte's padding rows get 0). ready, when not
  * NULL, is called each time the enqueued work produces the final gradient
  * of [offset, n_params), as rm_gpt_cpu_backward calls it. */
-int rm_gpt_gpu_backward(rm_gpt_gpu *m, const float *params, float *grads, int accumulate, rm_grad_ready_fn ready,
-                        void *ready_ctx, rm_error *err);
+int rm_gpt_gpu_backward(rm_gpt_gpu *m, const float *params, const void *params16, float *grads, int accumulate,
+                        rm_grad_ready_fn ready, void *ready_ctx, rm_error *err);
 
 #endif

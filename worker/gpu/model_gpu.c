@@ -111,16 +111,14 @@ static int gpt_forward(void *impl, const float *params, const void *params16, co
                        const void *host_target, const void *dev_input, const void *dev_target, long n, int want_grad,
                        float grad_scale, rm_error *err)
 {
-    (void)params16;
-    return rm_gpt_gpu_forward(impl, params, host_input, host_target, dev_input, dev_target, n, want_grad, grad_scale,
-                              err);
+    return rm_gpt_gpu_forward(impl, params, params16, host_input, host_target, dev_input, dev_target, n, want_grad,
+                              grad_scale, err);
 }
 
 static int gpt_backward(void *impl, const float *params, const void *params16, float *grads, int accumulate,
                         rm_grad_ready_fn ready, void *ready_ctx, rm_error *err)
 {
-    (void)params16;
-    return rm_gpt_gpu_backward(impl, params, grads, accumulate, ready, ready_ctx, err);
+    return rm_gpt_gpu_backward(impl, params, params16, grads, accumulate, ready, ready_ctx, err);
 }
 
 static void gpt_results(void *impl, const double **loss_sum, const long long **correct)
