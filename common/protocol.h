@@ -40,7 +40,7 @@ enum rm_tag {
     RM_TAG_TRACE, /* worker -> coordinator: Chrome-trace events of observe.trace_steps */
 };
 
-#define RM_PROTOCOL_VERSION 7 /* 7: HELLO.transport may be RM_TRANSPORT_HIER */
+#define RM_PROTOCOL_VERSION 8 /* 8: HELLO.memory_bytes */
 #define RM_DIR_CAP 1024
 #define RM_HOST_CAP 64
 #define RM_REASON_CAP 512
@@ -68,6 +68,7 @@ typedef struct rm_msg_hello {
     int64_t param_count;
     double peak_flops; /* this worker's measured sgemm rate (FLOP/s), for MFU; 0: not measured */
     int64_t optimizer_state_bytes; /* the optimizer state this worker allocated (its slice under ZeRO-1) */
+    int64_t memory_bytes; /* what building its backend took (device, or host heap), measured; 0: unknown */
     char host[RM_HOST_CAP];
 } rm_msg_hello;
 

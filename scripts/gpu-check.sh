@@ -38,7 +38,9 @@
 #      GEMM rate measured at 8192^3, the attention path (fused where 5a
 #      found it agreeing with the CPU, else simple), peak device memory;
 #   5c. with 5b: `ringmaster doctor` on the 124M job, into the run's
-#      directory, its predicted step against the run's.
+#      directory, its predicted step against the run's;
+#   5d. with time left: the same job for two steps with train.recompute 1
+#      and 2, the device memory each takes at start-up beside 5b's.
 #   The speed figures of 5b and 5c are reported, not checked.
 #
 # Time on an H200 (16 cores), what each step should take; the whole stays
@@ -576,11 +578,12 @@ if t:
         print(f"  cuBLAS {prec} at the MLP's shapes (16384 x 768 x 3072 and back): "
               f"{gemm[f'model_{prec}_tflops']:.0f} TFLOP/s")
     print(f"GPT-2 124M attention: PyTorch {t['attention']}; ringmaster {s.get('attention', 'not reported in summary.json')}")
-rm_mem = s.get("device_memory_peak_bytes")
-rm_mem = f"{rm_mem / 2**20:.0f} MiB (summary.json)" if rm_mem else (
-    f"{mib_peak(f'{out}/{name}-memory.txt')} (nvidia-smi memory.used sampled every 200 ms, less before: "
-    "context, cuBLAS workspace and allocator cache included)")
-line = f"GPT-2 124M peak device memory: ringmaster {rm_mem}"
+rm_mem = s.get("memory_bytes_per_worker")
+rm_mem = (f"{rm_mem / 2**20:.0f} MiB at start-up (summary.json memory_bytes_per_worker: cudaMemGetInfo around "
+          f"the setup), " if rm_mem else "") + (
+    f"{mib_peak(f'{out}/{name}-memory.txt')} peak (nvidia-smi memory.used sampled every 200 ms, less before: "
+    "context, cuBLAS workspace and NCCL included)")
+line = f"GPT-2 124M device memory, train.recompute {s.get('recompute', 0)}: ringmaster {rm_mem}"
 if t and "peak_memory_allocated_bytes" in t:
     line += (f"; PyTorch {t['peak_memory_allocated_bytes'] / 2**20:.0f} MiB allocated, "
              f"{t['peak_memory_reserved_bytes'] / 2**20:.0f} MiB reserved (torch.cuda), "
@@ -596,6 +599,23 @@ else:
     print("GPT-2 124M doctor: no prediction in summary.json (no doctor.json in the run directory)")
 PY
         fail "the GPT-2 124M report (the runs: $out/$gpt, $out/torch-$gpt.json)"
+      # 5d. what train.recompute 1 and 2 save on the same job: the memory
+      # each takes at start-up, from two steps each, while time is left
+      for r in 1 2; do
+        t=$(cap_s 90)
+        if [ "$t" -lt 45 ]; then
+          note "SKIP 5d (recompute $r): ${t}s left of the ${budget_s}s budget"
+          break
+        fi
+        if job_data=$gpt_data/brown-gpt2 job_timeout=$t run_job $gpt-recompute$r "$gpt_config" \
+           --set train.precision="$precision" --set train.attention=$attention --set train.recompute=$r \
+           --set train.steps=2 --set train.warmup_steps=1 --set train.eval_tokens=1024; then
+          "${python:-python3}" -c "import json,sys; s=json.load(open(sys.argv[1])); print(f'GPT-2 124M device memory, train.recompute {sys.argv[2]}: {s[\"memory_bytes_per_worker\"] / 2**20:.0f} MiB at start-up')" \
+            "$out/$gpt-recompute$r/summary.json" "$r" | tee -a "$summary"
+        else
+          fail "ringmaster run $gpt_config with train.recompute $r (log: $out/$gpt-recompute$r.log)"
+        fi
+      done
     fi
   fi
 fi

@@ -67,6 +67,11 @@ struct rm_backend {
     /* Bytes of optimizer state (moments) this worker holds, as allocated:
      * all of them, or its slice under ZeRO-1 and shared-memory reduction. */
     size_t optimizer_state_bytes;
+    /* Memory building the backend took, measured where the model lives:
+     * device memory by the driver's count (GPU), or the host heap by the
+     * allocator's (CPU): weights, gradients, optimizer state, activations
+     * and scratch. 0: not measured (an allocator that does not count). */
+    size_t memory_bytes;
     /* input, target: n samples as the model's batch holds them (model.h).
      * grad_scale: 1 / (global batch x the model's positions), so the
      * all-reduced sum is the global mean whatever the worker count.

@@ -42,6 +42,7 @@
 #include "timer.h"
 
 #include <cblas.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -481,9 +482,18 @@ static void cpu_destroy(rm_backend *b)
     free(cb);
 }
 
+/* Bytes the heap has handed out and not taken back, as glibc counts them
+ * (mmapped blocks included); 0 under an allocator that does not count. */
+static size_t heap_in_use(void)
+{
+    struct mallinfo2 mi = mallinfo2();
+    return mi.uordblks + mi.hblkhd;
+}
+
 rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, long max_batch, MPI_Comm comm,
                                   rm_heartbeat_fn heartbeat, void *heartbeat_ctx, double heartbeat_s, rm_error *err)
 {
+    size_t heap_before = heap_in_use();
     const rm_model_cpu_ops *ops = rm_model_cpu_ops_for(model, err);
     if (!ops)
         return NULL;
@@ -574,5 +584,7 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
                          : cb->mode == REDUCE_SHM ? RM_TRANSPORT_SHM
                          : cb->mode == REDUCE_HIER ? RM_TRANSPORT_HIER
                                                   : RM_TRANSPORT_MPI;
+    size_t heap_after = heap_in_use();
+    cb->base.memory_bytes = heap_after > heap_before ? heap_after - heap_before : 0;
     return &cb->base;
 }

@@ -272,6 +272,7 @@ static int handshake(worker *w, rm_msg_start *start, rm_error *err)
         /* the host's products set the bound only where they run */
         .peak_flops = w->backend->kind == RM_BACKEND_CPU ? rm_sgemm_peak_flops(0.2) : 0,
         .optimizer_state_bytes = (int64_t)w->backend->optimizer_state_bytes,
+        .memory_bytes = (int64_t)w->backend->memory_bytes,
     };
     snprintf(hello.host, sizeof hello.host, "%s", rm_log_host());
     if (weights_digest(w, &hello.init_digest, err) != RM_OK)

@@ -580,6 +580,11 @@ int main(int argc, char **argv)
     if (c.cfg.verbosity != RM_VERBOSITY_QUIET) {
         printf("optimizer state: %.3f MiB per worker (the most any worker holds%s)\n",
                (double)c.roster.optimizer_state_bytes / (1024.0 * 1024.0), c.cfg.zero ? ", ZeRO-1" : "");
+        if (c.roster.memory_bytes > 0)
+            printf("memory: %.1f MiB of %s per worker at start-up (weights, gradients, optimizer state, "
+                   "activations; the most of any worker)\n",
+                   (double)c.roster.memory_bytes / (1024.0 * 1024.0),
+                   c.roster.backend == RM_BACKEND_GPU ? "device memory" : "host heap");
         fflush(stdout);
     }
     send_start(&c);

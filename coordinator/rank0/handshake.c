@@ -95,6 +95,8 @@ int rm_handshake_run(rm_roster *r, const rm_handshake_expect *want, rm_error *er
         r->peak_flops += h.peak_flops;
         if (h.optimizer_state_bytes > r->optimizer_state_bytes)
             r->optimizer_state_bytes = (long)h.optimizer_state_bytes;
+        if (h.memory_bytes > r->memory_bytes)
+            r->memory_bytes = (long)h.memory_bytes;
         if (h.protocol_version != RM_PROTOCOL_VERSION) {
             rm_fail(err, "worker %d (rank %d, host %s) speaks protocol %d, the coordinator %d: mixed ringmaster builds",
                     w, w + 1, h.host, h.protocol_version, RM_PROTOCOL_VERSION);

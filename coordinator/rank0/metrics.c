@@ -282,8 +282,9 @@ int rm_metrics_write_summary(rm_metrics *m, const rm_run_outcome *out, rm_error 
     rm_json_number(f, out->wall_s);
     fprintf(f, ",\n  \"workers\": %d,\n  \"global_batch\": %ld,\n  \"backend\": \"%s\",\n  \"parameters\": %ld",
             roster->workers, cfg->global_batch, rm_backend_name(roster->backend), model->n_params);
-    if (model->type == RM_MODEL_GPT) /* the path the workers' backend took */
-        fprintf(f, ",\n  \"attention\": \"%s\"",
+    fprintf(f, ",\n  \"memory_bytes_per_worker\": %ld", roster->memory_bytes);
+    if (model->type == RM_MODEL_GPT) /* the path the workers' backend took, and what its backward recomputes */
+        fprintf(f, ",\n  \"recompute\": %ld,\n  \"attention\": \"%s\"", cfg->recompute,
                 roster->backend != RM_BACKEND_GPU      ? "cpu (causal blocks, probabilities kept)"
                 : cfg->attention == RM_ATT_FUSED ? "fused (flash_attn.cu, scores never stored)"
                                                  : "simple (cuBLAS products, probabilities kept)");

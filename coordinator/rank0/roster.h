@@ -25,6 +25,7 @@ typedef struct rm_roster {
     int transport;        /* enum rm_transport, from the HELLOs */
     double peak_flops;    /* the workers' measured sgemm rates, summed: MFU's bound */
     long optimizer_state_bytes; /* the most optimizer state any worker allocated */
+    long memory_bytes;          /* the most memory building a worker's backend took (rm_backend.memory_bytes) */
 } rm_roster;
 
 int rm_roster_init(rm_roster *r, int workers, rm_error *err);

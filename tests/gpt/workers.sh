@@ -39,6 +39,9 @@ a, b = summary("w3")["weights_digest"], summary("w3-again")["weights_digest"]
 assert a == b, f"two 3-worker runs ended with different weights: {a} vs {b}"
 a, b = summary("w2")["weights_digest"], summary("w2-recompute")["weights_digest"]
 assert a == b, f"train.recompute 2 ended with other weights than 0: {b} vs {a}"
+kept, recomputing = summary("w2")["memory_bytes_per_worker"], summary("w2-recompute")["memory_bytes_per_worker"]
+print(f"memory per worker: {kept} bytes kept, {recomputing} under train.recompute 2")
+assert 0 < recomputing < kept, ("train.recompute 2 should take less memory, measured", recomputing, kept)
 s = summary("w2")
 assert s["model"] == "gpt" and s["val_loss"] is not None and s["tokens_per_second"] > 0, s
 assert s["val_loss"] < math.log(257), s

@@ -578,6 +578,11 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
     if (gb->precision != RM_PREC_FP32 && cc < 80)
         return rm_fail(err, "train.precision %s needs a GPU of compute capability 8.0 or newer; device %d has %d.%d",
                        gb->precision == RM_PREC_BF16 ? "bf16" : "tf32", gb->device, cc / 10, cc % 10);
+    /* Device memory as the driver counts it, from here (the context made)
+     * to the end of the setup: what this worker's buffers took. */
+    size_t free_before, free_after, total;
+    RM_CUDA_CHECK(cudaFree(0), err);
+    RM_CUDA_CHECK(cudaMemGetInfo(&free_before, &total), err);
     RM_CUDA_CHECK(cudaStreamCreateWithFlags(&gb->compute, cudaStreamNonBlocking), err);
     RM_CUDA_CHECK(cudaStreamCreateWithFlags(&gb->copy, cudaStreamNonBlocking), err);
     RM_CUBLAS_CHECK(cublasCreate(&gb->blas), err);
@@ -637,6 +642,8 @@ static int build_local(gpu_backend *gb, const rm_config *cfg, MPI_Comm comm, rm_
     RM_CUDA_CHECK(cudaEventCreateWithFlags(&gb->compute_done, cudaEventDisableTiming), err);
     RM_CUDA_CHECK(cudaEventCreateWithFlags(&gb->results_ready, cudaEventDisableTiming), err);
     RM_CUDA_CHECK(cudaStreamSynchronize(gb->compute), err);
+    RM_CUDA_CHECK(cudaMemGetInfo(&free_after, &total), err);
+    gb->base.memory_bytes = free_before > free_after ? free_before - free_after : 0;
     return RM_OK;
 }
 
