@@ -267,6 +267,49 @@ START_TEST(doctor_names_the_bottleneck)
 }
 END_TEST
 
+/* A reduction in stages (the hierarchical one across hosts): the table
+ * shows each stage's time, the slowest rank's, under the reduction alone,
+ * and the JSON report has them per rank. */
+START_TEST(doctor_shows_the_reduction_stages)
+{
+    rm_config cfg;
+    rm_config_defaults(&cfg);
+    cfg.global_batch = 100;
+    rm_error err;
+    rm_model model;
+    ck_assert_msg(rm_model_init_flat(&model, 1000, 0, &err) == RM_OK, "%s", err.msg);
+    rm_doctor_rank r[2];
+    memset(r, 0, sizeof r);
+    for (int i = 0; i < 2; i++) {
+        snprintf(r[i].reduce, sizeof r[i].reduce, "hierarchical");
+        doctor_phases(&r[i], 0, 0.004, 0.003, 0.001, 0);
+        r[i].allreduce_s = 0.0025;
+        r[i].n_stages = 2;
+        snprintf(r[i].stage_name[0], sizeof r[i].stage_name[0], "sum in shared memory");
+        snprintf(r[i].stage_name[1], sizeof r[i].stage_name[1], "chain between hosts");
+        r[i].stage_s[0] = 0.0004 + 0.0001 * i;
+        r[i].stage_s[1] = 0.0020;
+    }
+    rm_doctor_prediction p;
+    rm_doctor_predict(&cfg, r, 2, &p);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    rm_doctor_print(f, &cfg, &model, r, 2, &p);
+    fclose(f);
+    rmt_assert_contains(text, "  of which sum in shared memory");
+    rmt_assert_contains(text, "0.500 ms"); /* the slower rank's 0.5 ms */
+    rmt_assert_contains(text, "  of which chain between hosts");
+    free(text);
+    f = open_memstream(&text, &len);
+    rm_doctor_write_json(f, &cfg, &model, r, 2, &p);
+    fclose(f);
+    rmt_assert_contains(text, "\"reduce_stages\": [{\"stage\": \"sum in shared memory\", \"seconds\": 0.0004}");
+    free(text);
+    rm_model_free(&model);
+}
+END_TEST
+
 static Suite *observe_suite(void)
 {
     Suite *s = suite_create("observe");
@@ -282,6 +325,7 @@ static Suite *observe_suite(void)
     tcase_add_test(pure, loopback_and_token_compare);
     tcase_add_test(pure, json_scan_reads_members);
     tcase_add_test(pure, doctor_names_the_bottleneck);
+    tcase_add_test(pure, doctor_shows_the_reduction_stages);
     suite_add_tcase(s, pure);
     return s;
 }

@@ -2,8 +2,8 @@
 # (the coordinator on n0 as well), sum through each host's shared memory,
 # then a chain between hosts (launch.cpu_reduce auto picks it). The
 # workers' local ranks come from their real host (0 and 1 on each), the
-# timeline shows the stage inside the host and the one between hosts
-# apart, its checkpoint resumes on one host, and the weights and every step's gradient norm (clipping on, so
+# timeline and the doctor show the stage inside the host and the one
+# between hosts apart, its checkpoint resumes on one host, and the weights and every step's gradient norm (clipping on, so
 # the norm steers the weights) are bit for bit those of the same job with
 # its 4 workers on one host, summed through shared memory alone.
 source "$(dirname "$0")/lib.sh"
@@ -59,6 +59,15 @@ for w in 4 2; do
     { cat resume$w.txt; fail "resuming the hierarchical run's checkpoint on $w workers failed"; }
   expect_in resume$w.txt "(step 50 of 100, written by 4 workers, now $w; generation 2)"
 done
+
+# The doctor over the same placement times the reduction in its two
+# stages (its resolved config goes to TMPDIR, which every host must see).
+on n0 env TMPDIR="$WORK" "$RINGMASTER" doctor job.yaml --set launch.hostfile="$WORK/hostfile" >doctor.txt 2>&1 ||
+  { cat doctor.txt; fail "ringmaster doctor over two hosts failed"; }
+expect_in doctor.txt "reduction alone (shm+mpi)"
+expect_in doctor.txt "  of which sum in shared memory"
+expect_in doctor.txt "  of which chain between hosts"
+grep -E "^reduction alone|^  of which" doctor.txt
 
 # An explicit request the placement cannot meet is refused, naming why:
 # 3 workers over 2 hosts are 2 + 1.

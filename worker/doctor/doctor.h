@@ -40,6 +40,7 @@
 #include <stdio.h>
 
 #define RM_DOCTOR_MAX_GEMMS 192 /* listed; products past these still count in gemm_s */
+#define RM_DOCTOR_MAX_STAGES 2  /* a reduction's stages (rm_step_stats.stage_s) */
 
 typedef struct rm_doctor_gemm {
     char what[80]; /* "layers.0.weight forward" */
@@ -71,6 +72,12 @@ typedef struct rm_doctor_rank {
     double gemm_s;                /* sgemm alone at the step's shapes, summed */
     double allreduce_s;           /* the reduction alone (backend's reduce after a barrier): algbw, busbw */
     double allreduce_algbw_gb_s, allreduce_busbw_gb_s;
+    /* The reduction alone in its stages, where it has more than one (the
+     * hierarchical reduction: the sum in shared memory inside the host,
+     * then the chain between hosts); n_stages 0 otherwise. */
+    int n_stages;
+    char stage_name[RM_DOCTOR_MAX_STAGES][32];
+    double stage_s[RM_DOCTOR_MAX_STAGES];
     int gpu;                      /* the step ran on the GPU backend */
     double h2d_gb_s;              /* page-locked host to device, at the batch's size */
     double h2d_batch_s;           /* one local batch's copy */

@@ -502,10 +502,13 @@ static int probe_reduce_alone(doctor *d, rm_backend *backend, rm_error *err)
         return RM_OK; /* nothing to reduce */
     rm_step_stats stats = {0};
     long reps = 0;
-    double t = 0;
+    double t = 0, stage_sum[RM_DOCTOR_MAX_STAGES] = {0};
     for (int warm = 0; warm < 3; warm++)
         if (backend->reduce(backend, &stats, err) != RM_OK)
             return RM_ERR;
+    /* the stages as the backend times them, this rank's own */
+    int stages = stats.n_stages > 1 ? (stats.n_stages < RM_DOCTOR_MAX_STAGES ? stats.n_stages : RM_DOCTOR_MAX_STAGES)
+                                    : 0;
     /* Every rank runs the same number: t is the same maximum on every one. */
     while (reps < 5 || (t < PROBE_S && reps < 2000)) {
         RM_MPI_CHECK(MPI_Barrier(d->comm), err);
@@ -513,11 +516,18 @@ static int probe_reduce_alone(doctor *d, rm_backend *backend, rm_error *err)
         if (backend->reduce(backend, &stats, err) != RM_OK)
             return RM_ERR;
         double dt = rm_now_s() - t0;
+        for (int k = 0; k < stages; k++)
+            stage_sum[k] += stats.stage_s[k];
         RM_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, d->comm), err);
         t += dt;
         reps++;
     }
     d->me.allreduce_s = t / (double)reps;
+    d->me.n_stages = stages;
+    for (int k = 0; k < stages; k++) {
+        snprintf(d->me.stage_name[k], sizeof d->me.stage_name[k], "%s", stats.stage_name[k]);
+        d->me.stage_s[k] = stage_sum[k] / (double)reps;
+    }
     double bytes = (double)d->model.n_params * sizeof(float);
     d->me.allreduce_algbw_gb_s = bytes / d->me.allreduce_s / 1e9;
     /* the nccl-tests definitions: all-reduce moves 2(n-1)/n of the

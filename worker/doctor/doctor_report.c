@@ -123,6 +123,15 @@ void rm_doctor_print(FILE *out, const rm_config *cfg, const rm_model *model, con
         char what[64];
         snprintf(what, sizeof what, "reduction alone (%s), %.2f MB", r0->reduce, grad_mb);
         fprintf(out, "%-34s %9.2f GB/s %11.3f ms\n", what, WORST(allreduce_algbw_gb_s, 1), WORST(allreduce_s, 0) * 1e3);
+        /* a reduction in stages: each one's time, the slowest rank's */
+        for (int k = 0; k < r0->n_stages; k++) {
+            double worst = 0;
+            for (int r = 0; r < n; r++)
+                worst = fmax(worst, ranks[r].stage_s[k]);
+            char stage[48];
+            snprintf(stage, sizeof stage, "  of which %s", r0->stage_name[k]);
+            fprintf(out, "%-34s %14s %11.3f ms\n", stage, "", worst * 1e3);
+        }
         fprintf(out, "%-34s %9.2f GB/s %14s\n", cfg->zero && strstr(r0->reduce, "zero") ? "busbw (x (n-1)/n)"
                                                                                           : "busbw (x 2(n-1)/n)",
                 WORST(allreduce_busbw_gb_s, 1), "");
@@ -250,6 +259,15 @@ void rm_doctor_write_json(FILE *out, const rm_config *cfg, const rm_model *model
         member(out, "      ", "allreduce_s", n > 1 ? k->allreduce_s : NAN, 0);
         member(out, "      ", "allreduce_algbw_gb_s", n > 1 ? k->allreduce_algbw_gb_s : NAN, 0);
         member(out, "      ", "allreduce_busbw_gb_s", n > 1 ? k->allreduce_busbw_gb_s : NAN, 0);
+        fputs("      \"reduce_stages\": [", out);
+        for (int g = 0; g < k->n_stages; g++) {
+            fprintf(out, "%s{\"stage\": ", g ? ", " : "");
+            rm_json_string(out, k->stage_name[g]);
+            fputs(", \"seconds\": ", out);
+            rm_json_number(out, k->stage_s[g]);
+            fputc('}', out);
+        }
+        fputs("],\n", out);
         fputs("      \"gemms\": [", out);
         for (int g = 0; g < k->n_gemms; g++) {
             const rm_doctor_gemm *x = &k->gemms[g];
