@@ -430,7 +430,8 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
     const float *src[3] = {cb->params, cb->opt.m, cb->opt.v};
     long base[3] = {0, cb->opt.lo, cb->opt.lo};
     for (int k = 0; k < b->n_state; k++)
-        memcpy(dst[k], src[k] + (begin - base[k]), (size_t)(end - begin) * sizeof(float));
+        rm_snapshot_copy(dst[k], src[k] + (begin - base[k]), end - begin);
+    rm_snapshot_copy_done();
     *opt_steps = cb->opt.t;
     return RM_OK;
 }

@@ -4,8 +4,12 @@
 #include "timer.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 static int build_segments(rm_optimizer *opt, const rm_model *model)
 {
@@ -146,6 +150,28 @@ void rm_optimizer_step(rm_optimizer *opt, float *params, const float *grads, dou
     update_range(opt, params, grads, (float)lr, lo, hi);
 }
 
+void rm_snapshot_copy(float *restrict dst, const float *restrict src, long n)
+{
+#if defined(__x86_64__)
+    long i = 0;
+    for (; i < n && ((uintptr_t)(dst + i) & 15u); i++)
+        dst[i] = src[i];
+    for (; i + 4 <= n; i += 4)
+        _mm_stream_ps(dst + i, _mm_loadu_ps(src + i));
+    for (; i < n; i++)
+        dst[i] = src[i];
+#else
+    memcpy(dst, src, (size_t)n * sizeof(float));
+#endif
+}
+
+void rm_snapshot_copy_done(void)
+{
+#if defined(__x86_64__)
+    _mm_sfence();
+#endif
+}
+
 /* Blocks small enough to stay in L1 between their update and their copy. */
 #define SNAPSHOT_BLOCK 2048L
 
@@ -164,9 +190,12 @@ double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float 
         update_range(opt, params, grads, (float)lr, from, to);
         double t0 = rm_now_s();
         for (int k = 0; k < n_state; k++)
-            memcpy(dst[k] + (from - begin), state[k] + (from - base[k]), (size_t)(to - from) * sizeof(float));
+            rm_snapshot_copy(dst[k] + (from - begin), state[k] + (from - base[k]), to - from);
         copy_s += rm_now_s() - t0;
     }
+    double t0 = rm_now_s();
+    rm_snapshot_copy_done();
+    copy_s += rm_now_s() - t0;
     update_range(opt, params, grads, (float)lr, end, hi);
     return copy_s;
 }
