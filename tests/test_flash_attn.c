@@ -27,6 +27,7 @@
 #include "flash_attn_block.h"
 #undef FA_HS
 
+#include "attention_reference.h"
 #include "test_util.h"
 
 static pthread_barrier_t block_barrier;
@@ -187,49 +188,10 @@ START_TEST(fused_attention_matches_the_formulas)
     alloc_tensors(s, &t);
     run_all(s, &t);
 
-    double *y = calloc((size_t)(rows * C), sizeof(double)), *lse = calloc((size_t)(s->n * s->heads * T), sizeof(double));
-    double *dqkv = calloc((size_t)(rows * C3), sizeof(double)), *p = malloc((size_t)T * sizeof(double));
-    double *dp = malloc((size_t)T * sizeof(double)), sc = 1.0 / sqrt((double)hs);
-    ck_assert(y && lse && dqkv && p && dp);
-    for (long b = 0; b < s->n; b++)
-        for (int h = 0; h < s->heads; h++)
-            for (long i = 0; i < T; i++) {
-                const float *q = t.qkv + (b * T + i) * C3 + h * hs, *g = t.dy + (b * T + i) * C + h * hs;
-                double mx = -INFINITY, sum = 0, D = 0;
-                for (long j = 0; j <= i; j++) {
-                    const float *k = t.qkv + (b * T + j) * C3 + C + h * hs;
-                    double dot = 0;
-                    for (long d = 0; d < hs; d++)
-                        dot += (double)q[d] * k[d];
-                    p[j] = dot * sc;
-                    mx = fmax(mx, p[j]);
-                }
-                for (long j = 0; j <= i; j++)
-                    sum += p[j] = exp(p[j] - mx);
-                lse[(b * s->heads + h) * T + i] = mx + log(sum);
-                double *yr = y + (b * T + i) * C + h * hs;
-                for (long j = 0; j <= i; j++) {
-                    const float *v = t.qkv + (b * T + j) * C3 + 2 * C + h * hs;
-                    p[j] /= sum;
-                    dp[j] = 0;
-                    for (long d = 0; d < hs; d++) {
-                        yr[d] += p[j] * v[d];
-                        dp[j] += (double)g[d] * v[d];
-                    }
-                    D += p[j] * dp[j];
-                }
-                for (long j = 0; j <= i; j++) {
-                    const float *k = t.qkv + (b * T + j) * C3 + C + h * hs;
-                    double ds = p[j] * (dp[j] - D);
-                    double *dq = dqkv + (b * T + i) * C3 + h * hs, *dk = dqkv + (b * T + j) * C3 + C + h * hs;
-                    double *dv = dk + C;
-                    for (long d = 0; d < hs; d++) {
-                        dq[d] += sc * ds * k[d];
-                        dk[d] += sc * ds * q[d];
-                        dv[d] += p[j] * g[d];
-                    }
-                }
-            }
+    double *y = malloc((size_t)(rows * C) * sizeof(double)), *lse = malloc((size_t)(s->n * s->heads * T) * sizeof(double));
+    double *dqkv = malloc((size_t)(rows * C3) * sizeof(double));
+    ck_assert(y && lse && dqkv);
+    rmt_attention_reference(t.qkv, t.dy, s->n, T, s->heads, hs, y, lse, dqkv);
     expect_close("y", t.y, y, rows * C, 1e-4);
     expect_close("lse", t.lse, lse, s->n * s->heads * T, 1e-5);
     expect_close("dqkv", t.dqkv, dqkv, rows * C3, 1e-4);
@@ -245,8 +207,6 @@ START_TEST(fused_attention_matches_the_formulas)
     free(y);
     free(lse);
     free(dqkv);
-    free(p);
-    free(dp);
 }
 END_TEST
 

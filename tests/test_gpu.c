@@ -14,6 +14,7 @@
  * Without a usable CUDA device the suite prints why and exits 77, which
  * CTest reports as skipped. It runs unforked (CK_NOFORK: a CUDA context
  * does not survive fork); the ctest TIMEOUT bounds it. */
+#include "attention_reference.h"
 #include "backend.h"
 #include "config.h"
 #include "gpt_cpu.h"
@@ -697,6 +698,65 @@ START_TEST(nccl_sharded_transport_on_one_rank)
 }
 END_TEST
 
+/* --- fused attention against the formulas -------------------------------- */
+
+/* _i: a shape. The fused attention's kernels as flash_attn.cu launches
+ * them, on shapes of several query and key tiles with partial last ones,
+ * every head size with kernels: y, lse and dqkv against the formulas in
+ * double (attention_reference.c), which test_flash_attn also holds the
+ * kernels' block bodies to on the host; here the launch (grid, tile order,
+ * shared memory) and the device's arithmetic are what is new. */
+static const struct {
+    long n, T;
+    int heads;
+    long hs;
+} fa_shapes[] = {{2, 16, 4, 16}, {2, 130, 3, 16}, {1, 200, 2, 32}, {2, 150, 2, 64}};
+
+START_TEST(flash_attn_matches_the_formulas)
+{
+    long n = fa_shapes[_i].n, T = fa_shapes[_i].T, hs = fa_shapes[_i].hs;
+    int heads = fa_shapes[_i].heads;
+    long C = heads * hs, rows = n * T, stats = n * heads * T;
+    float *qkv = random_floats(rows * 3 * C, 60 + (uint64_t)_i, 1.5), *dy = random_floats(rows * C, 70, 1.0);
+    double *y = malloc((size_t)(rows * C) * 8), *lse = malloc((size_t)stats * 8), *dqkv = malloc((size_t)(rows * 3 * C) * 8);
+    ck_assert(y && lse && dqkv);
+    rmt_attention_reference(qkv, dy, n, T, heads, hs, y, lse, dqkv);
+    float *d_qkv = to_device(qkv, (size_t)(rows * 3 * C) * 4), *d_dy = to_device(dy, (size_t)(rows * C) * 4);
+    float *d_y = to_device(NULL, (size_t)(rows * C) * 4), *d_lse = to_device(NULL, (size_t)stats * 4);
+    float *d_D = to_device(NULL, (size_t)stats * 4), *d_dqkv = to_device(NULL, (size_t)(rows * 3 * C) * 4);
+    CUDA_OK(cudaMemset(d_dqkv, 0x7f, (size_t)(rows * 3 * C) * 4)); /* every element must be written */
+    float scale = 1.0f / sqrtf((float)hs);
+    ck_assert(rm_gpu_flash_attn_supports(hs));
+    CUDA_OK(rm_gpu_flash_attn_forward(d_qkv, d_y, d_lse, n, T, heads, hs, scale, 0));
+    CUDA_OK(rm_gpu_flash_attn_backward(d_qkv, d_y, d_dy, d_lse, d_D, d_dqkv, n, T, heads, hs, scale, 0));
+    CUDA_OK(cudaDeviceSynchronize());
+    float *got_y = malloc((size_t)(rows * C) * 4), *got_lse = malloc((size_t)stats * 4);
+    float *got_dqkv = malloc((size_t)(rows * 3 * C) * 4), *want = malloc((size_t)(rows * 3 * C) * 4);
+    from_device(got_y, d_y, (size_t)(rows * C) * 4);
+    from_device(got_lse, d_lse, (size_t)stats * 4);
+    from_device(got_dqkv, d_dqkv, (size_t)(rows * 3 * C) * 4);
+    char what[64];
+    for (long i = 0; i < rows * C; i++)
+        want[i] = (float)y[i];
+    snprintf(what, sizeof what, "fused attention y, T %ld, head size %ld", T, hs);
+    assert_agrees(got_y, want, rows * C, 1e-5, what);
+    for (long i = 0; i < stats; i++)
+        want[i] = (float)lse[i];
+    assert_agrees(got_lse, want, stats, 1e-6, "fused attention lse");
+    for (long i = 0; i < rows * 3 * C; i++)
+        want[i] = (float)dqkv[i];
+    snprintf(what, sizeof what, "fused attention dqkv, T %ld, head size %ld", T, hs);
+    assert_agrees(got_dqkv, want, rows * 3 * C, 1e-5, what);
+    /* the forward again: the same bits */
+    CUDA_OK(rm_gpu_flash_attn_forward(d_qkv, d_y, d_lse, n, T, heads, hs, scale, 0));
+    from_device(want, d_y, (size_t)(rows * C) * 4);
+    ck_assert_msg(memcmp(want, got_y, (size_t)(rows * C) * 4) == 0, "two forwards gave other bits");
+    ck_assert(!rm_gpu_flash_attn_supports(48));
+    cudaFree(d_qkv), cudaFree(d_dy), cudaFree(d_y), cudaFree(d_lse), cudaFree(d_D), cudaFree(d_dqkv);
+    free(qkv), free(dy), free(y), free(lse), free(dqkv), free(got_y), free(got_lse), free(got_dqkv), free(want);
+}
+END_TEST
+
 /* --- GPT-2 against gpt_cpu.c --------------------------------------------- */
 
 #define GPT_LAYERS 2
@@ -903,8 +963,8 @@ END_TEST
 
 /* _i: train.attention (simple, fused). Two GPU runs of the same batch give
  * the same loss and gradient bits: no atomics, fixed reduction orders;
- * and so does a model that recomputes GELU and LayerNorm in backward
- * (train.recompute 2). */
+ * and so do models that recompute GELU, and GELU and LayerNorm, in
+ * backward (train.recompute 1, 2). */
 START_TEST(gpt_gpu_is_deterministic)
 {
     int attention = _i;
@@ -931,15 +991,16 @@ START_TEST(gpt_gpu_is_deterministic)
     from_device(b, dg, (size_t)g.n_params * 4);
     ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0, "loss %.17g then %.17g", l1, l2);
     ck_assert_msg(memcmp(a, b, (size_t)g.n_params * 4) == 0, "two runs gave different gradient bits");
-    rm_gpt_gpu recomputing;
-    ck_assert_msg(rm_gpt_gpu_init(&recomputing, &g, n, RM_PREC_FP32, attention, RM_RECOMPUTE_GELU_LAYERNORM, blas, 0,
-                                  &err) == RM_OK,
-                  "%s", err.msg);
-    gpt_gpu_pass(&recomputing, dp, dg, in, tg, n, 0.01f, 0, NULL, &l2);
-    from_device(b, dg, (size_t)g.n_params * 4);
-    ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0, "recompute 2: loss %.17g, kept %.17g", l2, l1);
-    ck_assert_msg(memcmp(a, b, (size_t)g.n_params * 4) == 0, "recompute 2 gave other gradient bits");
-    rm_gpt_gpu_free(&recomputing);
+    for (int r = RM_RECOMPUTE_GELU; r <= RM_RECOMPUTE_GELU_LAYERNORM; r++) {
+        rm_gpt_gpu recomputing;
+        ck_assert_msg(rm_gpt_gpu_init(&recomputing, &g, n, RM_PREC_FP32, attention, r, blas, 0, &err) == RM_OK, "%s",
+                      err.msg);
+        gpt_gpu_pass(&recomputing, dp, dg, in, tg, n, 0.01f, 0, NULL, &l2);
+        from_device(b, dg, (size_t)g.n_params * 4);
+        ck_assert_msg(memcmp(&l1, &l2, sizeof l1) == 0, "recompute %d: loss %.17g, kept %.17g", r, l2, l1);
+        ck_assert_msg(memcmp(a, b, (size_t)g.n_params * 4) == 0, "recompute %d gave other gradient bits", r);
+        rm_gpt_gpu_free(&recomputing);
+    }
     rm_gpt_gpu_free(&gpu);
     cublasDestroy(blas);
     cudaFree(dp), cudaFree(dg);
@@ -1063,6 +1124,7 @@ static Suite *gpu_suite(void)
     tcase_add_test(steps, nccl_sharded_transport_on_one_rank);
     suite_add_tcase(s, steps);
     TCase *gpt = tcase_create("gpt");
+    tcase_add_loop_test(gpt, flash_attn_matches_the_formulas, 0, (int)(sizeof fa_shapes / sizeof fa_shapes[0]));
     tcase_add_loop_test(gpt, gpt_matches_cpu, 0, 6);
     tcase_add_loop_test(gpt, gpt_gpu_is_deterministic, 0, 2);
     tcase_add_loop_test(gpt, gpt_training_steps_match_cpu, 0, 8);

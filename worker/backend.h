@@ -68,9 +68,10 @@ struct rm_backend {
      * all of them, or its slice under ZeRO-1 and shared-memory reduction. */
     size_t optimizer_state_bytes;
     /* Memory building the backend took, measured where the model lives:
-     * device memory by the driver's count (GPU), or the host heap by the
-     * allocator's (CPU): weights, gradients, optimizer state, activations
-     * and scratch. 0: not measured (an allocator that does not count). */
+     * device memory by the driver's count (GPU), or host memory (CPU): the
+     * heap by the allocator's count plus this worker's part of the
+     * node-shared windows (shm, hierarchical). Weights, gradients,
+     * optimizer state, activations and scratch. */
     size_t memory_bytes;
     /* input, target: n samples as the model's batch holds them (model.h).
      * grad_scale: 1 / (global batch x the model's positions), so the

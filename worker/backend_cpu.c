@@ -585,7 +585,13 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
                          : cb->mode == REDUCE_SHM ? RM_TRANSPORT_SHM
                          : cb->mode == REDUCE_HIER ? RM_TRANSPORT_HIER
                                                   : RM_TRANSPORT_MPI;
+    /* the heap, and under shm and hierarchical this worker's part of the
+     * node-shared windows, which hold its gradient and the parameters the
+     * heap no longer does */
     size_t heap_after = heap_in_use();
-    cb->base.memory_bytes = heap_after > heap_before ? heap_after - heap_before : 0;
+    size_t shared = cb->mode == REDUCE_SHM    ? cb->shm.window_bytes
+                    : cb->mode == REDUCE_HIER ? cb->hier.local.window_bytes
+                                              : 0;
+    cb->base.memory_bytes = (heap_after > heap_before ? heap_after - heap_before : 0) + shared;
     return &cb->base;
 }

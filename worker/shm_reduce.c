@@ -83,6 +83,7 @@ int rm_shm_reduce_init(rm_shm_reduce *r, MPI_Comm comm, long n, const float *ini
         return RM_ERR;
     }
     r->have_windows = 1;
+    r->window_bytes = (size_t)n * sizeof(float) * (r->rank == 0 ? 2 : 1);
     for (int k = 0; k < r->size; k++)
         if (segment_of(r->grad_win, k, &r->segments[k], err) != RM_OK)
             return RM_ERR;

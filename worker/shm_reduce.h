@@ -33,6 +33,7 @@ typedef struct rm_shm_reduce {
     float *grads;      /* this worker's segment, n floats */
     float **segments;  /* every worker's segment, by rank */
     float *params;     /* the shared parameters, n floats */
+    size_t window_bytes; /* what this rank allocated in the shared windows: its segment, and rank 0 the parameters */
     rm_peer_wait peer_wait;
 } rm_shm_reduce;
 

@@ -584,7 +584,7 @@ int main(int argc, char **argv)
             printf("memory: %.1f MiB of %s per worker at start-up (weights, gradients, optimizer state, "
                    "activations; the most of any worker)\n",
                    (double)c.roster.memory_bytes / (1024.0 * 1024.0),
-                   c.roster.backend == RM_BACKEND_GPU ? "device memory" : "host heap");
+                   c.roster.backend == RM_BACKEND_GPU ? "device memory" : "host memory");
         fflush(stdout);
     }
     send_start(&c);

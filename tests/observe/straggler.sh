@@ -42,10 +42,12 @@ st = s["stragglers"][0]
 assert st["worker"] == 1 and st["rank"] == 2 and st["host"], st
 # named once the window (50 steps) is full, after the judgements that
 # confirm it (one every 5 steps, a window's worth) and the detector's 3 s
-# of persistence, whichever is later: at step 95-100 here, later only where
-# the machine makes the steps faster than 3 s per 45; counted in steps, as
-# the seconds stretch with other load on the machine
-assert 90 <= st["first_step"] <= 130, st
+# of persistence, whichever is later: by step 130, or, where the steps are
+# fast enough that 3 s outlast the judgements, within 5 s of the window's
+# end (seconds alone stretch with other load on the machine, steps alone
+# with a fast one)
+slow_s = sum(l["step_s_max"] for l in m[50:st["first_step"]])
+assert st["first_step"] >= 90 and (st["first_step"] <= 130 or slow_s < 3.0 + 2.0), (st, slow_s)
 assert st["slower_by"] > 6, st
 assert st["compute_median_s"] > 6 * st["others_median_s"], st
 e = [e for e in ev if e["event"] == "straggler"]
