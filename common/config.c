@@ -138,6 +138,8 @@ static const key_spec keys[] = {
     {"debug.ckpt_commit_delay_s", DBL(debug_ckpt_commit_delay_s, 0, 3600), "test knob: hold each commit back (fencing)"},
     {"debug.slow_worker", INT(debug_slow_worker, -1, 65535), "test knob: this worker computes slowly; -1: none"},
     {"debug.slow_factor", DBL(debug_slow_factor, 1, 1000), "test knob: the slow worker's compute time multiplier"},
+    {"debug.snapshot_defer", INT(debug_snapshot_defer, -1, 1),
+     "test knob: checkpoint copy in the update's pass (0), in the waits after it (1), as fits (-1)"},
     {"debug.loader_throttle_mb_s", DBL(debug_loader_throttle_mb_s, 0, 1e9), "test knob: cap loader reads, MB/s; 0: off"},
     {"debug.loader_throttle_from_step", INT(debug_loader_throttle_from_step, 0, 1e12), "test knob: throttle from this step"},
 };
@@ -191,6 +193,7 @@ void rm_config_defaults(rm_config *cfg)
     cfg->slowdown_threshold = 1.5;
     cfg->debug_slow_worker = -1;
     cfg->debug_slow_factor = 1;
+    cfg->debug_snapshot_defer = -1;
     cfg->decrypt_cache_mb = 512;
 }
 

@@ -122,6 +122,9 @@ typedef struct rm_config {
     double debug_ckpt_commit_delay_s; /* the coordinator sleeps this long before each checkpoint's commit */
     long debug_slow_worker;          /* -1: off; this worker's compute is stretched by slow_factor */
     double debug_slow_factor;
+    /* -1: each worker chooses; 0: the checkpoint snapshot is copied in the
+     * update's pass; 1: inside the waits after it */
+    long debug_snapshot_defer;
     double debug_loader_throttle_mb_s; /* 0: off; the loader reads at most this fast */
     long debug_loader_throttle_from_step; /* 0-based step from which the throttle applies */
 

@@ -18,6 +18,8 @@
 #include "grad_sync_mpi.h"
 #include "local_rank.h"
 #include "model_shape.h"
+#include "mpi_wait.h"
+#include "optimizer.h"
 #include "shm_reduce.h"
 #include "test_util.h"
 #include "timer.h"
@@ -457,6 +459,55 @@ START_TEST(watchdog_and_heartbeat_while_a_peer_is_late)
 }
 END_TEST
 
+static int snapshot_piece(void *ctx)
+{
+    return rm_snapshot_job_piece(ctx);
+}
+
+/* A checkpoint snapshot handed to the waits: the ranks that wait for a late
+ * one copy it there, piece by piece, and all of it (a 100 ms wait against
+ * well under a millisecond of copying); the late rank, which hardly waits,
+ * copies it when it settles. Either way the copy is exact, and the waits
+ * are counted. */
+START_TEST(idle_work_runs_inside_waits)
+{
+    const long len = 3 * RM_SNAPSHOT_PIECE + 77;
+    float *src[3], *dst[3];
+    for (int k = 0; k < 3; k++) {
+        src[k] = malloc((size_t)len * sizeof(float));
+        dst[k] = calloc((size_t)len, sizeof(float));
+        ck_assert(src[k] && dst[k]);
+        for (long i = 0; i < len; i++)
+            src[k][i] = (float)(k * len + i) * 0.25f + (float)rank;
+    }
+    rm_snapshot_job job;
+    rm_snapshot_job_start(&job, (const float *const *)src, dst, 3, len);
+    rm_idle_work idle = {0};
+    rm_idle_work_begin(&idle, snapshot_piece, &job);
+    rm_peer_wait pw = {.idle = &idle};
+    int late = rank == size - 1;
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (late)
+        usleep(100 * 1000);
+    MPI_Request req;
+    MPI_Ibarrier(MPI_COMM_WORLD, &req);
+    rm_error err = {.errnum = 0};
+    long bad = rm_mpi_wait_all(1, &req, &pw, &err) != RM_OK;
+    if (!late) {
+        bad += job.done != len || idle.active || idle.pieces != 4; /* all of it, in 4 pieces */
+        bad += idle.waited_s < 0.05;
+    }
+    idle.active = 0;
+    rm_snapshot_job_finish(&job);
+    for (int k = 0; k < 3; k++) {
+        bad += memcmp(src[k], dst[k], (size_t)len * sizeof(float)) != 0;
+        free(src[k]);
+        free(dst[k]);
+    }
+    assert_all_ranks_ok(bad, "work inside waits");
+}
+END_TEST
+
 START_TEST(one_rank_has_nothing_to_move)
 {
     float grads[5] = {1, 2, 3, 4, 5};
@@ -592,6 +643,7 @@ static Suite *grad_sync_suite(void)
     tcase_add_test(tc, buckets_start_as_backward_produces_them);
     tcase_add_test(tc, sum_of_scaled_slices_is_the_global_mean);
     tcase_add_test(tc, watchdog_and_heartbeat_while_a_peer_is_late);
+    tcase_add_test(tc, idle_work_runs_inside_waits);
     tcase_add_test(tc, one_rank_has_nothing_to_move);
     tcase_add_test(tc, local_rank_and_device_choice);
     tcase_add_test(tc, traced_step_times_every_bucket);

@@ -86,6 +86,20 @@ struct rm_backend {
      * added to stats->snapshot_s. */
     int (*update_snapshot)(rm_backend *b, double lr, long begin, long end, float *const *dst, long *opt_steps,
                            rm_step_stats *stats, rm_error *err);
+    /* Optional (NULL: update_snapshot takes the copy at once): update, and
+     * the same snapshot taken from the state as it stands after it, copied
+     * a piece at a time while this worker waits on its peers in the next
+     * step; snapshot_settle copies the rest. dst must stay untouched until
+     * then. The worker settles before the state next changes (update,
+     * update_snapshot, snapshot and restore settle first themselves).
+     * Where this worker's waits between two updates would not hold the
+     * copy, it is taken at once as update_snapshot takes it; *deferred
+     * says which. */
+    int (*update_deferred_snapshot)(rm_backend *b, double lr, long begin, long end, float *const *dst,
+                                    long *opt_steps, int *deferred, rm_step_stats *stats, rm_error *err);
+    /* Finishes a deferred snapshot (nothing when none is pending); returns
+     * the share of it (0 to 1) that was copied inside waits. */
+    double (*snapshot_settle)(rm_backend *b);
     int (*evaluate)(rm_backend *b, const void *input, const void *target, long n, double *loss_sum, long *correct,
                     rm_error *err);
     /* Copies the parameters to host memory (n_params floats). */

@@ -82,7 +82,37 @@ typedef struct cpu_backend {
     /* shm on traced steps: the reduction of this worker's slice, shown on
      * the timeline as its one bucket */
     double shm_trace_start_s, shm_trace_done_s;
+    /* a deferred checkpoint snapshot, copied inside waits (peer_wait.idle) */
+    rm_snapshot_job snap_job;
+    rm_idle_work idle;
+    int snap_pending;
+    /* whether a copy would fit: this worker's waits between two updates
+     * (a moving average) against the last snapshot copy's time */
+    double wait_mark_s, wait_avg_s, copy_s;
+    long defer; /* debug.snapshot_defer */
 } cpu_backend;
+
+static int snapshot_piece(void *ctx)
+{
+    return rm_snapshot_job_piece(&((cpu_backend *)ctx)->snap_job);
+}
+
+/* The deferred snapshot's rest, before anything changes the state. */
+static double settle_snapshot(cpu_backend *cb)
+{
+    if (!cb->snap_pending)
+        return 0;
+    cb->idle.active = 0;
+    long hidden = cb->snap_job.done;
+    rm_snapshot_job_finish(&cb->snap_job);
+    cb->snap_pending = 0;
+    return cb->snap_job.len > 0 ? (double)hidden / (double)cb->snap_job.len : 1.0;
+}
+
+static double cpu_snapshot_settle(rm_backend *b)
+{
+    return settle_snapshot((cpu_backend *)b);
+}
 
 static int grad_ready(void *ctx, long offset, rm_error *err)
 {
@@ -361,15 +391,28 @@ static int init_column(cpu_backend *cb, const rm_config *cfg, rm_error *err)
     return RM_OK;
 }
 
+/* The waits since the last update joins the average (every update); the
+ * mark is set after the update's own waits (the parameters' publication),
+ * which a snapshot started after it cannot use. */
+static void note_waits(cpu_backend *cb)
+{
+    double waited = cb->idle.waited_s - cb->wait_mark_s;
+    cb->wait_avg_s = cb->wait_avg_s > 0 ? 0.9 * cb->wait_avg_s + 0.1 * waited : waited;
+}
+
 static int cpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
+    settle_snapshot(cb);
+    note_waits(cb);
     double t0 = rm_now_s();
     cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
     rm_optimizer_step(&cb->opt, cb->params, summed_grads(cb), lr, cb->lo, cb->hi);
     step_column(cb, lr);
     stats->optimizer_s = rm_now_s() - t0;
-    return publish_params(cb, stats, err);
+    int rc = publish_params(cb, stats, err);
+    cb->wait_mark_s = cb->idle.waited_s;
+    return rc;
 }
 
 static int cpu_evaluate(rm_backend *b, const void *input, const void *target, long n, double *loss_sum, long *correct,
@@ -403,35 +446,87 @@ static int cpu_read_params(rm_backend *b, float *out, rm_error *err)
     return RM_OK;
 }
 
+/* The worker's checkpoint slice must lie in the slice it updates: nobody
+ * else changes that one. */
+static int check_slice(const cpu_backend *cb, long begin, long end, rm_error *err)
+{
+    if (begin < cb->lo || end > cb->hi)
+        return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
+                       end, cb->lo, cb->hi);
+    return RM_OK;
+}
+
 static int cpu_update_snapshot(rm_backend *b, double lr, long begin, long end, float *const *dst, long *opt_steps,
                                rm_step_stats *stats, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    if (begin < cb->lo || end > cb->hi)
-        return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
-                       end, cb->lo, cb->hi);
+    settle_snapshot(cb);
+    if (check_slice(cb, begin, end, err) != RM_OK)
+        return RM_ERR;
+    note_waits(cb);
     double t0 = rm_now_s();
     cb->opt.grad_mult = rm_optimizer_clip_factor(cb->grad_clip, stats->grad_norm);
     stats->snapshot_s =
         rm_optimizer_step_snapshot(&cb->opt, cb->params, summed_grads(cb), lr, cb->lo, cb->hi, begin, end, dst);
+    cb->copy_s = stats->snapshot_s;
     step_column(cb, lr);
     stats->optimizer_s = rm_now_s() - t0 - stats->snapshot_s;
     *opt_steps = cb->opt.t;
-    return publish_params(cb, stats, err);
+    int rc = publish_params(cb, stats, err);
+    cb->wait_mark_s = cb->idle.waited_s;
+    return rc;
+}
+
+/* Where [begin, end) of each state tensor lies: the optimizer state starts
+ * at its own lo (v is NULL under SGD). */
+static void state_slices(const cpu_backend *cb, long begin, const float **src)
+{
+    const float *state[3] = {cb->params, cb->opt.m, cb->opt.v};
+    long base[3] = {0, cb->opt.lo, cb->opt.lo};
+    for (int k = 0; k < cb->base.n_state; k++)
+        src[k] = state[k] + (begin - base[k]);
 }
 
 static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, long *opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
-    if (begin < cb->lo || end > cb->hi)
-        return rm_fail(err, "checkpoint slice [%ld, %ld) lies outside the slice [%ld, %ld) this worker updates", begin,
-                       end, cb->lo, cb->hi);
-    /* the optimizer state starts at its own lo (v is NULL under SGD) */
-    const float *src[3] = {cb->params, cb->opt.m, cb->opt.v};
-    long base[3] = {0, cb->opt.lo, cb->opt.lo};
+    settle_snapshot(cb);
+    if (check_slice(cb, begin, end, err) != RM_OK)
+        return RM_ERR;
+    const float *src[3];
+    state_slices(cb, begin, src);
     for (int k = 0; k < b->n_state; k++)
-        rm_snapshot_copy(dst[k], src[k] + (begin - base[k]), end - begin);
+        rm_snapshot_copy(dst[k], src[k], end - begin);
     rm_snapshot_copy_done();
+    *opt_steps = cb->opt.t;
+    return RM_OK;
+}
+
+/* The update, then the snapshot of the state after it copied inside the
+ * waits that follow: the slice is this worker's to change, and it next
+ * changes in this worker's next update, which settles first. Started
+ * after the update's own waits (the parameters' all-gather writes the
+ * buffer the snapshot reads). A worker that hardly waits (the slowest,
+ * which the others wait for) would pay the whole copy cold, outside the
+ * update's pass: it takes it inside the pass, as update_snapshot does,
+ * and so does a worker that has not yet timed one. */
+static int cpu_update_deferred_snapshot(rm_backend *b, double lr, long begin, long end, float *const *dst,
+                                        long *opt_steps, int *deferred, rm_step_stats *stats, rm_error *err)
+{
+    cpu_backend *cb = (cpu_backend *)b;
+    settle_snapshot(cb);
+    double waited = cb->idle.waited_s - cb->wait_mark_s;
+    double avg = cb->wait_avg_s > 0 ? 0.9 * cb->wait_avg_s + 0.1 * waited : waited;
+    *deferred = cb->defer >= 0 ? (int)cb->defer : cb->copy_s > 0 && avg >= cb->copy_s;
+    if (!*deferred)
+        return cpu_update_snapshot(b, lr, begin, end, dst, opt_steps, stats, err);
+    if (check_slice(cb, begin, end, err) != RM_OK || cpu_update(b, lr, stats, err) != RM_OK)
+        return RM_ERR;
+    const float *src[3];
+    state_slices(cb, begin, src);
+    rm_snapshot_job_start(&cb->snap_job, src, dst, b->n_state, end - begin);
+    rm_idle_work_begin(&cb->idle, snapshot_piece, cb);
+    cb->snap_pending = 1;
     *opt_steps = cb->opt.t;
     return RM_OK;
 }
@@ -439,6 +534,7 @@ static int cpu_snapshot(rm_backend *b, long begin, long end, float *const *dst, 
 static int cpu_restore(rm_backend *b, const float *const *state, long opt_steps, rm_error *err)
 {
     cpu_backend *cb = (cpu_backend *)b;
+    settle_snapshot(cb);
     /* shm, hierarchical: each worker writes its own slice of the shared
      * parameters; otherwise each has its own whole copy */
     int shared = cb->mode == REDUCE_SHM || cb->mode == REDUCE_HIER;
@@ -519,6 +615,8 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
         .evaluate = cpu_evaluate,
         .read_params = cpu_read_params,
         .snapshot = cpu_snapshot,
+        .update_deferred_snapshot = cpu_update_deferred_snapshot,
+        .snapshot_settle = cpu_snapshot_settle,
         .restore = cpu_restore,
         .destroy = cpu_destroy,
     };
@@ -529,6 +627,7 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
     cb->grad_clip = cfg->grad_clip;
     cb->requested = cfg->cpu_reduce;
     cb->zero = cfg->zero != 0;
+    cb->defer = cfg->debug_snapshot_defer;
     cb->comm = comm;
     cb->shm.node_comm = MPI_COMM_NULL;
     cb->hier.workers = cb->hier.column = cb->hier.local.node_comm = MPI_COMM_NULL;
@@ -536,7 +635,7 @@ rm_backend *rm_backend_cpu_create(const rm_model *model, const rm_config *cfg, l
      * backend's watchdog does: by then the coordinator would have ended a
      * job with a stuck rank, unless it is gone too */
     cb->peer_wait = (rm_peer_wait){.heartbeat = heartbeat, .ctx = heartbeat_ctx, .heartbeat_s = heartbeat_s,
-                                   .give_up_s = 1.5 * cfg->hang_timeout_s};
+                                   .give_up_s = 1.5 * cfg->hang_timeout_s, .idle = &cb->idle};
     cb->lo = 0;
     cb->hi = model->n_params;
     if (MPI_Comm_size(comm, &cb->comm_size) != MPI_SUCCESS || MPI_Comm_rank(comm, &cb->rank) != MPI_SUCCESS) {

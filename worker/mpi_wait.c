@@ -4,14 +4,30 @@
 #include "mpi_check.h"
 #include "timer.h"
 
+void rm_idle_work_begin(rm_idle_work *w, int (*piece)(void *ctx), void *ctx)
+{
+    w->piece = piece;
+    w->ctx = ctx;
+    w->pieces = 0;
+    w->active = 1;
+}
+
 int rm_mpi_wait_all(int n, MPI_Request *reqs, const rm_peer_wait *pw, rm_error *err)
 {
     double t0 = rm_now_s(), last_beat = t0;
     for (long spins = 0;; spins++) {
         int done;
         RM_MPI_CHECK(MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE), err);
-        if (done)
+        rm_idle_work *idle = pw ? pw->idle : NULL;
+        if (done) {
+            if (idle)
+                idle->waited_s += rm_now_s() - t0;
             return RM_OK;
+        }
+        if (idle && idle->active) {
+            idle->active = idle->piece(idle->ctx);
+            idle->pieces++;
+        }
         if (!pw || (spins & 255) != 0)
             continue;
         double now = rm_now_s();

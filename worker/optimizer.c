@@ -172,6 +172,35 @@ void rm_snapshot_copy_done(void)
 #endif
 }
 
+void rm_snapshot_job_start(rm_snapshot_job *job, const float *const *src, float *const *dst, int n_state, long len)
+{
+    memset(job, 0, sizeof *job);
+    for (int k = 0; k < n_state; k++) {
+        job->src[k] = src[k];
+        job->dst[k] = dst[k];
+    }
+    job->n_state = n_state;
+    job->len = len;
+}
+
+int rm_snapshot_job_piece(rm_snapshot_job *job)
+{
+    long from = job->done, to = from + RM_SNAPSHOT_PIECE < job->len ? from + RM_SNAPSHOT_PIECE : job->len;
+    for (int k = 0; k < job->n_state; k++)
+        rm_snapshot_copy(job->dst[k] + from, job->src[k] + from, to - from);
+    job->done = to;
+    return to < job->len;
+}
+
+void rm_snapshot_job_finish(rm_snapshot_job *job)
+{
+    long from = job->done;
+    for (int k = 0; k < job->n_state; k++)
+        rm_snapshot_copy(job->dst[k] + from, job->src[k] + from, job->len - from);
+    job->done = job->len;
+    rm_snapshot_copy_done();
+}
+
 /* Blocks small enough to stay in L1 between their update and their copy. */
 #define SNAPSHOT_BLOCK 2048L
 

@@ -70,4 +70,25 @@ double rm_optimizer_step_snapshot(rm_optimizer *opt, float *params, const float 
 void rm_snapshot_copy(float *restrict dst, const float *restrict src, long n);
 void rm_snapshot_copy_done(void);
 
+/* A snapshot copied a piece at a time (rm_snapshot_copy's stores): len
+ * floats of each of n_state tensors, src[k] to dst[k], which must stay
+ * unchanged until rm_snapshot_job_finish. The worker copies pieces while
+ * it waits on its peers and the rest before the optimizer's next step. */
+typedef struct rm_snapshot_job {
+    const float *src[3];
+    float *dst[3];
+    int n_state;
+    long len, done;
+} rm_snapshot_job;
+
+void rm_snapshot_job_start(rm_snapshot_job *job, const float *const *src, float *const *dst, int n_state, long len);
+/* Copies the next piece (RM_SNAPSHOT_PIECE floats of each tensor, a few
+ * microseconds); returns 1 while more remain. */
+int rm_snapshot_job_piece(rm_snapshot_job *job);
+/* Copies what remains and orders every store before the snapshot is
+ * handed to another thread. */
+void rm_snapshot_job_finish(rm_snapshot_job *job);
+
+#define RM_SNAPSHOT_PIECE 2048L
+
 #endif

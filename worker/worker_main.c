@@ -43,6 +43,7 @@ typedef struct worker {
     char ckpt_root[RM_DIR_CAP];
     long generation; /* the job's checkpoint generation, from the coordinator */
     long snapshot_opt_steps; /* optimizer updates in the snapshot being written */
+    long snapshot_pending;   /* steps done in a snapshot still being copied (0: none) */
     long local_batch;
     long eval_chunk; /* samples per evaluate call */
     long input_bytes, target_bytes; /* per sample in a batch */
@@ -368,6 +369,19 @@ static void submit_checkpoint(worker *w, long steps_done)
     rm_ckpt_writer_submit(&w->writer, steps_done, dir);
 }
 
+/* A snapshot deferred to the waits of the step after its own: the rest of
+ * its copy, then to the writer. Returns the seconds this took. */
+static double settle_checkpoint(worker *w)
+{
+    if (!w->snapshot_pending)
+        return 0;
+    double t0 = rm_now_s();
+    w->backend->snapshot_settle(w->backend);
+    submit_checkpoint(w, w->snapshot_pending);
+    w->snapshot_pending = 0;
+    return rm_now_s() - t0;
+}
+
 /* N-independent fingerprint of which sample sits at which stream position. */
 static uint64_t batch_digest(const rm_batch *b)
 {
@@ -517,17 +531,29 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
         int nonfinite = !isfinite(stats.grad_norm);
         int flags = b->assign.flags;
         int skip = (flags & RM_ASSIGN_SKIP_UPDATE) || nonfinite;
-        /* The checkpoint snapshot rides on the optimizer's pass over the
-         * state; the stall is what it adds (waiting for the writer, the
-         * copies), measured as such. */
+        /* The checkpoint snapshot is copied inside the waits on the peers
+         * that follow its step's update (where the backend can), the rest
+         * before the next update; else it rides on the optimizer's pass
+         * over the state. The stall is what it adds (waiting for the
+         * writer, the copies outside waits), measured as such, in the step
+         * that pays it. */
         int checkpoint = flags & RM_ASSIGN_CHECKPOINT_AFTER;
-        double stall_s = 0, t_ck = rm_now_s();
+        double stall_s = settle_checkpoint(w), t_ck = rm_now_s();
         if (checkpoint) {
             if (prepare_checkpoint(w, err) != RM_OK)
                 return RM_ERR;
-            stall_s = rm_now_s() - t_ck;
+            stall_s += rm_now_s() - t_ck;
         }
-        if (checkpoint && !skip) {
+        int deferred = 0;
+        if (checkpoint && !skip && !(flags & RM_ASSIGN_LAST) && w->backend->update_deferred_snapshot) {
+            if (w->backend->update_deferred_snapshot(w->backend, lr, w->writer.begin, w->writer.end, w->writer.snap,
+                                                     &w->snapshot_opt_steps, &deferred, &stats, err) != RM_OK)
+                return RM_ERR;
+            if (deferred)
+                w->snapshot_pending = w->step + 1;
+            else
+                stall_s += stats.snapshot_s;
+        } else if (checkpoint && !skip) {
             if (w->backend->update_snapshot(w->backend, lr, w->writer.begin, w->writer.end, w->writer.snap,
                                             &w->snapshot_opt_steps, &stats, err) != RM_OK)
                 return RM_ERR;
@@ -543,7 +569,7 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
                 stall_s += rm_now_s() - t_ck;
             }
         }
-        if (checkpoint)
+        if (checkpoint && !deferred)
             submit_checkpoint(w, w->step + 1);
         rm_msg_report rep = {
             .step = w->step,
@@ -581,6 +607,7 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             break;
     }
     /* The last checkpoint must reach the coordinator before STOP. */
+    settle_checkpoint(w);
     rm_ckpt_writer_wait_idle(&w->writer);
     if (report_checkpoint(w, err) != RM_OK)
         return RM_ERR;
