@@ -725,9 +725,11 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
 
     struct stat st;
     if (stat(cfg->data_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return fail_at(cfg, "data.dir", err,
-                       "dataset directory %s does not exist (make one with `ringmaster data import-idx`)",
-                       cfg->data_dir);
+        return fail_at(cfg, "data.dir", err, "dataset directory %s does not exist (make one with %s)", cfg->data_dir,
+                       cfg->model_type == RM_MODEL_GPT
+                           ? "`ringmaster data import-text` or `import-tokens`; scripts/prepare-brown.sh makes the "
+                             "Brown corpus's"
+                           : "`ringmaster data import-idx`; scripts/prepare-fashion-mnist.sh makes Fashion-MNIST's");
 
     rm_shard_index train = {0}, eval = {0};
     int rc = RM_ERR;
