@@ -40,7 +40,12 @@
 #   5c. with 5b: `ringmaster doctor` on the 124M job, into the run's
 #      directory, its predicted step against the run's;
 #   5d. with time left: the same job for two steps with train.recompute 1
-#      and 2, the device memory each takes at start-up beside 5b's.
+#      and 2, the device memory each takes at start-up beside 5b's and
+#      beside what `ringmaster validate` counts for each;
+#   5e. with time left: the most layers of width 1600 (context 1024, one
+#      sequence a step, recompute 2) that `ringmaster validate
+#      --device-memory` counts into this GPU, trained for two steps: the
+#      largest shape, and its memory against the count.
 #   The speed figures of 5b and 5c are reported, not checked.
 #
 # Time on an H200 (16 cores), what each step should take; the whole stays
@@ -246,6 +251,13 @@ rm_validate() {
   "$bin/ringmaster" validate "$@" "${gpt_sets[@]}" 2>&1 | tail -n 3 | tr '\n' ' '
   return "${PIPESTATUS[0]}"
 }
+# counted_mib CONFIG ARGS...: the device memory per worker ringmaster
+# validate counts for the job (common/gpt_memory.c), in MiB; empty if none
+counted_mib() {
+  "$bin/ringmaster" validate "$@" "${gpt_sets[@]}" 2>/dev/null |
+    sed -n 's/^memory per worker on the GPU backend: \([0-9.]*\) GiB.*/\1/p' |
+    awk 'NF { printf "%.0f", $1 * 1024 }'
+}
 # Sets precision, the one the 124M job runs in: bf16, or tf32 where this
 # ringmaster refuses bf16 for it (the GPU GPT came in fp32/tf32 first); or
 # empty, with the reason in gpt_refusal, when it refuses the job on the GPU.
@@ -271,6 +283,11 @@ if [ $have_gpu = 0 ]; then
     gpt_precision
     if [ -n "$precision" ]; then
       note "ringmaster validate $gpt_config: accepted in $precision"
+      for r in 0 1 2; do
+        note "GPT-2 124M device memory, train.recompute $r, counted: $(counted_mib "$gpt_config" \
+          --set data.dir="$gpt_data/brown-gpt2" --set train.precision="$precision" --set train.attention=fused \
+          --set train.recompute=$r) MiB (fused attention)"
+      done
     else
       note "ringmaster validate $gpt_config on the GPU backend: refused: $gpt_refusal"
     fi
@@ -601,6 +618,7 @@ PY
         fail "the GPT-2 124M report (the runs: $out/$gpt, $out/torch-$gpt.json)"
       # 5d. what train.recompute 1 and 2 save on the same job: the memory
       # each takes at start-up, from two steps each, while time is left
+      note "GPT-2 124M device memory, train.recompute 0: $(counted_mib "$gpt_config" "${gpt_job[@]}") MiB counted by ringmaster validate (5b measured it)"
       for r in 1 2; do
         t=$(cap_s 90)
         if [ "$t" -lt 45 ]; then
@@ -610,12 +628,54 @@ PY
         if job_data=$gpt_data/brown-gpt2 job_timeout=$t run_job $gpt-recompute$r "$gpt_config" \
            --set train.precision="$precision" --set train.attention=$attention --set train.recompute=$r \
            --set train.steps=2 --set train.warmup_steps=1 --set train.eval_tokens=1024; then
-          "${python:-python3}" -c "import json,sys; s=json.load(open(sys.argv[1])); print(f'GPT-2 124M device memory, train.recompute {sys.argv[2]}: {s[\"memory_bytes_per_worker\"] / 2**20:.0f} MiB at start-up')" \
-            "$out/$gpt-recompute$r/summary.json" "$r" | tee -a "$summary"
+          counted=$(counted_mib "$gpt_config" "${gpt_job[@]}" --set train.recompute=$r)
+          "${python:-python3}" -c "import json,sys; s=json.load(open(sys.argv[1])); print(f'GPT-2 124M device memory, train.recompute {sys.argv[2]}: {s[\"memory_bytes_per_worker\"] / 2**20:.0f} MiB at start-up, {sys.argv[3]} MiB counted by ringmaster validate')" \
+            "$out/$gpt-recompute$r/summary.json" "$r" "${counted:-?}" | tee -a "$summary"
         else
           fail "ringmaster run $gpt_config with train.recompute $r (log: $out/$gpt-recompute$r.log)"
         fi
       done
+      # 5e. the largest shape: at width 1600 (GPT-2 XL's, 25 heads),
+      # context 1024, one sequence a step, recompute 2, the most layers
+      # ringmaster validate counts into this device's memory; trained until
+      # its second step is logged (its final checkpoint, 12 bytes a
+      # parameter, is not waited for), while time is left. Reports whether
+      # it trained and the memory it took against the count.
+      t=$(cap_s 240)
+      device_bytes=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits 2>/dev/null | head -n 1)
+      if [ "$t" -lt 150 ] || [ -z "$device_bytes" ]; then
+        note "SKIP 5e (the largest shape): ${t}s left of the ${budget_s}s budget"
+      else
+        big=(--set model.dim=1600 --set model.heads=25 --set train.global_batch=1 --set train.grad_accum=1
+             --set train.recompute=2 --set train.attention=$attention --set train.precision="$precision"
+             --set data.dir="$gpt_data/brown-gpt2" --set train.steps=50 --set train.warmup_steps=1)
+        layers=$("$bin/ringmaster" validate "$gpt_config" "${big[@]}" "${gpt_sets[@]}" --device-memory "${device_bytes}M" 2>&1 |
+                 sed -n 's/^the most layers of dim [0-9]*, context [0-9]* that fit: \([0-9]*\).*/\1/p')
+        if [ -z "$layers" ]; then
+          note "SKIP 5e: ringmaster validate found no shape of width 1600 that fits ${device_bytes} MiB"
+        else
+          big+=(--set model.layers="$layers")
+          counted=$(counted_mib "$gpt_config" "${big[@]}")
+          dir=$out/gpt-largest
+          setsid "$bin/ringmaster" run "$gpt_config" --run-dir "$dir" --set launch.mpirun="$mpirun_cmd" "${big[@]}" \
+            >"$out/gpt-largest.log" 2>&1 &
+          pid=$!
+          deadline=$((SECONDS + t - 15))
+          while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ] &&
+                [ "$(grep -c '"step"' "$dir/metrics.jsonl" 2>/dev/null || true)" -lt 2 ]; do
+            sleep 2
+          done
+          steps=$(grep -c '"step"' "$dir/metrics.jsonl" 2>/dev/null || true)
+          measured=$(grep -o 'memory: [0-9.]* MiB' "$out/gpt-largest.log" | head -n 1 | tr -dc '0-9.')
+          kill -9 -- -"$pid" 2>/dev/null || true
+          wait "$pid" 2>/dev/null || true
+          if [ "${steps:-0}" -ge 2 ]; then
+            note "largest GPT on this device (counted by ringmaster validate): $layers layers x dim 1600, context 1024, 1 sequence a step, recompute 2: trained ${steps} steps; ${measured:-?} MiB at start-up, ${counted:-?} MiB counted"
+          else
+            fail "the largest shape counted to fit ($layers layers x 1600) did not train 2 steps (log: $out/gpt-largest.log)"
+          fi
+        fi
+      fi
     fi
   fi
 fi

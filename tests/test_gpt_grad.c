@@ -10,8 +10,10 @@
  * the product runs with its default attention tiling (one tile) and with
  * 4-row tiles, so the causal tiling (several tiles, a partial last one) is
  * what gets differentiated. */
+#include "config.h"
 #include "gpt_cpu.h"
 #include "gpt_layout.h"
+#include "gpt_memory.h"
 #include "test_util.h"
 
 #include <check.h>
@@ -638,6 +640,54 @@ START_TEST(recompute_keeps_less_and_gives_the_same_bits)
 }
 END_TEST
 
+/* The count `ringmaster validate` prints is what the CPU model allocates,
+ * for every recompute level and shapes with padding in every buffer; and
+ * 124M's figures are the ones docs/gpu.md gives. */
+START_TEST(memory_count_is_what_the_model_allocates)
+{
+    static const long shapes[][5] = {{2, 4, 32, 16, 70}, {3, 2, 24, 9, 300}, {1, 1, 8, 5, 11}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        rm_gpt_layout g;
+        rm_error err;
+        ck_assert_msg(rm_gpt_layout_init(&g, (int)shapes[i][0], (int)shapes[i][1], shapes[i][2], shapes[i][3],
+                                         shapes[i][4], &err) == RM_OK,
+                      "%s", err.msg);
+        for (long batch = 1; batch <= 3; batch += 2)
+            for (int r = 0; r < 3; r++) {
+                rm_gpt_cpu m;
+                ck_assert_msg(rm_gpt_cpu_init(&m, &g, batch, 1, r, &err) == RM_OK, "%s", err.msg);
+                rm_gpt_memory_plan p = {.micro_batch = batch, .local_batch = batch, .recompute = r};
+                size_t counted = rm_gpt_activation_bytes(&g, &p);
+                ck_assert_msg(counted == m.activation_bytes, "shape %zu, batch %ld, recompute %d: counted %zu, allocated %zu",
+                              i, batch, r, counted, m.activation_bytes);
+                rm_gpt_cpu_free(&m);
+            }
+    }
+    rm_gpt_layout g;
+    rm_error err;
+    ck_assert_msg(rm_gpt_layout_init(&g, 12, 12, 768, 1024, 50257, &err) == RM_OK, "%s", err.msg);
+    rm_gpt_memory_plan p = {.gpu = 1, .micro_batch = 16, .local_batch = 32, .precision = RM_PREC_BF16,
+                            .attention = RM_ATT_FUSED, .moments = 2, .state_params = g.n_params};
+    rm_gpt_memory mem;
+    rm_gpt_memory_count(&g, &p, &mem);
+    ck_assert_uint_eq(mem.weights, (size_t)g.n_params * 6);
+    ck_assert_uint_eq(mem.gradients, (size_t)g.n_params * 4);
+    ck_assert_uint_eq(mem.optimizer, (size_t)g.n_params * 8);
+    ck_assert_uint_eq(mem.total, mem.weights + mem.gradients + mem.optimizer + mem.activations + mem.other);
+    /* recompute and the fused attention each keep less; ZeRO-1 on 4 holds a quarter of the moments */
+    size_t fused = mem.activations;
+    p.attention = RM_ATT_SIMPLE;
+    size_t simple = rm_gpt_activation_bytes(&g, &p);
+    ck_assert_msg(simple > fused + (size_t)12 * 16 * 12 * 1024 * 1024 * 4, "simple %zu, fused %zu", simple, fused);
+    p.attention = RM_ATT_FUSED;
+    p.recompute = 2;
+    ck_assert_uint_lt(rm_gpt_activation_bytes(&g, &p), fused);
+    p.state_params = (g.n_params + 3) / 4;
+    rm_gpt_memory_count(&g, &p, &mem);
+    ck_assert_uint_eq(mem.optimizer, (size_t)((g.n_params + 3) / 4) * 8);
+}
+END_TEST
+
 static Suite *gpt_suite(void)
 {
     Suite *s = suite_create("gpt_grad");
@@ -655,6 +705,7 @@ static Suite *gpt_suite(void)
     tcase_add_test(tc_layout, layout_pads_the_vocabulary_and_packs_the_tensors);
     tcase_add_test(tc_layout, layout_refuses_bad_shapes_by_name);
     tcase_add_test(tc_layout, init_params_are_gpt2s_and_deterministic);
+    tcase_add_test(tc_layout, memory_count_is_what_the_model_allocates);
     suite_add_tcase(s, tc_layout);
     return s;
 }

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "gpt_cpu.h"
 #include "gpt_gpu.h"
+#include "gpt_memory.h"
 #include "gpu_ops.h"
 #include "grad_sync.h"
 #include "mlp_cpu.h"
@@ -1132,8 +1133,46 @@ static Suite *gpu_suite(void)
     return s;
 }
 
+/* Host arithmetic, run with or without a device: what rm_gpt_gpu_init
+ * allocates is what common/gpt_memory.c counts (`ringmaster validate`'s
+ * figure), for each precision, attention path and recompute level.
+ * Returns the mismatches. */
+static int memory_count_matches_the_plan(void)
+{
+    static const long shapes[][5] = {{2, 4, 64, 16, 70}, {3, 2, 32, 9, 300}, {12, 12, 768, 1024, 50257}};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        rm_gpt_layout g;
+        rm_error err;
+        if (rm_gpt_layout_init(&g, (int)shapes[i][0], (int)shapes[i][1], shapes[i][2], shapes[i][3], shapes[i][4],
+                               &err) != RM_OK) {
+            printf("test_gpu: %s\n", err.msg);
+            return 1;
+        }
+        for (long batch = 1; batch <= 4; batch += 3)
+            for (int prec = RM_PREC_FP32; prec <= RM_PREC_BF16; prec++)
+                for (int att = RM_ATT_SIMPLE; att <= RM_ATT_FUSED; att++)
+                    for (int r = 0; r < 3; r++) {
+                        rm_gpt_memory_plan p = {.gpu = 1, .micro_batch = batch, .local_batch = batch,
+                                                .precision = prec, .attention = att, .recompute = r};
+                        size_t planned = rm_gpt_gpu_planned_bytes(&g, batch, prec, att, r);
+                        size_t counted = rm_gpt_activation_bytes(&g, &p);
+                        if (planned != counted) {
+                            printf("test_gpu: shape %zu, batch %ld, precision %d, attention %d, recompute %d: "
+                                   "planned %zu bytes, counted %zu\n",
+                                   i, batch, prec, att, r, planned, counted);
+                            bad++;
+                        }
+                    }
+    }
+    return bad;
+}
+
 int main(int argc, char **argv)
 {
+    if (memory_count_matches_the_plan() != 0)
+        return EXIT_FAILURE;
+    printf("test_gpu: the GPT's device memory plan matches the count (host arithmetic)\n");
     char why[512];
     if (rm_gpu_probe(why, sizeof why) == 0) {
         printf("test_gpu: skipped: %s\n", why);

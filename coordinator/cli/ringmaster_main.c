@@ -13,6 +13,7 @@
 #include "idx_import.h"
 #include "launcher.h"
 #include "log.h"
+#include "memory_plan.h"
 #include "run_dir.h"
 #include "run_lock.h"
 #include "security_tool.h"
@@ -43,8 +44,10 @@ static void usage(FILE *out)
             "      mpirun -np 1 ringmaster-coordinator : -np N ringmaster-worker, restart it after failures;\n"
             "      Ctrl-C checkpoints and stops (exit 130), SIGTERM too (exit 75: requeue); --break-lock takes\n"
             "      over the run directory from a job that is gone (see docs/fault-tolerance.md)\n"
-            "  ringmaster validate CONFIG [--workers N] [--set section.key=value ...]\n"
-            "      check a config (and its dataset) without running it\n"
+            "  ringmaster validate CONFIG [--workers N] [--set section.key=value ...] [--device-memory SIZE]\n"
+            "      check a config (and its dataset) without running it; for a GPT, the memory each worker\n"
+            "      will hold, part by part, and with --device-memory (e.g. 80G) whether that fits (exit 3\n"
+            "      when not) and the most layers of this width that would\n"
             "  ringmaster ckpt list|verify RUN_DIR [--step N]\n"
             "  ringmaster ckpt export RUN_DIR [--step N] OUT.safetensors\n"
             "      list, verify (checksums) or export (safetensors) a run's checkpoints\n"
@@ -85,6 +88,7 @@ typedef struct job_args {
     int dry_run;
     int break_lock;
     int run_dir_given;
+    size_t device_memory; /* validate --device-memory */
     char workers_set[64];
     char run_dir_set[RM_PATH_CAP + 16];
 } job_args;
@@ -123,6 +127,12 @@ static int parse_job_args(int argc, char **argv, job_args *a, rm_error *err)
                 a->sets[a->n_sets++] = a->run_dir_set;
                 a->run_dir_given = 1;
             }
+        } else if (strcmp(arg, "--device-memory") == 0) {
+            if (!val)
+                return rm_fail(err, "--device-memory needs a size (e.g. 80G)");
+            if (rm_parse_size(val, &a->device_memory, err) != RM_OK)
+                return RM_ERR;
+            i++;
         } else if (strcmp(arg, "--dry-run") == 0) {
             a->dry_run = 1;
         } else if (strcmp(arg, "--break-lock") == 0) {
@@ -163,7 +173,8 @@ static int cmd_validate(int argc, char **argv)
     }
     printf("%s: ok (%ld training samples, %ld steps, %ld workers)\n", a.config, facts.train_samples,
            rm_config_total_steps(&cfg, facts.train_samples), cfg.workers);
-    return 0;
+    /* exit 3: valid, but more than the device given holds */
+    return rm_print_memory_plan(&cfg, &facts, a.device_memory, stdout) ? 3 : 0;
 }
 
 /* Directory holding this executable, to find the coordinator and worker. */
@@ -612,6 +623,11 @@ static int cmd_run(int argc, char **argv)
     rm_dataset_facts facts;
     if (parse_job_args(argc, argv, &a, &err) != RM_OK) {
         rm_error_log("%s", err.msg);
+        usage(stderr);
+        return 2;
+    }
+    if (a.device_memory) {
+        rm_error_log("--device-memory is an option of ringmaster validate");
         usage(stderr);
         return 2;
     }

@@ -46,6 +46,27 @@ static size_t plan_buffers(rm_gpt_gpu *m, float *base)
     return at;
 }
 
+/* Device bytes besides the arena: the bf16 operands, per-position losses
+ * and zeros, the loss and count, the encoder's backward plan. */
+static size_t side_bytes(const rm_gpt_layout *g, long max_batch, int precision)
+{
+    size_t BT = (size_t)max_batch * (size_t)g->context;
+    size_t bytes = BT * sizeof(double) + sizeof(double) + BT * sizeof(int) + sizeof(long long);
+    bytes += (3 * BT + 1) * sizeof(int32_t);
+    if (precision == RM_PREC_BF16)
+        bytes += 2 * BT * 4 * (size_t)g->dim * 2;
+    return bytes;
+}
+
+size_t rm_gpt_gpu_planned_bytes(const rm_gpt_layout *g, long max_batch, int precision, int attention, int recompute)
+{
+    rm_gpt_gpu m = {.g = *g}; /* only the shape is read */
+    m.max_batch = max_batch;
+    m.attention = attention;
+    m.recompute = recompute;
+    return plan_buffers(&m, NULL) * sizeof(float) + side_bytes(g, max_batch, precision);
+}
+
 int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int precision, int attention,
                     int recompute, cublasHandle_t blas, cudaStream_t stream, rm_error *err)
 {

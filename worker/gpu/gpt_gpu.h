@@ -84,6 +84,10 @@ int rm_gpt_gpu_init(rm_gpt_gpu *m, const rm_gpt_layout *g, long max_batch, int p
                     int recompute, cublasHandle_t blas, cudaStream_t stream, rm_error *err);
 void rm_gpt_gpu_free(rm_gpt_gpu *m);
 
+/* The device bytes rm_gpt_gpu_init allocates for this shape (host
+ * arithmetic: no device needed); common/gpt_memory.c counts the same. */
+size_t rm_gpt_gpu_planned_bytes(const rm_gpt_layout *g, long max_batch, int precision, int attention, int recompute);
+
 /* host_inputs, host_targets: the n x T token ids on the host, checked
  * against the vocabulary before anything is enqueued (the message names the
  * bad id and its position); dev_inputs, dev_targets: the same ids on the
