@@ -729,7 +729,9 @@ int rm_config_validate(rm_config *cfg, rm_dataset_facts *facts, rm_error *err)
                        cfg->model_type == RM_MODEL_GPT
                            ? "`ringmaster data import-text` or `import-tokens`; scripts/prepare-brown.sh makes the "
                              "Brown corpus's"
-                           : "`ringmaster data import-idx`; scripts/prepare-fashion-mnist.sh makes Fashion-MNIST's");
+                       : cfg->model_type == RM_MODEL_MLP
+                           ? "`ringmaster data import-idx`; scripts/prepare-fashion-mnist.sh makes Fashion-MNIST's"
+                           : "`ringmaster data import-idx`, `import-text` or `import-tokens`");
 
     rm_shard_index train = {0}, eval = {0};
     int rc = RM_ERR;

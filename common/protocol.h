@@ -40,7 +40,7 @@ enum rm_tag {
     RM_TAG_TRACE, /* worker -> coordinator: Chrome-trace events of observe.trace_steps */
 };
 
-#define RM_PROTOCOL_VERSION 8 /* 8: HELLO.memory_bytes */
+#define RM_PROTOCOL_VERSION 9 /* 9: REPORT.checkpoint */
 #define RM_DIR_CAP 1024
 #define RM_HOST_CAP 64
 #define RM_REASON_CAP 512
@@ -109,6 +109,11 @@ typedef struct rm_msg_report {
     double grad_norm;       /* of the averaged gradient: the same on every worker */
     int32_t nonfinite;      /* loss or gradient norm was NaN/Inf */
     int32_t update_skipped; /* no update was applied */
+    /* The step's assignment asked for a checkpoint after it. Its stall is
+     * this step's, plus the next step's where the copy went into the
+     * waits after the update (that step carries the rest). */
+    int32_t checkpoint;
+    int32_t reserved;
     uint64_t batch_digest;  /* sum over the slice of mix(position, sample): adds up to an
                              * N-independent fingerprint of the global batch */
     double phase_s[RM_N_PHASES]; /* seconds, indexed by enum rm_phase (step_phase.h) */

@@ -105,6 +105,12 @@ int rm_grad_sync_finish(rm_grad_sync *gs, rm_error *err)
             return RM_ERR;
         if (done)
             break;
+        rm_idle_work *idle = gs->peer_wait.idle; /* a piece of work between polls (mpi_wait.h) */
+        if (idle && idle->active) {
+            idle->active = idle->piece(idle->ctx);
+            idle->pieces++;
+            continue;
+        }
         /* Spin first (a bucket is often microseconds from done), then poll
          * gently so a long wait does not burn the core the loader needs. */
         if (spins < 4096)
@@ -131,6 +137,8 @@ int rm_grad_sync_finish(rm_grad_sync *gs, rm_error *err)
         nanosleep(&pause, NULL);
     }
     gs->wait_s = rm_now_s() - t0;
+    if (gs->peer_wait.idle)
+        gs->peer_wait.idle->waited_s += gs->wait_s;
     gs->next_bucket = 0;
     gs->steps++;
     return RM_OK;

@@ -580,6 +580,7 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             .grad_norm = stats.grad_norm,
             .nonfinite = nonfinite,
             .update_skipped = skip,
+            .checkpoint = checkpoint != 0,
             .batch_digest = batch_digest(b),
             .phase_s =
                 {
@@ -598,8 +599,10 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
             trace_step(w, t0, &rep, &stats);
         RM_MPI_CHECK(MPI_Send(&rep, sizeof rep, MPI_BYTE, 0, RM_TAG_REPORT, MPI_COMM_WORLD), err);
         /* The timeline goes out once its last step is done and any
-         * checkpoint written in it is on disk. */
-        if (w->step >= w->trace.last && !w->ckpt_traced && rm_trace_send(&w->trace, err) != RM_OK)
+         * checkpoint written in it is on disk (one still being copied is
+         * handed to the writer in the next step). */
+        if (w->step >= w->trace.last && !w->ckpt_traced && !w->snapshot_pending &&
+            rm_trace_send(&w->trace, err) != RM_OK)
             return RM_ERR;
         if ((flags & RM_ASSIGN_EVAL_AFTER) && w->cfg.eval_split[0] && evaluate(w, w->step, err) != RM_OK)
             return RM_ERR;

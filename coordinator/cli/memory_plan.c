@@ -5,6 +5,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -26,7 +27,10 @@ int rm_parse_size(const char *text, size_t *bytes, rm_error *err)
     }
     if (*end && strcasecmp(end, "iB") != 0 && strcasecmp(end, "B") != 0)
         return rm_fail(err, "'%s' is not a size (bytes, or a number with K, M, G or T)", text);
-    *bytes = (size_t)(v * unit);
+    double b = v * unit;
+    if (!isfinite(b) || b < 1 || b >= 9.2e18)
+        return rm_fail(err, "'%s' is not a size between 1 byte and 8 EiB", text);
+    *bytes = (size_t)b;
     return RM_OK;
 }
 
@@ -53,6 +57,16 @@ static rm_gpt_memory_plan plan_of(const rm_config *cfg, const rm_gpt_layout *g, 
     };
 }
 
+/* Whether the count could pass what size_t holds: its largest terms, in
+ * double (any shape the config takes stays far from 2^64 once under 2^60). */
+static int too_large(const rm_gpt_layout *g, const rm_config *cfg)
+{
+    double B = (double)(cfg->global_batch / cfg->workers), T = (double)g->context, C = (double)g->dim;
+    double per_seq = (double)g->layers * (20.0 * C * T + (double)g->heads * T * T) + T * (double)g->padded_vocab;
+    double bytes = 4.0 * (B * per_seq + (double)g->heads * T * T + 20.0 * (double)g->n_params);
+    return bytes > 1.15e18;
+}
+
 int rm_print_memory_plan(const rm_config *cfg, const rm_dataset_facts *facts, size_t device_bytes, FILE *out)
 {
     if (cfg->model_type != RM_MODEL_GPT) {
@@ -68,6 +82,11 @@ int rm_print_memory_plan(const rm_config *cfg, const rm_dataset_facts *facts, si
         return 0;
     }
     static const char *const precision[] = {"fp32", "tf32", "bf16"};
+    if (too_large(&model.gpt, cfg)) {
+        fprintf(out, "memory per worker: more than 2^60 bytes (not counted)\n");
+        rm_model_free(&model);
+        return device_bytes > 0;
+    }
     int gpu = cfg->backend != RM_BACKEND_CPU;
     rm_gpt_memory_plan p = plan_of(cfg, &model.gpt, gpu);
     rm_gpt_memory mem;
@@ -94,7 +113,8 @@ int rm_print_memory_plan(const rm_config *cfg, const rm_dataset_facts *facts, si
         for (int layers = 1; layers <= RM_GPT_MAX_LAYERS; layers++) {
             rm_gpt_layout g;
             if (rm_gpt_layout_init(&g, layers, model.gpt.heads, model.gpt.dim, model.gpt.context, model.gpt.vocab,
-                                   &err) != RM_OK)
+                                   &err) != RM_OK ||
+                too_large(&g, cfg))
                 break;
             rm_gpt_memory_plan q = plan_of(cfg, &g, gpu);
             rm_gpt_memory m;

@@ -52,13 +52,20 @@ static void complete_step(rm_metrics *m, rm_step_acc *s)
     double step_s = s->phase[RM_PHASE_STEP][1];
     double samples_per_s = step_s > 0 ? (double)cfg->global_batch / step_s : 0;
     double epoch = (double)(s->step + 1) * (double)cfg->global_batch / (double)m->s.facts->train_samples;
+    /* A checkpoint's stall: its step's, plus the next step's when the
+     * snapshot was copied in the waits after the update (the rest of the
+     * copy lands there). */
     double stall_s = s->phase[RM_PHASE_CKPT_STALL][1];
-    if (stall_s > 0) {
+    if (s->checkpoint) {
         m->ckpt_stalls++;
-        m->ckpt_stall_total_s += stall_s;
-        if (stall_s > m->ckpt_stall_max_s)
-            m->ckpt_stall_max_s = stall_s;
+        m->ckpt_last_stall_s = 0;
     }
+    m->ckpt_last_stall_s += stall_s;
+    m->ckpt_stall_total_s += stall_s;
+    if (m->ckpt_stalls && m->ckpt_last_stall_s > m->ckpt_stall_max_s)
+        m->ckpt_stall_max_s = m->ckpt_last_stall_s;
+    if (!s->checkpoint)
+        m->ckpt_last_stall_s = 0;
     m->steps_done++;
     m->last_loss = loss;
     /* the line is made whole in memory, then appended in one piece */
@@ -364,6 +371,7 @@ int rm_metrics_add_report(rm_metrics *m, const rm_msg_report *r, int worker, lon
     s->grad_norm = r->grad_norm;
     s->nonfinite |= r->nonfinite;
     s->update_skipped |= r->update_skipped;
+    s->checkpoint |= r->checkpoint;
     s->batch_digest += r->batch_digest;
     for (int p = 0; p < RM_N_PHASES; p++)
         accumulate(s->phase[p], r->phase_s[p], workers);

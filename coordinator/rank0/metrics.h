@@ -22,6 +22,7 @@ typedef struct rm_step_acc {
     int reports;
     double loss_sum, count, correct, lr, grad_norm;
     int nonfinite, update_skipped;
+    int checkpoint; /* a checkpoint after this step */
     uint64_t batch_digest;
     double phase[RM_N_PHASES][2]; /* mean, max */
 } rm_step_acc;
@@ -51,8 +52,11 @@ typedef struct rm_metrics {
     double *train_s; /* per worker: the sum of its step times */
     long steps_done, evals_done;
     double last_loss, last_eval_accuracy, last_eval_loss;
+    /* checkpoints, their stalls' sum and largest (the slowest worker's);
+     * ckpt_last_stall_s: the last one's so far, which the step after it
+     * may add to */
     long ckpt_stalls;
-    double ckpt_stall_total_s, ckpt_stall_max_s;
+    double ckpt_stall_total_s, ckpt_stall_max_s, ckpt_last_stall_s;
     /* smoothed (EMA) step and phase times of the slowest worker, for the
      * progress display: one step's figure is too noisy to read */
     double ema_step_s, ema_phase_s[RM_N_PHASES];

@@ -33,6 +33,21 @@ for transport in "shm" "mpi" "mpi zero"; do
   [ "$(digest_of "$WORK/$tag-0")" = "$(digest_of "$WORK/$tag-1")" ] || fail "$transport: final weights differ"
 done
 
+# summary.json's stall is per checkpoint: every step's stall (a deferred
+# copy's rest lands in the step after its checkpoint) over the 6 checkpoints
+for run in shm-0 shm-1 mpi-1; do
+  python3 - "$WORK/$run" <<'PY' || fail "$run: checkpoint_stall_mean_s is not the stalls' sum over the checkpoints"
+import json, sys
+run = sys.argv[1]
+rows = [json.loads(l) for l in open(run + "/metrics.jsonl") if l.startswith('{"step"')]
+total = sum(r.get("ckpt_stall_s_max", 0) for r in rows)
+s = json.load(open(run + "/summary.json"))
+mean, most = s["checkpoint_stall_mean_s"], s["checkpoint_stall_max_s"]
+print(f"{run}: stalls sum {total * 1e3:.3f} ms over 6 checkpoints; summary mean {mean * 1e3:.3f} ms, max {most * 1e3:.3f} ms")
+sys.exit(not (abs(mean - total / 6) <= 1e-6 + 1e-4 * mean and most >= mean > 0))
+PY
+done
+
 # a worker killed after step 120's commit: the supervisor resumes from that
 # snapshot, copied in the waits, and ends on the uninterrupted weights
 dir=$WORK/resumed
