@@ -544,8 +544,14 @@ static int train(worker *w, const rm_msg_start *start, rm_error *err)
                 return RM_ERR;
             stall_s += rm_now_s() - t_ck;
         }
+        /* Not when the next step checkpoints too: it would wait for this
+         * write, which a deferred copy starts a step later. */
+        rm_batch *after;
+        int next_checkpoint =
+            rm_loader_peek(&w->loader, &after) && (after->assign.flags & RM_ASSIGN_CHECKPOINT_AFTER);
         int deferred = 0;
-        if (checkpoint && !skip && !(flags & RM_ASSIGN_LAST) && w->backend->update_deferred_snapshot) {
+        if (checkpoint && !skip && !(flags & RM_ASSIGN_LAST) && !next_checkpoint &&
+            w->backend->update_deferred_snapshot) {
             if (w->backend->update_deferred_snapshot(w->backend, lr, w->writer.begin, w->writer.end, w->writer.snap,
                                                      &w->snapshot_opt_steps, &deferred, &stats, err) != RM_OK)
                 return RM_ERR;

@@ -139,10 +139,26 @@ static int decide_flags(rm_assign *a, long step, rm_error *err)
      * its model in the checkpoint root, periodic checkpoints or not. */
     if (last)
         flags |= RM_ASSIGN_LAST | RM_ASSIGN_CHECKPOINT_AFTER;
-    if (cfg->ckpt_every_steps > 0 && (step + 1) % cfg->ckpt_every_steps == 0)
+    int periodic = a->ckpt_owed || (cfg->ckpt_every_steps > 0 && (step + 1) % cfg->ckpt_every_steps == 0) ||
+                   (cfg->ckpt_every_seconds > 0 && rm_now_s() - a->last_ckpt_request_s >= cfg->ckpt_every_seconds);
+    /* Checkpoints asked for faster than they are written (a small
+     * checkpoint.every_steps, steps handed out ahead): a periodic one
+     * waits for room, the last one always has it. */
+    if (periodic && !last && rm_ckpt_coord_in_flight(a->s.ckpt) >= RM_CKPT_COORD_PENDING - 1) {
+        if (!a->ckpt_owed_warned) {
+            rm_progress_break(a->s.progress);
+            rm_warn("checkpoints are asked for faster than they are written (%d in flight): each further one "
+                    "waits for the one before to commit",
+                    RM_CKPT_COORD_PENDING - 1);
+        }
+        a->ckpt_owed_warned = 1;
+        a->ckpt_owed = 1;
+        periodic = 0;
+    }
+    if (periodic && !last) {
         flags |= RM_ASSIGN_CHECKPOINT_AFTER;
-    if (cfg->ckpt_every_seconds > 0 && rm_now_s() - a->last_ckpt_request_s >= cfg->ckpt_every_seconds)
-        flags |= RM_ASSIGN_CHECKPOINT_AFTER;
+        a->ckpt_owed = 0;
+    }
     if (rm_assign_is_skip_step(a, step))
         flags |= RM_ASSIGN_SKIP_UPDATE;
     if (flags & RM_ASSIGN_CHECKPOINT_AFTER) {

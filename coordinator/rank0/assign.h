@@ -47,6 +47,10 @@ typedef struct rm_assign {
     int stopped_on;      /* the stop signal acted on, or 0 */
     long evals_expected; /* evaluations asked for so far */
     double last_ckpt_request_s;
+    /* a periodic checkpoint put off while earlier ones were still being
+     * written (taken by the next step with room), and whether that was
+     * said */
+    int ckpt_owed, ckpt_owed_warned;
     rm_step_flags *flags; /* ring of `ahead` */
     uint8_t *send_bufs;                      /* per worker, a ring of `ahead` messages */
     size_t send_buf_bytes;

@@ -6,7 +6,8 @@
 # parameter and checkpoints a slice), and under ZeRO-1. Every checkpoint
 # of the run is kept and compared file by file (the manifests' checksums);
 # a run resumed from a snapshot copied in the waits ends on the same
-# weights as the uninterrupted run.
+# weights as the uninterrupted run. A checkpoint asked for after every
+# step does not stop the run.
 source "$(dirname "$0")/lib.sh"
 
 # checksums RUN_DIR: "step-N worker checksum" for every committed checkpoint
@@ -48,6 +49,21 @@ sys.exit(not (abs(mean - total / 6) <= 1e-6 + 1e-4 * mean and most >= mean > 0))
 PY
 done
 
+# a checkpoint after every step, faster than they are written: the run goes
+# on (each further one waits for room, said once) to the same weights as
+# without periodic checkpoints, and ends on its last step's
+every=$WORK/every-step
+run_job "$every" --set train.steps=60 --set checkpoint.every_steps=1 >"$WORK/every-step.log" 2>&1 ||
+  { cat "$WORK/every-step.log"; fail "checkpoint.every_steps 1: the run failed"; }
+grep -q "checkpoints are asked for faster than they are written" "$WORK/every-step.log" ||
+  fail "checkpoint.every_steps 1: no word that checkpoints wait"
+n=$(grep -c '"checkpoint"' "$every/events.jsonl" || true)
+[ "$n" -ge 10 ] || fail "checkpoint.every_steps 1: only $n checkpoints in 60 steps"
+"$RM" ckpt list "$every" | grep -q "^step-00000060 .*(latest)" || fail "checkpoint.every_steps 1: the last step's is not the latest"
+run_job "$WORK/no-periodic" --set train.steps=60 --set checkpoint.every_steps=0 >"$WORK/no-periodic.log" 2>&1 ||
+  { cat "$WORK/no-periodic.log"; fail "the run without periodic checkpoints failed"; }
+[ "$(digest_of "$every")" = "$(digest_of "$WORK/no-periodic")" ] || fail "checkpoint.every_steps 1 changed the weights"
+
 # a worker killed after step 120's commit: the supervisor resumes from that
 # snapshot, copied in the waits, and ends on the uninterrupted weights
 dir=$WORK/resumed
@@ -60,4 +76,4 @@ wait_job
 from=$(json_field "$dir/summary.json" resumed_from_step)
 [ "$from" -ge 120 ] && [ "$from" -lt 240 ] || fail "resumed from step $from, not from a periodic checkpoint"
 [ "$(digest_of "$dir")" = "$(digest_of "$WORK/shm-0")" ] || fail "resumed from a snapshot copied in the waits: other weights"
-echo "snapshot_copy: ok (6 checkpoints each on shm, mpi and mpi+zero: the same bytes copied in the update's pass or in the waits; resumed from step $from to the same weights)"
+echo "snapshot_copy: ok (6 checkpoints each on shm, mpi and mpi+zero: the same bytes copied in the update's pass or in the waits; $n checkpoints in 60 steps asked for after each; resumed from step $from to the same weights)"
