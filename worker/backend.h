@@ -97,9 +97,8 @@ struct rm_backend {
      * says which. */
     int (*update_deferred_snapshot)(rm_backend *b, double lr, long begin, long end, float *const *dst,
                                     long *opt_steps, int *deferred, rm_step_stats *stats, rm_error *err);
-    /* Finishes a deferred snapshot (nothing when none is pending); returns
-     * the share of it (0 to 1) that was copied inside waits. */
-    double (*snapshot_settle)(rm_backend *b);
+    /* Finishes a deferred snapshot (nothing when none is pending). */
+    void (*snapshot_settle)(rm_backend *b);
     int (*evaluate)(rm_backend *b, const void *input, const void *target, long n, double *loss_sum, long *correct,
                     rm_error *err);
     /* Copies the parameters to host memory (n_params floats). */

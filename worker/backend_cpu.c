@@ -98,20 +98,18 @@ static int snapshot_piece(void *ctx)
 }
 
 /* The deferred snapshot's rest, before anything changes the state. */
-static double settle_snapshot(cpu_backend *cb)
+static void settle_snapshot(cpu_backend *cb)
 {
     if (!cb->snap_pending)
-        return 0;
+        return;
     cb->idle.active = 0;
-    long hidden = cb->snap_job.done;
     rm_snapshot_job_finish(&cb->snap_job);
     cb->snap_pending = 0;
-    return cb->snap_job.len > 0 ? (double)hidden / (double)cb->snap_job.len : 1.0;
 }
 
-static double cpu_snapshot_settle(rm_backend *b)
+static void cpu_snapshot_settle(rm_backend *b)
 {
-    return settle_snapshot((cpu_backend *)b);
+    settle_snapshot((cpu_backend *)b);
 }
 
 static int grad_ready(void *ctx, long offset, rm_error *err)
@@ -391,13 +389,19 @@ static int init_column(cpu_backend *cb, const rm_config *cfg, rm_error *err)
     return RM_OK;
 }
 
-/* The waits since the last update joins the average (every update); the
- * mark is set after the update's own waits (the parameters' publication),
- * which a snapshot started after it cannot use. */
-static void note_waits(cpu_backend *cb)
+/* The average with the waits since the last update in it; the mark is
+ * set after the update's own waits (the parameters' publication), which a
+ * snapshot started after it cannot use. */
+static double waits_average(const cpu_backend *cb)
 {
     double waited = cb->idle.waited_s - cb->wait_mark_s;
-    cb->wait_avg_s = cb->wait_avg_s > 0 ? 0.9 * cb->wait_avg_s + 0.1 * waited : waited;
+    return cb->wait_avg_s > 0 ? 0.9 * cb->wait_avg_s + 0.1 * waited : waited;
+}
+
+/* Every update takes its waits into the average. */
+static void note_waits(cpu_backend *cb)
+{
+    cb->wait_avg_s = waits_average(cb);
 }
 
 static int cpu_update(rm_backend *b, double lr, rm_step_stats *stats, rm_error *err)
@@ -515,9 +519,7 @@ static int cpu_update_deferred_snapshot(rm_backend *b, double lr, long begin, lo
 {
     cpu_backend *cb = (cpu_backend *)b;
     settle_snapshot(cb);
-    double waited = cb->idle.waited_s - cb->wait_mark_s;
-    double avg = cb->wait_avg_s > 0 ? 0.9 * cb->wait_avg_s + 0.1 * waited : waited;
-    *deferred = cb->defer >= 0 ? (int)cb->defer : cb->copy_s > 0 && avg >= cb->copy_s;
+    *deferred = cb->defer >= 0 ? (int)cb->defer : cb->copy_s > 0 && waits_average(cb) >= cb->copy_s;
     if (!*deferred)
         return cpu_update_snapshot(b, lr, begin, end, dst, opt_steps, stats, err);
     if (check_slice(cb, begin, end, err) != RM_OK || cpu_update(b, lr, stats, err) != RM_OK)

@@ -105,12 +105,8 @@ int rm_grad_sync_finish(rm_grad_sync *gs, rm_error *err)
             return RM_ERR;
         if (done)
             break;
-        rm_idle_work *idle = gs->peer_wait.idle; /* a piece of work between polls (mpi_wait.h) */
-        if (idle && idle->active) {
-            idle->active = idle->piece(idle->ctx);
-            idle->pieces++;
+        if (rm_idle_work_piece(gs->peer_wait.idle)) /* work between polls (mpi_wait.h) */
             continue;
-        }
         /* Spin first (a bucket is often microseconds from done), then poll
          * gently so a long wait does not burn the core the loader needs. */
         if (spins < 4096)

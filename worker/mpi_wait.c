@@ -12,6 +12,15 @@ void rm_idle_work_begin(rm_idle_work *w, int (*piece)(void *ctx), void *ctx)
     w->active = 1;
 }
 
+int rm_idle_work_piece(rm_idle_work *w)
+{
+    if (!w || !w->active)
+        return 0;
+    w->active = w->piece(w->ctx);
+    w->pieces++;
+    return 1;
+}
+
 int rm_mpi_wait_all(int n, MPI_Request *reqs, const rm_peer_wait *pw, rm_error *err)
 {
     double t0 = rm_now_s(), last_beat = t0;
@@ -24,10 +33,7 @@ int rm_mpi_wait_all(int n, MPI_Request *reqs, const rm_peer_wait *pw, rm_error *
                 idle->waited_s += rm_now_s() - t0;
             return RM_OK;
         }
-        if (idle && idle->active) {
-            idle->active = idle->piece(idle->ctx);
-            idle->pieces++;
-        }
+        rm_idle_work_piece(idle);
         if (!pw || (spins & 255) != 0)
             continue;
         double now = rm_now_s();

@@ -24,6 +24,10 @@ typedef struct rm_idle_work {
  * it returns 0 or the owner takes the job back (w->active = 0). */
 void rm_idle_work_begin(rm_idle_work *w, int (*piece)(void *ctx), void *ctx);
 
+/* A wait's turn between two polls: one piece, if w (may be NULL) has one
+ * left. Returns 1 when it did one. */
+int rm_idle_work_piece(rm_idle_work *w);
+
 /* Called now and then while a rank waits on its peers. May be NULL. */
 typedef struct rm_peer_wait {
     int (*heartbeat)(void *ctx, rm_error *err);
